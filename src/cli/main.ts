@@ -1,0 +1,172 @@
+/**
+ * The `polyproxy` command (DESIGN.md §3):
+ *   polyproxy [start] --config FILE
+ *   polyproxy check --config FILE
+ *   polyproxy --protocol postgres --port 6432 --backend 127.0.0.1:5432
+ *   polyproxy demo
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile, parseConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { log } from '../core/logger.ts';
+import { runDemo } from '../demo/run-demo.ts';
+import { exitOnSignals } from '../supervisor/lifecycle.ts';
+import { startProxy } from '../supervisor/proxy.ts';
+import { runSupervisor } from '../supervisor/supervisor.ts';
+
+const USAGE = `polyproxy — protocol-aware multi-tenant proxy
+
+Usage:
+  polyproxy --config FILE               run the proxy (also: polyproxy start --config FILE)
+  polyproxy check --config FILE         validate a config file; exit 1 naming the bad field
+  polyproxy --protocol P --port N --backend HOST:PORT
+                                        one listener with a fixed backend, no file needed
+  polyproxy demo                        the proxy with embedded demo backends
+
+Options:
+  -c, --config FILE     YAML or JSON config file
+      --protocol P      postgres | tcp        (one-line start)
+      --port N          listening port        (one-line start)
+      --host H          listening address     (one-line start, default 0.0.0.0)
+      --backend E       host:port, [v6]:port or unix:/path (one-line start)
+      --workers N       worker processes (default: config, else CPU count)
+      --log-level L     fatal | error | warn | info | debug | trace | silent
+  -h, --help            this help
+  -v, --version         print the version`;
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  protocol: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  backend: { type: 'string', multiple: true },
+  workers: { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`polyproxy: ${(err as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (values.version === true) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const command = positionals[0] ?? 'start';
+  if (positionals.length > 1 || !['start', 'check', 'demo'].includes(command)) {
+    process.stderr.write(`polyproxy: unknown command "${positionals.join(' ')}"\n\n${USAGE}\n`);
+    return 2;
+  }
+
+  if (command === 'demo') return runDemo();
+
+  let config: Config;
+  try {
+    config = await configFrom(values);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`polyproxy: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (command === 'check') {
+    process.stdout.write(`ok: ${config.listeners.length} listener(s), ${Object.keys(config.routes).length} route(s), ${config.workers} worker(s)\n`);
+    return 0;
+  }
+  await run(config);
+  return -1; // keep running
+}
+
+type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+
+async function configFrom(values: Values): Promise<Config> {
+  const overrides: Record<string, unknown> = {};
+  if (values.workers !== undefined) overrides.workers = toInt(values.workers, '--workers');
+  if (values['log-level'] !== undefined) overrides.logLevel = values['log-level'];
+  if (values.config !== undefined) {
+    if (values.protocol !== undefined || values.backend !== undefined) throw new ConfigError('use either --config or --protocol/--port/--backend, not both');
+    const config = await loadConfigFile(values.config);
+    return Object.keys(overrides).length === 0 ? config : parseConfig({ ...config, ...overrides }, process.cwd(), values.config);
+  }
+  if (values.protocol === undefined && values.port === undefined && values.backend === undefined) {
+    throw new ConfigError(`nothing to run: give --config FILE or --protocol/--port/--backend\n\n${USAGE}`);
+  }
+  if (values.protocol === undefined) throw new ConfigError('--protocol is required for a one-line start');
+  if (values.port === undefined) throw new ConfigError('--port is required for a one-line start');
+  if (values.backend === undefined) throw new ConfigError('--backend is required for a one-line start');
+  const backend = values.backend.length === 1 ? values.backend[0] : values.backend;
+  return parseConfig(
+    {
+      workers: 1,
+      ...overrides,
+      listeners: [{ name: values.protocol, protocol: values.protocol, port: toInt(values.port, '--port'), backend, ...(values.host === undefined ? {} : { host: values.host }) }],
+    },
+    process.cwd(),
+    'command line',
+  );
+}
+
+function toInt(text: string, flag: string): number {
+  if (!/^\d+$/.test(text)) throw new ConfigError(`${flag}: expected a whole number, got "${text}"`);
+  return Number(text);
+}
+
+/** Runs until a signal drains it. */
+export async function run(config: Config): Promise<void> {
+  const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+  if (config.workers === 1) {
+    const proxy = await startProxy(config);
+    exitOnSignals(proxy, timeoutMs);
+    log.info({ listeners: proxy.bound, workers: 1 }, 'polyproxy ready');
+    return;
+  }
+  const supervisor = await runSupervisor(config);
+  log.info({ listeners: supervisor.bound, workers: config.workers, pids: supervisor.workers() }, 'polyproxy ready');
+  let stopping = false;
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down: draining workers');
+      supervisor.drain().then(() => {
+        log.info('shutdown complete');
+        process.exit(0);
+      });
+    });
+  }
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export function runCli(): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code >= 0) process.exitCode = code;
+    },
+    (err: unknown) => {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`polyproxy: ${err.message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      log.fatal({ err }, 'polyproxy failed to start');
+      process.exitCode = 1;
+    },
+  );
+}

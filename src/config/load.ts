@@ -1,0 +1,59 @@
+/**
+ * Loads and validates a config file (YAML or JSON; YAML is a superset).
+ * Relative paths in the file (certificates, resolver module) are resolved
+ * against the file's folder, so a config works from any working directory.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { ZodError } from 'zod';
+import { configSchema } from './schema.ts';
+import type { Config } from './schema.ts';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** One line per problem, each naming the field: `listeners.0.port: Invalid input: expected number, received string`. */
+export function formatIssues(error: ZodError): string {
+  return error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`).join('\n');
+}
+
+/** Validates an already-parsed object; `baseDir` anchors relative paths. */
+export function parseConfig(raw: unknown, baseDir: string, source = 'config'): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw new ConfigError(`${source} is invalid:\n${formatIssues(result.error)}`);
+  return resolvePaths(result.data, baseDir);
+}
+
+export async function loadConfigFile(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    throw new ConfigError(`${file} is not valid YAML or JSON: ${(err as Error).message}`);
+  }
+  return parseConfig(raw, path.dirname(path.resolve(file)), file);
+}
+
+function resolvePaths(config: Config, baseDir: string): Config {
+  const abs = (p: string): string => path.resolve(baseDir, p);
+  return {
+    ...config,
+    resolver: config.resolver.module === undefined ? config.resolver : { ...config.resolver, module: abs(config.resolver.module) },
+    listeners: config.listeners.map((listener) =>
+      listener.tls === undefined
+        ? listener
+        : { ...listener, tls: { ...listener.tls, cert: abs(listener.tls.cert), key: abs(listener.tls.key), ...(listener.tls.ca === undefined ? {} : { ca: abs(listener.tls.ca) }) } },
+    ),
+  };
+}

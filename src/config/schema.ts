@@ -1,0 +1,114 @@
+/**
+ * The config file's schema (DESIGN.md §3). Strict objects: a misspelt field
+ * is an error that names it, never silently ignored.
+ */
+import os from 'node:os';
+import { z } from 'zod';
+import { parseEndpoint } from '../core/endpoint.ts';
+import { LOG_LEVELS } from '../core/logger.ts';
+import { SsrfGuard } from '../core/ssrf-guard.ts';
+
+const endpoint = z.string().superRefine((value, ctx) => {
+  try {
+    parseEndpoint(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+const endpointList = z.union([endpoint, z.array(endpoint).min(1)]);
+
+const allowEntry = z.string().superRefine((value, ctx) => {
+  try {
+    SsrfGuard.validateAllowEntry(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+const positiveMs = z.number().int().positive();
+
+export const tlsSchema = z.strictObject({
+  cert: z.string().min(1),
+  key: z.string().min(1),
+  /** CA bundle used to verify client certificates. */
+  ca: z.string().min(1).optional(),
+  /** Refuse clients without a certificate signed by `ca`. */
+  requireClientCert: z.boolean().default(false),
+});
+
+const listenerCommon = {
+  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, "_", "." or "-"').optional(),
+  host: z.string().min(1).default('0.0.0.0'),
+  port: z.number().int().min(0).max(65535),
+  tls: tlsSchema.optional(),
+  /** A fixed backend for every connection: skips routing. */
+  backend: endpointList.optional(),
+  connectTimeoutMs: positiveMs.default(5000),
+  /** Close sessions with no traffic either way for this long; 0 keeps them forever. */
+  idleTimeoutMs: z.number().int().min(0).default(0),
+  /** Time a client has to complete its opening (startup packet, TLS handshake). */
+  handshakeTimeoutMs: positiveMs.default(10000),
+  /** Concurrent connections on this listener; 0 = unlimited. */
+  maxConnections: z.number().int().min(0).default(0),
+};
+
+export const postgresListenerSchema = z.strictObject({ ...listenerCommon, protocol: z.literal('postgres') });
+export const tcpListenerSchema = z.strictObject({ ...listenerCommon, protocol: z.literal('tcp'), backend: endpointList });
+
+export const listenerSchema = z.discriminatedUnion('protocol', [postgresListenerSchema, tcpListenerSchema], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'protocol must be one of: postgres, tcp' : undefined),
+});
+
+const routeValue = z.union([endpoint, z.array(endpoint).min(1), z.strictObject({ primary: endpoint, replicas: z.array(endpoint).optional() })]);
+
+export const configSchema = z
+  .strictObject({
+    /** Worker processes sharing the listening ports. */
+    workers: z.number().int().min(1).max(256).default(() => os.availableParallelism()),
+    logLevel: z.enum(LOG_LEVELS).default('info'),
+    /** How long a drain (SIGTERM/SIGINT) lets open sessions finish before closing them. */
+    shutdownTimeoutSeconds: z.number().min(0).default(30),
+    security: z
+      .strictObject({
+        allowPrivateBackends: z.boolean().default(false),
+        allowBackends: z.array(allowEntry).default([]),
+      })
+      .default({ allowPrivateBackends: false, allowBackends: [] }),
+    cache: z
+      .strictObject({
+        ttlSeconds: z.number().min(0).default(60),
+        maxEntries: z.number().int().min(1).default(100000),
+      })
+      .default({ ttlSeconds: 60, maxEntries: 100000 }),
+    routes: z.record(z.string().min(1), routeValue).default({}),
+    resolver: z
+      .strictObject({
+        /** A JS/TS module whose default export is a Resolver or a function (config) => Resolver. */
+        module: z.string().min(1).optional(),
+        /** Resolver calls slower than this fail with TIMEOUT. */
+        timeoutMs: positiveMs.default(5000),
+      })
+      .default({ timeoutMs: 5000 }),
+    listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
+  })
+  .superRefine((config, ctx) => {
+    const names = new Set<string>();
+    const ports = new Set<string>();
+    config.listeners.forEach((listener, i) => {
+      const name = listener.name ?? `${listener.protocol}-${listener.port}`;
+      if (names.has(name)) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'name'], message: `duplicate listener name "${name}"` });
+      names.add(name);
+      const port = `${listener.host}:${listener.port}`;
+      if (listener.port !== 0 && ports.has(port)) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'port'], message: `port ${listener.port} is used by another listener` });
+      ports.add(port);
+      if (listener.tls?.requireClientCert === true && listener.tls.ca === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['listeners', i, 'tls', 'ca'], message: 'requireClientCert needs a ca to verify client certificates against' });
+      }
+    });
+  });
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type ListenerConfig = Config['listeners'][number];
+export type TlsConfig = z.output<typeof tlsSchema>;

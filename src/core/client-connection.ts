@@ -1,0 +1,234 @@
+/**
+ * The client side of a session while its opening is read: buffered reads
+ * driven by pure parsers, TLS upgrade in place, and the native error on
+ * failure. Once the opening is done, detach() hands the socket to the relay
+ * with any bytes the client pipelined after its opening.
+ */
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import { PolyproxyError } from './errors.ts';
+import type { TlsInfo } from './resolver.ts';
+
+/** Returns the parsed value and how many bytes it used, or undefined to wait for more. Throws PolyproxyError('PROTOCOL') on bad input. */
+export type OpeningParser<T> = (buffered: Buffer) => { value: T; consumed: number } | undefined;
+
+export interface TlsServerSettings {
+  readonly secureContext: tls.SecureContext;
+  readonly requestCert: boolean;
+  readonly requireClientCert: boolean;
+  readonly alpnProtocols?: readonly string[];
+}
+
+const EMPTY = Buffer.alloc(0);
+
+interface Waiter {
+  parse: OpeningParser<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+export class ClientConnection {
+  socket: Socket;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly #maxBuffered: number;
+  readonly #tlsSettings: TlsServerSettings | null;
+  #pending: Buffer = EMPTY;
+  #waiter: Waiter | null = null;
+  #error: Error | null = null;
+  #tls: TlsInfo | undefined = undefined;
+  #onData = (chunk: Buffer): void => this.#receive(chunk);
+  #onEnd = (): void => this.#abortWith(new PolyproxyError('PROTOCOL', 'client closed the connection during its opening', { source: 'client' }));
+  #onError = (err: Error): void => this.#abortWith(new PolyproxyError('PROTOCOL', `client socket error: ${err.message}`, { source: 'client', cause: err }));
+
+  constructor(socket: Socket, options: { maxOpeningBytes: number; tls: TlsServerSettings | null }) {
+    this.socket = socket;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.remotePort = socket.remotePort ?? 0;
+    this.#maxBuffered = options.maxOpeningBytes;
+    this.#tlsSettings = options.tls;
+    this.#listen(socket);
+  }
+
+  /** TLS details once the connection is encrypted. */
+  get tls(): TlsInfo | undefined {
+    return this.#tls;
+  }
+
+  get tlsAvailable(): boolean {
+    return this.#tlsSettings !== null;
+  }
+
+  get closed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  /** Waits until `parse` recognises a complete message in the buffered bytes. */
+  read<T>(parse: OpeningParser<T>): Promise<T> {
+    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.#waiter !== null) return Promise.reject(new PolyproxyError('INTERNAL', 'concurrent opening reads'));
+    const done = this.#tryParse(parse);
+    if (done !== undefined) return Promise.resolve(done.value);
+    return new Promise<T>((resolve, reject) => {
+      this.#waiter = { parse, resolve: resolve as (value: unknown) => void, reject };
+    });
+  }
+
+  /** True when the client has sent bytes that were not consumed yet. */
+  get hasBuffered(): boolean {
+    return this.#pending.length > 0;
+  }
+
+  write(bytes: Buffer | string): void {
+    if (!this.socket.destroyed) this.socket.write(bytes);
+  }
+
+  /**
+   * Turns the connection into a server-side TLS session in place. Refuses
+   * plaintext the client pipelined before the handshake (it could have been
+   * injected by a man in the middle).
+   */
+  async upgradeToTls(): Promise<void> {
+    const settings = this.#tlsSettings;
+    if (settings === null) throw new PolyproxyError('INTERNAL', 'TLS is not configured on this listener');
+    if (this.#pending.length > 0) {
+      throw new PolyproxyError('PROTOCOL', 'received unencrypted data after the TLS request', { source: 'client' });
+    }
+    const plain = this.socket;
+    this.#unlisten(plain);
+    const secure = new tls.TLSSocket(plain, {
+      isServer: true,
+      secureContext: settings.secureContext,
+      requestCert: settings.requestCert,
+      rejectUnauthorized: false, // checked below, so the refusal can be the protocol's own error
+      ...(settings.alpnProtocols === undefined ? {} : { ALPNProtocols: [...settings.alpnProtocols] }),
+    });
+    this.socket = secure;
+    await new Promise<void>((resolve, reject) => {
+      const onSecure = (): void => {
+        secure.removeListener('error', onError);
+        secure.removeListener('close', onClose);
+        resolve();
+      };
+      const onError = (err: Error): void => {
+        secure.removeListener('secure', onSecure);
+        secure.removeListener('close', onClose);
+        secure.destroy();
+        reject(new PolyproxyError('PROTOCOL', `TLS handshake failed: ${err.message}`, { source: 'client', cause: err }));
+      };
+      const onClose = (): void => {
+        secure.removeListener('secure', onSecure);
+        secure.removeListener('error', onError);
+        reject(this.#error ?? new PolyproxyError('PROTOCOL', 'client closed the connection during the TLS handshake', { source: 'client' }));
+      };
+      secure.once('secure', onSecure);
+      secure.once('error', onError);
+      secure.once('close', onClose);
+    });
+    const peer = secure.getPeerCertificate();
+    const cn = peer !== null && typeof peer === 'object' && peer.subject !== undefined ? peer.subject.CN : undefined;
+    this.#tls = {
+      servername: typeof (secure as { servername?: unknown }).servername === 'string' ? (secure as unknown as { servername: string }).servername : undefined,
+      authorized: secure.authorized,
+      clientCertCN: Array.isArray(cn) ? cn[0] : cn,
+    };
+    this.#listen(secure);
+    if (settings.requireClientCert && !secure.authorized) {
+      const why = secure.authorizationError === null ? 'no certificate' : String(secure.authorizationError);
+      throw new PolyproxyError('TLS_REQUIRED', `a valid client certificate is required (${why})`, { source: 'client' });
+    }
+  }
+
+  /** Stops reading and returns the socket plus bytes received after the opening. */
+  detach(): { socket: Socket; leftover: Buffer | null } {
+    const socket = this.socket;
+    socket.pause();
+    this.#unlisten(socket);
+    const leftover = this.#pending.length > 0 ? this.#pending : null;
+    this.#pending = EMPTY;
+    return { socket, leftover };
+  }
+
+  /** Fails a pending read (handshake timeout, shutdown). */
+  abort(err: Error): void {
+    if (this.#waiter !== null) this.#abortWith(err);
+    else {
+      // Not waiting for bytes (mid TLS handshake, or past the opening): cut the connection.
+      this.#abortWith(err);
+      this.socket.destroy();
+    }
+  }
+
+  /** Writes the native error (if any) and closes; a client that will not read is cut off after a grace period. */
+  close(bytes: Buffer | null): void {
+    const socket = this.socket;
+    this.#unlisten(socket);
+    socket.on('error', noop);
+    if (socket.destroyed) return;
+    socket.resume(); // drain whatever the client still sends, so end() can complete
+    if (bytes === null) socket.end();
+    else socket.end(bytes);
+    setTimeout(destroyIfOpen, 2000, socket).unref();
+  }
+
+  #listen(socket: Socket): void {
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+  }
+
+  #unlisten(socket: Socket): void {
+    socket.removeListener('data', this.#onData);
+    socket.removeListener('end', this.#onEnd);
+    socket.removeListener('error', this.#onError);
+  }
+
+  #receive(chunk: Buffer): void {
+    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    const waiter = this.#waiter;
+    if (waiter === null) {
+      if (this.#pending.length > this.#maxBuffered) {
+        this.#abortWith(new PolyproxyError('PROTOCOL', `opening larger than ${this.#maxBuffered} bytes`, { source: 'client' }));
+        this.socket.pause();
+      }
+      return;
+    }
+    let done: { value: unknown; consumed: number } | undefined;
+    try {
+      done = this.#tryParse(waiter.parse);
+    } catch (err) {
+      this.#waiter = null;
+      waiter.reject(err as Error);
+      return;
+    }
+    if (done !== undefined) {
+      this.#waiter = null;
+      waiter.resolve(done.value);
+    } else if (this.#pending.length > this.#maxBuffered) {
+      this.#abortWith(new PolyproxyError('PROTOCOL', `opening larger than ${this.#maxBuffered} bytes`, { source: 'client' }));
+    }
+  }
+
+  #tryParse<T>(parse: OpeningParser<T>): { value: T; consumed: number } | undefined {
+    if (this.#pending.length === 0) return undefined;
+    const done = parse(this.#pending);
+    if (done === undefined) return undefined;
+    this.#pending = done.consumed >= this.#pending.length ? EMPTY : this.#pending.subarray(done.consumed);
+    return done;
+  }
+
+  #abortWith(err: Error): void {
+    if (this.#error === null) this.#error = err;
+    const waiter = this.#waiter;
+    if (waiter !== null) {
+      this.#waiter = null;
+      waiter.reject(err);
+    }
+  }
+}
+
+function destroyIfOpen(socket: Socket): void {
+  if (!socket.destroyed) socket.destroy();
+}
+
+function noop(): void {}

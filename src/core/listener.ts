@@ -1,0 +1,268 @@
+/**
+ * A listener: one port, one protocol, and the pipeline every connection
+ * follows (DESIGN.md §1). Owns accept, route, connect, replay and relay;
+ * the protocol module owns identify and its native errors.
+ */
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { ClientConnection } from './client-connection.ts';
+import type { TlsServerSettings } from './client-connection.ts';
+import { connectFirst } from './connect.ts';
+import type { Endpoint } from './endpoint.ts';
+import { PolyproxyError, toPolyproxyError } from './errors.ts';
+import type { Logger } from './logger.ts';
+import type { Opening, ProtocolModule } from './protocol.ts';
+import { Relay } from './relay.ts';
+import type { RelayOwner } from './relay.ts';
+import type { ResolveContext, Resolver } from './resolver.ts';
+import type { Router } from './router.ts';
+
+export interface ListenerSettings {
+  readonly name: string;
+  readonly protocol: string;
+  readonly host: string;
+  readonly port: number;
+  readonly connectTimeoutMs: number;
+  /** 0 = sessions may stay idle forever. */
+  readonly idleTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  /** Concurrent connections; past it new clients get the protocol's TOO_MANY error. 0 = no limit. */
+  readonly maxConnections: number;
+  readonly maxOpeningBytes: number;
+  /** Share the port with sibling worker processes (SO_REUSEPORT). */
+  readonly reusePort: boolean;
+}
+
+export interface ListenerCounters {
+  open: number;
+  total: number;
+  refused: number;
+  failed: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Per-session data the relay carries until close. */
+interface SessionContext {
+  readonly resourceId: string;
+  readonly endpoint: Endpoint;
+  readonly resolver: Resolver | null;
+  readonly clientAddress: string;
+  readonly opening: Opening;
+}
+
+export class Listener implements RelayOwner {
+  readonly settings: ListenerSettings;
+  readonly protocol: ProtocolModule;
+  readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
+  router: Router;
+  tls: TlsServerSettings | null;
+  readonly #log: Logger;
+  readonly #server: net.Server;
+  readonly #openings = new Set<ClientConnection>();
+  readonly #relays = new Set<Relay>();
+  #draining = false;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(settings: ListenerSettings, protocol: ProtocolModule, router: Router, tlsSettings: TlsServerSettings | null, log: Logger) {
+    this.settings = settings;
+    this.protocol = protocol;
+    this.router = router;
+    this.tls = tlsSettings;
+    this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
+    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
+    this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
+  }
+
+  get sessions(): number {
+    return this.#openings.size + this.#relays.size;
+  }
+
+  listen(port = this.settings.port): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen({ host: this.settings.host, port, reusePort: this.settings.reusePort, backlog: 4096 }, () => {
+        this.#server.removeListener('error', reject);
+        resolve(this.#server.address() as AddressInfo);
+      });
+    });
+  }
+
+  get address(): AddressInfo | null {
+    return this.#server.address() as AddressInfo | null;
+  }
+
+  /** Stops accepting; established sessions go on. Resolves when the port is closed. */
+  stopAccepting(): Promise<void> {
+    this.#draining = true;
+    return new Promise((resolve) => {
+      if (!this.#server.listening) return resolve();
+      this.#server.close(() => resolve());
+    });
+  }
+
+  /** Resolves when no session is left. */
+  idle(): Promise<void> {
+    if (this.sessions === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Ends every session now (the drain deadline passed). */
+  destroyAll(reason: string): void {
+    for (const conn of this.#openings) conn.abort(new PolyproxyError('UNAVAILABLE', 'the proxy is shutting down', { source: 'internal' }));
+    for (const relay of this.#relays) relay.destroy(reason);
+  }
+
+  #accept(socket: net.Socket): void {
+    const counters = this.counters;
+    counters.total++;
+    const conn = new ClientConnection(socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: this.tls });
+    if (this.settings.maxConnections > 0 && this.sessions >= this.settings.maxConnections) {
+      counters.refused++;
+      socket.resume();
+      conn.close(this.protocol.encodeError(new PolyproxyError('TOO_MANY', `too many connections to listener ${this.settings.name}`), undefined));
+      return;
+    }
+    counters.open++;
+    this.#openings.add(conn);
+    socket.resume();
+    void this.#run(conn);
+  }
+
+  /** The pipeline: identify → route → connect → replay → relay. */
+  async #run(conn: ClientConnection): Promise<void> {
+    let resourceId: string | undefined;
+    let backend: net.Socket | null = null;
+    const timer = setTimeout(abortOnHandshakeTimeout, this.settings.handshakeTimeoutMs, conn, this.settings.handshakeTimeoutMs);
+    try {
+      const opening = await this.protocol.identify(conn);
+      clearTimeout(timer);
+      if (opening === null) {
+        this.#closeOpening(conn, null);
+        return;
+      }
+      resourceId = opening.resourceId;
+      let candidates: readonly Endpoint[];
+      let resolver: Resolver | null = null;
+      let connectTimeoutMs = this.settings.connectTimeoutMs;
+      if (opening.endpoint !== undefined) {
+        candidates = [opening.endpoint];
+      } else {
+        const decision = await this.router.route(resourceId, this.#context(conn));
+        candidates = decision.candidates;
+        resolver = decision.entry.source.resolver;
+        connectTimeoutMs = decision.entry.route.timeoutMs ?? connectTimeoutMs;
+      }
+      const connected = await connectFirst(candidates, connectTimeoutMs);
+      backend = connected.socket;
+      if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' });
+      opening.onConnected?.(connected.endpoint);
+      if (this.protocol.replay !== undefined) {
+        await this.protocol.replay(conn, backend, opening);
+      }
+      const { socket, leftover } = conn.detach();
+      let replay = this.protocol.replay === undefined ? opening.replay : null;
+      if (leftover !== null) replay = replay === null ? leftover : Buffer.concat([replay, leftover]);
+      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, opening };
+      const relay = new Relay(socket, backend, this, this.settings.idleTimeoutMs, opening.backendTap ?? null);
+      relay.context = context;
+      this.#openings.delete(conn);
+      this.#relays.add(relay);
+      if (resolver?.onConnect !== undefined) {
+        callHook(this.#log, 'onConnect', () =>
+          resolver.onConnect?.(context.resourceId, { protocol: this.settings.protocol, listener: this.settings.name, clientAddress: context.clientAddress, endpoint: context.endpoint.label }),
+        );
+      }
+      relay.start(replay);
+    } catch (err) {
+      clearTimeout(timer);
+      backend?.destroy();
+      const error = toPolyproxyError(err);
+      this.#refuse(conn, error, resourceId);
+    }
+  }
+
+  #refuse(conn: ClientConnection, error: PolyproxyError, resourceId: string | undefined): void {
+    if (error.source === 'client') {
+      // Clients that hang up or send garbage are normal on the internet: debug, not error.
+      this.#log.debug({ code: error.code, client: conn.remoteAddress, resource: resourceId }, error.message);
+    } else {
+      this.counters.failed++;
+      this.#log.warn({ code: error.code, client: conn.remoteAddress, resource: resourceId }, error.message);
+    }
+    let bytes: Buffer | null = null;
+    try {
+      bytes = this.protocol.encodeError(error, resourceId);
+    } catch (err) {
+      this.#log.error({ err }, 'protocol failed to encode an error');
+    }
+    this.#closeOpening(conn, bytes);
+  }
+
+  #closeOpening(conn: ClientConnection, bytes: Buffer | null): void {
+    conn.close(bytes);
+    if (this.#openings.delete(conn)) this.#sessionGone();
+  }
+
+  #context(conn: ClientConnection): ResolveContext {
+    return { protocol: this.settings.protocol, listener: this.settings.name, clientAddress: conn.remoteAddress, clientPort: conn.remotePort, tls: conn.tls };
+  }
+
+  relayClosed(relay: Relay): void {
+    this.#relays.delete(relay);
+    this.counters.bytesIn += relay.bytesIn;
+    this.counters.bytesOut += relay.bytesOut;
+    const context = relay.context as SessionContext;
+    const durationMs = Date.now() - relay.startedAt;
+    try {
+      context.opening.onClose?.();
+    } catch (err) {
+      this.#log.error({ err }, 'protocol onClose failed');
+    }
+    const resolver = context.resolver;
+    if (resolver?.onDisconnect !== undefined) {
+      callHook(this.#log, 'onDisconnect', () =>
+        resolver.onDisconnect?.(context.resourceId, {
+          protocol: this.settings.protocol,
+          listener: this.settings.name,
+          clientAddress: context.clientAddress,
+          endpoint: context.endpoint.label,
+          bytesIn: relay.bytesIn,
+          bytesOut: relay.bytesOut,
+          durationMs,
+        }),
+      );
+    }
+    this.#log.info(
+      { resource: context.resourceId, client: context.clientAddress, backend: context.endpoint.label, bytesIn: relay.bytesIn, bytesOut: relay.bytesOut, durationMs, end: relay.reason ?? 'closed' },
+      'session closed',
+    );
+    this.#sessionGone();
+  }
+
+  #sessionGone(): void {
+    this.counters.open--;
+    if (this.sessions === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+}
+
+function abortOnHandshakeTimeout(conn: ClientConnection, ms: number): void {
+  conn.abort(new PolyproxyError('HANDSHAKE_TIMEOUT', `client did not complete its opening within ${ms} ms`, { source: 'client' }));
+}
+
+/** User hooks must never break a session. */
+function callHook(log: Logger, name: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    log.error({ err, hook: name }, 'resolver hook threw');
+  }
+}

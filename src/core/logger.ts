@@ -1,0 +1,22 @@
+/**
+ * Structured JSON logs on stdout (pino). One root logger per process; the
+ * level comes from the config or --log-level. Never called per chunk.
+ */
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+
+export type { Logger };
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const log: Logger = pino({
+  level: process.env.POLYPROXY_LOG_LEVEL ?? 'info',
+  base: { pid: process.pid },
+  timestamp: pino.stdTimeFunctions.isoTime,
+  formatters: { level: (label) => ({ level: label }) },
+});
+
+export function setLogLevel(level: LogLevel): void {
+  log.level = level;
+}

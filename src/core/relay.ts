@@ -1,0 +1,218 @@
+/**
+ * The relay: bidirectional forwarding between a client and a backend socket.
+ *
+ * Hot-path rules (STYLE.md): handlers are module-level named functions that
+ * find their Relay through a symbol field on the socket; per chunk there are
+ * no closures, timers, string building or Buffer.concat. Backpressure both
+ * ways: a side whose peer's write() returns false is paused until the peer
+ * drains. Half-close: an 'end' on one side becomes end() on the other, and
+ * the relay finishes when both directions are done or either socket closes.
+ * Idle timeouts use one shared coarse clock and sweep, not a timer per socket.
+ */
+import type { Socket } from 'node:net';
+
+const kRelay = Symbol('polyproxy.relay');
+
+type RelaySocket = Socket & { [kRelay]?: Relay };
+
+/** Watches backend bytes at the start of a session; returns true when it has seen enough. */
+export interface StreamTap {
+  inspect(chunk: Buffer): boolean;
+}
+
+export interface RelayOwner {
+  /** Called exactly once when both sockets are closed. */
+  relayClosed(relay: Relay): void;
+}
+
+export class Relay {
+  readonly client: Socket;
+  readonly backend: Socket;
+  readonly owner: RelayOwner;
+  /** Bytes client → backend, including replayed opening bytes. */
+  bytesIn = 0;
+  /** Bytes backend → client. */
+  bytesOut = 0;
+  readonly startedAt: number;
+  lastActive: number;
+  idleTimeoutMs: number;
+  backendTap: StreamTap | null;
+  /** Why the relay ended early, if it did: 'idle-timeout', 'client-error', 'backend-error', 'shutdown'. */
+  reason: string | null = null;
+  /** Whatever the owner needs at close (resource id, endpoint...). */
+  context: unknown = null;
+  #closed = 0;
+  #done = false;
+  // Intrusive list of relays with idle timeouts, for the shared sweep.
+  prevIdle: Relay | null = null;
+  nextIdle: Relay | null = null;
+
+  constructor(client: Socket, backend: Socket, owner: RelayOwner, idleTimeoutMs: number, backendTap: StreamTap | null) {
+    this.client = client;
+    this.backend = backend;
+    this.owner = owner;
+    this.idleTimeoutMs = idleTimeoutMs;
+    this.backendTap = backendTap;
+    this.startedAt = Date.now();
+    this.lastActive = coarseNow;
+  }
+
+  /** Attaches handlers and starts both directions. `replay` is written to the backend first. */
+  start(replay: Buffer | null): void {
+    const client = this.client as RelaySocket;
+    const backend = this.backend as RelaySocket;
+    client[kRelay] = this;
+    backend[kRelay] = this;
+    client.setNoDelay?.(true);
+    backend.setNoDelay?.(true);
+    client.on('data', clientOnData);
+    client.on('end', clientOnEnd);
+    client.on('error', clientOnError);
+    client.on('close', socketOnClose);
+    client.on('drain', clientOnDrain);
+    backend.on('data', backendOnData);
+    backend.on('end', backendOnEnd);
+    backend.on('error', backendOnError);
+    backend.on('close', socketOnClose);
+    backend.on('drain', backendOnDrain);
+    if (this.idleTimeoutMs > 0) idleList.add(this);
+    if (replay !== null && replay.length > 0) {
+      this.bytesIn += replay.length;
+      if (!backend.write(replay)) client.pause();
+      else client.resume();
+    } else {
+      client.resume();
+    }
+    backend.resume();
+    // A socket that closed before the handlers were attached emits no more 'close'.
+    if (client.closed) socketOnClose.call(client);
+    if (backend.closed) socketOnClose.call(backend);
+  }
+
+  /** Ends the session now (idle timeout, shutdown deadline). */
+  destroy(reason: string): void {
+    if (this.reason === null) this.reason = reason;
+    this.client.destroy();
+    this.backend.destroy();
+  }
+
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** @internal called by socketOnClose */
+  sideClosed(): void {
+    if (++this.#closed < 2 || this.#done) return;
+    this.#done = true;
+    if (this.idleTimeoutMs > 0) idleList.remove(this);
+    this.owner.relayClosed(this);
+  }
+}
+
+function clientOnData(this: RelaySocket, chunk: Buffer): void {
+  const relay = this[kRelay] as Relay;
+  relay.bytesIn += chunk.length;
+  relay.lastActive = coarseNow;
+  if (!relay.backend.write(chunk)) this.pause();
+}
+
+function backendOnData(this: RelaySocket, chunk: Buffer): void {
+  const relay = this[kRelay] as Relay;
+  relay.bytesOut += chunk.length;
+  relay.lastActive = coarseNow;
+  if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
+  if (!relay.client.write(chunk)) this.pause();
+}
+
+function clientOnDrain(this: RelaySocket): void {
+  (this[kRelay] as Relay).backend.resume();
+}
+
+function backendOnDrain(this: RelaySocket): void {
+  (this[kRelay] as Relay).client.resume();
+}
+
+function clientOnEnd(this: RelaySocket): void {
+  const backend = (this[kRelay] as Relay).backend;
+  if (!backend.destroyed) backend.end();
+}
+
+function backendOnEnd(this: RelaySocket): void {
+  const client = (this[kRelay] as Relay).client;
+  if (!client.destroyed) client.end();
+}
+
+function clientOnError(this: RelaySocket): void {
+  const relay = this[kRelay] as Relay;
+  if (relay.reason === null) relay.reason = 'client-error';
+  relay.backend.destroy();
+}
+
+function backendOnError(this: RelaySocket): void {
+  const relay = this[kRelay] as Relay;
+  if (relay.reason === null) relay.reason = 'backend-error';
+  relay.client.destroy();
+}
+
+function socketOnClose(this: RelaySocket): void {
+  const relay = this[kRelay];
+  if (relay === undefined) return;
+  this[kRelay] = undefined;
+  // Keep a no-op error handler: a late error on a closed socket must not crash the process.
+  this.removeListener('error', relay.client === this ? clientOnError : backendOnError);
+  this.on('error', noop);
+  // One side is gone, so the other can carry nothing more: let it flush what
+  // was already written to it, then close (a half-open peer must not linger).
+  const other = relay.client === this ? relay.backend : relay.client;
+  if (!other.destroyed) other.destroySoon();
+  relay.sideClosed();
+}
+
+function noop(): void {}
+
+// ---- idle timeouts: one coarse clock, one sweep ---------------------------
+
+/** Seconds-resolution clock read on the hot path instead of Date.now(). */
+let coarseNow = Date.now();
+
+class IdleList {
+  head: Relay | null = null;
+  count = 0;
+  #timer: NodeJS.Timeout | null = null;
+
+  add(relay: Relay): void {
+    relay.nextIdle = this.head;
+    relay.prevIdle = null;
+    if (this.head !== null) this.head.prevIdle = relay;
+    this.head = relay;
+    if (++this.count === 1) this.#timer = setInterval(sweep, 1000).unref();
+  }
+
+  remove(relay: Relay): void {
+    if (relay.prevIdle !== null) relay.prevIdle.nextIdle = relay.nextIdle;
+    else if (this.head === relay) this.head = relay.nextIdle;
+    if (relay.nextIdle !== null) relay.nextIdle.prevIdle = relay.prevIdle;
+    relay.prevIdle = relay.nextIdle = null;
+    if (--this.count === 0 && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+    }
+  }
+}
+
+const idleList = new IdleList();
+
+function sweep(): void {
+  coarseNow = Date.now();
+  let relay = idleList.head;
+  while (relay !== null) {
+    const next = relay.nextIdle;
+    if (coarseNow - relay.lastActive >= relay.idleTimeoutMs) relay.destroy('idle-timeout');
+    relay = next;
+  }
+}
+
+// Keep the coarse clock moving even without idle timeouts (cheap, unref'd).
+setInterval(() => {
+  coarseNow = Date.now();
+}, 1000).unref();

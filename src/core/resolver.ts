@@ -1,0 +1,80 @@
+/**
+ * The Resolver contract (DESIGN.md §2): how a resource id becomes a route.
+ * A resolver implements only `resolve`; every other hook is optional.
+ */
+
+export interface TlsInfo {
+  /** SNI name the client asked for, if any. */
+  readonly servername: string | undefined;
+  /** True when the client presented a certificate signed by the listener's CA. */
+  readonly authorized: boolean;
+  /** Subject common name of the client certificate, if one was presented. */
+  readonly clientCertCN: string | undefined;
+}
+
+export interface ResolveContext {
+  readonly protocol: string;
+  readonly listener: string;
+  readonly clientAddress: string;
+  readonly clientPort: number;
+  readonly tls: TlsInfo | undefined;
+}
+
+export interface ColdStart {
+  /** Wakes the sleeping backend; called once per resource however many connections wait. */
+  wake(): Promise<void>;
+}
+
+export interface Route {
+  /** `host:port`, `[v6]:port`, `unix:/path`, or a list balanced round-robin. */
+  endpoint: string | readonly string[];
+  metadata?: Record<string, unknown>;
+  /** Connect timeout for this route, overriding the listener's. */
+  timeoutMs?: number;
+  /** How long the router may cache this answer, overriding `cache.ttlSeconds`. 0 = do not cache. */
+  ttlMs?: number;
+  replicas?: readonly string[];
+  coldStart?: ColdStart;
+}
+
+export interface ConnectionInfo {
+  readonly protocol: string;
+  readonly listener: string;
+  readonly clientAddress: string;
+  readonly endpoint: string;
+}
+
+export interface ConnectionSummary extends ConnectionInfo {
+  readonly bytesIn: number; //  client -> backend
+  readonly bytesOut: number; // backend -> client
+  readonly durationMs: number;
+}
+
+export interface Activity {
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly connections: number;
+}
+
+export type ResolveResult = Route | null | undefined;
+
+export interface Resolver {
+  /**
+   * Called when a resource id is not in the routing cache. Return a Route, or
+   * null/undefined (or throw ResolveError('NOT_FOUND')) to let the next source
+   * answer. Throw ResolveError with FORBIDDEN / UNAVAILABLE / TIMEOUT to fail
+   * the connection with that error.
+   */
+  resolve(resourceId: string, ctx: ResolveContext): ResolveResult | Promise<ResolveResult>;
+  /** Called after the backend connection is established (not awaited). */
+  onConnect?(resourceId: string, info: ConnectionInfo): void;
+  /** Called once when a proxied session ends, with its byte counts and duration (not awaited). */
+  onDisconnect?(resourceId: string, info: ConnectionSummary): void;
+  track?(resourceId: string, activity: Activity): void;
+  /** Called when the id is purged from the routing cache. */
+  purge?(resourceId: string): void;
+  stats?(): Record<string, unknown>;
+}
+
+/** What a resolver module may default-export. */
+export type ResolverModuleExport = Resolver | ((config: unknown) => Resolver | Promise<Resolver>);

@@ -1,0 +1,188 @@
+/**
+ * The router turns a resource id into an ordered list of checked endpoints,
+ * in named phases: cache → resolve (sources in order) → guard → pick.
+ *
+ * - Concurrent lookups of one id share a single resolve (200 clients arriving
+ *   at once cost one resolver call).
+ * - The SSRF guard resolves hostnames once per cached answer and the cached
+ *   endpoints hold the checked IP, so a connection always goes to an address
+ *   that was checked.
+ * - Balancing returns every candidate, first choice first: the connect loop
+ *   falls back to the others before any byte reaches a backend.
+ */
+import { LRUCache } from 'lru-cache';
+import type { Endpoint } from './endpoint.ts';
+import { parseEndpoint } from './endpoint.ts';
+import { PolyproxyError, ResolveError, toPolyproxyError } from './errors.ts';
+import type { ResolveContext, Resolver, Route } from './resolver.ts';
+import type { SsrfGuard } from './ssrf-guard.ts';
+
+export interface ResolverSource {
+  /** Shown in logs and errors: "module", "routes", "backend"... */
+  readonly name: string;
+  readonly resolver: Resolver;
+}
+
+export interface RouterOptions {
+  readonly sources: readonly ResolverSource[];
+  readonly guard: SsrfGuard;
+  readonly cacheTtlMs: number;
+  readonly cacheMaxEntries: number;
+  /** A resolver call that takes longer fails with TIMEOUT. */
+  readonly resolveTimeoutMs: number;
+}
+
+/** A cached, checked answer for one resource id. */
+export interface RouteEntry {
+  readonly resourceId: string;
+  readonly route: Route;
+  readonly source: ResolverSource;
+  /** Checked endpoints, in the route's order. */
+  readonly endpoints: readonly Endpoint[];
+}
+
+export interface RouteDecision {
+  readonly entry: RouteEntry;
+  /** Every endpoint, the balanced first choice first. */
+  readonly candidates: readonly Endpoint[];
+  readonly cacheHit: boolean;
+}
+
+/** Round-robin positions, keyed by the Route object so every id sharing a static route shares its rotation. */
+const rotation = new WeakMap<Route, { next: number }>();
+
+export class Router {
+  readonly #options: RouterOptions;
+  readonly #cache: LRUCache<string, RouteEntry>;
+  readonly #inflight = new Map<string, Promise<RouteEntry>>();
+  #hits = 0;
+  #misses = 0;
+
+  constructor(options: RouterOptions) {
+    this.#options = options;
+    this.#cache = new LRUCache<string, RouteEntry>({ max: Math.max(1, options.cacheMaxEntries), ttl: Math.max(1, options.cacheTtlMs), ttlAutopurge: false });
+  }
+
+  get sources(): readonly ResolverSource[] {
+    return this.#options.sources;
+  }
+
+  stats(): { entries: number; hits: number; misses: number } {
+    return { entries: this.#cache.size, hits: this.#hits, misses: this.#misses };
+  }
+
+  /** Resolves, checks and orders the endpoints for one resource id. Throws PolyproxyError. */
+  async route(resourceId: string, ctx: ResolveContext): Promise<RouteDecision> {
+    const key = cacheKey(ctx.protocol, resourceId);
+    let entry = this.#cache.get(key);
+    const cacheHit = entry !== undefined;
+    if (entry === undefined) {
+      this.#misses++;
+      let pending = this.#inflight.get(key);
+      if (pending === undefined) {
+        pending = this.#lookup(resourceId, ctx).finally(() => this.#inflight.delete(key));
+        this.#inflight.set(key, pending);
+      }
+      entry = await pending;
+      const ttl = entry.route.ttlMs ?? this.#options.cacheTtlMs;
+      if (ttl > 0 && !this.#cache.has(key)) this.#cache.set(key, entry, { ttl });
+    } else {
+      this.#hits++;
+    }
+    return { entry, candidates: pick(entry), cacheHit };
+  }
+
+  /** Drops cached answers for one id (every protocol), or for all ids when none is given. */
+  purge(resourceId?: string): number {
+    if (resourceId === undefined) {
+      const n = this.#cache.size;
+      this.#cache.clear();
+      return n;
+    }
+    let n = 0;
+    const suffix = `\0${resourceId}`;
+    for (const key of [...this.#cache.keys()]) {
+      if (key.endsWith(suffix) && this.#cache.delete(key)) n++;
+    }
+    for (const source of this.#options.sources) {
+      try {
+        source.resolver.purge?.(resourceId);
+      } catch {
+        // A resolver's purge hook failing must not stop the purge.
+      }
+    }
+    return n;
+  }
+
+  async #lookup(resourceId: string, ctx: ResolveContext): Promise<RouteEntry> {
+    let lastNotFound: PolyproxyError | undefined;
+    for (const source of this.#options.sources) {
+      let route: Route | null | undefined;
+      try {
+        route = await withTimeout(source.resolver.resolve(resourceId, ctx), this.#options.resolveTimeoutMs, source.name);
+      } catch (err) {
+        const error = toPolyproxyError(err);
+        if (error.kind === 'NOT_FOUND') {
+          lastNotFound = error;
+          continue;
+        }
+        throw error;
+      }
+      if (route === null || route === undefined) continue;
+      const endpoints = await this.#check(resourceId, route, source);
+      return { resourceId, route, source, endpoints };
+    }
+    throw lastNotFound ?? new ResolveError('NOT_FOUND', `no route for "${resourceId}"`);
+  }
+
+  /** Guard phase: parse and SSRF-check every endpoint of the route. */
+  async #check(resourceId: string, route: Route, source: ResolverSource): Promise<Endpoint[]> {
+    const raw = typeof route.endpoint === 'string' ? [route.endpoint] : route.endpoint;
+    if (!Array.isArray(raw) || raw.length === 0) {
+      throw new PolyproxyError('INTERNAL', `resolver "${source.name}" returned a route without endpoints for "${resourceId}"`);
+    }
+    const checked: Endpoint[] = [];
+    for (const text of raw) {
+      let endpoint: Endpoint;
+      try {
+        endpoint = parseEndpoint(String(text));
+      } catch (err) {
+        throw new PolyproxyError('INTERNAL', `resolver "${source.name}" returned a bad endpoint for "${resourceId}": ${(err as Error).message}`);
+      }
+      checked.push(await this.#options.guard.check(endpoint));
+    }
+    return checked;
+  }
+}
+
+function cacheKey(protocol: string, resourceId: string): string {
+  return `${protocol}\0${resourceId}`;
+}
+
+/** Pick phase: round-robin first choice, the rest as ordered fallbacks. */
+function pick(entry: RouteEntry): readonly Endpoint[] {
+  const list = entry.endpoints;
+  if (list.length < 2) return list;
+  let state = rotation.get(entry.route);
+  if (state === undefined) {
+    state = { next: 0 };
+    rotation.set(entry.route, state);
+  }
+  const start = state.next % list.length;
+  state.next = (start + 1) % list.length;
+  if (start === 0) return list;
+  return [...list.slice(start), ...list.slice(0, start)];
+}
+
+async function withTimeout<T>(value: T | Promise<T>, ms: number, name: string): Promise<T> {
+  if (!(value instanceof Promise) || ms <= 0) return value;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ResolveError('TIMEOUT', `resolver "${name}" did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([value, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

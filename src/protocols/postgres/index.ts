@@ -1,0 +1,103 @@
+/**
+ * The PostgreSQL listener. identify: SSLRequest / GSSENCRequest negotiation,
+ * then the StartupMessage, whose `database` (default: `user`) is the
+ * resource id; a CancelRequest goes straight to the backend that issued its
+ * key. replay: the StartupMessage, so the backend runs the real
+ * authentication with the client. relay: bytes, with a tap on the first
+ * backend messages to learn the cancel key.
+ */
+import type { ClientConnection } from '../../core/client-connection.ts';
+import type { Endpoint } from '../../core/endpoint.ts';
+import { PolyproxyError } from '../../core/errors.ts';
+import type { Opening, ProtocolModule } from '../../core/protocol.ts';
+import type { StreamTap } from '../../core/relay.ts';
+import { forwardCancelToSiblings, lookupCancelKey, registerCancelKey, unregisterCancelKey } from './cancel-registry.ts';
+import { encodeError } from './errors.ts';
+import { BackendKeyScanner, parseStartupPacket } from './parse.ts';
+
+const ANSWER_SSL_YES = Buffer.from('S');
+const ANSWER_NO = Buffer.from('N');
+/** SSLRequest and GSSENCRequest may each come once before the StartupMessage. */
+const MAX_NEGOTIATIONS = 3;
+
+export interface PostgresOptions {
+  /** Refuse clients that do not present a valid certificate (needs TLS with a CA). */
+  readonly requireClientCert: boolean;
+}
+
+export function createPostgresProtocol(options: PostgresOptions): ProtocolModule {
+  return {
+    name: 'postgres',
+    identify: (conn) => identify(conn, options),
+    encodeError,
+  };
+}
+
+async function identify(conn: ClientConnection, options: PostgresOptions): Promise<Opening | null> {
+  for (let round = 0; round <= MAX_NEGOTIATIONS; round++) {
+    const packet = await conn.read(parseStartupPacket);
+    switch (packet.type) {
+      case 'ssl':
+        if (conn.tls !== undefined) throw new PolyproxyError('PROTOCOL', 'SSLRequest received inside TLS', { source: 'client' });
+        if (!conn.tlsAvailable) {
+          conn.write(ANSWER_NO);
+          continue;
+        }
+        // Bytes pipelined behind the SSLRequest would be read as plaintext: refuse them (CVE-2021-23214).
+        if (conn.hasBuffered) throw new PolyproxyError('PROTOCOL', 'received unencrypted data after SSL request', { source: 'client' });
+        conn.write(ANSWER_SSL_YES);
+        await conn.upgradeToTls();
+        continue;
+      case 'gssenc':
+        conn.write(ANSWER_NO);
+        continue;
+      case 'cancel': {
+        const endpoint = lookupCancelKey(packet.key);
+        if (endpoint !== undefined) return { resourceId: '(cancel)', replay: packet.raw, endpoint };
+        // Not ours: maybe a sibling worker's. PostgreSQL never answers a cancel, so just close.
+        forwardCancelToSiblings(packet.key, packet.raw);
+        return null;
+      }
+      case 'startup': {
+        if (options.requireClientCert && conn.tls === undefined) {
+          throw new PolyproxyError('TLS_REQUIRED', 'SSL with a client certificate is required', { source: 'client' });
+        }
+        const user = packet.params.get('user') as string;
+        const database = packet.params.get('database') || user;
+        const session = new PostgresSession();
+        return {
+          resourceId: database,
+          replay: packet.raw,
+          backendTap: session,
+          onConnected: (endpoint) => session.connected(endpoint),
+          onClose: () => session.close(),
+        };
+      }
+    }
+  }
+  throw new PolyproxyError('PROTOCOL', 'too many negotiation requests before the startup packet', { source: 'client' });
+}
+
+/** Per-session state: learns the backend's cancel key and forgets it at close. */
+class PostgresSession implements StreamTap {
+  readonly #scanner = new BackendKeyScanner();
+  #endpoint: Endpoint | null = null;
+  #key: string | null = null;
+
+  connected(endpoint: Endpoint): void {
+    this.#endpoint = endpoint;
+  }
+
+  inspect(chunk: Buffer): boolean {
+    const done = this.#scanner.push(chunk);
+    if (this.#key === null && this.#scanner.key !== null && this.#endpoint !== null) {
+      this.#key = this.#scanner.key;
+      registerCancelKey(this.#key, this.#endpoint);
+    }
+    return done;
+  }
+
+  close(): void {
+    if (this.#key !== null && this.#endpoint !== null) unregisterCancelKey(this.#key, this.#endpoint);
+  }
+}
