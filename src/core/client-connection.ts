@@ -37,6 +37,7 @@ export class ClientConnection {
   #waiter: Waiter | null = null;
   #error: Error | null = null;
   #tls: TlsInfo | undefined = undefined;
+  #certError: string | null = null;
   #onData = (chunk: Buffer): void => this.#receive(chunk);
   #onEnd = (): void => this.#abortWith(new PolyproxyError('PROTOCOL', 'client closed the connection during its opening', { source: 'client' }));
   #onError = (err: Error): void => this.#abortWith(new PolyproxyError('PROTOCOL', `client socket error: ${err.message}`, { source: 'client', cause: err }));
@@ -127,16 +128,23 @@ export class ClientConnection {
     });
     const peer = secure.getPeerCertificate();
     const cn = peer !== null && typeof peer === 'object' && peer.subject !== undefined ? peer.subject.CN : undefined;
+    this.#certError = settings.requestCert ? verifyError(secure) : 'no certificate requested';
     this.#tls = {
       servername: typeof (secure as { servername?: unknown }).servername === 'string' ? (secure as unknown as { servername: string }).servername : undefined,
-      authorized: secure.authorized,
+      authorized: this.#certError === null,
       clientCertCN: Array.isArray(cn) ? cn[0] : cn,
     };
     this.#listen(secure);
-    if (settings.requireClientCert && !secure.authorized) {
-      const why = secure.authorizationError === null ? 'no certificate' : String(secure.authorizationError);
-      throw new PolyproxyError('TLS_REQUIRED', `a valid client certificate is required (${why})`, { source: 'client' });
-    }
+    // requireClientCert is enforced by the protocol once it can name the
+    // resource in its own error (see clientCertProblem).
+  }
+
+  /** Why the client's certificate does not satisfy requireClientCert, or null when it does (or is not required). */
+  clientCertProblem(): string | null {
+    if (this.#tlsSettings === null || !this.#tlsSettings.requireClientCert) return null;
+    if (this.#tls === undefined) return 'SSL with a client certificate is required';
+    if (this.#certError === null) return null;
+    return `a valid client certificate is required (${this.#certError})`;
   }
 
   /** Stops reading and returns the socket plus bytes received after the opening. */
@@ -225,6 +233,20 @@ export class ClientConnection {
       waiter.reject(err);
     }
   }
+}
+
+/**
+ * The OpenSSL verdict on the client's certificate chain. Node computes
+ * `authorized` only for sockets a tls.Server created, not for a TLSSocket
+ * wrapped around an existing connection (STARTTLS-style upgrades), so ask
+ * the handle directly, as tls.Server does. No certificate counts as an error.
+ */
+function verifyError(socket: tls.TLSSocket): string | null {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  if (typeof handle?.verifyError !== 'function') return socket.authorized ? null : 'certificate could not be verified';
+  const err = handle.verifyError();
+  if (err === null || err === undefined) return null;
+  return err.code === 'UNABLE_TO_GET_ISSUER_CERT' && Object.keys(socket.getPeerCertificate() ?? {}).length === 0 ? 'none presented' : (err.code ?? err.message);
 }
 
 function destroyIfOpen(socket: Socket): void {

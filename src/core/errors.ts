@@ -24,14 +24,17 @@ export class PolyproxyError extends Error {
   readonly kind: FailureKind;
   readonly source: FailureSource;
   readonly retryable: boolean;
+  /** The resource the failure concerns, when the protocol knew it before core did. */
+  readonly resourceId: string | undefined;
 
-  constructor(kind: FailureKind, message: string, options: { source?: FailureSource; retryable?: boolean; cause?: unknown } = {}) {
+  constructor(kind: FailureKind, message: string, options: { source?: FailureSource; retryable?: boolean; cause?: unknown; resourceId?: string } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PolyproxyError';
     this.kind = kind;
     this.code = `PP_ERR_${kind}`;
     this.source = options.source ?? defaultSource(kind);
     this.retryable = options.retryable ?? false;
+    this.resourceId = options.resourceId;
   }
 }
 

@@ -178,7 +178,7 @@ export class Listener implements RelayOwner {
       clearTimeout(timer);
       backend?.destroy();
       const error = toPolyproxyError(err);
-      this.#refuse(conn, error, resourceId);
+      this.#refuse(conn, error, resourceId ?? error.resourceId);
     }
   }
 

@@ -7,7 +7,7 @@ import { createTcpProtocol } from './tcp/index.ts';
 export function createProtocol(listener: ListenerConfig, name: string): ProtocolModule {
   switch (listener.protocol) {
     case 'postgres':
-      return createPostgresProtocol({ requireClientCert: listener.tls?.requireClientCert ?? false });
+      return createPostgresProtocol();
     case 'tcp':
       return createTcpProtocol(name);
   }

@@ -20,20 +20,11 @@ const ANSWER_NO = Buffer.from('N');
 /** SSLRequest and GSSENCRequest may each come once before the StartupMessage. */
 const MAX_NEGOTIATIONS = 3;
 
-export interface PostgresOptions {
-  /** Refuse clients that do not present a valid certificate (needs TLS with a CA). */
-  readonly requireClientCert: boolean;
+export function createPostgresProtocol(): ProtocolModule {
+  return { name: 'postgres', identify, encodeError };
 }
 
-export function createPostgresProtocol(options: PostgresOptions): ProtocolModule {
-  return {
-    name: 'postgres',
-    identify: (conn) => identify(conn, options),
-    encodeError,
-  };
-}
-
-async function identify(conn: ClientConnection, options: PostgresOptions): Promise<Opening | null> {
+async function identify(conn: ClientConnection): Promise<Opening | null> {
   for (let round = 0; round <= MAX_NEGOTIATIONS; round++) {
     const packet = await conn.read(parseStartupPacket);
     switch (packet.type) {
@@ -59,11 +50,10 @@ async function identify(conn: ClientConnection, options: PostgresOptions): Promi
         return null;
       }
       case 'startup': {
-        if (options.requireClientCert && conn.tls === undefined) {
-          throw new PolyproxyError('TLS_REQUIRED', 'SSL with a client certificate is required', { source: 'client' });
-        }
         const user = packet.params.get('user') as string;
         const database = packet.params.get('database') || user;
+        const certProblem = conn.clientCertProblem();
+        if (certProblem !== null) throw new PolyproxyError('TLS_REQUIRED', certProblem, { source: 'client', resourceId: database });
         const session = new PostgresSession();
         return {
           resourceId: database,
