@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
-import { log } from '../core/logger.ts';
+import { announce, log } from '../core/logger.ts';
 import { runDemo } from '../demo/run-demo.ts';
 import { exitOnSignals } from '../supervisor/lifecycle.ts';
 import { startProxy } from '../supervisor/proxy.ts';
@@ -130,11 +130,11 @@ export async function run(config: Config): Promise<void> {
   if (config.workers === 1) {
     const proxy = await startProxy(config);
     exitOnSignals(proxy, timeoutMs);
-    log.info({ listeners: proxy.bound, workers: 1 }, 'polyproxy ready');
+    announce({ listeners: proxy.bound, workers: 1 }, 'polyproxy ready');
     return;
   }
   const supervisor = await runSupervisor(config);
-  log.info({ listeners: supervisor.bound, workers: config.workers, pids: supervisor.workers() }, 'polyproxy ready');
+  announce({ listeners: supervisor.bound, workers: config.workers, pids: supervisor.workers() }, 'polyproxy ready');
   let stopping = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {

@@ -20,3 +20,12 @@ export const log: Logger = pino({
 export function setLogLevel(level: LogLevel): void {
   log.level = level;
 }
+
+/**
+ * Milestones an operator or a supervising script waits for ("polyproxy
+ * ready"): printed even when the level hides info, unless logs are silent.
+ */
+export function announce(fields: Record<string, unknown>, msg: string): void {
+  if (log.isLevelEnabled('info')) log.info(fields, msg);
+  else if (log.level !== 'silent') process.stdout.write(`${JSON.stringify({ level: 'info', time: new Date().toISOString(), pid: process.pid, ...fields, msg })}\n`);
+}

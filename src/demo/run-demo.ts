@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { parseConfig } from '../config/load.ts';
-import { log } from '../core/logger.ts';
+import { announce } from '../core/logger.ts';
 import { exitOnSignals } from '../supervisor/lifecycle.ts';
 import { startProxy } from '../supervisor/proxy.ts';
 import { startPgDemoServer } from './pg-demo-server.ts';
@@ -43,7 +43,7 @@ export async function runDemo(): Promise<number> {
   exitOnSignals(proxy, 2000);
   const pg = proxy.bound.find((b) => b.name === 'pg');
   const tcp = proxy.bound.find((b) => b.name === 'echo');
-  log.info({ listeners: proxy.bound }, 'polyproxy ready');
+  announce({ listeners: proxy.bound }, 'polyproxy ready');
   process.stderr.write(`
 polyproxy demo is running (Ctrl-C to stop).
 

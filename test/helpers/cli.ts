@@ -94,7 +94,13 @@ export async function startCli(args: string[], timeoutMs = 20000): Promise<Runni
     });
   };
 
-  const readyLine = await waitForLog((line) => line.msg === 'polyproxy ready');
+  let readyLine: LogLine;
+  try {
+    readyLine = await waitForLog((line) => line.msg === 'polyproxy ready');
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
   const ready = readyLine as unknown as RunningCli['ready'];
   return {
     child,

@@ -20,13 +20,14 @@ export const SQLSTATE: Readonly<Record<FailureKind, string>> = {
 
 /** Builds an ErrorResponse ('E') with severity FATAL. */
 export function errorResponse(sqlstate: string, message: string, hint?: string): Buffer {
+  // Fields are NUL-terminated: a NUL inside a value would corrupt the frame.
   const fields: Array<[string, string]> = [
     ['S', 'FATAL'],
     ['V', 'FATAL'],
     ['C', sqlstate],
-    ['M', message],
+    ['M', message.replaceAll('\0', '')],
   ];
-  if (hint !== undefined) fields.push(['H', hint]);
+  if (hint !== undefined) fields.push(['H', hint.replaceAll('\0', '')]);
   let size = 4 + 1; // length + final terminator
   for (const [, value] of fields) size += 1 + Buffer.byteLength(value) + 1;
   const out = Buffer.alloc(1 + size);

@@ -17,19 +17,21 @@ import { BackendKeyScanner, parseStartupPacket } from './parse.ts';
 
 const ANSWER_SSL_YES = Buffer.from('S');
 const ANSWER_NO = Buffer.from('N');
-/** SSLRequest and GSSENCRequest may each come once before the StartupMessage. */
-const MAX_NEGOTIATIONS = 3;
 
 export function createPostgresProtocol(): ProtocolModule {
   return { name: 'postgres', identify, encodeError };
 }
 
 async function identify(conn: ClientConnection): Promise<Opening | null> {
-  for (let round = 0; round <= MAX_NEGOTIATIONS; round++) {
+  // SSLRequest and GSSENCRequest may each come once before the StartupMessage (as in PostgreSQL).
+  let sslAsked = false;
+  let gssAsked = false;
+  while (true) {
     const packet = await conn.read(parseStartupPacket);
     switch (packet.type) {
       case 'ssl':
-        if (conn.tls !== undefined) throw new PolyproxyError('PROTOCOL', 'SSLRequest received inside TLS', { source: 'client' });
+        if (sslAsked) throw new PolyproxyError('PROTOCOL', 'duplicate SSL negotiation request', { source: 'client' });
+        sslAsked = true;
         if (!conn.tlsAvailable) {
           conn.write(ANSWER_NO);
           continue;
@@ -40,6 +42,8 @@ async function identify(conn: ClientConnection): Promise<Opening | null> {
         await conn.upgradeToTls();
         continue;
       case 'gssenc':
+        if (gssAsked) throw new PolyproxyError('PROTOCOL', 'duplicate GSSAPI negotiation request', { source: 'client' });
+        gssAsked = true;
         conn.write(ANSWER_NO);
         continue;
       case 'cancel': {
@@ -65,7 +69,6 @@ async function identify(conn: ClientConnection): Promise<Opening | null> {
       }
     }
   }
-  throw new PolyproxyError('PROTOCOL', 'too many negotiation requests before the startup packet', { source: 'client' });
 }
 
 /** Per-session state: learns the backend's cancel key and forgets it at close. */
