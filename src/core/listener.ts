@@ -92,13 +92,14 @@ export class Listener implements RelayOwner {
     return this.#server.address() as AddressInfo | null;
   }
 
-  /** Stops accepting; established sessions go on. Resolves when the port is closed. */
+  /**
+   * Stops accepting; established sessions go on. The listening socket is
+   * closed at once (server.close()'s callback would wait for every session).
+   */
   stopAccepting(): Promise<void> {
     this.#draining = true;
-    return new Promise((resolve) => {
-      if (!this.#server.listening) return resolve();
-      this.#server.close(() => resolve());
-    });
+    if (this.#server.listening) this.#server.close(noop);
+    return Promise.resolve();
   }
 
   /** Resolves when no session is left. */
@@ -266,3 +267,5 @@ function callHook(log: Logger, name: string, fn: () => void): void {
     log.error({ err, hook: name }, 'resolver hook threw');
   }
 }
+
+function noop(): void {}

@@ -39,6 +39,7 @@ onBroadcast(TOPIC, (payload) => {
   const { key, packet } = payload as { key: string; packet: string };
   const endpoint = keys.get(key);
   if (endpoint === undefined) return;
+  log.debug({ backend: endpoint.label }, 'forwarding a cancel request received by a sibling worker');
   sendOneShot(endpoint, Buffer.from(packet, 'base64'), CANCEL_CONNECT_TIMEOUT_MS).catch((err: Error) =>
     log.warn({ err: err.message, backend: endpoint.label }, 'forwarding a cancel request failed'),
   );
