@@ -96,7 +96,7 @@ export const configSchema = z
     const names = new Set<string>();
     const ports = new Set<string>();
     config.listeners.forEach((listener, i) => {
-      const name = listener.name ?? `${listener.protocol}-${listener.port}`;
+      const name = listener.name ?? defaultListenerName(listener, i);
       if (names.has(name)) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'name'], message: `duplicate listener name "${name}"` });
       names.add(name);
       const port = `${listener.host}:${listener.port}`;
@@ -106,7 +106,14 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['listeners', i, 'tls', 'ca'], message: 'requireClientCert needs a ca to verify client certificates against' });
       }
     });
-  });
+  })
+  // Every listener gets a name: logs, hooks and the resolver context use it.
+  .transform((config) => ({ ...config, listeners: config.listeners.map((listener, i) => ({ ...listener, name: listener.name ?? defaultListenerName(listener, i) })) }));
+
+/** `postgres-6432`; for port 0 (any free port) the position: `postgres-listener1`. */
+function defaultListenerName(listener: { protocol: string; port: number }, index: number): string {
+  return listener.port === 0 ? `${listener.protocol}-listener${index}` : `${listener.protocol}-${listener.port}`;
+}
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;

@@ -152,6 +152,9 @@ export class ClientConnection {
     const socket = this.socket;
     socket.pause();
     this.#unlisten(socket);
+    // Bytes the stream buffered while paused belong to the backend too.
+    let chunk: Buffer | null;
+    while ((chunk = socket.read() as Buffer | null) !== null) this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
     const leftover = this.#pending.length > 0 ? this.#pending : null;
     this.#pending = EMPTY;
     return { socket, leftover };

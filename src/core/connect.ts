@@ -5,14 +5,18 @@
 import net from 'node:net';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError } from './errors.ts';
+import { backendOnRead } from './relay.ts';
+import { onreadOption } from './shared-read-buffer.ts';
+
+const BACKEND_ONREAD = onreadOption(backendOnRead);
 
 /** Opens one connection; rejects on error or after `timeoutMs`. */
 export function connectEndpoint(endpoint: Endpoint, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket =
       endpoint.type === 'unix'
-        ? net.connect({ path: endpoint.path, allowHalfOpen: true })
-        : net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true });
+        ? net.connect({ path: endpoint.path, allowHalfOpen: true, onread: BACKEND_ONREAD })
+        : net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true, onread: BACKEND_ONREAD });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`connect timeout after ${timeoutMs} ms`));

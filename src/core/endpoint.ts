@@ -34,7 +34,10 @@ export function parseEndpoint(input: string): Endpoint {
   if (!/^\d{1,5}$/.test(portText)) throw new TypeError(`invalid endpoint "${input}": bad port "${portText}"`);
   const port = Number(portText);
   if (port < 1 || port > 65535) throw new TypeError(`invalid endpoint "${input}": port ${port} out of range`);
-  return { type: 'tcp', host: host.toLowerCase(), port, label: text };
+  // Hostnames and IPv6 hex are case-insensitive; an IPv6 zone id (an interface name) is not.
+  const zone = host.indexOf('%');
+  const normalized = zone < 0 ? host.toLowerCase() : host.slice(0, zone).toLowerCase() + host.slice(zone);
+  return { type: 'tcp', host: normalized, port, label: text };
 }
 
 export function formatHostPort(host: string, port: number): string {

@@ -11,7 +11,7 @@ import { connectFirst } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
 import type { Logger } from './logger.ts';
-import type { Opening, ProtocolModule } from './protocol.ts';
+import type { ProtocolModule } from './protocol.ts';
 import { Relay } from './relay.ts';
 import type { RelayOwner } from './relay.ts';
 import type { ResolveContext, Resolver } from './resolver.ts';
@@ -48,7 +48,8 @@ interface SessionContext {
   readonly endpoint: Endpoint;
   readonly resolver: Resolver | null;
   readonly clientAddress: string;
-  readonly opening: Opening;
+  /** Only the close hook is kept: the opening's bytes are not needed once replayed. */
+  readonly onClose: (() => void) | undefined;
 }
 
 export class Listener implements RelayOwner {
@@ -164,7 +165,7 @@ export class Listener implements RelayOwner {
       const { socket, leftover } = conn.detach();
       let replay = this.protocol.replay === undefined ? opening.replay : null;
       if (leftover !== null) replay = replay === null ? leftover : Buffer.concat([replay, leftover]);
-      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, opening };
+      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, onClose: opening.onClose };
       const relay = new Relay(socket, backend, this, this.settings.idleTimeoutMs, opening.backendTap ?? null);
       relay.context = context;
       this.#openings.delete(conn);
@@ -216,7 +217,7 @@ export class Listener implements RelayOwner {
     const context = relay.context as SessionContext;
     const durationMs = Date.now() - relay.startedAt;
     try {
-      context.opening.onClose?.();
+      context.onClose?.();
     } catch (err) {
       this.#log.error({ err }, 'protocol onClose failed');
     }

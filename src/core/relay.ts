@@ -10,6 +10,7 @@
  * Idle timeouts use one shared coarse clock and sweep, not a timer per socket.
  */
 import type { Socket } from 'node:net';
+import { adoptSharedReadBuffer, takeRead, usesSharedReadBuffer } from './shared-read-buffer.ts';
 
 const kRelay = Symbol('polyproxy.relay');
 
@@ -65,12 +66,13 @@ export class Relay {
     backend[kRelay] = this;
     client.setNoDelay?.(true);
     backend.setNoDelay?.(true);
-    client.on('data', clientOnData);
+    // Plain TCP sockets read through the shared buffer; TLS sockets use 'data' events.
+    if (!adoptSharedReadBuffer(client, clientOnRead)) client.on('data', clientOnData);
     client.on('end', clientOnEnd);
     client.on('error', clientOnError);
     client.on('close', socketOnClose);
     client.on('drain', clientOnDrain);
-    backend.on('data', backendOnData);
+    if (!usesSharedReadBuffer(backend)) backend.on('data', backendOnData);
     backend.on('end', backendOnEnd);
     backend.on('error', backendOnError);
     backend.on('close', socketOnClose);
@@ -122,6 +124,33 @@ function backendOnData(this: RelaySocket, chunk: Buffer): void {
   relay.lastActive = coarseNow;
   if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
   if (!relay.client.write(chunk)) this.pause();
+}
+
+/** onread callback for accepted client sockets; returning false stops reading until the peer drains. */
+function clientOnRead(this: RelaySocket, nread: number): boolean {
+  const chunk = takeRead(nread);
+  const relay = this[kRelay] as Relay;
+  relay.bytesIn += nread;
+  relay.lastActive = coarseNow;
+  return relay.backend.write(chunk);
+}
+
+/**
+ * onread callback for backend sockets (created with it by the connect loop).
+ * Before a relay owns the socket, bytes go out as ordinary 'data' events
+ * so a protocol's replay phase can read them.
+ */
+export function backendOnRead(this: RelaySocket, nread: number): boolean {
+  const chunk = takeRead(nread);
+  const relay = this[kRelay];
+  if (relay === undefined) {
+    this.emit('data', chunk);
+    return true;
+  }
+  relay.bytesOut += nread;
+  relay.lastActive = coarseNow;
+  if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
+  return relay.client.write(chunk);
 }
 
 function clientOnDrain(this: RelaySocket): void {
@@ -178,14 +207,13 @@ let coarseNow = Date.now();
 class IdleList {
   head: Relay | null = null;
   count = 0;
-  #timer: NodeJS.Timeout | null = null;
 
   add(relay: Relay): void {
     relay.nextIdle = this.head;
     relay.prevIdle = null;
     if (this.head !== null) this.head.prevIdle = relay;
     this.head = relay;
-    if (++this.count === 1) this.#timer = setInterval(sweep, 1000).unref();
+    this.count++;
   }
 
   remove(relay: Relay): void {
@@ -193,26 +221,25 @@ class IdleList {
     else if (this.head === relay) this.head = relay.nextIdle;
     if (relay.nextIdle !== null) relay.nextIdle.prevIdle = relay.prevIdle;
     relay.prevIdle = relay.nextIdle = null;
-    if (--this.count === 0 && this.#timer !== null) {
-      clearInterval(this.#timer);
-      this.#timer = null;
-    }
+    this.count--;
   }
 }
 
 const idleList = new IdleList();
 
-function sweep(): void {
+/** The clock's resolution: lastActive may lag real activity by up to this much. */
+const TICK_MS = 1000;
+
+function tick(): void {
   coarseNow = Date.now();
   let relay = idleList.head;
   while (relay !== null) {
     const next = relay.nextIdle;
-    if (coarseNow - relay.lastActive >= relay.idleTimeoutMs) relay.destroy('idle-timeout');
+    // + TICK_MS: lastActive was stamped from a clock up to one tick old, so never close early.
+    if (coarseNow - relay.lastActive >= relay.idleTimeoutMs + TICK_MS) relay.destroy('idle-timeout');
     relay = next;
   }
 }
 
-// Keep the coarse clock moving even without idle timeouts (cheap, unref'd).
-setInterval(() => {
-  coarseNow = Date.now();
-}, 1000).unref();
+// One unref'd timer keeps the coarse clock moving and sweeps idle relays.
+setInterval(tick, TICK_MS).unref();

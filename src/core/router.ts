@@ -57,6 +57,8 @@ export class Router {
   readonly #inflight = new Map<string, Promise<RouteEntry>>();
   #hits = 0;
   #misses = 0;
+  /** Bumped by every purge: an answer looked up before a purge must not be cached after it. */
+  #generation = 0;
 
   constructor(options: RouterOptions) {
     this.#options = options;
@@ -80,12 +82,18 @@ export class Router {
       this.#misses++;
       let pending = this.#inflight.get(key);
       if (pending === undefined) {
+        const generation = this.#generation;
         pending = this.#lookup(resourceId, ctx).finally(() => this.#inflight.delete(key));
         this.#inflight.set(key, pending);
+        pending.then(
+          (found) => {
+            const ttl = found.route.ttlMs ?? this.#options.cacheTtlMs;
+            if (ttl > 0 && generation === this.#generation) this.#cache.set(key, found, { ttl });
+          },
+          () => {},
+        );
       }
       entry = await pending;
-      const ttl = entry.route.ttlMs ?? this.#options.cacheTtlMs;
-      if (ttl > 0 && !this.#cache.has(key)) this.#cache.set(key, entry, { ttl });
     } else {
       this.#hits++;
     }
@@ -94,6 +102,7 @@ export class Router {
 
   /** Drops cached answers for one id (every protocol), or for all ids when none is given. */
   purge(resourceId?: string): number {
+    this.#generation++;
     if (resourceId === undefined) {
       const n = this.#cache.size;
       this.#cache.clear();
@@ -104,6 +113,8 @@ export class Router {
     for (const key of [...this.#cache.keys()]) {
       if (key.endsWith(suffix) && this.#cache.delete(key)) n++;
     }
+    // A lookup in flight started before this purge: its answer is stale.
+    for (const key of [...this.#inflight.keys()]) if (key.endsWith(suffix)) this.#inflight.delete(key);
     for (const source of this.#options.sources) {
       try {
         source.resolver.purge?.(resourceId);

@@ -40,7 +40,7 @@ export interface RunningProxy {
 }
 
 export function listenerName(listener: ListenerConfig): string {
-  return listener.name ?? `${listener.protocol}-${listener.port}`;
+  return listener.name;
 }
 
 export async function startProxy(config: Config, options: StartOptions = {}): Promise<RunningProxy> {

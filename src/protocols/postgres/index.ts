@@ -73,7 +73,7 @@ async function identify(conn: ClientConnection): Promise<Opening | null> {
 
 /** Per-session state: learns the backend's cancel key and forgets it at close. */
 class PostgresSession implements StreamTap {
-  readonly #scanner = new BackendKeyScanner();
+  #scanner: BackendKeyScanner | null = new BackendKeyScanner();
   #endpoint: Endpoint | null = null;
   #key: string | null = null;
 
@@ -82,11 +82,14 @@ class PostgresSession implements StreamTap {
   }
 
   inspect(chunk: Buffer): boolean {
-    const done = this.#scanner.push(chunk);
-    if (this.#key === null && this.#scanner.key !== null && this.#endpoint !== null) {
-      this.#key = this.#scanner.key;
+    const scanner = this.#scanner;
+    if (scanner === null) return true;
+    const done = scanner.push(chunk);
+    if (this.#key === null && scanner.key !== null && this.#endpoint !== null) {
+      this.#key = scanner.key;
       registerCancelKey(this.#key, this.#endpoint);
     }
+    if (done) this.#scanner = null; // idle sessions keep only the key
     return done;
   }
 
