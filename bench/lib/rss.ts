@@ -1,0 +1,50 @@
+/** Resident memory of a process, from /proc/<pid>/status. */
+import { readFileSync } from 'node:fs';
+import { sleep } from './net.ts';
+
+/** VmRSS in KiB. */
+export function readRssKb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (match === null) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]);
+}
+
+export interface StableOptions {
+  /** Time between samples. */
+  readonly intervalMs?: number;
+  /** Samples in a row that must stay within `toleranceKb` of each other. */
+  readonly samples?: number;
+  readonly toleranceKb?: number;
+  readonly maxWaitMs?: number;
+}
+
+/**
+ * Samples RSS until `samples` consecutive readings lie within `toleranceKb`
+ * (or `maxWaitMs` passes); returns the last reading and whether it settled.
+ */
+export async function waitForStableRss(pid: number, options: StableOptions = {}): Promise<{ rssKb: number; stable: boolean; waitedMs: number }> {
+  const intervalMs = options.intervalMs ?? 500;
+  const samples = options.samples ?? 4;
+  const toleranceKb = options.toleranceKb ?? 256;
+  const maxWaitMs = options.maxWaitMs ?? 15_000;
+  const start = Date.now();
+  const window: number[] = [];
+  while (true) {
+    window.push(readRssKb(pid));
+    if (window.length > samples) window.shift();
+    if (window.length === samples && Math.max(...window) - Math.min(...window) <= toleranceKb) {
+      return { rssKb: window[window.length - 1] as number, stable: true, waitedMs: Date.now() - start };
+    }
+    if (Date.now() - start >= maxWaitMs) return { rssKb: window[window.length - 1] as number, stable: false, waitedMs: Date.now() - start };
+    await sleep(intervalMs);
+  }
+}
+
+/** User + system CPU seconds a process has used so far (/proc/<pid>/stat; USER_HZ = 100). */
+export function readCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14, stime field 15.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}

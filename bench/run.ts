@@ -1,0 +1,103 @@
+/**
+ * Benchmark runner: `npm run bench -- <scenario...|all> [--no-build]`.
+ *
+ * Each scenario starts its anchors and polyproxy side by side, prints a table
+ * with ratios, writes bench/results/<scenario>.json and rewrites its section
+ * of bench/RESULTS.md. Every child process runs in its own process group and
+ * is killed on exit, Ctrl-C or SIGTERM.
+ */
+import path from 'node:path';
+import { machineInfo, describeMachine, proxyCpu } from './lib/machine.ts';
+import { stopAll } from './lib/process.ts';
+import { note, progress, progressDone, resetClock } from './lib/progress.ts';
+import { sectionMarkdown, updateResultsMarkdown, writeResultsJson } from './lib/results.ts';
+import type { Scenario, ScenarioContext } from './lib/scenario.ts';
+import { formatText } from './lib/table.ts';
+import { buildPolyproxy } from './lib/targets.ts';
+import { idleMemoryScenario } from './scenarios/idle-memory.ts';
+import { pgbenchScenario } from './scenarios/pgbench.ts';
+
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario];
+
+const benchDir = path.dirname(new URL(import.meta.url).pathname);
+const root = path.dirname(benchDir);
+
+function usage(): string {
+  return [
+    'Usage: npm run bench -- <scenario...|all> [--no-build]',
+    '',
+    'Scenarios:',
+    ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}`),
+    '  all            every scenario above, in order',
+    '',
+    'Env: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (pgbench); BENCH_IDLE_MAX, BENCH_IDLE_STEP, BENCH_IDLE_PROCESSES (idle-memory);',
+    '     BENCH_PROXY_CPU (CPU the proxies are pinned to, -1 = none); BENCH_POLYPROXY_NODE_FLAGS (e.g. --cpu-prof).',
+  ].join('\n');
+}
+
+/** The command line as a user would type it, with the BENCH_* settings that were set. */
+function commandLine(args: readonly string[]): string {
+  const env = Object.entries(process.env)
+    .filter(([k, v]) => k.startsWith('BENCH_') && v !== undefined && v !== '')
+    .map(([k, v]) => `${k}=${v}`);
+  return [...env, 'npm run bench --', ...args].join(' ');
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const flags = argv.filter((a) => a.startsWith('-'));
+  const names = argv.filter((a) => !a.startsWith('-'));
+  if (flags.includes('--help') || flags.includes('-h') || names.length === 0) {
+    process.stdout.write(`${usage()}\n`);
+    return names.length === 0 && !flags.includes('--help') && !flags.includes('-h') ? 2 : 0;
+  }
+  const unknownFlags = flags.filter((f) => f !== '--no-build');
+  const chosen = names.includes('all') ? [...SCENARIOS] : names.map((n) => SCENARIOS.find((s) => s.name === n));
+  if (unknownFlags.length > 0 || chosen.some((s) => s === undefined)) {
+    process.stderr.write(`bench: unknown ${unknownFlags.length > 0 ? `option ${unknownFlags.join(' ')}` : `scenario ${names.filter((n) => !SCENARIOS.some((s) => s.name === n)).join(' ')}`}\n\n${usage()}\n`);
+    return 2;
+  }
+  const scenarios = chosen as Scenario[];
+  const ctx: ScenarioContext = { root, node: process.execPath, proxyCpu: proxyCpu() };
+  const machine = machineInfo();
+  const command = commandLine(argv);
+  const allStarted = Date.now();
+  resetClock();
+  process.stdout.write(`polyproxy bench — ${describeMachine(machine)}\nproxies pinned to CPU ${ctx.proxyCpu}\n\n`);
+
+  if (scenarios.some((s) => s.needsBuild) && !flags.includes('--no-build')) {
+    progress('building polyproxy (tsc -p tsconfig.build.json)');
+    await buildPolyproxy(ctx);
+  }
+
+  let failures = 0;
+  for (const scenario of scenarios) {
+    const started = Date.now();
+    progress(`${scenario.name}: starting`);
+    try {
+      const report = await scenario.run(ctx);
+      const durationSeconds = (Date.now() - started) / 1000;
+      progressDone();
+      const run = { scenario: scenario.name, command, date: new Date().toISOString(), durationSeconds, machine };
+      process.stdout.write(`== ${scenario.name}: ${report.title} (${Math.round(durationSeconds)} s)\n\n`);
+      for (const t of report.tables) {
+        if (t.caption !== undefined) process.stdout.write(`${t.caption}\n`);
+        process.stdout.write(`${formatText(t.table)}\n\n`);
+      }
+      process.stdout.write(`${report.verdict}\n`);
+      const json = writeResultsJson(benchDir, run, report);
+      updateResultsMarkdown(path.join(benchDir, 'RESULTS.md'), scenario.name, sectionMarkdown(run, report));
+      process.stdout.write(`wrote ${path.relative(root, json)} and bench/RESULTS.md\n\n`);
+    } catch (err) {
+      failures++;
+      note(`${scenario.name} failed: ${(err as Error).stack ?? String(err)}`);
+      await stopAll();
+    }
+  }
+  progressDone();
+  process.stdout.write(`done in ${Math.round((Date.now() - allStarted) / 1000)} s${failures > 0 ? `, ${failures} scenario(s) failed` : ''}\n`);
+  return failures > 0 ? 1 : 0;
+}
+
+const code = await main(process.argv.slice(2));
+await stopAll();
+process.exit(code);
