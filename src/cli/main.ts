@@ -11,7 +11,7 @@ import { ConfigError, loadConfigFile, parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { announce, log } from '../core/logger.ts';
 import { runDemo } from '../demo/run-demo.ts';
-import { exitOnSignals } from '../supervisor/lifecycle.ts';
+import { exitOnSignals, ignoreHangup } from '../supervisor/lifecycle.ts';
 import { startProxy } from '../supervisor/proxy.ts';
 import { runSupervisor } from '../supervisor/supervisor.ts';
 
@@ -127,6 +127,7 @@ function toInt(text: string, flag: string): number {
 /** Runs until a signal drains it. */
 export async function run(config: Config): Promise<void> {
   const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+  ignoreHangup();
   if (config.workers === 1) {
     const proxy = await startProxy(config);
     exitOnSignals(proxy, timeoutMs);

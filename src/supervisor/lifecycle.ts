@@ -35,3 +35,11 @@ export function exitOnSignals(proxy: RunningProxy, timeoutMs: number): void {
     });
   }
 }
+
+/**
+ * SIGHUP's default action would kill the process (a closing terminal sends
+ * it). Reload is not built yet, so keep running with the current config.
+ */
+export function ignoreHangup(): void {
+  process.on('SIGHUP', () => log.warn('SIGHUP received: reloading is not implemented yet; the running configuration is unchanged'));
+}

@@ -5,7 +5,7 @@
  */
 import { deliverBroadcast, isBroadcast } from '../core/cluster.ts';
 import { log } from '../core/logger.ts';
-import { drainAndExit } from './lifecycle.ts';
+import { drainAndExit, ignoreHangup } from './lifecycle.ts';
 import type { SupervisorMessage, WorkerMessage } from './messages.ts';
 import { startProxy } from './proxy.ts';
 import type { RunningProxy } from './proxy.ts';
@@ -48,6 +48,8 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     else void drainAndExit(proxy, timeoutMs, signal);
   });
 }
+
+ignoreHangup();
 
 // The supervisor died: nobody will restart or stop us; drain and go.
 process.on('disconnect', () => {
