@@ -34,6 +34,8 @@ export class ClientConnection {
   readonly #maxBuffered: number;
   readonly #tlsSettings: TlsServerSettings | null;
   #pending: Buffer = EMPTY;
+  /** Backing memory #pending is a view into, once chunks had to be joined. */
+  #store: Buffer | null = null;
   #waiter: Waiter | null = null;
   #error: Error | null = null;
   #tls: TlsInfo | undefined = undefined;
@@ -88,15 +90,27 @@ export class ClientConnection {
    * Turns the connection into a server-side TLS session in place. Refuses
    * plaintext the client pipelined before the handshake (it could have been
    * injected by a man in the middle).
+   *
+   * With `bufferedIsTls`, bytes already buffered are handed to TLS instead:
+   * MySQL clients start their TLS handshake right after the SSLRequest,
+   * without waiting for an answer, so the ClientHello may arrive in the
+   * same read. TLS rejects anything in them that is not a TLS record, so
+   * nothing injected can be read as plaintext.
    */
-  async upgradeToTls(): Promise<void> {
+  async upgradeToTls(options: { bufferedIsTls?: boolean } = {}): Promise<void> {
     const settings = this.#tlsSettings;
     if (settings === null) throw new PolyproxyError('INTERNAL', 'TLS is not configured on this listener');
-    if (this.#pending.length > 0) {
+    if (this.#pending.length > 0 && options.bufferedIsTls !== true) {
       throw new PolyproxyError('PROTOCOL', 'received unencrypted data after the TLS request', { source: 'client' });
     }
     const plain = this.socket;
     this.#unlisten(plain);
+    if (this.#pending.length > 0) {
+      // TLSSocket feeds what the wrapped socket has buffered to the TLS engine first.
+      plain.pause();
+      plain.unshift(this.#pending);
+      this.#pending = EMPTY;
+    }
     const secure = new tls.TLSSocket(plain, {
       isServer: true,
       secureContext: settings.secureContext,
@@ -154,7 +168,7 @@ export class ClientConnection {
     this.#unlisten(socket);
     // Bytes the stream buffered while paused belong to the backend too.
     let chunk: Buffer | null;
-    while ((chunk = socket.read() as Buffer | null) !== null) this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    while ((chunk = socket.read() as Buffer | null) !== null) this.#append(chunk);
     const leftover = this.#pending.length > 0 ? this.#pending : null;
     this.#pending = EMPTY;
     return { socket, leftover };
@@ -195,7 +209,7 @@ export class ClientConnection {
   }
 
   #receive(chunk: Buffer): void {
-    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#append(chunk);
     const waiter = this.#waiter;
     if (waiter === null) {
       if (this.#pending.length > this.#maxBuffered) {
@@ -218,6 +232,36 @@ export class ClientConnection {
     } else if (this.#pending.length > this.#maxBuffered) {
       this.#abortWith(new PolyproxyError('PROTOCOL', `opening larger than ${this.#maxBuffered} bytes`, { source: 'client' }));
     }
+  }
+
+  /**
+   * Adds a chunk to the unparsed bytes. The bytes live in a store that grows
+   * by doubling, so a large opening arriving in many chunks costs linear, not
+   * quadratic, copying. Only bytes past the current end are ever written, so
+   * views a parser returned (earlier bytes) stay intact.
+   */
+  #append(chunk: Buffer): void {
+    const pending = this.#pending;
+    if (pending.length === 0) {
+      this.#pending = chunk;
+      this.#store = null;
+      return;
+    }
+    const need = pending.length + chunk.length;
+    const store = this.#store;
+    if (store !== null && pending.buffer === store.buffer) {
+      const offset = pending.byteOffset - store.byteOffset;
+      if (offset + need <= store.length) {
+        chunk.copy(store, offset + pending.length);
+        this.#pending = store.subarray(offset, offset + need);
+        return;
+      }
+    }
+    const next = Buffer.allocUnsafeSlow(Math.max(need * 2, 4096));
+    pending.copy(next, 0);
+    chunk.copy(next, pending.length);
+    this.#store = next;
+    this.#pending = next.subarray(0, need);
   }
 
   #tryParse<T>(parse: OpeningParser<T>): { value: T; consumed: number } | undefined {

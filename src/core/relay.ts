@@ -10,15 +10,31 @@
  * Idle timeouts use one shared coarse clock and sweep, not a timer per socket.
  */
 import type { Socket } from 'node:net';
-import { adoptSharedReadBuffer, takeRead, usesSharedReadBuffer } from './shared-read-buffer.ts';
+import { adoptSharedReadBuffer, borrowRead, reclaimLent, settleBorrowed, takeRead, usesSharedReadBuffer } from './shared-read-buffer.ts';
 
 const kRelay = Symbol('polyproxy.relay');
 
 type RelaySocket = Socket & { [kRelay]?: Relay };
 
-/** Watches backend bytes at the start of a session; returns true when it has seen enough. */
+/** Watches backend bytes at the start of a session; returns true when it has seen enough. The chunk is only valid during the call: copy what you keep. */
 export interface StreamTap {
   inspect(chunk: Buffer): boolean;
+}
+
+/**
+ * Sees every client chunk before the backend does, for protocols that must
+ * refuse some commands mid-session (MySQL `USE` of another tenant's
+ * database). It owns forwarding while present: it writes what may pass to
+ * `relay.backend` itself, and may hold bytes or answer the client instead.
+ */
+export interface ClientFilter {
+  /**
+   * Takes one client chunk (already counted in bytesIn; the filter may keep
+   * it). Returns false when the client must stop reading: the backend did
+   * not take the bytes (its 'drain' resumes the client) or the filter holds
+   * bytes while it decides (it resumes the client itself).
+   */
+  push(relay: Relay, chunk: Buffer): boolean;
 }
 
 export interface RelayOwner {
@@ -38,6 +54,7 @@ export class Relay {
   lastActive: number;
   idleTimeoutMs: number;
   backendTap: StreamTap | null;
+  readonly clientFilter: ClientFilter | null;
   /** Why the relay ended early, if it did: 'idle-timeout', 'client-error', 'backend-error', 'shutdown'. */
   reason: string | null = null;
   /** Whatever the owner needs at close (resource id, endpoint...). */
@@ -48,12 +65,13 @@ export class Relay {
   prevIdle: Relay | null = null;
   nextIdle: Relay | null = null;
 
-  constructor(client: Socket, backend: Socket, owner: RelayOwner, idleTimeoutMs: number, backendTap: StreamTap | null) {
+  constructor(client: Socket, backend: Socket, owner: RelayOwner, idleTimeoutMs: number, backendTap: StreamTap | null, clientFilter: ClientFilter | null = null) {
     this.client = client;
     this.backend = backend;
     this.owner = owner;
     this.idleTimeoutMs = idleTimeoutMs;
     this.backendTap = backendTap;
+    this.clientFilter = clientFilter;
     this.startedAt = Date.now();
     this.lastActive = coarseNow;
   }
@@ -80,7 +98,7 @@ export class Relay {
     if (this.idleTimeoutMs > 0) idleList.add(this);
     if (replay !== null && replay.length > 0) {
       this.bytesIn += replay.length;
-      if (!backend.write(replay)) client.pause();
+      if (!(this.clientFilter === null ? backend.write(replay) : this.clientFilter.push(this, replay))) client.pause();
       else client.resume();
     } else {
       client.resume();
@@ -115,7 +133,7 @@ function clientOnData(this: RelaySocket, chunk: Buffer): void {
   const relay = this[kRelay] as Relay;
   relay.bytesIn += chunk.length;
   relay.lastActive = coarseNow;
-  if (!relay.backend.write(chunk)) this.pause();
+  if (!(relay.clientFilter === null ? relay.backend.write(chunk) : relay.clientFilter.push(relay, chunk))) this.pause();
 }
 
 function backendOnData(this: RelaySocket, chunk: Buffer): void {
@@ -128,11 +146,14 @@ function backendOnData(this: RelaySocket, chunk: Buffer): void {
 
 /** onread callback for accepted client sockets; returning false stops reading until the peer drains. */
 function clientOnRead(this: RelaySocket, nread: number): boolean {
-  const chunk = takeRead(nread);
   const relay = this[kRelay] as Relay;
   relay.bytesIn += nread;
   relay.lastActive = coarseNow;
-  return relay.backend.write(chunk);
+  // A filter may keep the chunk, so it gets its own copy.
+  if (relay.clientFilter !== null) return relay.clientFilter.push(relay, takeRead(nread));
+  const ok = relay.backend.write(borrowRead(nread));
+  settleBorrowed(relay.backend);
+  return ok;
 }
 
 /**
@@ -141,23 +162,27 @@ function clientOnRead(this: RelaySocket, nread: number): boolean {
  * so a protocol's replay phase can read them.
  */
 export function backendOnRead(this: RelaySocket, nread: number): boolean {
-  const chunk = takeRead(nread);
   const relay = this[kRelay];
   if (relay === undefined) {
-    this.emit('data', chunk);
+    this.emit('data', takeRead(nread));
     return true;
   }
   relay.bytesOut += nread;
   relay.lastActive = coarseNow;
+  const chunk = borrowRead(nread);
   if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
-  return relay.client.write(chunk);
+  const ok = relay.client.write(chunk);
+  settleBorrowed(relay.client);
+  return ok;
 }
 
 function clientOnDrain(this: RelaySocket): void {
+  reclaimLent(this);
   (this[kRelay] as Relay).backend.resume();
 }
 
 function backendOnDrain(this: RelaySocket): void {
+  reclaimLent(this);
   (this[kRelay] as Relay).client.resume();
 }
 
