@@ -15,7 +15,7 @@ import type { ProtocolModule } from './protocol.ts';
 import { Relay } from './relay.ts';
 import type { RelayOwner } from './relay.ts';
 import type { ResolveContext, Resolver } from './resolver.ts';
-import type { Router } from './router.ts';
+import type { RouteDecision, Router } from './router.ts';
 
 export interface ListenerSettings {
   readonly name: string;
@@ -122,7 +122,7 @@ export class Listener implements RelayOwner {
     if (this.settings.maxConnections > 0 && this.sessions >= this.settings.maxConnections) {
       counters.refused++;
       socket.resume();
-      conn.close(this.protocol.encodeError(new PolyproxyError('TOO_MANY', `too many connections to listener ${this.settings.name}`), undefined));
+      conn.close(this.protocol.encodeError(new PolyproxyError('TOO_MANY', `too many connections to listener ${this.settings.name}`), undefined, conn));
       return;
     }
     counters.open++;
@@ -150,7 +150,7 @@ export class Listener implements RelayOwner {
       if (opening.endpoint !== undefined) {
         candidates = [opening.endpoint];
       } else {
-        const decision = await this.router.route(resourceId, this.#context(conn));
+        const decision = await this.router.route(resourceId, this.#context(conn, opening.firstBytes));
         candidates = decision.candidates;
         resolver = decision.entry.source.resolver;
         connectTimeoutMs = decision.entry.route.timeoutMs ?? connectTimeoutMs;
@@ -158,7 +158,10 @@ export class Listener implements RelayOwner {
       const connected = await connectFirst(candidates, connectTimeoutMs);
       backend = connected.socket;
       if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' });
-      opening.onConnected?.(connected.endpoint);
+      if (opening.onConnected !== undefined) {
+        const ctx = this.#context(conn, undefined);
+        opening.onConnected(connected.endpoint, (id) => this.router.route(id, ctx).then(endpointsOf));
+      }
       if (this.protocol.replay !== undefined) {
         await this.protocol.replay(conn, backend, opening);
       }
@@ -166,7 +169,7 @@ export class Listener implements RelayOwner {
       let replay = this.protocol.replay === undefined ? opening.replay : null;
       if (leftover !== null) replay = replay === null ? leftover : Buffer.concat([replay, leftover]);
       const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, onClose: opening.onClose };
-      const relay = new Relay(socket, backend, this, this.settings.idleTimeoutMs, opening.backendTap ?? null);
+      const relay = new Relay(socket, backend, this, this.settings.idleTimeoutMs, opening.backendTap ?? null, opening.clientFilter ?? null);
       relay.context = context;
       this.#openings.delete(conn);
       this.#relays.add(relay);
@@ -194,7 +197,7 @@ export class Listener implements RelayOwner {
     }
     let bytes: Buffer | null = null;
     try {
-      bytes = this.protocol.encodeError(error, resourceId);
+      bytes = this.protocol.encodeError(error, resourceId, conn);
     } catch (err) {
       this.#log.error({ err }, 'protocol failed to encode an error');
     }
@@ -206,8 +209,9 @@ export class Listener implements RelayOwner {
     if (this.#openings.delete(conn)) this.#sessionGone();
   }
 
-  #context(conn: ClientConnection): ResolveContext {
-    return { protocol: this.settings.protocol, listener: this.settings.name, clientAddress: conn.remoteAddress, clientPort: conn.remotePort, tls: conn.tls };
+  #context(conn: ClientConnection, firstBytes: Buffer | undefined): ResolveContext {
+    const ctx: ResolveContext = { protocol: this.settings.protocol, listener: this.settings.name, clientAddress: conn.remoteAddress, clientPort: conn.remotePort, tls: conn.tls };
+    return firstBytes === undefined ? ctx : { ...ctx, firstBytes };
   }
 
   relayClosed(relay: Relay): void {
@@ -267,6 +271,10 @@ function callHook(log: Logger, name: string, fn: () => void): void {
   } catch (err) {
     log.error({ err, hook: name }, 'resolver hook threw');
   }
+}
+
+function endpointsOf(decision: RouteDecision): readonly Endpoint[] {
+  return decision.entry.endpoints;
 }
 
 function noop(): void {}

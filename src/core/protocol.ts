@@ -8,19 +8,30 @@ import type { Socket } from 'node:net';
 import type { ClientConnection } from './client-connection.ts';
 import type { Endpoint } from './endpoint.ts';
 import type { PolyproxyError } from './errors.ts';
-import type { StreamTap } from './relay.ts';
+import type { ClientFilter, StreamTap } from './relay.ts';
+
+/**
+ * Resolves another resource id the way the session's own was (same listener,
+ * same client context) and returns its checked endpoints. Lets a protocol
+ * check that a mid-session switch (MySQL `USE`) stays on the session's backend.
+ */
+export type RouteLookup = (resourceId: string) => Promise<readonly Endpoint[]>;
 
 export interface Opening {
   /** What the router resolves (database name, Host header, domain...). */
   readonly resourceId: string;
   /** Bytes consumed from the client that the backend must see first. */
   readonly replay: Buffer | null;
+  /** Raw TCP: the client's first bytes, handed to the resolver as ResolveContext.firstBytes (see there). */
+  readonly firstBytes?: Buffer;
   /** Skip the router and dial this endpoint (e.g. a PostgreSQL CancelRequest). */
   readonly endpoint?: Endpoint;
   /** Watches the first backend bytes of the relay (e.g. to learn a cancel key). */
   readonly backendTap?: StreamTap;
-  /** Called once the backend connection is up, with the endpoint it went to. */
-  readonly onConnected?: (endpoint: Endpoint) => void;
+  /** Called once the backend connection is up, with the endpoint it went to and a way to route other ids. */
+  readonly onConnected?: (endpoint: Endpoint, lookup: RouteLookup) => void;
+  /** Sees every client chunk of the relay before the backend does (e.g. MySQL's check of `USE`). */
+  readonly clientFilter?: ClientFilter;
   /** Called once when the session ends, to drop per-session protocol state. */
   readonly onClose?: () => void;
 }
@@ -36,9 +47,11 @@ export interface ProtocolModule {
   identify(conn: ClientConnection): Promise<Opening | null>;
   /**
    * Encodes a failure as the protocol's native bytes, written before the
-   * connection is closed; null closes without a message.
+   * connection is closed; null closes without a message. `conn` is the
+   * client's connection when there is one (protocols whose error framing
+   * depends on how far the handshake got keep that state per connection).
    */
-  encodeError(err: PolyproxyError, resourceId: string | undefined): Buffer | null;
+  encodeError(err: PolyproxyError, resourceId: string | undefined, conn?: ClientConnection): Buffer | null;
   /**
    * Optional exchange with the freshly connected backend before the relay
    * starts (e.g. MySQL's greeting and auth switch). Without it, core writes

@@ -18,6 +18,18 @@ export interface ResolveContext {
   readonly clientAddress: string;
   readonly clientPort: number;
   readonly tls: TlsInfo | undefined;
+  /**
+   * Raw TCP listeners routed without a fixed backend: the bytes the client
+   * sent first (up to the listener's `firstBytesMax`, within
+   * `firstBytesTimeoutMs`), empty when it sent nothing in time (e.g. a
+   * server-speaks-first protocol). They are replayed to the backend; do not
+   * modify them. Absent for every other protocol and for SNI routing.
+   *
+   * When present the lookup is per connection: the router neither caches the
+   * answer nor shares it with concurrent lookups of the same id (the id is
+   * the listener name, the bytes are what tell connections apart).
+   */
+  readonly firstBytes?: Buffer;
 }
 
 export interface ColdStart {

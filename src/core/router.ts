@@ -75,6 +75,13 @@ export class Router {
 
   /** Resolves, checks and orders the endpoints for one resource id. Throws PolyproxyError. */
   async route(resourceId: string, ctx: ResolveContext): Promise<RouteDecision> {
+    if (ctx.firstBytes !== undefined) {
+      // Routed by what this client sent (raw TCP): one lookup per connection,
+      // neither cached nor shared, or every client would get the first one's answer.
+      this.#misses++;
+      const entry = await this.#lookup(resourceId, ctx);
+      return { entry, candidates: pick(entry), cacheHit: false };
+    }
     const key = cacheKey(ctx.protocol, resourceId);
     let entry = this.#cache.get(key);
     const cacheHit = entry !== undefined;
