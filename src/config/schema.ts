@@ -54,10 +54,26 @@ const listenerCommon = {
 };
 
 export const postgresListenerSchema = z.strictObject({ ...listenerCommon, protocol: z.literal('postgres') });
-export const tcpListenerSchema = z.strictObject({ ...listenerCommon, protocol: z.literal('tcp'), backend: endpointList });
+export const mongodbListenerSchema = z.strictObject({ ...listenerCommon, protocol: z.literal('mongodb') });
+export const mysqlListenerSchema = z.strictObject({
+  ...listenerCommon,
+  protocol: z.literal('mysql'),
+  /** The server version the proxy's own greeting announces (before the backend is known). */
+  serverVersion: z.string().min(1).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional(),
+});
+export const tcpListenerSchema = z.strictObject({
+  ...listenerCommon,
+  protocol: z.literal('tcp'),
+  /** `sni` (needs `tls`): the resource id is the TLS server name instead of the listener name. */
+  routeBy: z.literal('sni', { error: 'routeBy must be "sni" (and needs tls)' }).optional(),
+  /** Without a backend: how long to wait for the client's first bytes before routing (0 = do not wait; default 1000). */
+  firstBytesTimeoutMs: z.number().int().min(0).optional(),
+  /** Without a backend: at most this many first bytes are handed to the resolver (default 4096). */
+  firstBytesMax: z.number().int().min(1).max(65536).optional(),
+});
 
-export const listenerSchema = z.discriminatedUnion('protocol', [postgresListenerSchema, tcpListenerSchema], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'protocol must be one of: postgres, tcp' : undefined),
+export const listenerSchema = z.discriminatedUnion('protocol', [postgresListenerSchema, tcpListenerSchema, mongodbListenerSchema, mysqlListenerSchema], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'protocol must be one of: postgres, tcp, mongodb, mysql' : undefined),
 });
 
 const routeValue = z.union([endpoint, z.array(endpoint).min(1), z.strictObject({ primary: endpoint, replicas: z.array(endpoint).optional() })]);
@@ -102,6 +118,7 @@ export const configSchema = z
       const port = `${listener.host}:${listener.port}`;
       if (listener.port !== 0 && ports.has(port)) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'port'], message: `port ${listener.port} is used by another listener` });
       ports.add(port);
+      if (listener.protocol === 'tcp') checkTcpListener(listener, i, config, ctx);
       if (listener.tls?.requireClientCert === true && listener.tls.ca === undefined) {
         ctx.addIssue({ code: 'custom', path: ['listeners', i, 'tls', 'ca'], message: 'requireClientCert needs a ca to verify client certificates against' });
       }
@@ -109,6 +126,25 @@ export const configSchema = z
   })
   // Every listener gets a name: logs, hooks and the resolver context use it.
   .transform((config) => ({ ...config, listeners: config.listeners.map((listener, i) => ({ ...listener, name: listener.name ?? defaultListenerName(listener, i) })) }));
+
+/** A tcp listener needs somewhere to send clients; SNI routing needs TLS to read the name from. */
+function checkTcpListener(
+  listener: z.output<typeof tcpListenerSchema>,
+  i: number,
+  config: { routes: Record<string, unknown>; resolver: { module?: string | undefined } },
+  ctx: z.RefinementCtx,
+): void {
+  const at = (field: string): Array<string | number> => ['listeners', i, field];
+  if (listener.routeBy === 'sni' && listener.tls === undefined) ctx.addIssue({ code: 'custom', path: at('routeBy'), message: 'routeBy: sni needs tls (the proxy reads the server name from the TLS handshake it terminates)' });
+  if (listener.backend !== undefined) {
+    if (listener.routeBy !== undefined) ctx.addIssue({ code: 'custom', path: at('routeBy'), message: 'routeBy cannot be used with a fixed backend: remove one of them' });
+  } else if (Object.keys(config.routes).length === 0 && config.resolver.module === undefined) {
+    ctx.addIssue({ code: 'custom', path: at('backend'), message: 'a tcp listener needs a backend, or routes / resolver.module to route its connections' });
+  }
+  if (listener.backend === undefined && listener.routeBy === undefined && (listener.firstBytesTimeoutMs ?? 1000) >= listener.handshakeTimeoutMs) {
+    ctx.addIssue({ code: 'custom', path: at('firstBytesTimeoutMs'), message: `must be shorter than handshakeTimeoutMs (${listener.handshakeTimeoutMs})` });
+  }
+}
 
 /** `postgres-6432`; for port 0 (any free port) the position: `postgres-listener1`. */
 function defaultListenerName(listener: { protocol: string; port: number }, index: number): string {

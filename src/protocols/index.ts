@@ -1,6 +1,9 @@
 /** Protocol modules by config name. */
 import type { ListenerConfig } from '../config/schema.ts';
 import type { ProtocolModule } from '../core/protocol.ts';
+import { MAX_OPENING_BUFFER as MONGODB_MAX_OPENING_BUFFER } from './mongodb/wire.ts';
+import { createMongoProtocol } from './mongodb/index.ts';
+import { MAX_OPENING_BYTES as MYSQL_MAX_OPENING_BYTES, createMysqlProtocol } from './mysql/index.ts';
 import { createPostgresProtocol } from './postgres/index.ts';
 import { createTcpProtocol } from './tcp/index.ts';
 
@@ -8,8 +11,12 @@ export function createProtocol(listener: ListenerConfig, name: string): Protocol
   switch (listener.protocol) {
     case 'postgres':
       return createPostgresProtocol();
+    case 'mongodb':
+      return createMongoProtocol();
+    case 'mysql':
+      return createMysqlProtocol({ handshakeTimeoutMs: listener.handshakeTimeoutMs, serverVersion: listener.serverVersion });
     case 'tcp':
-      return createTcpProtocol(name);
+      return createTcpProtocol(name, listener);
   }
 }
 
@@ -18,6 +25,10 @@ export function maxOpeningBytes(listener: ListenerConfig): number {
   switch (listener.protocol) {
     case 'postgres':
       return 16 * 1024;
+    case 'mongodb':
+      return MONGODB_MAX_OPENING_BUFFER;
+    case 'mysql':
+      return MYSQL_MAX_OPENING_BYTES;
     case 'tcp':
       return 64 * 1024;
   }

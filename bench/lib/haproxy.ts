@@ -1,0 +1,73 @@
+/**
+ * HAProxy in TCP mode (anchor for raw TCP relaying): one thread
+ * (`nbthread 1`), foreground (`-db`), generated config in a temp dir, pinned
+ * like polyproxy. `splice: true` adds `option splice-auto` (kernel splice()
+ * between the sockets, HAProxy's zero-copy bulk path).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pinned } from './machine.ts';
+import { freePort, waitForPort } from './net.ts';
+import { removeOnExit, runCommand, spawnTracked } from './process.ts';
+import type { ScenarioContext } from './scenario.ts';
+import type { Running } from './targets.ts';
+
+export const HAPROXY = '/usr/sbin/haproxy';
+
+export interface HaproxyTcpOptions {
+  /** host:port of the backend. */
+  readonly backend: string;
+  readonly splice?: boolean;
+  readonly name?: string;
+}
+
+export async function haproxyVersion(): Promise<string> {
+  const r = await runCommand(HAPROXY, ['-v']);
+  return (r.stdout.split('\n')[0] ?? '').replace(/ - https?:\S+/, '').trim();
+}
+
+export async function startHaproxyTcp(ctx: ScenarioContext, options: HaproxyTcpOptions): Promise<Running> {
+  const name = options.name ?? 'haproxy';
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'polyproxy-bench-haproxy-'));
+  const cleanup = removeOnExit(dir);
+  const cfg = path.join(dir, 'haproxy.cfg');
+  writeFileSync(
+    cfg,
+    [
+      'global',
+      '  nbthread 1',
+      '  maxconn 4000', // HAProxy asks for ~2.5 fds per connection (more with splice pipes): stay under the 20,000 open-file limit
+      '',
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 5s',
+      '  timeout client 60s',
+      '  timeout server 60s',
+      ...(options.splice === true ? ['  option splice-auto'] : []),
+      '',
+      'frontend fe',
+      `  bind 127.0.0.1:${port}`,
+      '  default_backend be',
+      '',
+      'backend be',
+      `  server s1 ${options.backend}`,
+      '',
+    ].join('\n'),
+  );
+  const [cmd, args] = pinned(ctx.proxyCpu, HAPROXY, ['-db', '-f', cfg]);
+  const proc = spawnTracked(cmd, args, { name, cwd: dir });
+  const stop = async (): Promise<void> => {
+    await proc.stop('SIGTERM', 5000);
+    rmSync(dir, { recursive: true, force: true });
+    cleanup.forget();
+  };
+  try {
+    await waitForPort(port, 15_000, proc);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { name, port, pid: proc.pid, proc, stop };
+}

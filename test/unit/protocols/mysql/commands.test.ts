@@ -1,0 +1,93 @@
+/**
+ * Which database a command switches to: COM_INIT_DB, COM_CHANGE_USER and
+ * `USE` anywhere in a COM_QUERY, with comments, quotes and backticks, fed
+ * whole and split at every offset.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { UseScanner, changeUserDatabase, inspectCommand } from '../../../../src/protocols/mysql/commands.ts';
+import { CLIENT_SECURE_CONNECTION } from '../../../../src/protocols/mysql/packets.ts';
+
+function scanWhole(sql: string): string[] | null {
+  const s = new UseScanner();
+  const bytes = Buffer.from(sql);
+  s.feed(bytes, 0, bytes.length);
+  s.finish();
+  return s.found;
+}
+
+function scanSplit(sql: string, cut: number): string[] | null {
+  const s = new UseScanner();
+  const bytes = Buffer.from(sql);
+  s.feed(bytes, 0, cut);
+  s.feed(bytes, cut, bytes.length);
+  s.finish();
+  return s.found;
+}
+
+const CASES: Array<[string, string[] | null]> = [
+  ['USE beta', ['beta']],
+  ['use beta;', ['beta']],
+  ['  \n\tUsE   `be``ta` ', ['be`ta']],
+  ['/* hi */ use beta', ['beta']],
+  ['-- note\nuse beta', ['beta']],
+  ['# note\nuse beta', ['beta']],
+  ['use/**/beta', ['beta']],
+  ['/*!40101 use beta */', ['beta']],
+  ['/*M!100100 use beta*/', ['beta']],
+  ['select 1; use beta', ['beta']],
+  ["select 'x; use alpha'; USE gamma", ['gamma']],
+  ['select "a\\"; use alpha"; select 2', null],
+  ['select `;use alpha`', null],
+  ['select 1 -- ; use alpha', null],
+  ['select 1 /* ; use alpha */', null],
+  ['select 2-1; use a; use `b`', ['a', 'b']],
+  ['user', null],
+  ['used beta', null],
+  ['select use_it from t', null],
+  ['update t set x = 1', null],
+  ['USE "db"', ['db']],
+  ['use dbé', ['dbé']],
+  ['use', null],
+  ['select 1', null],
+  ['--use beta', null],
+];
+
+describe('UseScanner', () => {
+  for (const [sql, expected] of CASES) {
+    it(`${JSON.stringify(sql)} → ${JSON.stringify(expected)}`, () => {
+      assert.deepEqual(scanWhole(sql), expected);
+      const length = Buffer.byteLength(sql);
+      for (let cut = 0; cut <= length; cut++) assert.deepEqual(scanSplit(sql, cut), expected, `split at ${cut}`);
+    });
+  }
+
+  it('reports over-long names so they are refused, not truncated into another name', () => {
+    const found = scanWhole(`use ${'a'.repeat(300)}`);
+    assert.equal(found?.length, 1);
+    assert.notEqual(found?.[0], 'a'.repeat(256));
+  });
+});
+
+describe('inspectCommand', () => {
+  const scanner = new UseScanner();
+  it('COM_INIT_DB names its database', () => {
+    assert.deepEqual(inspectCommand(Buffer.from('\x02beta', 'latin1'), 0, scanner), { databases: ['beta'] });
+  });
+  it('COM_QUERY only when it holds a USE', () => {
+    assert.deepEqual(inspectCommand(Buffer.from('\x03use beta', 'latin1'), 0, scanner), { databases: ['beta'] });
+    assert.equal(inspectCommand(Buffer.from('\x03select 1', 'latin1'), 0, scanner), null);
+  });
+  it('other commands pass', () => {
+    assert.equal(inspectCommand(Buffer.from('\x0e', 'latin1'), 0, scanner), null); // COM_PING
+    assert.equal(inspectCommand(Buffer.alloc(0), 0, scanner), null);
+  });
+  it('COM_CHANGE_USER names its database (secure-connection auth data)', () => {
+    const payload = Buffer.concat([Buffer.from('\x11bob\0', 'latin1'), Buffer.from([3, 1, 2, 3]), Buffer.from('beta\0'), Buffer.from([45, 0]), Buffer.from('mysql_native_password\0')]);
+    assert.equal(changeUserDatabase(payload, CLIENT_SECURE_CONNECTION), 'beta');
+    assert.deepEqual(inspectCommand(payload, CLIENT_SECURE_CONNECTION, scanner), { databases: ['beta'] });
+    const noDb = Buffer.concat([Buffer.from('\x11bob\0', 'latin1'), Buffer.from([0]), Buffer.from('\0'), Buffer.from([45, 0])]);
+    assert.equal(inspectCommand(noDb, CLIENT_SECURE_CONNECTION, scanner), null);
+    assert.deepEqual(inspectCommand(Buffer.from('\x11bob', 'latin1'), CLIENT_SECURE_CONNECTION, scanner), { malformed: 'malformed COM_CHANGE_USER' });
+  });
+});
