@@ -4,6 +4,7 @@
  * reason printed.
  */
 import net from 'node:net';
+import { serviceMissing } from './services.ts';
 
 export const REDIS_HOST = process.env.REDIS_HOST_TEST ?? '127.0.0.1';
 export const REDIS_PORT = Number(process.env.REDIS_PORT_TEST ?? 6379);
@@ -32,10 +33,6 @@ function answersPing(host: string, port: number): Promise<boolean> {
  * Returns null when Redis is up, else the reason to skip (printed).
  * Under CI=true a missing Redis throws: CI must not pass by skipping.
  */
-export async function redisMissing(): Promise<string | null> {
-  if (await answersPing(REDIS_HOST, REDIS_PORT)) return null;
-  const why = `Redis is not reachable on ${REDIS_HOST}:${REDIS_PORT}`;
-  if (process.env.CI === 'true') throw new Error(`${why} (CI=true: integration tests need it; .ci/run starts it)`);
-  process.stderr.write(`skipping: ${why}\n`);
-  return why;
+export function redisMissing(): Promise<string | null> {
+  return serviceMissing(`Redis is not reachable on ${REDIS_HOST}:${REDIS_PORT}`, () => answersPing(REDIS_HOST, REDIS_PORT));
 }

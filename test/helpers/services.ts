@@ -9,7 +9,8 @@ export const PG_HOST = process.env.PGHOST_TEST ?? '127.0.0.1';
 export const PG_PORT = Number(process.env.PGPORT_TEST ?? 5432);
 export const PG_USER = process.env.PGUSER_TEST ?? 'postgres';
 
-function canConnect(host: string, port: number): Promise<boolean> {
+/** True when a TCP connection to host:port is accepted. */
+export function canConnect(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port });
     socket.once('connect', () => {
@@ -24,9 +25,17 @@ function canConnect(host: string, port: number): Promise<boolean> {
  * Returns null when PostgreSQL is up, else the reason to skip (printed).
  * Under CI=true a missing PostgreSQL throws: CI must not pass by skipping.
  */
-export async function postgresMissing(): Promise<string | null> {
-  if (await canConnect(PG_HOST, PG_PORT)) return null;
-  const why = `PostgreSQL is not reachable on ${PG_HOST}:${PG_PORT}`;
+export function postgresMissing(): Promise<string | null> {
+  return serviceMissing(`PostgreSQL is not reachable on ${PG_HOST}:${PG_PORT}`, () => canConnect(PG_HOST, PG_PORT));
+}
+
+/**
+ * The rule every real-service test follows: null when `isUp()` says the
+ * service answers; otherwise the reason to skip (printed), except under
+ * CI=true, where a missing service throws so CI cannot pass by skipping.
+ */
+export async function serviceMissing(why: string, isUp: () => Promise<boolean>): Promise<string | null> {
+  if (await isUp()) return null;
   if (process.env.CI === 'true') throw new Error(`${why} (CI=true: integration tests need it; .ci/run starts it)`);
   process.stderr.write(`skipping: ${why}\n`);
   return why;
