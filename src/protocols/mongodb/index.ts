@@ -7,6 +7,7 @@
  * limits for later handshakes on this listener — then forwards the client's
  * request and relays. errors: error documents answering the pending request.
  */
+import { BackendReader } from '../../core/backend-reader.ts';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { ClientConnection } from '../../core/client-connection.ts';
@@ -94,43 +95,24 @@ export class MongoProtocol implements ProtocolModule {
   }
 }
 
-/** Reads exactly `count` replies from a backend that has no relay yet ('data' events). */
-function readReplies(backend: Socket, count: number, timeoutMs: number): Promise<ServerReply[]> {
-  return new Promise((resolve, reject) => {
-    const replies: ServerReply[] = [];
-    let buffered: Buffer = Buffer.alloc(0);
-    const finish = (err: Error | null): void => {
-      clearTimeout(timer);
-      backend.removeListener('data', onData);
-      backend.removeListener('end', onEnd);
-      backend.removeListener('close', onEnd);
-      backend.removeListener('error', onError);
-      if (err === null) resolve(replies);
-      else reject(err);
-    };
-    const onData = (chunk: Buffer): void => {
-      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-      try {
-        let parsed: ReturnType<typeof parseServerReply>;
-        while (replies.length < count && (parsed = parseServerReply(buffered)) !== undefined) {
-          if (parsed.value.opCode === OP_MSG && (parsed.value.flags & MSG_MORE_TO_COME) !== 0) throw new PolyproxyError('PROTOCOL', 'backend streamed a reply the proxy did not ask for', { source: 'backend' });
-          replies.push(parsed.value);
-          buffered = buffered.subarray(parsed.consumed);
-        }
-        if (replies.length === count) {
-          if (buffered.length > 0) throw new PolyproxyError('PROTOCOL', 'backend sent bytes nobody asked for', { source: 'backend' });
-          finish(null);
-        }
-      } catch (err) {
-        finish(err as Error);
-      }
-    };
-    const onEnd = (): void => finish(new PolyproxyError('BACKEND_UNREACHABLE', 'backend closed the connection during the proxy\'s hello', { source: 'backend' }));
-    const onError = (err: Error): void => finish(new PolyproxyError('BACKEND_UNREACHABLE', `backend error during the proxy's hello: ${err.message}`, { source: 'backend', cause: err }));
-    const timer = setTimeout(() => finish(new PolyproxyError('BACKEND_UNREACHABLE', `backend did not answer the proxy's hello within ${timeoutMs} ms`, { source: 'backend' })), timeoutMs);
-    backend.on('data', onData);
-    backend.once('end', onEnd);
-    backend.once('close', onEnd);
-    backend.once('error', onError);
+/** Reads exactly `count` replies from a backend that has no relay yet, within `timeoutMs`. */
+async function readReplies(backend: Socket, count: number, timeoutMs: number): Promise<ServerReply[]> {
+  const reader = new BackendReader(backend, "the proxy's hello");
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new PolyproxyError('BACKEND_UNREACHABLE', `backend did not answer the proxy's hello within ${timeoutMs} ms`, { source: 'backend' })), timeoutMs);
   });
+  try {
+    const replies: ServerReply[] = [];
+    while (replies.length < count) {
+      const reply = await Promise.race([reader.read(parseServerReply), late]);
+      if (reply.opCode === OP_MSG && (reply.flags & MSG_MORE_TO_COME) !== 0) throw new PolyproxyError('PROTOCOL', 'backend streamed a reply the proxy did not ask for', { source: 'backend' });
+      replies.push(reply);
+    }
+    if (reader.leftover() !== null) throw new PolyproxyError('PROTOCOL', 'backend sent bytes nobody asked for', { source: 'backend' });
+    return replies;
+  } finally {
+    clearTimeout(timer);
+    reader.dispose();
+  }
 }

@@ -17,6 +17,7 @@
  * relay: bytes, through a UseGuard that refuses switching to a database
  * routed to another backend.
  */
+import { BackendReader } from '../../core/backend-reader.ts';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { ClientConnection } from '../../core/client-connection.ts';
@@ -139,12 +140,12 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
     const start = starts.get(opening);
     if (state === undefined || start === undefined) throw new PolyproxyError('INTERNAL', 'MySQL session state missing');
     const client = start.response;
-    const reader = new BackendReader(backend);
+    const reader = new BackendReader(backend, 'the handshake');
     const deadline = new Deadline(options.handshakeTimeoutMs);
     const backendLate = (): PolyproxyError => new PolyproxyError('BACKEND_UNREACHABLE', `the backend did not finish its handshake within ${options.handshakeTimeoutMs} ms`);
     const clientLate = (): PolyproxyError => new PolyproxyError('HANDSHAKE_TIMEOUT', `client did not finish authenticating within ${options.handshakeTimeoutMs} ms`, { source: 'client' });
     try {
-      const first = await deadline.wait(reader.next(), backendLate);
+      const first = await deadline.wait(reader.read(readBackendPacket), backendLate);
       if (first.payload[0] === ERR_HEADER) {
         // e.g. "Host is blocked" or "Too many connections", sent instead of a greeting.
         const info = parseErr(first.payload);
@@ -178,7 +179,7 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
       // Backend packet n is client packet n + offset, both ways, until the login ends.
       const offset = authAnswer.seq - 1;
       while (true) {
-        const packet = await deadline.wait(reader.next(), backendLate);
+        const packet = await deadline.wait(reader.read(readBackendPacket), backendLate);
         const seq = (packet.seq + offset) & 0xff;
         const header = packet.payload[0];
         if (header === ERR_HEADER) {
@@ -250,78 +251,6 @@ function makeScramble(): Buffer {
   const bytes = randomBytes(SCRAMBLE_LENGTH);
   for (let i = 0; i < bytes.length; i++) bytes[i] = ((bytes[i] as number) % 94) + 33; // printable, never NUL
   return bytes;
-}
-
-/**
- * Packets from the backend before the relay owns the socket (the connect
- * loop's onread callback emits them as 'data' events until then).
- */
-class BackendReader {
-  readonly #socket: Socket;
-  #buffered: Buffer = Buffer.alloc(0);
-  #error: PolyproxyError | null = null;
-  #waiter: { resolve: (p: Packet) => void; reject: (e: Error) => void } | null = null;
-  readonly #onData = (chunk: Buffer): void => {
-    this.#buffered = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
-    this.#settle();
-  };
-  readonly #onEnd = (): void => this.#fail(new PolyproxyError('BACKEND_UNREACHABLE', 'the backend closed the connection during the handshake'));
-  readonly #onError = (err: Error): void => this.#fail(new PolyproxyError('BACKEND_UNREACHABLE', `backend socket error during the handshake: ${err.message}`, { cause: err }));
-
-  constructor(socket: Socket) {
-    this.#socket = socket;
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('close', this.#onEnd);
-    socket.on('error', this.#onError);
-  }
-
-  next(): Promise<Packet> {
-    return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
-      this.#settle();
-    });
-  }
-
-  /** Bytes received after the last packet read. */
-  leftover(): Buffer | null {
-    const rest = this.#buffered;
-    this.#buffered = Buffer.alloc(0);
-    return rest.length > 0 ? rest : null;
-  }
-
-  dispose(): void {
-    this.#socket.removeListener('data', this.#onData);
-    this.#socket.removeListener('end', this.#onEnd);
-    this.#socket.removeListener('close', this.#onEnd);
-    this.#socket.removeListener('error', this.#onError);
-  }
-
-  #fail(err: PolyproxyError): void {
-    if (this.#error === null) this.#error = err;
-    this.#settle();
-  }
-
-  #settle(): void {
-    const waiter = this.#waiter;
-    if (waiter === null) return;
-    let done: { value: Packet; consumed: number } | undefined;
-    try {
-      done = readBackendPacket(this.#buffered);
-    } catch (err) {
-      this.#waiter = null;
-      waiter.reject(err as Error);
-      return;
-    }
-    if (done !== undefined) {
-      this.#waiter = null;
-      this.#buffered = this.#buffered.subarray(done.consumed);
-      waiter.resolve(done.value);
-    } else if (this.#error !== null) {
-      this.#waiter = null;
-      waiter.reject(this.#error);
-    }
-  }
 }
 
 /** One deadline over several waits; the error says who was late. */
