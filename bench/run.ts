@@ -15,11 +15,12 @@ import type { Scenario, ScenarioContext } from './lib/scenario.ts';
 import { formatText } from './lib/table.ts';
 import { buildPolyproxy } from './lib/targets.ts';
 import { idleMemoryScenario } from './scenarios/idle-memory.ts';
+import { mysqlSysbenchScenario } from './scenarios/mysql-sysbench.ts';
 import { pgbenchScenario } from './scenarios/pgbench.ts';
 import { tcpBulkScenario } from './scenarios/tcp-bulk.ts';
 import { tcpRrScenario } from './scenarios/tcp-rr.ts';
 
-const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario];
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario];
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);
@@ -32,7 +33,7 @@ function usage(): string {
     ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}`),
     '  all            every scenario above, in order',
     '',
-    'Env: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (pgbench); BENCH_IDLE_MAX, BENCH_IDLE_STEP, BENCH_IDLE_PROCESSES (idle-memory);',
+    'Env: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (pgbench, mysql-sysbench); BENCH_IDLE_MAX, BENCH_IDLE_STEP, BENCH_IDLE_PROCESSES (idle-memory);',
     '     BENCH_RR_REQUESTS (tcp-rr); BENCH_BULK_GB, BENCH_BULK_CONNECTIONS (tcp-bulk);',
     '     BENCH_PROXY_CPU (CPU the proxies are pinned to, -1 = none); BENCH_POLYPROXY_NODE_FLAGS (e.g. --cpu-prof).',
   ].join('\n');
