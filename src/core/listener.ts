@@ -11,7 +11,7 @@ import { connectFirst } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
 import type { Logger } from './logger.ts';
-import type { ProtocolModule } from './protocol.ts';
+import type { ProtocolModule, ProtocolSession } from './protocol.ts';
 import { Relay } from './relay.ts';
 import type { RelayOwner } from './relay.ts';
 import type { ResolveContext, Resolver } from './resolver.ts';
@@ -137,7 +137,15 @@ export class Listener implements RelayOwner {
     let backend: net.Socket | null = null;
     const timer = setTimeout(abortOnHandshakeTimeout, this.settings.handshakeTimeoutMs, conn, this.settings.handshakeTimeoutMs);
     try {
-      const opening = await this.protocol.identify(conn);
+      const session: ProtocolSession = {
+        listener: this.settings.name,
+        router: this.router,
+        connectTimeoutMs: this.settings.connectTimeoutMs,
+        idleTimeoutMs: this.settings.idleTimeoutMs,
+        resolveContext: () => this.#context(conn, undefined),
+        takeOver: () => clearTimeout(timer),
+      };
+      const opening = await this.protocol.identify(conn, session);
       clearTimeout(timer);
       if (opening === null) {
         this.#closeOpening(conn, null);

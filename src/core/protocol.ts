@@ -9,6 +9,8 @@ import type { ClientConnection } from './client-connection.ts';
 import type { Endpoint } from './endpoint.ts';
 import type { PolyproxyError } from './errors.ts';
 import type { ClientFilter, StreamTap } from './relay.ts';
+import type { ResolveContext } from './resolver.ts';
+import type { Router } from './router.ts';
 
 /**
  * Resolves another resource id the way the session's own was (same listener,
@@ -36,15 +38,38 @@ export interface Opening {
   readonly onClose?: () => void;
 }
 
+/**
+ * What core lends a protocol that serves the connection itself instead of
+ * handing one opening to the relay (HTTP: a keep-alive connection carries
+ * many requests, each routed on its own Host). Such a protocol calls
+ * takeOver(), runs its own loop with `router` and core's connect helpers,
+ * and resolves identify with null when the connection is done.
+ */
+export interface ProtocolSession {
+  readonly listener: string;
+  /** The listener's router at the time of the call (a reload may swap it). */
+  readonly router: Router;
+  readonly connectTimeoutMs: number;
+  /** The listener's idle timeout for relayed sessions (0 = none). */
+  readonly idleTimeoutMs: number;
+  /** The resolver context for this client; call after a TLS upgrade so it carries SNI. */
+  resolveContext(): ResolveContext;
+  /** Cancels core's handshake timer: from now on the protocol enforces its own timeouts. */
+  takeOver(): void;
+}
+
 export interface ProtocolModule {
   readonly name: string;
   /**
    * Reads the client's opening, answering handshakes the protocol needs
    * before the resource is known. Returns null when the connection was fully
    * handled and there is nothing to proxy. Throws PolyproxyError to refuse
-   * the client with the protocol's own error.
+   * the client with the protocol's own error. `session` gives protocols
+   * that serve the connection themselves access to routing (see
+   * ProtocolSession); the connection still counts as open until identify
+   * settles.
    */
-  identify(conn: ClientConnection): Promise<Opening | null>;
+  identify(conn: ClientConnection, session?: ProtocolSession): Promise<Opening | null>;
   /**
    * Encodes a failure as the protocol's native bytes, written before the
    * connection is closed; null closes without a message. `conn` is the
