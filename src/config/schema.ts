@@ -72,8 +72,47 @@ export const tcpListenerSchema = z.strictObject({
   firstBytesMax: z.number().int().min(1).max(65536).optional(),
 });
 
-export const listenerSchema = z.discriminatedUnion('protocol', [postgresListenerSchema, tcpListenerSchema, mongodbListenerSchema, mysqlListenerSchema], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'protocol must be one of: postgres, tcp, mongodb, mysql' : undefined),
+export const smtpListenerSchema = z.strictObject({
+  ...listenerCommon,
+  protocol: z.literal('smtp'),
+  /** Time a client has to reach the routing command (EHLO, or the first RCPT TO with routeBy: rcpt). */
+  handshakeTimeoutMs: positiveMs.default(60000),
+  /** `ehlo`: route by the EHLO/HELO domain; `rcpt`: by the first RCPT TO domain. */
+  routeBy: z.enum(['ehlo', 'rcpt']).default('ehlo'),
+  /** The name in the proxy's 220 banner and EHLO replies (default: the machine's host name). */
+  hostname: z.string().min(1).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional(),
+  /** Longest MAIL/RCPT line with ESMTP parameters (other commands: 512 octets, RFC 5321 4.5.3.1.4). */
+  maxLineLength: z.number().int().min(512).max(65536).default(4096),
+  /** RFC 5321 4.5.3.2.7: how long the proxy waits for a client command (also the relayed session's idle limit). */
+  commandTimeoutMs: positiveMs.default(300000),
+});
+
+export const httpListenerSchema = z.strictObject({
+  ...listenerCommon,
+  protocol: z.literal('http'),
+  /** Largest request or response head (request line and headers); larger requests get 431. */
+  maxHeadBytes: z.number().int().min(1024).max(1024 * 1024).default(64 * 1024),
+  /** Most header fields in one head; more get 431. */
+  maxHeaders: z.number().int().min(1).max(10000).default(100),
+  /** Time a client has to send a request head once it started one (408 past it). */
+  requestTimeoutMs: positiveMs.default(30000),
+  /** An idle keep-alive client connection is closed after this long. */
+  keepAliveTimeoutMs: positiveMs.default(60000),
+  /** A backend silent this long while a request is in flight: 504. */
+  backendTimeoutMs: positiveMs.default(60000),
+  /** Add X-Proxy-Resolve-Ms, X-Proxy-Cache and X-Proxy-Pool to responses. */
+  telemetryHeaders: z.boolean().default(false),
+  pool: z
+    .strictObject({
+      /** Idle keep-alive connections kept per backend endpoint. */
+      maxPerBackend: z.number().int().min(0).default(64),
+      idleTimeoutMs: positiveMs.default(30000),
+    })
+    .default({ maxPerBackend: 64, idleTimeoutMs: 30000 }),
+});
+
+export const listenerSchema = z.discriminatedUnion('protocol', [postgresListenerSchema, tcpListenerSchema, mongodbListenerSchema, mysqlListenerSchema, smtpListenerSchema, httpListenerSchema], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'protocol must be one of: postgres, tcp, mongodb, mysql, smtp, http' : undefined),
 });
 
 const routeValue = z.union([endpoint, z.array(endpoint).min(1), z.strictObject({ primary: endpoint, replicas: z.array(endpoint).optional() })]);

@@ -3,8 +3,10 @@ import type { ListenerConfig } from '../config/schema.ts';
 import type { ProtocolModule } from '../core/protocol.ts';
 import { MAX_OPENING_BUFFER as MONGODB_MAX_OPENING_BUFFER } from './mongodb/wire.ts';
 import { createMongoProtocol } from './mongodb/index.ts';
+import { createHttpProtocol } from './http/index.ts';
 import { MAX_OPENING_BYTES as MYSQL_MAX_OPENING_BYTES, createMysqlProtocol } from './mysql/index.ts';
 import { createPostgresProtocol } from './postgres/index.ts';
+import { createSmtpProtocol } from './smtp/index.ts';
 import { createTcpProtocol } from './tcp/index.ts';
 
 export function createProtocol(listener: ListenerConfig, name: string): ProtocolModule {
@@ -17,6 +19,10 @@ export function createProtocol(listener: ListenerConfig, name: string): Protocol
       return createMysqlProtocol({ handshakeTimeoutMs: listener.handshakeTimeoutMs, serverVersion: listener.serverVersion });
     case 'tcp':
       return createTcpProtocol(name, listener);
+    case 'smtp':
+      return createSmtpProtocol({ routeBy: listener.routeBy, hostname: listener.hostname, maxLineLength: listener.maxLineLength, replayTimeoutMs: listener.connectTimeoutMs });
+    case 'http':
+      return createHttpProtocol(listener);
   }
 }
 
@@ -31,5 +37,10 @@ export function maxOpeningBytes(listener: ListenerConfig): number {
       return MYSQL_MAX_OPENING_BYTES;
     case 'tcp':
       return 64 * 1024;
+    case 'smtp':
+      // Pipelined commands before routing (routeBy: rcpt), each at most maxLineLength.
+      return 64 * 1024;
+    case 'http':
+      return listener.maxHeadBytes;
   }
 }

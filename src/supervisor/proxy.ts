@@ -72,7 +72,8 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
           host: listenerConfig.host,
           port: options.ports?.get(name) ?? listenerConfig.port,
           connectTimeoutMs: listenerConfig.connectTimeoutMs,
-          idleTimeoutMs: listenerConfig.idleTimeoutMs,
+          // SMTP: an idle relayed session ends at the RFC 5321 command timeout unless idleTimeoutMs is set.
+          idleTimeoutMs: listenerConfig.protocol === 'smtp' && listenerConfig.idleTimeoutMs === 0 ? listenerConfig.commandTimeoutMs : listenerConfig.idleTimeoutMs,
           handshakeTimeoutMs: listenerConfig.handshakeTimeoutMs,
           maxConnections: listenerConfig.maxConnections,
           maxOpeningBytes: maxOpeningBytes(listenerConfig),

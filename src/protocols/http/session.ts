@@ -1,0 +1,659 @@
+/**
+ * One client connection of the http listener: a loop of requests, each
+ * routed on its own Host. Per request:
+ *
+ *   parse head → router.route(host) → pooled or new backend connection →
+ *   write the rewritten head → stream the body (framed by Content-Length or
+ *   the chunked framer, never buffered whole) → parse the response head →
+ *   stream the response → backend back to the pool → next request.
+ *
+ * A 101 answer to an Upgrade request hands both sockets to core's Relay.
+ * Socket handlers are module-level functions that find their session
+ * through a symbol field. Backpressure both ways: a false write() pauses the
+ * other side until 'drain'.
+ */
+import type { Socket } from 'node:net';
+import { connectFirst } from '../../core/connect.ts';
+import type { Endpoint } from '../../core/endpoint.ts';
+import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
+import type { ProtocolSession } from '../../core/protocol.ts';
+import { Relay } from '../../core/relay.ts';
+import type { RelayOwner } from '../../core/relay.ts';
+import { ChunkedFramer } from './chunked.ts';
+import { errorResponse } from './errors.ts';
+import type { HeadLimits, HttpHead } from './head-parser.ts';
+import { parseRequestHead, parseResponseHead } from './head-parser.ts';
+import type { BackendPool } from './pool.ts';
+import { requestHead, responseHead } from './rewrite.ts';
+
+export interface HttpSettings {
+  readonly limits: HeadLimits;
+  /** A request head must arrive within this long (408 when partly sent, a quiet close when idle). */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive client connection is closed after this long. */
+  readonly keepAliveTimeoutMs: number;
+  /** A backend silent for this long while a request is in flight: 504 (or a cut connection mid-response). */
+  readonly backendTimeoutMs: number;
+  readonly telemetryHeaders: boolean;
+  readonly proto: 'http' | 'https';
+}
+
+const kSession = Symbol('polyproxy.http.session');
+type SessionSocket = Socket & { [kSession]?: HttpSession | undefined };
+
+const EMPTY = Buffer.alloc(0);
+
+// Client side states.
+const READ_HEAD = 0;
+const ROUTING = 1;
+const REQ_BODY = 2;
+const REQ_DONE = 3;
+const UPGRADED = 4;
+const FINISHED = 5;
+
+// Backend side states.
+const RESP_HEAD = 0;
+const RESP_BODY = 1;
+
+export class HttpSession implements RelayOwner {
+  readonly client: Socket;
+  readonly settings: HttpSettings;
+  readonly pool: BackendPool;
+  readonly core: ProtocolSession;
+  readonly done: Promise<void>;
+  #resolveDone!: () => void;
+  state = READ_HEAD;
+  /** Client bytes read but not consumed (a partial head, or what was pipelined). */
+  buf: Buffer = EMPTY;
+  #scanned = 0;
+  req: HttpHead | null = null;
+  resourceId: string | undefined = undefined;
+  reqRemaining = 0;
+  reqFramer: ChunkedFramer | null = null;
+  reqDone = false;
+  clientEnded = false;
+  backend: Socket | null = null;
+  backendLabel = '';
+  backendReused = false;
+  /** The request head as sent, to retry once on a fresh connection when a pooled one was stale. */
+  #sentHead = '';
+  bState = RESP_HEAD;
+  bBuf: Buffer = EMPTY;
+  #bScanned = 0;
+  res: HttpHead | null = null;
+  resRemaining = 0;
+  resFramer: ChunkedFramer | null = null;
+  responseStarted = false;
+  #gotBackendBytes = false;
+  closeAfter = false;
+  #timer: NodeJS.Timeout | null = null;
+  #resolveMs = 0;
+  #cacheHit = false;
+
+  constructor(client: Socket, leftover: Buffer | null, settings: HttpSettings, pool: BackendPool, core: ProtocolSession) {
+    this.client = client;
+    this.settings = settings;
+    this.pool = pool;
+    this.core = core;
+    this.done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
+    (client as SessionSocket)[kSession] = this;
+    client.on('data', clientOnData);
+    client.on('end', clientOnEnd);
+    client.on('error', clientOnError);
+    client.on('close', clientOnClose);
+    client.on('drain', clientOnDrain);
+    client.setNoDelay?.(true);
+    this.#armTimer(settings.requestTimeoutMs);
+    if (leftover !== null) this.onClientBytes(leftover);
+    if (this.state === READ_HEAD) client.resume();
+  }
+
+  // ---- client side ---------------------------------------------------------
+
+  onClientBytes(chunk: Buffer): void {
+    switch (this.state) {
+      case READ_HEAD:
+        this.#appendClient(chunk);
+        this.#tryHead();
+        return;
+      case REQ_BODY:
+        this.#feedBody(chunk);
+        return;
+      case ROUTING:
+      case REQ_DONE:
+        // Pipelined: keep it for after the response, and stop reading.
+        this.#appendClient(chunk);
+        this.client.pause();
+        if (this.buf.length > this.settings.limits.maxHeadBytes * 2) this.#fail(new PolyproxyError('PROTOCOL', 'too many pipelined bytes', { source: 'client' }));
+        return;
+      default:
+        return;
+    }
+  }
+
+  #appendClient(chunk: Buffer): void {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+  }
+
+  #tryHead(): void {
+    if (this.buf.length === 0) return;
+    let parsed: { value: HttpHead; consumed: number } | undefined;
+    try {
+      parsed = parseRequestHead(this.buf, this.settings.limits, this.#scanned);
+    } catch (err) {
+      this.#fail(toPolyproxyError(err));
+      return;
+    }
+    if (parsed === undefined) {
+      this.#scanned = this.buf.length;
+      if (this.#timer === null || this.#timerMs !== this.settings.requestTimeoutMs) this.#armTimer(this.settings.requestTimeoutMs);
+      return;
+    }
+    this.#scanned = 0;
+    this.#clearTimer();
+    const head = parsed.value;
+    this.buf = parsed.consumed === this.buf.length ? EMPTY : this.buf.subarray(parsed.consumed);
+    this.req = head;
+    this.state = ROUTING;
+    this.client.pause();
+    void this.#route(head);
+  }
+
+  async #route(head: HttpHead): Promise<void> {
+    const host = normalizeHost(head.host);
+    this.resourceId = host;
+    if (host === undefined) {
+      this.#fail(new PolyproxyError('PROTOCOL', 'missing or invalid Host header', { source: 'client' }));
+      return;
+    }
+    try {
+      const started = this.settings.telemetryHeaders ? performance.now() : 0;
+      const decision = await this.core.router.route(host, this.core.resolveContext());
+      if (this.settings.telemetryHeaders) {
+        this.#resolveMs = performance.now() - started;
+        this.#cacheHit = decision.cacheHit;
+      }
+      const timeoutMs = decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs;
+      await this.#attachBackend(decision.candidates, timeoutMs);
+    } catch (err) {
+      const error = toPolyproxyError(err);
+      this.#fail(error.resourceId === undefined && error.kind !== 'PROTOCOL' ? new PolyproxyError(error.kind, error.message, { source: error.source, resourceId: host, cause: error }) : error);
+      return;
+    }
+    if (this.state === FINISHED) return;
+    this.#sentHead = requestHead(head, { clientAddress: this.client.remoteAddress ?? '', proto: this.settings.proto });
+    this.#startBackendRequest();
+    if (head.framing === 'none') {
+      this.#requestComplete(this.buf);
+    } else {
+      this.state = REQ_BODY;
+      this.reqRemaining = head.contentLength;
+      this.reqFramer = head.framing === 'chunked' ? new ChunkedFramer('client') : null;
+      const pending = this.buf;
+      this.buf = EMPTY;
+      if (pending.length > 0) this.#feedBody(pending);
+      if (this.state === REQ_BODY && this.backend !== null && this.backend.writableNeedDrain !== true) this.client.resume();
+    }
+  }
+
+  async #attachBackend(candidates: readonly Endpoint[], timeoutMs: number): Promise<void> {
+    const first = candidates[0] as Endpoint;
+    let socket = this.pool.take(first.label);
+    this.backendReused = socket !== null;
+    this.backendLabel = first.label;
+    if (socket === null) {
+      const connected = await connectFirst(candidates, timeoutMs);
+      socket = connected.socket;
+      this.backendLabel = connected.endpoint.label;
+    }
+    if (this.state === FINISHED) {
+      this.pool.put(this.backendLabel, socket);
+      return;
+    }
+    this.#adoptBackend(socket);
+  }
+
+  #adoptBackend(socket: Socket): void {
+    this.backend = socket;
+    (socket as SessionSocket)[kSession] = this;
+    socket.on('data', backendOnData);
+    socket.on('end', backendOnEnd);
+    socket.on('error', backendOnError);
+    socket.on('close', backendOnClose);
+    socket.on('drain', backendOnDrain);
+    socket.on('timeout', backendOnTimeout);
+    socket.setTimeout(this.settings.backendTimeoutMs);
+    this.bState = RESP_HEAD;
+    this.bBuf = EMPTY;
+    this.#bScanned = 0;
+    this.#gotBackendBytes = false;
+    socket.resume();
+  }
+
+  #releaseBackend(reuse: boolean): void {
+    const socket = this.backend;
+    if (socket === null) return;
+    this.backend = null;
+    (socket as SessionSocket)[kSession] = undefined;
+    socket.removeListener('data', backendOnData);
+    socket.removeListener('end', backendOnEnd);
+    socket.removeListener('error', backendOnError);
+    socket.removeListener('close', backendOnClose);
+    socket.removeListener('drain', backendOnDrain);
+    socket.removeListener('timeout', backendOnTimeout);
+    socket.setTimeout(0);
+    if (reuse) {
+      this.pool.put(this.backendLabel, socket);
+    } else {
+      socket.on('error', noop);
+      socket.destroy();
+    }
+  }
+
+  #startBackendRequest(): void {
+    (this.backend as Socket).write(this.#sentHead);
+  }
+
+  #feedBody(chunk: Buffer): void {
+    const backend = this.backend as Socket;
+    let end: number;
+    if (this.reqFramer !== null) {
+      try {
+        end = this.reqFramer.feed(chunk);
+      } catch (err) {
+        this.#fail(toPolyproxyError(err));
+        return;
+      }
+    } else if (chunk.length < this.reqRemaining) {
+      end = -1;
+      this.reqRemaining -= chunk.length;
+    } else {
+      end = this.reqRemaining;
+      this.reqRemaining = 0;
+    }
+    const body = end < 0 || end === chunk.length ? chunk : chunk.subarray(0, end);
+    const ok = body.length === 0 || backend.write(body);
+    if (end >= 0) {
+      this.#requestComplete(end === chunk.length ? EMPTY : chunk.subarray(end));
+    } else if (!ok) {
+      this.client.pause();
+    }
+  }
+
+  /** The whole request reached the backend; `rest` is what the client pipelined after it. */
+  #requestComplete(rest: Buffer): void {
+    this.reqDone = true;
+    this.state = REQ_DONE;
+    this.buf = rest;
+    this.client.pause();
+  }
+
+  // ---- backend side --------------------------------------------------------
+
+  onBackendBytes(chunk: Buffer): void {
+    this.#gotBackendBytes = true;
+    if (this.bState === RESP_BODY) {
+      this.#feedResponse(chunk);
+      return;
+    }
+    this.bBuf = this.bBuf.length === 0 ? chunk : Buffer.concat([this.bBuf, chunk]);
+    this.#tryResponseHead();
+  }
+
+  #tryResponseHead(): void {
+    const req = this.req as HttpHead;
+    while (this.bBuf.length > 0) {
+      let parsed: { value: HttpHead; consumed: number } | undefined;
+      try {
+        parsed = parseResponseHead(this.bBuf, req.method, this.settings.limits, this.#bScanned);
+      } catch (err) {
+        this.#backendFailed(toPolyproxyError(err));
+        return;
+      }
+      if (parsed === undefined) {
+        this.#bScanned = this.bBuf.length;
+        return;
+      }
+      this.#bScanned = 0;
+      const head = parsed.value;
+      const raw = this.bBuf;
+      const rest = parsed.consumed === raw.length ? EMPTY : raw.subarray(parsed.consumed);
+      this.bBuf = rest;
+      if (head.status === 101) {
+        if (req.upgrade === undefined) {
+          this.#backendFailed(new PolyproxyError('BACKEND_UNREACHABLE', 'backend switched protocols without an Upgrade request', { source: 'backend' }));
+          return;
+        }
+        this.#upgrade(raw, head, rest);
+        return;
+      }
+      if (head.status < 200) {
+        // Interim responses (100 Continue, 103 Early Hints) pass through to HTTP/1.1 clients (RFC 9110 §15.2).
+        if (req.minor === 1) this.client.write(responseHead(statusText(raw), head, 1, false, ''));
+        continue;
+      }
+      this.res = head;
+      this.closeAfter = !req.keepAlive || head.framing === 'close' || this.clientEnded;
+      this.client.write(responseHead(statusText(raw), head, req.minor, this.closeAfter, this.#telemetry()));
+      this.responseStarted = true;
+      this.bState = RESP_BODY;
+      this.resRemaining = head.contentLength;
+      this.resFramer = head.framing === 'chunked' ? new ChunkedFramer('backend') : null;
+      if (head.framing === 'none') {
+        this.#responseComplete(rest);
+        return;
+      }
+      this.bBuf = EMPTY;
+      if (rest.length > 0) this.#feedResponse(rest);
+      return;
+    }
+  }
+
+  #telemetry(): string {
+    if (!this.settings.telemetryHeaders) return '';
+    return `x-proxy-resolve-ms: ${this.#resolveMs.toFixed(3)}\r\nx-proxy-cache: ${this.#cacheHit ? 'hit' : 'miss'}\r\nx-proxy-pool: ${this.backendReused ? 'reused' : 'new'}\r\n`;
+  }
+
+  #feedResponse(chunk: Buffer): void {
+    const head = this.res as HttpHead;
+    let end: number;
+    if (head.framing === 'close') {
+      end = -1;
+    } else if (this.resFramer !== null) {
+      try {
+        end = this.resFramer.feed(chunk);
+      } catch (err) {
+        this.#backendFailed(toPolyproxyError(err));
+        return;
+      }
+    } else if (chunk.length < this.resRemaining) {
+      end = -1;
+      this.resRemaining -= chunk.length;
+    } else {
+      end = this.resRemaining;
+      this.resRemaining = 0;
+    }
+    const body = end < 0 || end === chunk.length ? chunk : chunk.subarray(0, end);
+    const ok = body.length === 0 || this.client.write(body);
+    if (end >= 0) this.#responseComplete(end === chunk.length ? EMPTY : chunk.subarray(end));
+    else if (!ok) this.backend?.pause();
+  }
+
+  /** The response's framing says it is complete; `extra` is anything the backend sent past it. */
+  #responseComplete(extra: Buffer): void {
+    const reusable = this.reqDone && extra.length === 0 && (this.res as HttpHead).keepAlive;
+    this.#releaseBackend(reusable);
+    if (!this.reqDone) this.closeAfter = true;
+    this.#nextRequest();
+  }
+
+  #nextRequest(): void {
+    if (this.state === FINISHED) return;
+    if (this.closeAfter || !this.reqDone) {
+      this.#finish(true);
+      return;
+    }
+    this.req = null;
+    this.res = null;
+    this.resFramer = null;
+    this.reqFramer = null;
+    this.reqDone = false;
+    this.responseStarted = false;
+    this.bState = RESP_HEAD;
+    this.state = READ_HEAD;
+    this.#scanned = 0;
+    this.#armTimer(this.buf.length > 0 ? this.settings.requestTimeoutMs : this.settings.keepAliveTimeoutMs);
+    if (this.buf.length > 0) this.#tryHead();
+    if (this.state === READ_HEAD) {
+      if (this.clientEnded) this.#finish(true);
+      else if (this.client.writableNeedDrain !== true) this.client.resume();
+    }
+  }
+
+  #upgrade(raw: Buffer, head: HttpHead, rest: Buffer): void {
+    const req = this.req as HttpHead;
+    this.client.write(responseHead(statusText(raw), head, req.minor, false, ''));
+    if (rest.length > 0) this.client.write(rest);
+    const backend = this.backend as Socket;
+    this.backend = null;
+    (backend as SessionSocket)[kSession] = undefined;
+    backend.removeListener('data', backendOnData);
+    backend.removeListener('end', backendOnEnd);
+    backend.removeListener('error', backendOnError);
+    backend.removeListener('close', backendOnClose);
+    backend.removeListener('drain', backendOnDrain);
+    backend.removeListener('timeout', backendOnTimeout);
+    backend.setTimeout(0);
+    backend.pause();
+    const client = this.client;
+    this.#detachClient();
+    client.pause();
+    this.state = UPGRADED;
+    const replay = this.buf.length > 0 ? this.buf : null;
+    this.buf = EMPTY;
+    const relay = new Relay(client, backend, this, this.core.idleTimeoutMs, null);
+    relay.start(replay);
+  }
+
+  /** Core's Relay calls this when an upgraded connection is over. */
+  relayClosed(): void {
+    this.state = FINISHED;
+    this.#resolveDone();
+  }
+
+  #backendFailed(err: PolyproxyError): void {
+    this.#releaseBackend(false);
+    if (!this.responseStarted) this.#fail(err);
+    else this.#finish(false);
+  }
+
+  onBackendEnd(): void {
+    if (this.bState === RESP_BODY && (this.res as HttpHead).framing === 'close') {
+      this.#releaseBackend(false);
+      this.closeAfter = true;
+      this.#finish(true);
+      return;
+    }
+    this.onBackendGone(null);
+  }
+
+  onBackendGone(err: Error | null): void {
+    if (this.backend === null) return;
+    // A pooled connection the backend closed while idle: retry once on a fresh one,
+    // only when nothing came back and the request had no body (so nothing is sent twice that matters).
+    const req = this.req as HttpHead;
+    if (this.backendReused && !this.#gotBackendBytes && req.framing === 'none' && this.state !== FINISHED) {
+      this.#releaseBackend(false);
+      this.backendReused = false;
+      void this.#retry();
+      return;
+    }
+    this.#backendFailed(
+      new PolyproxyError('BACKEND_UNREACHABLE', err === null ? 'the backend closed the connection before the response was complete' : `backend error: ${err.message}`, {
+        source: 'backend',
+        resourceId: this.resourceId,
+      }),
+    );
+  }
+
+  async #retry(): Promise<void> {
+    try {
+      const decision = await this.core.router.route(this.resourceId as string, this.core.resolveContext());
+      const connected = await connectFirst(decision.candidates, decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs);
+      if (this.state === FINISHED) {
+        connected.socket.destroy();
+        return;
+      }
+      this.backendLabel = connected.endpoint.label;
+      this.#adoptBackend(connected.socket);
+      this.#startBackendRequest();
+    } catch (err) {
+      this.#fail(toPolyproxyError(err));
+    }
+  }
+
+  onBackendTimeout(): void {
+    const err = new PolyproxyError('TIMEOUT', `the backend did not answer within ${this.settings.backendTimeoutMs} ms`, { source: 'backend', resourceId: this.resourceId });
+    this.#backendFailed(err);
+  }
+
+  // ---- endings -------------------------------------------------------------
+
+  /** Answers with the error page when no response byte was sent yet, then closes. */
+  #fail(err: PolyproxyError): void {
+    if (this.state === FINISHED) return;
+    this.#releaseBackend(false);
+    if (this.responseStarted || this.client.destroyed) {
+      this.#finish(false);
+      return;
+    }
+    const req = this.req;
+    const accept = req?.headers.find(([name]) => name.length === 6 && name.toLowerCase() === 'accept')?.[1];
+    this.responseStarted = true;
+    this.client.write(errorResponse(err, err.resourceId ?? this.resourceId, accept, req?.method === 'HEAD'));
+    this.#finish(true);
+  }
+
+  /** Ends the session: `graceful` flushes and ends the client, otherwise it is cut. */
+  #finish(graceful: boolean): void {
+    if (this.state === FINISHED) return;
+    this.state = FINISHED;
+    this.#clearTimer();
+    this.#releaseBackend(false);
+    const client = this.client;
+    this.#detachClient();
+    client.on('error', noop);
+    if (graceful && !client.destroyed) {
+      client.end();
+      client.resume(); // discard what the client still sends, so its FIN arrives
+    } else {
+      client.destroy();
+    }
+    this.#resolveDone();
+  }
+
+  /** Cut both sides (client error or close, shutdown). */
+  abort(): void {
+    if (this.state === FINISHED || this.state === UPGRADED) return;
+    this.#finish(false);
+  }
+
+  onClientEnd(): void {
+    this.clientEnded = true;
+    if (this.state === READ_HEAD) {
+      if (this.buf.length > 0) this.#fail(new PolyproxyError('PROTOCOL', 'client closed the connection in the middle of a request head', { source: 'client' }));
+      else this.#finish(true);
+    } else if (this.state === REQ_BODY) {
+      this.#finish(false);
+    }
+    // ROUTING / REQ_DONE: answer this request, then close.
+  }
+
+  onClientDrain(): void {
+    if (this.state !== FINISHED && this.bState === RESP_BODY) this.backend?.resume();
+  }
+
+  onBackendDrain(): void {
+    if (this.state === REQ_BODY) this.client.resume();
+  }
+
+  onTimeout(): void {
+    this.#timer = null;
+    if (this.state !== READ_HEAD) return;
+    if (this.buf.length > 0) this.#fail(new PolyproxyError('HANDSHAKE_TIMEOUT', `request head not received within ${this.settings.requestTimeoutMs} ms`, { source: 'client' }));
+    else this.#finish(true);
+  }
+
+  #timerMs = 0;
+
+  #armTimer(ms: number): void {
+    this.#clearTimer();
+    this.#timerMs = ms;
+    this.#timer = setTimeout(sessionOnTimeout, ms, this);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  #detachClient(): void {
+    const client = this.client as SessionSocket;
+    client[kSession] = undefined;
+    client.removeListener('data', clientOnData);
+    client.removeListener('end', clientOnEnd);
+    client.removeListener('error', clientOnError);
+    client.removeListener('close', clientOnClose);
+    client.removeListener('drain', clientOnDrain);
+  }
+}
+
+/** "200 OK" from the backend's status line (everything after "HTTP/1.x "). */
+function statusText(raw: Buffer): string {
+  return raw.toString('latin1', 9, raw.indexOf(0x0d));
+}
+
+/** The resource id: Host lowercased, port stripped (DESIGN.md §3); undefined when unusable. */
+export function normalizeHost(host: string | undefined): string | undefined {
+  if (host === undefined || host === '') return undefined;
+  let name = host;
+  if (name.startsWith('[')) {
+    const close = name.indexOf(']');
+    if (close < 0) return undefined;
+    name = name.slice(0, close + 1);
+  } else {
+    const colon = name.lastIndexOf(':');
+    if (colon >= 0) {
+      if (!/^[0-9]*$/.test(name.slice(colon + 1))) return undefined;
+      name = name.slice(0, colon);
+    }
+  }
+  name = name.toLowerCase();
+  if (name.endsWith('.')) name = name.slice(0, -1);
+  if (name === '' || !/^[a-z0-9._\-[\]:]+$/.test(name)) return undefined;
+  return name;
+}
+
+function sessionOnTimeout(session: HttpSession): void {
+  session.onTimeout();
+}
+
+function clientOnData(this: SessionSocket, chunk: Buffer): void {
+  this[kSession]?.onClientBytes(chunk);
+}
+function clientOnEnd(this: SessionSocket): void {
+  this[kSession]?.onClientEnd();
+}
+function clientOnError(this: SessionSocket): void {
+  this[kSession]?.abort();
+}
+function clientOnClose(this: SessionSocket): void {
+  this[kSession]?.abort();
+}
+function clientOnDrain(this: SessionSocket): void {
+  this[kSession]?.onClientDrain();
+}
+function backendOnData(this: SessionSocket, chunk: Buffer): void {
+  this[kSession]?.onBackendBytes(chunk);
+}
+function backendOnEnd(this: SessionSocket): void {
+  this[kSession]?.onBackendEnd();
+}
+function backendOnError(this: SessionSocket, err: Error): void {
+  this[kSession]?.onBackendGone(err);
+}
+function backendOnClose(this: SessionSocket): void {
+  this[kSession]?.onBackendGone(null);
+}
+function backendOnDrain(this: SessionSocket): void {
+  this[kSession]?.onBackendDrain();
+}
+function backendOnTimeout(this: SessionSocket): void {
+  this[kSession]?.onBackendTimeout();
+}
+
+function noop(): void {}
