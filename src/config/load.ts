@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { ZodError } from 'zod';
 import { configSchema } from './schema.ts';
-import type { Config } from './schema.ts';
+import type { Config, TlsConfig } from './schema.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -50,10 +50,17 @@ function resolvePaths(config: Config, baseDir: string): Config {
   return {
     ...config,
     resolver: config.resolver.module === undefined ? config.resolver : { ...config.resolver, module: abs(config.resolver.module) },
-    listeners: config.listeners.map((listener) =>
-      listener.tls === undefined
-        ? listener
-        : { ...listener, tls: { ...listener.tls, cert: abs(listener.tls.cert), key: abs(listener.tls.key), ...(listener.tls.ca === undefined ? {} : { ca: abs(listener.tls.ca) }) } },
-    ),
+    listeners: config.listeners.map((listener) => (listener.tls === undefined ? listener : { ...listener, tls: resolveTlsPaths(listener.tls, abs) })),
+  };
+}
+
+/** Every file a listener's `tls` block names (default, SNI certificates, CA), made absolute. */
+function resolveTlsPaths(config: TlsConfig, abs: (p: string) => string): TlsConfig {
+  return {
+    ...config,
+    cert: abs(config.cert),
+    key: abs(config.key),
+    ...(config.certificates === undefined ? {} : { certificates: config.certificates.map((entry) => ({ ...entry, cert: abs(entry.cert), key: abs(entry.key) })) }),
+    ...(config.ca === undefined ? {} : { ca: abs(config.ca) }),
   };
 }

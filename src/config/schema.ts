@@ -6,6 +6,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { parseEndpoint } from '../core/endpoint.ts';
 import { LOG_LEVELS } from '../core/logger.ts';
+import { normalizeServerName, serverNamePatternProblem } from '../core/sni.ts';
 import { SsrfGuard } from '../core/ssrf-guard.ts';
 
 const endpoint = z.string().superRefine((value, ctx) => {
@@ -28,9 +29,38 @@ const allowEntry = z.string().superRefine((value, ctx) => {
 
 const positiveMs = z.number().int().positive();
 
-export const tlsSchema = z.strictObject({
+const serverNamePattern = z.string().superRefine((value, ctx) => {
+  const problem = serverNamePatternProblem(value);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+/** A certificate served to clients whose SNI server name matches one of `names`. */
+export const sniCertificateSchema = z.strictObject({
+  /** Exact host names or `*.domain` (one leftmost label); case-insensitive; an exact name beats a wildcard. */
+  names: z.array(serverNamePattern).min(1),
   cert: z.string().min(1),
   key: z.string().min(1),
+});
+
+export const tlsSchema = z.strictObject({
+  /** The default certificate: clients without SNI or with a name no `certificates` entry lists. */
+  cert: z.string().min(1),
+  key: z.string().min(1),
+  /** More certificates chosen by the client's SNI server name. */
+  certificates: z
+    .array(sniCertificateSchema)
+    .optional()
+    .superRefine((list, ctx) => {
+      const seen = new Map<string, number>();
+      list?.forEach((entry, i) =>
+        entry.names.forEach((name, j) => {
+          const key = normalizeServerName(name);
+          const first = seen.get(key);
+          if (first !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'names', j], message: `"${name}" is already listed by certificates.${first}` });
+          else seen.set(key, i);
+        }),
+      );
+    }),
   /** CA bundle used to verify client certificates. */
   ca: z.string().min(1).optional(),
   /** Refuse clients without a certificate signed by `ca`. */

@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import { PolyproxyError } from './errors.ts';
 import type { TlsInfo } from './resolver.ts';
+import type { SniCallback } from './sni.ts';
 
 /** Returns the parsed value and how many bytes it used, or undefined to wait for more. Throws PolyproxyError('PROTOCOL') on bad input. */
 export type OpeningParser<T> = (buffered: Buffer) => { value: T; consumed: number } | undefined;
@@ -17,6 +18,8 @@ export interface TlsServerSettings {
   readonly requestCert: boolean;
   readonly requireClientCert: boolean;
   readonly alpnProtocols?: readonly string[];
+  /** Chooses the certificate by the client's SNI server name (built once per listener: core/sni.ts sniCallback). */
+  readonly sniCallback?: SniCallback;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -117,6 +120,7 @@ export class ClientConnection {
       requestCert: settings.requestCert,
       rejectUnauthorized: false, // checked below, so the refusal can be the protocol's own error
       ...(settings.alpnProtocols === undefined ? {} : { ALPNProtocols: [...settings.alpnProtocols] }),
+      ...(settings.sniCallback === undefined ? {} : { SNICallback: settings.sniCallback }),
     });
     this.socket = secure;
     await new Promise<void>((resolve, reject) => {

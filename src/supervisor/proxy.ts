@@ -12,6 +12,7 @@ import { log, setLogLevel } from '../core/logger.ts';
 import type { Route } from '../core/resolver.ts';
 import { Router } from '../core/router.ts';
 import type { ResolverSource } from '../core/router.ts';
+import { SniMatcher, sniCallback } from '../core/sni.ts';
 import { SsrfGuard } from '../core/ssrf-guard.ts';
 import { StaticRoutes } from '../core/static-routes.ts';
 import { createProtocol, maxOpeningBytes } from '../protocols/index.ts';
@@ -127,10 +128,28 @@ function tlsSettings(listener: ListenerConfig): TlsServerSettings | null {
       throw new Error(`listeners.${listenerName(listener)}.tls.${field}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
     }
   };
-  const secureContext = tls.createSecureContext({
-    cert: read(config.cert, 'cert'),
-    key: read(config.key, 'key'),
-    ...(config.ca === undefined ? {} : { ca: read(config.ca, 'ca') }),
-  });
-  return { secureContext, requestCert: config.ca !== undefined, requireClientCert: config.requireClientCert };
+  const ca = config.ca === undefined ? undefined : read(config.ca, 'ca');
+  // Every context carries the CA, so client certificates verify whichever certificate SNI picked.
+  const context = (cert: string, key: string, field: string): tls.SecureContext => {
+    try {
+      return tls.createSecureContext({ cert: read(cert, `${field}cert`), key: read(key, `${field}key`), ...(ca === undefined ? {} : { ca }) });
+    } catch (err) {
+      if ((err as Error).message.startsWith('listeners.')) throw err;
+      throw new Error(`listeners.${listenerName(listener)}.tls.${field}cert: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const secureContext = context(config.cert, config.key, '');
+  const certificates = config.certificates ?? [];
+  // Built once per listener; each handshake only looks a name up.
+  const matcher = new SniMatcher(certificates.map((entry, i) => ({ names: entry.names, value: context(entry.cert, entry.key, `certificates.${i}.`) })));
+  return {
+    secureContext,
+    requestCert: config.ca !== undefined,
+    requireClientCert: config.requireClientCert,
+    ...(matcher.size === 0 ? {} : { sniCallback: sniCallback(matcher) }),
+    ...(listener.protocol === 'http' ? { alpnProtocols: HTTP_ALPN } : {}),
+  };
 }
+
+/** ALPN the http listener offers: HTTP/1.1 only (no HTTP/2 yet), so h2-capable clients fall back. */
+const HTTP_ALPN = ['http/1.1'] as const;

@@ -5,6 +5,7 @@
  *  - CA (self-signed, basicConstraints CA:true)
  *    - server cert: subjectAltName = serverNames, extendedKeyUsage serverAuth
  *    - client cert: CN "polyproxy-test-client", extendedKeyUsage clientAuth
+ *    - one more server cert per `extraServers` entry (own key, own SANs)
  *  - "other" CA (not trusted by anyone)
  *    - other client cert: CN "polyproxy-test-other-client", clientAuth
  */
@@ -30,12 +31,16 @@ export interface TestPki {
   otherCaCert: string;
   otherClientCert: string;
   otherClientKey: string;
+  /** The `extraServers` certificates by label, signed by the same CA. */
+  extraServers: Record<string, { cert: string; key: string }>;
   cleanup(): Promise<void>;
 }
 
 export interface MakeTestPkiOptions {
   /** Names put in the server certificate's subjectAltName (IP entries for IP addresses, DNS otherwise). */
   serverNames?: string[];
+  /** More server certificates under the same CA: label → subjectAltName entries (`pki.extraServers[label]`). */
+  extraServers?: Record<string, string[]>;
 }
 
 async function openssl(args: string[], cwd: string): Promise<void> {
@@ -81,10 +86,10 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 `;
 
-function serverExtensions(serverNames: string[]): string {
+function serverExtensions(serverNames: string[], section = 'server'): string {
   const sans = serverNames.map((name) => (isIP(name) !== 0 ? `IP:${name}` : `DNS:${name}`)).join(', ');
   return `
-[server]
+[${section}]
 basicConstraints = critical, CA:false
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
@@ -124,9 +129,15 @@ async function makeLeaf(
 
 export async function makeTestPki(options: MakeTestPkiOptions = {}): Promise<TestPki> {
   const serverNames = options.serverNames ?? ['localhost', '127.0.0.1'];
-  if (serverNames.length === 0) throw new Error('makeTestPki: serverNames must not be empty');
-  for (const name of serverNames) {
-    if (!/^[A-Za-z0-9.*:_-]+$/.test(name)) throw new Error(`makeTestPki: unsupported server name ${JSON.stringify(name)}`);
+  const extra = Object.entries(options.extraServers ?? {});
+  for (const names of [serverNames, ...extra.map(([, n]) => n)]) {
+    if (names.length === 0) throw new Error('makeTestPki: serverNames must not be empty');
+    for (const name of names) {
+      if (!/^[A-Za-z0-9.*:_-]+$/.test(name)) throw new Error(`makeTestPki: unsupported server name ${JSON.stringify(name)}`);
+    }
+  }
+  for (const [label] of extra) {
+    if (!/^[A-Za-z0-9_-]+$/.test(label)) throw new Error(`makeTestPki: unsupported extraServers label ${JSON.stringify(label)}`);
   }
 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'polyproxy-pki-'));
@@ -143,6 +154,7 @@ export async function makeTestPki(options: MakeTestPkiOptions = {}): Promise<Tes
     otherCaCert: p('other-ca.crt'),
     otherClientCert: p('other-client.crt'),
     otherClientKey: p('other-client.key'),
+    extraServers: Object.fromEntries(extra.map(([label]) => [label, { cert: p(`server-${label}.crt`), key: p(`server-${label}.key`) }])),
     cleanup,
   };
 
@@ -150,10 +162,11 @@ export async function makeTestPki(options: MakeTestPkiOptions = {}): Promise<Tes
     const config = p('openssl.cnf');
     const caKey = p('ca.key');
     const otherCaKey = p('other-ca.key');
-    await writeFile(config, OPENSSL_CONFIG + serverExtensions(serverNames));
+    await writeFile(config, OPENSSL_CONFIG + serverExtensions(serverNames) + extra.map(([label, names]) => serverExtensions(names, `server_${label}`)).join(''));
+    const extraLeaves = Object.entries(pki.extraServers);
 
     await Promise.all(
-      [caKey, otherCaKey, pki.serverKey, pki.clientKey, pki.otherClientKey].map((key) => genKey(dir, key)),
+      [caKey, otherCaKey, pki.serverKey, pki.clientKey, pki.otherClientKey, ...extraLeaves.map(([, leaf]) => leaf.key)].map((key) => genKey(dir, key)),
     );
     await Promise.all([
       makeCa(dir, config, caKey, pki.caCert, 'polyproxy-test-ca'),
@@ -172,6 +185,7 @@ export async function makeTestPki(options: MakeTestPkiOptions = {}): Promise<Tes
         pki.otherCaCert,
         otherCaKey,
       ),
+      ...extraLeaves.map(([label, leaf]) => makeLeaf(dir, config, `server_${label}`, leaf.key, leaf.cert, `polyproxy-test-server-${label}`, pki.caCert, caKey)),
     ]);
   } catch (err) {
     await cleanup();

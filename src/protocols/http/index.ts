@@ -45,7 +45,7 @@ export function createHttpProtocol(options: HttpProtocolOptions = {}): ProtocolM
     pool,
     async identify(conn: ClientConnection, session?: ProtocolSession) {
       if (session === undefined) throw new PolyproxyError('INTERNAL', 'the http protocol needs the listener session');
-      if (conn.tlsAvailable) await conn.upgradeToTls();
+      if (conn.tlsAvailable) await conn.upgradeToTls({ bufferedIsTls: true }); // every byte is TLS from the start (ClientHello first)
       session.takeOver();
       const { socket, leftover } = conn.detach();
       const http = new HttpSession(socket, leftover, settings, pool, session);

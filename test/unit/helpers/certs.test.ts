@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -125,3 +125,31 @@ test('custom serverNames become SAN entries', async () => {
     await custom.cleanup();
   }
 });
+
+test('extraServers adds server certificates with their own keys and SANs under the same CA', async () => {
+  const multi = await makeTestPki({ extraServers: { a: ['a.example.com'], b: ['*.foo.test', 'foo.test'] } });
+  try {
+    assert.deepEqual(Object.keys(multi.extraServers).sort(), ['a', 'b']);
+    const caCert = new X509Certificate(await readFile(multi.caCert));
+    const a = new X509Certificate(await readFile(multi.extraServers.a?.cert ?? ''));
+    const b = new X509Certificate(await readFile(multi.extraServers.b?.cert ?? ''));
+    const main = new X509Certificate(await readFile(multi.serverCert));
+    assert.equal(main.subjectAltName, 'DNS:localhost, IP Address:127.0.0.1');
+    assert.equal(a.subjectAltName, 'DNS:a.example.com');
+    assert.equal(b.subjectAltName, 'DNS:*.foo.test, DNS:foo.test');
+    assert.match(a.subject, /CN=polyproxy-test-server-a/);
+    assert.ok(a.verify(caCert.publicKey) && b.verify(caCert.publicKey));
+    assert.deepEqual(b.keyUsage, ['1.3.6.1.5.5.7.3.1']);
+    assert.ok(b.checkPrivateKey(createPrivateKey(await readFile(multi.extraServers.b?.key ?? ''))));
+    assert.ok(!a.checkPrivateKey(createPrivateKey(await readFile(multi.serverKey))));
+    assert.deepEqual((await makeTestPkiNames()).extraServers, {});
+  } finally {
+    await multi.cleanup();
+  }
+});
+
+async function makeTestPkiNames(): Promise<{ extraServers: Record<string, unknown> }> {
+  const plain = await makeTestPki();
+  await plain.cleanup();
+  return plain;
+}
