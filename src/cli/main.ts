@@ -26,7 +26,7 @@ Usage:
 
 Options:
   -c, --config FILE     YAML or JSON config file
-      --protocol P      postgres | mysql | mongodb | tcp (one-line start)
+      --protocol P      postgres | mysql | mongodb | http | smtp | tcp (one-line start)
       --port N          listening port        (one-line start)
       --host H          listening address     (one-line start, default 0.0.0.0)
       --backend E       host:port, [v6]:port or unix:/path (one-line start)
