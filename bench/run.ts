@@ -13,14 +13,19 @@ import { note, progress, progressDone, resetClock } from './lib/progress.ts';
 import { sectionMarkdown, updateResultsMarkdown, writeResultsJson } from './lib/results.ts';
 import type { Scenario, ScenarioContext } from './lib/scenario.ts';
 import { formatText } from './lib/table.ts';
+import { writeAllCharts, writeChart } from './lib/charts.ts';
 import { buildPolyproxy } from './lib/targets.ts';
+import { httpRpsScenario } from './scenarios/http-rps.ts';
 import { idleMemoryScenario } from './scenarios/idle-memory.ts';
 import { mysqlSysbenchScenario } from './scenarios/mysql-sysbench.ts';
 import { pgbenchScenario } from './scenarios/pgbench.ts';
+import { smtpScenario } from './scenarios/smtp.ts';
 import { tcpBulkScenario } from './scenarios/tcp-bulk.ts';
+import { tcpHoldScenario } from './scenarios/tcp-hold.ts';
+import { tcpRateScenario } from './scenarios/tcp-rate.ts';
 import { tcpRrScenario } from './scenarios/tcp-rr.ts';
 
-const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario];
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario];
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);
@@ -32,9 +37,12 @@ function usage(): string {
     'Scenarios:',
     ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}`),
     '  all            every scenario above, in order',
+    '  charts         only regenerate bench/charts/*.svg from bench/results/*.json',
     '',
     'Env: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (pgbench, mysql-sysbench); BENCH_IDLE_MAX, BENCH_IDLE_STEP, BENCH_IDLE_PROCESSES (idle-memory);',
     '     BENCH_RR_REQUESTS (tcp-rr); BENCH_BULK_GB, BENCH_BULK_CONNECTIONS (tcp-bulk);',
+    '     BENCH_RATE_SECONDS, BENCH_RATE_CONCURRENCY, BENCH_RATE_PROCESSES (tcp-rate); BENCH_HOLD_MAX, BENCH_HOLD_STEP, BENCH_HOLD_PROCESSES (tcp-hold); BENCH_NATIVE=0 (Node instead of C load/echo);',
+    '     BENCH_STREAM_GB (http-rps); BENCH_SMTP_CONNECTIONS (smtp);',
     '     BENCH_PROXY_CPU (CPU the proxies are pinned to, -1 = none); BENCH_POLYPROXY_NODE_FLAGS (e.g. --cpu-prof).',
   ].join('\n');
 }
@@ -55,6 +63,10 @@ async function main(argv: readonly string[]): Promise<number> {
     return names.length === 0 && !flags.includes('--help') && !flags.includes('-h') ? 2 : 0;
   }
   const unknownFlags = flags.filter((f) => f !== '--no-build');
+  if (names.length === 1 && names[0] === 'charts') {
+    for (const f of writeAllCharts(benchDir)) process.stdout.write(`wrote ${path.relative(root, f)}\n`);
+    return 0;
+  }
   const chosen = names.includes('all') ? [...SCENARIOS] : names.map((n) => SCENARIOS.find((s) => s.name === n));
   if (unknownFlags.length > 0 || chosen.some((s) => s === undefined)) {
     process.stderr.write(`bench: unknown ${unknownFlags.length > 0 ? `option ${unknownFlags.join(' ')}` : `scenario ${names.filter((n) => !SCENARIOS.some((s) => s.name === n)).join(' ')}`}\n\n${usage()}\n`);
@@ -90,6 +102,8 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${report.verdict}\n`);
       const json = writeResultsJson(benchDir, run, report);
       updateResultsMarkdown(path.join(benchDir, 'RESULTS.md'), scenario.name, sectionMarkdown(run, report));
+      const chart = writeChart(benchDir, scenario.name);
+      if (chart !== null) process.stdout.write(`wrote ${path.relative(root, chart)}\n`);
       process.stdout.write(`wrote ${path.relative(root, json)} and bench/RESULTS.md\n\n`);
     } catch (err) {
       failures++;

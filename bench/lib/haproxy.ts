@@ -20,6 +20,10 @@ export interface HaproxyTcpOptions {
   readonly backend: string;
   readonly splice?: boolean;
   readonly name?: string;
+  /** `http`: `mode http` with `option http-keep-alive` (default `tcp`). */
+  readonly mode?: 'tcp' | 'http';
+  /** `maxconn` (default 4000; HAProxy wants ~2 fds per connection + spare, under the 20,000 open-file limit). */
+  readonly maxConn?: number;
 }
 
 export async function haproxyVersion(): Promise<string> {
@@ -38,10 +42,11 @@ export async function startHaproxyTcp(ctx: ScenarioContext, options: HaproxyTcpO
     [
       'global',
       '  nbthread 1',
-      '  maxconn 4000', // HAProxy asks for ~2.5 fds per connection (more with splice pipes): stay under the 20,000 open-file limit
+      `  maxconn ${options.maxConn ?? 4000}`, // HAProxy asks for ~2.5 fds per connection (more with splice pipes): stay under the 20,000 open-file limit
       '',
       'defaults',
-      '  mode tcp',
+      `  mode ${options.mode ?? 'tcp'}`,
+      ...(options.mode === 'http' ? ['  option http-keep-alive'] : []),
       '  timeout connect 5s',
       '  timeout client 60s',
       '  timeout server 60s',

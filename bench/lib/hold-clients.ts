@@ -1,0 +1,108 @@
+/**
+ * A load process that holds idle raw TCP connections to an echo backend
+ * (tcp-hold). Each connection writes 1 byte and counts as open once it is
+ * echoed back (so the proxy has connected the backend side too); then it
+ * sits idle. Same stdin/stdout protocol as idle-clients.ts:
+ *   open N  → hold N connections in total → {"type":"opened","open":..,"failed":..,"dropped":..,"ms":..}
+ *   close   → close them all               → {"type":"closed"}
+ * Prints {"type":"ready"} at start; exits when stdin closes or on SIGTERM.
+ *
+ *   node bench/lib/hold-clients.ts --port N [--host H] [--concurrency C]
+ */
+import net from 'node:net';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({ options: { host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, concurrency: { type: 'string', default: '100' } } });
+if (values.port === undefined) throw new Error('--port is required');
+const host = values.host;
+const port = Number(values.port);
+const concurrency = Number(values.concurrency);
+const BYTE = Buffer.from('x');
+const open = new Set<net.Socket>();
+let failed = 0;
+let dropped = 0;
+let lastError = '';
+
+function noop(): void {}
+
+function openOne(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port, noDelay: true });
+    let settled = false;
+    const settle = (ok: boolean, why?: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      if (ok) {
+        open.add(socket);
+        socket.on('data', noop);
+        socket.once('close', () => {
+          if (open.delete(socket)) dropped++;
+        });
+      } else {
+        failed++;
+        if (why !== undefined) lastError = why;
+        socket.destroy();
+      }
+      resolve(ok);
+    };
+    const onData = (): void => settle(true);
+    const timer = setTimeout(() => settle(false, 'timeout waiting for the echo'), 15_000);
+    socket.on('connect', () => socket.write(BYTE));
+    socket.on('data', onData);
+    socket.on('error', (err) => settle(false, err.message));
+    socket.on('close', () => settle(false, 'closed before the echo'));
+  });
+}
+
+async function openUpTo(target: number): Promise<void> {
+  const start = Date.now();
+  let attempts = 0;
+  const maxAttempts = target * 2 + 100;
+  let inFlight = 0;
+  const worker = async (): Promise<void> => {
+    while (open.size + inFlight < target && attempts < maxAttempts) {
+      attempts++;
+      inFlight++;
+      await openOne();
+      inFlight--;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, target - open.size)) }, worker));
+  reply({ type: 'opened', open: open.size, failed, dropped, lastError, ms: Date.now() - start });
+}
+
+async function closeAll(): Promise<void> {
+  await Promise.all(
+    [...open].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          open.delete(s);
+          s.once('close', () => resolve());
+          s.destroy();
+        }),
+    ),
+  );
+  reply({ type: 'closed' });
+}
+
+function reply(message: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(message)}\n`);
+}
+
+let queue: Promise<void> = Promise.resolve();
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    const [command, arg] = line.trim().split(/\s+/);
+    queue = queue.then(() => {
+      if (command === 'open') return openUpTo(Number(arg));
+      if (command === 'close') return closeAll();
+      return reply({ type: 'error', message: `unknown command ${line}` });
+    });
+  })
+  .on('close', () => process.exit(0));
+
+process.on('SIGTERM', () => process.exit(0));
+reply({ type: 'ready', pid: process.pid });
