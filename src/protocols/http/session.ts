@@ -184,6 +184,9 @@ export class HttpSession implements RelayOwner {
     }
     if (this.state === FINISHED) return;
     this.#sentHead = requestHead(head, { clientAddress: this.client.remoteAddress ?? '', proto: this.settings.proto });
+    // Head and whatever body is already here leave in one writev.
+    const backend = this.backend as Socket;
+    backend.cork();
     this.#startBackendRequest();
     if (head.framing === 'none') {
       this.#requestComplete(this.buf);
@@ -196,6 +199,7 @@ export class HttpSession implements RelayOwner {
       if (pending.length > 0) this.#feedBody(pending);
       if (this.state === REQ_BODY && this.backend !== null && this.backend.writableNeedDrain !== true) this.client.resume();
     }
+    backend.uncork();
   }
 
   async #attachBackend(candidates: readonly Endpoint[], timeoutMs: number): Promise<void> {
@@ -336,17 +340,21 @@ export class HttpSession implements RelayOwner {
       }
       this.res = head;
       this.closeAfter = !req.keepAlive || head.framing === 'close' || this.clientEnded;
-      this.client.write(responseHead(statusText(raw), head, req.minor, this.closeAfter, this.#telemetry()));
+      // Head and the body bytes that came with it leave in one writev.
+      const client = this.client;
+      client.cork();
+      client.write(responseHead(statusText(raw), head, req.minor, this.closeAfter, this.#telemetry()));
       this.responseStarted = true;
       this.bState = RESP_BODY;
       this.resRemaining = head.contentLength;
       this.resFramer = head.framing === 'chunked' ? new ChunkedFramer('backend') : null;
       if (head.framing === 'none') {
         this.#responseComplete(rest);
-        return;
+      } else {
+        this.bBuf = EMPTY;
+        if (rest.length > 0) this.#feedResponse(rest);
       }
-      this.bBuf = EMPTY;
-      if (rest.length > 0) this.#feedResponse(rest);
+      client.uncork();
       return;
     }
   }
