@@ -137,8 +137,14 @@ export const httpListenerSchema = z.strictObject({
       /** Idle keep-alive connections kept per backend endpoint. */
       maxPerBackend: z.number().int().min(0).default(64),
       idleTimeoutMs: positiveMs.default(30000),
+      /** Connections per backend endpoint, active + idle (0 = unlimited); past it requests wait in a FIFO queue. */
+      maxConnectionsPerBackend: z.number().int().min(0).default(256),
+      /** How long a request waits for a connection slot before a 503. */
+      queueTimeoutMs: positiveMs.default(5000),
+      /** Requests waiting per backend endpoint; more get a 503 at once. */
+      maxQueue: z.number().int().min(0).default(1024),
     })
-    .default({ maxPerBackend: 64, idleTimeoutMs: 30000 }),
+    .default({ maxPerBackend: 64, idleTimeoutMs: 30000, maxConnectionsPerBackend: 256, queueTimeoutMs: 5000, maxQueue: 1024 }),
 });
 
 export const listenerSchema = z.discriminatedUnion('protocol', [postgresListenerSchema, tcpListenerSchema, mongodbListenerSchema, mysqlListenerSchema, smtpListenerSchema, httpListenerSchema], {

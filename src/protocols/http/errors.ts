@@ -6,6 +6,7 @@
  */
 import type { PolyproxyError } from '../../core/errors.ts';
 import { HttpParseError } from './head-parser.ts';
+import { ConnectionLimitError } from './pool.ts';
 
 const STATUS: Record<string, number> = {
   NOT_FOUND: 404,
@@ -66,6 +67,7 @@ function publicDetail(err: PolyproxyError, status: number, resourceId: string | 
     case 403:
       return `Access to ${host} is forbidden.`;
     case 503:
+      if (err instanceof ConnectionLimitError || err.cause instanceof ConnectionLimitError) return `The backend for ${host} has reached its connection limit; try again later.`;
       return err.kind === 'TOO_MANY' ? 'Too many connections.' : `${host[0]?.toUpperCase()}${host.slice(1)} is unavailable.`;
     case 504:
       return `The backend for ${host} did not answer in time.`;

@@ -25,7 +25,13 @@ export interface HttpProtocolOptions {
   readonly keepAliveTimeoutMs?: number;
   readonly backendTimeoutMs?: number;
   readonly telemetryHeaders?: boolean;
-  readonly pool?: { readonly maxPerBackend?: number; readonly idleTimeoutMs?: number };
+  readonly pool?: {
+    readonly maxPerBackend?: number;
+    readonly idleTimeoutMs?: number;
+    readonly maxConnectionsPerBackend?: number;
+    readonly queueTimeoutMs?: number;
+    readonly maxQueue?: number;
+  };
 }
 
 export const DEFAULT_MAX_HEAD_BYTES = 64 * 1024;
@@ -39,7 +45,13 @@ export function createHttpProtocol(options: HttpProtocolOptions = {}): ProtocolM
     telemetryHeaders: options.telemetryHeaders ?? false,
     proto: options.tls === undefined ? 'http' : 'https',
   };
-  const pool = new BackendPool({ maxPerBackend: options.pool?.maxPerBackend ?? 64, idleTimeoutMs: options.pool?.idleTimeoutMs ?? 30000 });
+  const pool = new BackendPool({
+    maxPerBackend: options.pool?.maxPerBackend ?? 64,
+    idleTimeoutMs: options.pool?.idleTimeoutMs ?? 30000,
+    maxConnectionsPerBackend: options.pool?.maxConnectionsPerBackend ?? 256,
+    queueTimeoutMs: options.pool?.queueTimeoutMs ?? 5000,
+    maxQueue: options.pool?.maxQueue ?? 1024,
+  });
   return {
     name: 'http',
     pool,

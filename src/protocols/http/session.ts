@@ -23,7 +23,8 @@ import { ChunkedFramer } from './chunked.ts';
 import { errorResponse } from './errors.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
 import { parseRequestHead, parseResponseHead } from './head-parser.ts';
-import type { BackendPool } from './pool.ts';
+import { ConnectionLimitError } from './pool.ts';
+import type { BackendPool, Grant, PoolWaiter } from './pool.ts';
 import { requestHead, responseHead } from './rewrite.ts';
 
 export interface HttpSettings {
@@ -89,6 +90,11 @@ export class HttpSession implements RelayOwner {
   #timer: NodeJS.Timeout | null = null;
   #resolveMs = 0;
   #cacheHit = false;
+  /** While waiting for a connection slot (the endpoint was at its limit). */
+  #waiter: PoolWaiter | null = null;
+  #waitReject: ((err: PolyproxyError) => void) | null = null;
+  /** An upgraded connection keeps its slot until the relay closes. */
+  #upgradedSlot = false;
 
   constructor(client: Socket, leftover: Buffer | null, settings: HttpSettings, pool: BackendPool, core: ProtocolSession) {
     this.client = client;
@@ -202,21 +208,81 @@ export class HttpSession implements RelayOwner {
     backend.uncork();
   }
 
+  /**
+   * Slot accounting (pool.ts): from here on this request holds a slot on
+   * `backendLabel` — with the socket in `backend` once adopted, until
+   * #releaseBackend gives both back (or the relay closes, after an upgrade).
+   */
   async #attachBackend(candidates: readonly Endpoint[], timeoutMs: number): Promise<void> {
     const first = candidates[0] as Endpoint;
-    let socket = this.pool.take(first.label);
-    this.backendReused = socket !== null;
+    const pool = this.pool;
+    let socket = pool.take(first.label);
     this.backendLabel = first.label;
-    if (socket === null) {
-      const connected = await connectFirst(candidates, timeoutMs);
-      socket = connected.socket;
-      this.backendLabel = connected.endpoint.label;
+    if (socket === null && !pool.tryReserve(first.label)) {
+      socket = await this.#waitForSlot(first.label);
+      if (this.state === FINISHED) {
+        if (socket === null) pool.release(first.label);
+        else pool.put(first.label, socket);
+        return;
+      }
     }
+    this.backendReused = socket !== null;
+    if (socket === null) socket = await this.#connectWithSlot(candidates, timeoutMs);
     if (this.state === FINISHED) {
-      this.pool.put(this.backendLabel, socket);
+      pool.put(this.backendLabel, socket); // unused: idle, or straight to a waiter
       return;
     }
     this.#adoptBackend(socket);
+  }
+
+  /** Opens a connection under the slot held on `backendLabel`; the slot is given back when it fails. */
+  async #connectWithSlot(candidates: readonly Endpoint[], timeoutMs: number): Promise<Socket> {
+    let connected;
+    try {
+      connected = await connectFirst(candidates, timeoutMs);
+    } catch (err) {
+      this.pool.release(this.backendLabel);
+      throw err;
+    }
+    const label = connected.endpoint.label;
+    if (label !== this.backendLabel) {
+      // Failover to another candidate: the slot follows the connection.
+      this.pool.release(this.backendLabel);
+      this.pool.adopt(label);
+      this.backendLabel = label;
+    }
+    return connected.socket;
+  }
+
+  /** Closes a connection that was never used and frees its slot. */
+  #dropConnection(socket: Socket): void {
+    socket.on('error', noop);
+    socket.destroy();
+    this.pool.release(this.backendLabel);
+  }
+
+  #waitForSlot(label: string): Promise<Grant> {
+    return new Promise<Grant>((resolve, reject) => {
+      const waiter = this.pool.enqueue(
+        label,
+        (grant) => {
+          this.#waiter = null;
+          this.#waitReject = null;
+          resolve(grant);
+        },
+        (err) => {
+          this.#waiter = null;
+          this.#waitReject = null;
+          reject(err);
+        },
+      );
+      if (waiter === null) {
+        reject(new ConnectionLimitError(label, `${this.pool.maxQueue} requests already waiting`));
+        return;
+      }
+      this.#waiter = waiter;
+      this.#waitReject = reject;
+    });
   }
 
   #adoptBackend(socket: Socket): void {
@@ -236,7 +302,8 @@ export class HttpSession implements RelayOwner {
     socket.resume();
   }
 
-  #releaseBackend(reuse: boolean): void {
+  /** Gives the backend connection and its slot back: to the pool when `reuse`, else closed (`keepSlot`: the slot stays with this request, for a retry). */
+  #releaseBackend(reuse: boolean, keepSlot = false): void {
     const socket = this.backend;
     if (socket === null) return;
     this.backend = null;
@@ -253,6 +320,7 @@ export class HttpSession implements RelayOwner {
     } else {
       socket.on('error', noop);
       socket.destroy();
+      if (!keepSlot) this.pool.release(this.backendLabel);
     }
   }
 
@@ -439,6 +507,7 @@ export class HttpSession implements RelayOwner {
     this.#detachClient();
     client.pause();
     this.state = UPGRADED;
+    this.#upgradedSlot = true;
     const replay = this.buf.length > 0 ? this.buf : null;
     this.buf = EMPTY;
     const relay = new Relay(client, backend, this, this.core.idleTimeoutMs, null);
@@ -447,6 +516,10 @@ export class HttpSession implements RelayOwner {
 
   /** Core's Relay calls this when an upgraded connection is over. */
   relayClosed(): void {
+    if (this.#upgradedSlot) {
+      this.#upgradedSlot = false;
+      this.pool.release(this.backendLabel);
+    }
     this.state = FINISHED;
     this.#resolveDone();
   }
@@ -473,7 +546,7 @@ export class HttpSession implements RelayOwner {
     // only when nothing came back and the request had no body (so nothing is sent twice that matters).
     const req = this.req as HttpHead;
     if (this.backendReused && !this.#gotBackendBytes && req.framing === 'none' && this.state !== FINISHED) {
-      this.#releaseBackend(false);
+      this.#releaseBackend(false, true);
       this.backendReused = false;
       void this.#retry();
       return;
@@ -486,16 +559,22 @@ export class HttpSession implements RelayOwner {
     );
   }
 
+  /** Runs under the slot the stale connection held on `backendLabel`. */
   async #retry(): Promise<void> {
     try {
-      const decision = await this.core.router.route(this.resourceId as string, this.core.resolveContext());
-      const connected = await connectFirst(decision.candidates, decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs);
+      let decision;
+      try {
+        decision = await this.core.router.route(this.resourceId as string, this.core.resolveContext());
+      } catch (err) {
+        this.pool.release(this.backendLabel);
+        throw err;
+      }
+      const socket = await this.#connectWithSlot(decision.candidates, decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs);
       if (this.state === FINISHED) {
-        connected.socket.destroy();
+        this.#dropConnection(socket);
         return;
       }
-      this.backendLabel = connected.endpoint.label;
-      this.#adoptBackend(connected.socket);
+      this.#adoptBackend(socket);
       this.#startBackendRequest();
     } catch (err) {
       this.#fail(toPolyproxyError(err));
@@ -530,6 +609,14 @@ export class HttpSession implements RelayOwner {
     this.state = FINISHED;
     this.#clearTimer();
     this.#releaseBackend(false);
+    if (this.#waiter !== null) {
+      // Client gone while waiting for a slot: out of the queue; #route's catch sees FINISHED.
+      this.pool.cancel(this.#waiter);
+      const reject = this.#waitReject as (err: PolyproxyError) => void;
+      this.#waiter = null;
+      this.#waitReject = null;
+      reject(new PolyproxyError('INTERNAL', 'the client went away while waiting for a backend connection', { source: 'client' }));
+    }
     const client = this.client;
     this.#detachClient();
     client.on('error', noop);
