@@ -73,6 +73,19 @@ export class Router {
     return { entries: this.#cache.size, hits: this.#hits, misses: this.#misses };
   }
 
+  /**
+   * The decision for a cached resource id, without a promise: undefined on a
+   * miss (or for lookups routed by first bytes, which are never cached) — then
+   * call `route`. A hit counts and rotates like one through `route`.
+   */
+  cached(resourceId: string, ctx: ResolveContext): RouteDecision | undefined {
+    if (ctx.firstBytes !== undefined) return undefined;
+    const entry = this.#cache.get(cacheKey(ctx.protocol, resourceId));
+    if (entry === undefined) return undefined;
+    this.#hits++;
+    return { entry, candidates: pick(entry), cacheHit: true };
+  }
+
   /** Resolves, checks and orders the endpoints for one resource id. Throws PolyproxyError. */
   async route(resourceId: string, ctx: ResolveContext): Promise<RouteDecision> {
     if (ctx.firstBytes !== undefined) {

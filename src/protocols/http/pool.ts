@@ -25,6 +25,8 @@ const kIdle = Symbol('polyproxy.http.idle');
 interface IdleEntry {
   readonly pool: BackendPool;
   readonly label: string;
+  /** The socket's own handlers stay attached and call `idleSocketEvent`: the pool adds none. */
+  readonly listening: boolean;
 }
 
 type PooledSocket = Socket & { [kIdle]?: IdleEntry | undefined };
@@ -202,7 +204,7 @@ export class BackendPool {
    * to the first waiter, else parked idle; destroyed (slot freed) when it is
    * unusable or the endpoint's idle list is full.
    */
-  put(label: string, socket: Socket): void {
+  put(label: string, socket: Socket, listening = false): void {
     if (socket.destroyed || !socket.writable) {
       socket.destroy();
       this.release(label);
@@ -223,12 +225,14 @@ export class BackendPool {
     }
     this.returned++;
     const pooled = socket as PooledSocket;
-    pooled[kIdle] = { pool: this, label };
-    socket.on('data', idleOnData);
-    socket.on('end', idleOnEnd);
-    socket.on('close', idleOnClose);
-    socket.on('error', idleOnError);
-    socket.on('timeout', idleOnTimeout);
+    pooled[kIdle] = { pool: this, label, listening };
+    if (!listening) {
+      socket.on('data', idleOnData);
+      socket.on('end', idleOnEnd);
+      socket.on('close', idleOnClose);
+      socket.on('error', idleOnError);
+      socket.on('timeout', idleOnTimeout);
+    }
     socket.setTimeout(this.idleTimeoutMs);
     socket.resume();
     state.idle.push(socket);
@@ -291,10 +295,21 @@ function waiterOnTimeout(pool: BackendPool, waiter: PoolWaiter): void {
   pool.timeout(waiter);
 }
 
+/**
+ * For sockets put with `listening`: their own 'data', 'end', 'close', 'error'
+ * and 'timeout' handlers call this when no request owns the socket. An idle
+ * socket is discarded; one that is not idle (being handed over) is left alone.
+ */
+export function idleSocketEvent(socket: Socket): void {
+  if ((socket as PooledSocket)[kIdle] !== undefined) discard(socket);
+}
+
 function unidle(socket: PooledSocket): void {
+  const entry = socket[kIdle];
   socket[kIdle] = undefined;
   socket.pause();
   socket.setTimeout(0);
+  if (entry === undefined || entry.listening) return;
   socket.removeListener('data', idleOnData);
   socket.removeListener('end', idleOnEnd);
   socket.removeListener('close', idleOnClose);

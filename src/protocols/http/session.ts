@@ -17,13 +17,15 @@ import { connectFirst } from '../../core/connect.ts';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
 import type { ProtocolSession } from '../../core/protocol.ts';
+import type { ResolveContext } from '../../core/resolver.ts';
+import type { RouteDecision } from '../../core/router.ts';
 import { Relay } from '../../core/relay.ts';
 import type { RelayOwner } from '../../core/relay.ts';
 import { ChunkedFramer } from './chunked.ts';
 import { errorResponse } from './errors.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
 import { parseRequestHead, parseResponseHead } from './head-parser.ts';
-import { ConnectionLimitError } from './pool.ts';
+import { ConnectionLimitError, idleSocketEvent } from './pool.ts';
 import type { BackendPool, Grant, PoolWaiter } from './pool.ts';
 import { requestHead, responseHead } from './rewrite.ts';
 
@@ -40,7 +42,9 @@ export interface HttpSettings {
 }
 
 const kSession = Symbol('polyproxy.http.session');
-type SessionSocket = Socket & { [kSession]?: HttpSession | undefined };
+/** Set on a backend socket while the backend handlers are attached: they stay across pooled reuse. */
+const kHandlers = Symbol('polyproxy.http.handlers');
+type SessionSocket = Socket & { [kSession]?: HttpSession | undefined; [kHandlers]?: boolean };
 
 const EMPTY = Buffer.alloc(0);
 
@@ -95,6 +99,7 @@ export class HttpSession implements RelayOwner {
   #waitReject: ((err: PolyproxyError) => void) | null = null;
   /** An upgraded connection keeps its slot until the relay closes. */
   #upgradedSlot = false;
+  #ctx: ResolveContext | null = null;
 
   constructor(client: Socket, leftover: Buffer | null, settings: HttpSettings, pool: BackendPool, core: ProtocolSession) {
     this.client = client;
@@ -164,23 +169,54 @@ export class HttpSession implements RelayOwner {
     this.req = head;
     this.state = ROUTING;
     this.client.pause();
-    void this.#route(head);
+    this.#route(head);
   }
 
-  async #route(head: HttpHead): Promise<void> {
+  #route(head: HttpHead): void {
     const host = normalizeHost(head.host);
     this.resourceId = host;
     if (host === undefined) {
       this.#fail(new PolyproxyError('PROTOCOL', 'missing or invalid Host header', { source: 'client' }));
       return;
     }
-    try {
-      const started = this.settings.telemetryHeaders ? performance.now() : 0;
-      const decision = await this.core.router.route(host, this.core.resolveContext());
-      if (this.settings.telemetryHeaders) {
-        this.#resolveMs = performance.now() - started;
-        this.#cacheHit = decision.cacheHit;
+    const started = this.settings.telemetryHeaders ? performance.now() : 0;
+    // Fast path: a cached route and an idle pooled connection need no promise.
+    const decision = this.core.router.cached(host, this.#resolveContext());
+    if (decision !== undefined) {
+      const label = (decision.candidates[0] as Endpoint).label;
+      const socket = this.pool.take(label);
+      if (socket !== null) {
+        this.#routed(decision, started);
+        this.backendLabel = label;
+        this.backendReused = true;
+        this.#adoptBackend(socket);
+        this.#sendRequest(head);
+        return;
       }
+    }
+    void this.#routeAsync(head, host, decision, started);
+  }
+
+  #resolveContext(): ResolveContext {
+    let ctx = this.#ctx;
+    if (ctx === null) {
+      ctx = this.core.resolveContext();
+      this.#ctx = ctx;
+    }
+    return ctx;
+  }
+
+  #routed(decision: RouteDecision, started: number): void {
+    if (this.settings.telemetryHeaders) {
+      this.#resolveMs = performance.now() - started;
+      this.#cacheHit = decision.cacheHit;
+    }
+  }
+
+  async #routeAsync(head: HttpHead, host: string, cached: RouteDecision | undefined, started: number): Promise<void> {
+    try {
+      const decision = cached ?? (await this.core.router.route(host, this.#resolveContext()));
+      this.#routed(decision, started);
       const timeoutMs = decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs;
       await this.#attachBackend(decision.candidates, timeoutMs);
     } catch (err) {
@@ -189,8 +225,12 @@ export class HttpSession implements RelayOwner {
       return;
     }
     if (this.state === FINISHED) return;
+    this.#sendRequest(head);
+  }
+
+  /** The backend is attached: the head, and whatever body is already here, leave in one writev. */
+  #sendRequest(head: HttpHead): void {
     this.#sentHead = requestHead(head, { clientAddress: this.client.remoteAddress ?? '', proto: this.settings.proto });
-    // Head and whatever body is already here leave in one writev.
     const backend = this.backend as Socket;
     backend.cork();
     this.#startBackendRequest();
@@ -287,13 +327,18 @@ export class HttpSession implements RelayOwner {
 
   #adoptBackend(socket: Socket): void {
     this.backend = socket;
-    (socket as SessionSocket)[kSession] = this;
-    socket.on('data', backendOnData);
-    socket.on('end', backendOnEnd);
-    socket.on('error', backendOnError);
-    socket.on('close', backendOnClose);
-    socket.on('drain', backendOnDrain);
-    socket.on('timeout', backendOnTimeout);
+    const owned = socket as SessionSocket;
+    owned[kSession] = this;
+    if (owned[kHandlers] !== true) {
+      // Attached once per connection; between requests (idle in the pool) they dispatch to the pool.
+      owned[kHandlers] = true;
+      socket.on('data', backendOnData);
+      socket.on('end', backendOnEnd);
+      socket.on('error', backendOnError);
+      socket.on('close', backendOnClose);
+      socket.on('drain', backendOnDrain);
+      socket.on('timeout', backendOnTimeout);
+    }
     socket.setTimeout(this.settings.backendTimeoutMs);
     this.bState = RESP_HEAD;
     this.bBuf = EMPTY;
@@ -308,16 +353,11 @@ export class HttpSession implements RelayOwner {
     if (socket === null) return;
     this.backend = null;
     (socket as SessionSocket)[kSession] = undefined;
-    socket.removeListener('data', backendOnData);
-    socket.removeListener('end', backendOnEnd);
-    socket.removeListener('error', backendOnError);
-    socket.removeListener('close', backendOnClose);
-    socket.removeListener('drain', backendOnDrain);
-    socket.removeListener('timeout', backendOnTimeout);
-    socket.setTimeout(0);
     if (reuse) {
-      this.pool.put(this.backendLabel, socket);
+      // put() re-arms the socket's timeout for idling; the handlers stay and dispatch to the pool.
+      this.pool.put(this.backendLabel, socket, true);
     } else {
+      socket.setTimeout(0);
       socket.on('error', noop);
       socket.destroy();
       if (!keepSlot) this.pool.release(this.backendLabel);
@@ -410,8 +450,21 @@ export class HttpSession implements RelayOwner {
       this.closeAfter = !req.keepAlive || head.framing === 'close' || this.clientEnded;
       // Head and the body bytes that came with it leave in one writev.
       const client = this.client;
+      const headText = responseHead(statusText(raw), head, req.minor, this.closeAfter, this.#telemetry());
+      if (head.framing === 'length' && rest.length === head.contentLength) {
+        // The whole response is here (the common small response): one buffer, one write.
+        const out = Buffer.allocUnsafe(headText.length + rest.length);
+        out.write(headText, 0, 'latin1');
+        rest.copy(out, headText.length);
+        this.responseStarted = true;
+        this.bState = RESP_BODY;
+        this.bBuf = EMPTY;
+        client.write(out);
+        this.#responseComplete(EMPTY);
+        return;
+      }
       client.cork();
-      client.write(responseHead(statusText(raw), head, req.minor, this.closeAfter, this.#telemetry()));
+      client.write(headText, 'latin1');
       this.responseStarted = true;
       this.bState = RESP_BODY;
       this.resRemaining = head.contentLength;
@@ -495,6 +548,7 @@ export class HttpSession implements RelayOwner {
     const backend = this.backend as Socket;
     this.backend = null;
     (backend as SessionSocket)[kSession] = undefined;
+    (backend as SessionSocket)[kHandlers] = false;
     backend.removeListener('data', backendOnData);
     backend.removeListener('end', backendOnEnd);
     backend.removeListener('error', backendOnError);
@@ -564,7 +618,7 @@ export class HttpSession implements RelayOwner {
     try {
       let decision;
       try {
-        decision = await this.core.router.route(this.resourceId as string, this.core.resolveContext());
+        decision = await this.core.router.route(this.resourceId as string, this.#resolveContext());
       } catch (err) {
         this.pool.release(this.backendLabel);
         throw err;
@@ -733,22 +787,32 @@ function clientOnDrain(this: SessionSocket): void {
   this[kSession]?.onClientDrain();
 }
 function backendOnData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession]?.onBackendBytes(chunk);
+  const session = this[kSession];
+  if (session !== undefined) session.onBackendBytes(chunk);
+  else idleSocketEvent(this);
 }
 function backendOnEnd(this: SessionSocket): void {
-  this[kSession]?.onBackendEnd();
+  const session = this[kSession];
+  if (session !== undefined) session.onBackendEnd();
+  else idleSocketEvent(this);
 }
 function backendOnError(this: SessionSocket, err: Error): void {
-  this[kSession]?.onBackendGone(err);
+  const session = this[kSession];
+  if (session !== undefined) session.onBackendGone(err);
+  else idleSocketEvent(this);
 }
 function backendOnClose(this: SessionSocket): void {
-  this[kSession]?.onBackendGone(null);
+  const session = this[kSession];
+  if (session !== undefined) session.onBackendGone(null);
+  else idleSocketEvent(this);
 }
 function backendOnDrain(this: SessionSocket): void {
   this[kSession]?.onBackendDrain();
 }
 function backendOnTimeout(this: SessionSocket): void {
-  this[kSession]?.onBackendTimeout();
+  const session = this[kSession];
+  if (session !== undefined) session.onBackendTimeout();
+  else idleSocketEvent(this);
 }
 
 function noop(): void {}

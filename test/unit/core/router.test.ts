@@ -297,6 +297,23 @@ describe('Router: cache', () => {
     assert.deepEqual(router.stats(), { entries: 1, hits: 1, misses: 1 });
   });
 
+  it('cached() answers a hit without a promise, counts it, and is undefined on a miss', async () => {
+    const r = always({ endpoint: '127.0.0.1:5432' });
+    const router = makeRouter([r]);
+    assert.equal(router.cached('shop', CTX), undefined);
+    const first = await router.route('shop', CTX);
+    const hit = router.cached('shop', CTX);
+    assert.ok(hit !== undefined && !(hit instanceof Promise));
+    assert.equal(hit.cacheHit, true);
+    assert.equal(hit.entry, first.entry);
+    assert.equal(router.cached('shop', TCP_CTX), undefined, 'per protocol');
+    assert.equal(router.cached('shop', { ...CTX, firstBytes: Buffer.from('x') }), undefined, 'first-byte lookups are never cached');
+    assert.deepEqual(r.calls, ['shop']);
+    assert.deepEqual(router.stats(), { entries: 1, hits: 1, misses: 1 });
+    router.purge('shop');
+    assert.equal(router.cached('shop', CTX), undefined);
+  });
+
   it('the cache is per protocol', async () => {
     const r = always({ endpoint: '127.0.0.1:5432' });
     const router = makeRouter([r]);
@@ -503,6 +520,14 @@ describe('Router: balancing', () => {
       [LIST[1], LIST[2], LIST[0]],
       [LIST[2], LIST[0], LIST[1]],
     ]);
+  });
+
+  it('cached() rotates like route(), sharing one round-robin', async () => {
+    const router = makeRouter([always({ endpoint: [...LIST] })]);
+    const firsts: string[] = [hostPort((await router.route('pool', CTX)).candidates[0])];
+    for (let i = 0; i < 2; i++) firsts.push(hostPort(router.cached('pool', CTX)?.candidates[0]));
+    firsts.push(hostPort((await router.route('pool', CTX)).candidates[0]));
+    assert.deepEqual(firsts, [LIST[0], LIST[1], LIST[2], LIST[0]]);
   });
 
   it('the cached endpoint list is not reordered by picking', async () => {

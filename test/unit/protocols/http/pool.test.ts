@@ -10,7 +10,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { statusOf, errorResponse } from '../../../../src/protocols/http/errors.ts';
-import { BackendPool, ConnectionLimitError } from '../../../../src/protocols/http/pool.ts';
+import { BackendPool, ConnectionLimitError, idleSocketEvent } from '../../../../src/protocols/http/pool.ts';
 import type { Grant } from '../../../../src/protocols/http/pool.ts';
 
 const L = '127.0.0.1:1';
@@ -198,6 +198,24 @@ describe('BackendPool slots', () => {
     assert.equal(p.stats()['b:1']?.open, 2);
     p.release('b:1');
     p.release('b:1');
+    assert.deepEqual(p.stats(), {});
+  });
+
+  it('a socket put with its own handlers (listening) gets none from the pool; idleSocketEvent discards it while idle only', async () => {
+    const p = pool(4);
+    const socket = await connect();
+    const before = socket.listenerCount('data');
+    p.tryReserve(L);
+    p.put(L, socket, true);
+    assert.equal(socket.listenerCount('data'), before, 'no idle handlers added');
+    assert.equal(p.stats()[L]?.idle, 1);
+    const taken = p.take(L);
+    assert.equal(taken, socket);
+    idleSocketEvent(socket);
+    assert.equal(socket.destroyed, false, 'not idle: left alone');
+    p.put(L, socket, true);
+    idleSocketEvent(socket);
+    assert.equal(socket.destroyed, true, 'idle: discarded');
     assert.deepEqual(p.stats(), {});
   });
 
