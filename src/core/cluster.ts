@@ -35,7 +35,3 @@ export function onBroadcast(topic: string, handler: Handler): void {
 export function deliverBroadcast(message: BroadcastMessage): void {
   handlers.get(message.topic)?.(message.payload);
 }
-
-export function makeBroadcast(topic: string, payload: unknown): BroadcastMessage {
-  return { type: CHANNEL, topic, payload };
-}

@@ -26,10 +26,6 @@ export function lookupCancelKey(key: string): Endpoint | undefined {
   return keys.get(key);
 }
 
-export function registeredCancelKeys(): number {
-  return keys.size;
-}
-
 /** Asks sibling workers to forward a cancel whose key this process does not hold. */
 export function forwardCancelToSiblings(key: string, packet: Buffer): boolean {
   return broadcast(TOPIC, { key, packet: packet.toString('base64') });
