@@ -33,6 +33,24 @@ export interface ListenerSettings {
   readonly reusePort: boolean;
 }
 
+/**
+ * What the supervisor needs from any listener, whether it runs core's
+ * pipeline (Listener) or serves its protocol on its own server (ws-bridge,
+ * fastcgi). Drain: stopAccepting → idle (or destroyAll at the deadline).
+ */
+export interface ProxyListener {
+  readonly name: string;
+  /** The config's protocol name: postgres, http, ws-bridge... */
+  readonly protocolName: string;
+  readonly counters: ListenerCounters;
+  /** Open sessions (connections in their opening or relayed). */
+  readonly sessions: number;
+  listen(): Promise<AddressInfo>;
+  stopAccepting(): Promise<void>;
+  idle(): Promise<void>;
+  destroyAll(reason: string): void;
+}
+
 export interface ListenerCounters {
   open: number;
   total: number;
@@ -52,7 +70,7 @@ interface SessionContext {
   readonly onClose: (() => void) | undefined;
 }
 
-export class Listener implements RelayOwner {
+export class Listener implements RelayOwner, ProxyListener {
   readonly settings: ListenerSettings;
   readonly protocol: ProtocolModule;
   readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
@@ -73,6 +91,14 @@ export class Listener implements RelayOwner {
     this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
     this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
+  }
+
+  get name(): string {
+    return this.settings.name;
+  }
+
+  get protocolName(): string {
+    return this.settings.protocol;
   }
 
   get sessions(): number {

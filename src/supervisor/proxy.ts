@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import type { Config, ListenerConfig } from '../config/schema.ts';
 import type { TlsServerSettings } from '../core/client-connection.ts';
 import { Listener } from '../core/listener.ts';
+import type { ProxyListener } from '../core/listener.ts';
 import { log, setLogLevel } from '../core/logger.ts';
 import type { Route } from '../core/resolver.ts';
 import { Router } from '../core/router.ts';
@@ -33,7 +34,7 @@ export interface StartOptions {
 }
 
 export interface RunningProxy {
-  readonly listeners: readonly Listener[];
+  readonly listeners: readonly ProxyListener[];
   readonly bound: readonly BoundListener[];
   readonly router: Router;
   /** Stops accepting, lets sessions finish for up to `timeoutMs`, then closes the rest. */
@@ -56,7 +57,7 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
   // resolver from tenant input, so it skips the SSRF guard.
   const trusted = new SsrfGuard({ allowPrivateBackends: true, allowBackends: [] });
 
-  const listeners: Listener[] = [];
+  const listeners: ProxyListener[] = [];
   const bound: BoundListener[] = [];
   try {
     for (const listenerConfig of config.listeners) {
