@@ -11,3 +11,7 @@ export type { Config, ConfigInput, ListenerConfig } from './config/schema.ts';
 export { startProxy } from './supervisor/proxy.ts';
 export type { RunningProxy, BoundListener } from './supervisor/proxy.ts';
 export { startPgDemoServer } from './demo/pg-demo-server.ts';
+// FastCGI client library (issue #7): `import { fastcgi } from 'polyproxy'` → fastcgi.Proxy, fastcgi.RoundRobin...; main classes also by their prefixed names.
+export * as fastcgi from './fastcgi/index.ts';
+export { FastCgiClient, FastCgiClusterProxy, FastCgiError, FastCgiProxy, FastCgiResponse, FastCgiServer } from './fastcgi/index.ts';
+export type { ClientOptions as FastCgiClientOptions, ClusterResult as FastCgiClusterResult, ClusterStatus as FastCgiClusterStatus, FpmProcessStatus, FpmStatus } from './fastcgi/index.ts';

@@ -2,10 +2,19 @@
  * SMTP load: `--connections` sessions at once, each sends EHLO `--ehlo`
  * once, then as many small messages as it can for `--seconds`: MAIL FROM,
  * RCPT TO and DATA in one write (PIPELINING), wait for the 354, then the
- * message and its final "." in one write, wait for the 250. Ends with QUIT.
- * Prints `{"type":"result","messages":N,"seconds":S}` and exits.
+ * message and its final ".". Ends with QUIT.
  *
- *   node bench/lib/smtp-load.ts --port N [--connections 8] [--seconds 10] [--ehlo bench.test] [--size 512]
+ * `--pipeline` (RFC 2920 3.1, and its example with several messages): the
+ * final "." of one message and the next MAIL FROM, RCPT TO and DATA go in
+ * the same write, so a message costs one round trip (wait for the 354)
+ * instead of two (354, then the 250 for the message). Without it the
+ * client waits for the message's 250 before the next envelope.
+ *
+ * Prints `{"type":"result","messages":N,"seconds":S,"cpuSeconds":C}` (C: this
+ * process's user+system CPU, so a run can tell whether the load generator
+ * was the limit) and exits.
+ *
+ *   node bench/lib/smtp-load.ts --port N [--connections 8] [--seconds 10] [--ehlo bench.test] [--size 512] [--pipeline]
  */
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -18,74 +27,99 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     ehlo: { type: 'string', default: 'bench.test' },
     size: { type: 'string', default: '512' },
+    pipeline: { type: 'boolean', default: false },
   },
 });
 if (values.port === undefined) throw new Error('--port is required');
 const port = Number(values.port);
+const pipeline = values.pipeline;
 const deadline = Date.now() + Number(values.seconds) * 1000;
 const domain = values.ehlo;
 const ENVELOPE = Buffer.from(`MAIL FROM:<sender@${domain}>\r\nRCPT TO:<rcpt@${domain}>\r\nDATA\r\n`);
 const head = `From: sender@${domain}\r\nTo: rcpt@${domain}\r\nSubject: bench\r\nMessage-ID: <bench@${domain}>\r\n\r\n`;
 const bodyLine = `${'x'.repeat(70)}\r\n`;
 const MESSAGE = Buffer.from(`${head}${bodyLine.repeat(Math.max(1, Math.ceil((Number(values.size) - head.length) / bodyLine.length)))}.\r\n`);
+const MESSAGE_AND_ENVELOPE = Buffer.concat([MESSAGE, ENVELOPE]);
+const QUIT = Buffer.from('QUIT\r\n');
+const MESSAGE_AND_QUIT = Buffer.concat([MESSAGE, QUIT]);
+
+/** What a reply answers (replies come in command order, RFC 2920). */
+const BANNER = 0;
+const EHLO = 1;
+const MAIL = 2;
+const RCPT = 3;
+const DATA = 4;
+const MESSAGE_END = 5;
+const QUIT_REPLY = 6;
+const EXPECTED_CODE = [220, 250, 250, 250, 354, 250, 221];
 
 /** One session; resolves with the number of messages accepted (250 after the final "."). */
 function session(): Promise<number> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: values.host, port, noDelay: true });
-    let buffered = '';
     let sent = 0;
-    // Replies still expected before the next step, and what to do then.
-    let state: 'banner' | 'ehlo' | 'envelope' | 'data' | 'quit' = 'banner';
-    let expect = 1;
-    const step = (code: number, line: string): void => {
-      const fail = (): void => {
+    const expected: number[] = [BANNER];
+    // The first 4 bytes of the reply line being read, and how many came.
+    const lineHead = Buffer.alloc(4);
+    let fill = 0;
+    const onReply = (code: number): void => {
+      const what = expected.shift();
+      if (what === undefined || code !== EXPECTED_CODE[what]) {
         socket.destroy();
-        reject(new Error(`unexpected reply in ${state}: ${line}`));
-      };
-      if (state === 'banner') {
-        if (code !== 220) return fail();
-        state = 'ehlo';
-        socket.write(`EHLO ${domain}\r\n`);
-      } else if (state === 'ehlo') {
-        if (code !== 250) return fail();
-        state = 'envelope';
-        expect = 3;
-        socket.write(ENVELOPE);
-      } else if (state === 'envelope') {
-        if (--expect > 0) {
-          if (code !== 250) return fail();
-          return;
-        }
-        if (code !== 354) return fail();
-        state = 'data';
-        expect = 1;
-        socket.write(MESSAGE);
-      } else if (state === 'data') {
-        if (code !== 250) return fail();
-        sent++;
-        if (Date.now() >= deadline) {
-          state = 'quit';
-          socket.write('QUIT\r\n');
-        } else {
-          state = 'envelope';
-          expect = 3;
+        reject(new Error(`unexpected reply ${code} (expected ${what === undefined ? 'none' : EXPECTED_CODE[what]})`));
+        return;
+      }
+      switch (what) {
+        case BANNER:
+          socket.write(`EHLO ${domain}\r\n`);
+          expected.push(EHLO);
+          break;
+        case EHLO:
           socket.write(ENVELOPE);
-        }
-      } else {
-        socket.end();
+          expected.push(MAIL, RCPT, DATA);
+          break;
+        case DATA:
+          if (!pipeline) {
+            socket.write(MESSAGE);
+            expected.push(MESSAGE_END);
+          } else if (Date.now() < deadline) {
+            socket.write(MESSAGE_AND_ENVELOPE);
+            expected.push(MESSAGE_END, MAIL, RCPT, DATA);
+          } else {
+            socket.write(MESSAGE_AND_QUIT);
+            expected.push(MESSAGE_END, QUIT_REPLY);
+          }
+          break;
+        case MESSAGE_END:
+          sent++;
+          if (!pipeline) {
+            if (Date.now() < deadline) {
+              socket.write(ENVELOPE);
+              expected.push(MAIL, RCPT, DATA);
+            } else {
+              socket.write(QUIT);
+              expected.push(QUIT_REPLY);
+            }
+          }
+          break;
+        case QUIT_REPLY:
+          socket.end();
+          break;
+        default:
+          break;
       }
     };
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      buffered += chunk;
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        // Only the last line of a reply ("250 ok", not "250-PIPELINING") counts.
-        if (line.length >= 4 && line[3] === '-') continue;
-        step(Number(line.slice(0, 3)), line);
+    socket.on('data', (chunk: Buffer) => {
+      for (let i = 0; i < chunk.length; i++) {
+        const b = chunk[i] as number;
+        if (b === 0x0a) {
+          // Only the last line of a reply ("250 ok", not "250-PIPELINING") counts.
+          if (fill >= 3 && lineHead[3] !== 0x2d) onReply(((lineHead[0] as number) - 48) * 100 + ((lineHead[1] as number) - 48) * 10 + ((lineHead[2] as number) - 48));
+          fill = 0;
+          lineHead[3] = 0;
+        } else if (fill < 4) {
+          lineHead[fill++] = b;
+        }
       }
     });
     socket.on('error', reject);
@@ -96,5 +130,6 @@ function session(): Promise<number> {
 const started = process.hrtime.bigint();
 const counts = await Promise.all(Array.from({ length: Number(values.connections) }, session));
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-process.stdout.write(`${JSON.stringify({ type: 'result', messages: counts.reduce((a, b) => a + b, 0), seconds })}\n`);
+const cpu = process.cpuUsage();
+process.stdout.write(`${JSON.stringify({ type: 'result', messages: counts.reduce((a, b) => a + b, 0), seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 })}\n`);
 process.exit(0);

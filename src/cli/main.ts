@@ -4,16 +4,16 @@
  *   polyproxy check --config FILE
  *   polyproxy --protocol postgres --port 6432 --backend 127.0.0.1:5432
  *   polyproxy demo
+ *   polyproxy fastcgi status --server E [--server E...] [--json]
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
-import { announce, log } from '../core/logger.ts';
+import { log } from '../core/logger.ts';
+import { packageVersion } from '../core/version.ts';
 import { runDemo } from '../demo/run-demo.ts';
-import { exitOnSignals, ignoreHangup } from '../supervisor/lifecycle.ts';
-import { startProxy } from '../supervisor/proxy.ts';
-import { runSupervisor } from '../supervisor/supervisor.ts';
+import { fastcgiCommand } from './fastcgi-status.ts';
+import { run } from '../supervisor/run.ts';
 
 const USAGE = `polyproxy — protocol-aware multi-tenant proxy
 
@@ -23,6 +23,8 @@ Usage:
   polyproxy --protocol P --port N --backend HOST:PORT
                                         one listener with a fixed backend, no file needed
   polyproxy demo                        the proxy with embedded demo backends
+  polyproxy fastcgi status --server E [--server E...] [--json]
+                                        php-fpm status of each FastCGI server
 
 Options:
   -c, --config FILE     YAML or JSON config file
@@ -48,6 +50,8 @@ const OPTIONS = {
 } as const;
 
 export async function main(argv: string[]): Promise<number> {
+  // Its own options (--server, --json): see src/cli/fastcgi-status.ts.
+  if (argv[0] === 'fastcgi') return fastcgiCommand(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
@@ -61,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.version === true) {
-    process.stdout.write(`${version()}\n`);
+    process.stdout.write(`${packageVersion()}\n`);
     return 0;
   }
   const command = positionals[0] ?? 'start';
@@ -86,7 +90,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`ok: ${config.listeners.length} listener(s), ${Object.keys(config.routes).length} route(s), ${config.workers} worker(s)\n`);
     return 0;
   }
-  await run(config);
+  await run(config, { reload: values.config === undefined ? null : () => configFrom(values) });
   return -1; // keep running
 }
 
@@ -124,36 +128,6 @@ function toInt(text: string, flag: string): number {
   return Number(text);
 }
 
-/** Runs until a signal drains it. */
-export async function run(config: Config): Promise<void> {
-  const timeoutMs = config.shutdownTimeoutSeconds * 1000;
-  ignoreHangup();
-  if (config.workers === 1) {
-    const proxy = await startProxy(config);
-    exitOnSignals(proxy, timeoutMs);
-    announce({ listeners: proxy.bound, workers: 1 }, 'polyproxy ready');
-    return;
-  }
-  const supervisor = await runSupervisor(config);
-  announce({ listeners: supervisor.bound, workers: config.workers, pids: supervisor.workers() }, 'polyproxy ready');
-  let stopping = false;
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down: draining workers');
-      supervisor.drain().then(() => {
-        log.info('shutdown complete');
-        process.exit(0);
-      });
-    });
-  }
-}
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 export function runCli(): void {
   main(process.argv.slice(2)).then(

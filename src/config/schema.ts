@@ -147,8 +147,75 @@ export const httpListenerSchema = z.strictObject({
     .default({ maxPerBackend: 64, idleTimeoutMs: 30000, maxConnectionsPerBackend: 256, queueTimeoutMs: 5000, maxQueue: 1024 }),
 });
 
-export const listenerSchema = z.discriminatedUnion('protocol', [postgresListenerSchema, tcpListenerSchema, mongodbListenerSchema, mysqlListenerSchema, smtpListenerSchema, httpListenerSchema], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'protocol must be one of: postgres, tcp, mongodb, mysql, smtp, http' : undefined),
+/**
+ * The WebSocket ↔ HTTP bridge (DESIGN.md "ws2api protocol"): runs its own
+ * HTTP server; the common `tls` and `backend` fields do not apply (checked
+ * below), `connectTimeoutMs` bounds connecting to the API.
+ */
+export const wsBridgeListenerSchema = z.strictObject({
+  ...listenerCommon,
+  protocol: z.literal('ws-bridge'),
+  /** The API base URL: the bridge calls GET/POST/DELETE `<api><ClientId>`. */
+  api: z.url({ protocol: /^https?$/, error: 'api must be an http:// or https:// URL' }),
+  /** The bridge's own metrics (Prometheus text) on its port. */
+  metricsPath: z.string().regex(/^\/[^\s?#]*$/, 'a path starting with "/"').default('/metrics'),
+  /** `ordered`: one API request at a time per client, in arrival order; `parallel`: each message at once. */
+  ordering: z.enum(['ordered', 'parallel']).default('ordered'),
+  /** A second connection with a connected ClientId: `replace` closes the old one (4409), `refuse` answers 409. */
+  duplicateClientId: z.enum(['replace', 'refuse']).default('replace'),
+  /** How often idle clients are pinged (one sweep per listener). */
+  pingIntervalMs: positiveMs.default(30000),
+  /** A client silent (no pong, no message) this long is cut off. */
+  deadPeerTimeoutMs: positiveMs.default(70000),
+  /** Largest WebSocket message, push body or API response, in bytes. */
+  maxMessageBytes: z.number().int().min(1).max(100 * 1024 * 1024).default(1024 * 1024),
+  pool: z
+    .strictObject({
+      /** Connections to the API per worker process. */
+      maxConnections: z.number().int().min(1).default(10000),
+      /** Connections kept open between requests; more are closed when their request ends. */
+      maxIdle: z.number().int().min(0).default(1000),
+      /** An idle API connection is closed after this long. */
+      idleTimeoutMs: positiveMs.default(60000),
+      /** An API request whose answer takes longer fails (504 for an upgrade). */
+      timeoutMs: positiveMs.default(60000),
+    })
+    .default({ maxConnections: 10000, maxIdle: 1000, idleTimeoutMs: 60000, timeoutMs: 60000 }),
+});
+
+/**
+ * The FastCGI gateway (issue #7): HTTP in, FastCGI out over `backends`, like
+ * nginx `fastcgi_pass`. Runs its own HTTP server; `tls` and `backend` do not
+ * apply (checked below).
+ */
+export const fastcgiListenerSchema = z.strictObject({
+  ...listenerCommon,
+  protocol: z.literal('fastcgi'),
+  /** FastCGI servers (php-fpm pools): `host:port` or `unix:/path`. */
+  backends: z.array(endpoint).min(1),
+  balance: z.enum(['round-robin', 'random']).default('round-robin'),
+  /** Prefix of SCRIPT_FILENAME (the document root as php-fpm sees it). */
+  documentRoot: z.string().min(1).regex(/^\//, 'an absolute path'),
+  /** Script for paths ending in "/" and for paths without a ".php" segment (front controller). */
+  index: z.string().min(1).regex(/^[^/]/, 'a file name relative to the directory').default('index.php'),
+  /** A backend silent this long while a request is in flight: 504 (nginx fastcgi_read_timeout). */
+  backendTimeoutMs: positiveMs.default(60000),
+  /** An idle keep-alive client connection is closed after this long. */
+  keepAliveTimeoutMs: positiveMs.default(60000),
+  /** Time a client has to send its request head. */
+  requestTimeoutMs: positiveMs.default(30000),
+  /** How often a backend marked down is probed (a connect) to readmit it. */
+  healthCheckIntervalMs: positiveMs.default(5000),
+  /** FastCGI connections per backend, active + idle (kept with FCGI_KEEP_CONN); keep it ≤ the pool's pm.max_children. */
+  maxConnectionsPerBackend: z.number().int().min(1).default(8),
+  /** Request bodies without Content-Length (chunked) are buffered up to this size to compute CONTENT_LENGTH; larger get 413. */
+  maxBufferedBodyBytes: z.number().int().min(0).default(16 * 1024 * 1024),
+  /** Extra FastCGI params for every request (nginx `fastcgi_param`), e.g. APP_ENV. */
+  params: z.record(z.string().regex(/^[^\s=]+$/, 'a parameter name without spaces'), z.string()).default({}),
+});
+
+export const listenerSchema = z.discriminatedUnion('protocol', [postgresListenerSchema, tcpListenerSchema, mongodbListenerSchema, mysqlListenerSchema, smtpListenerSchema, httpListenerSchema, wsBridgeListenerSchema, fastcgiListenerSchema], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'protocol must be one of: postgres, tcp, mongodb, mysql, smtp, http, ws-bridge, fastcgi' : undefined),
 });
 
 const routeValue = z.union([endpoint, z.array(endpoint).min(1), z.strictObject({ primary: endpoint, replicas: z.array(endpoint).optional() })]);
@@ -172,6 +239,45 @@ export const configSchema = z
         maxEntries: z.number().int().min(1).default(100000),
       })
       .default({ ttlSeconds: 60, maxEntries: 100000 }),
+    /** Admin HTTP server (/metrics, /healthz, /readyz, /api/stats, purge, dashboard). Absent: none. */
+    admin: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535),
+      })
+      .optional(),
+    metrics: z
+      .strictObject({
+        /** Resources (tenants) with their own metrics rows; the rest count as "_other". */
+        maxResources: z.number().int().min(1).max(100000).default(1000),
+      })
+      .default({ maxResources: 1000 }),
+    /** Active probes and circuit breakers per backend endpoint. */
+    health: z
+      .strictObject({
+        /** Probe period per endpoint in use; 0 turns active probes off. */
+        intervalMs: z.number().int().min(0).default(2000),
+        timeoutMs: positiveMs.default(1000),
+        /** Consecutive good probes that close an open breaker. */
+        rise: z.number().int().min(1).default(2),
+        /** Consecutive failed probes that open the breaker. */
+        fall: z.number().int().min(1).default(2),
+        /** Consecutive failed connects that open the breaker. */
+        failureThreshold: z.number().int().min(1).default(3),
+        /** How long an open breaker refuses before one trial connection. */
+        openMs: positiveMs.default(10000),
+        /** http listeners' backends are probed with GET <httpPath> (2xx/3xx healthy) instead of a bare connect. */
+        httpPath: z.string().regex(/^\/[\x21-\x7e]*$/, 'an absolute path such as /healthz').optional(),
+      })
+      .default({ intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 2, failureThreshold: 3, openMs: 10000 }),
+    /** Connections held while a resolver's coldStart.wake() brings a backend up. */
+    coldStart: z
+      .strictObject({
+        timeoutMs: positiveMs.default(30000),
+        maxWaiting: z.number().int().min(1).default(1000),
+        pollIntervalMs: positiveMs.default(100),
+      })
+      .default({ timeoutMs: 30000, maxWaiting: 1000, pollIntervalMs: 100 }),
     routes: z.record(z.string().min(1), routeValue).default({}),
     resolver: z
       .strictObject({
@@ -194,6 +300,8 @@ export const configSchema = z
       if (listener.port !== 0 && ports.has(port)) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'port'], message: `port ${listener.port} is used by another listener` });
       ports.add(port);
       if (listener.protocol === 'tcp') checkTcpListener(listener, i, config, ctx);
+      if (listener.protocol === 'ws-bridge') checkWsBridgeListener(listener, i, ctx);
+      if (listener.protocol === 'fastcgi') checkFastCgiListener(listener, i, ctx);
       if (listener.tls?.requireClientCert === true && listener.tls.ca === undefined) {
         ctx.addIssue({ code: 'custom', path: ['listeners', i, 'tls', 'ca'], message: 'requireClientCert needs a ca to verify client certificates against' });
       }
@@ -219,6 +327,21 @@ function checkTcpListener(
   if (listener.backend === undefined && listener.routeBy === undefined && (listener.firstBytesTimeoutMs ?? 1000) >= listener.handshakeTimeoutMs) {
     ctx.addIssue({ code: 'custom', path: at('firstBytesTimeoutMs'), message: `must be shorter than handshakeTimeoutMs (${listener.handshakeTimeoutMs})` });
   }
+}
+
+/** The bridge serves plain HTTP/WebSocket itself and calls a fixed API. */
+function checkWsBridgeListener(listener: z.output<typeof wsBridgeListenerSchema>, i: number, ctx: z.RefinementCtx): void {
+  const at = (field: string): Array<string | number> => ['listeners', i, field];
+  if (listener.tls !== undefined) ctx.addIssue({ code: 'custom', path: at('tls'), message: 'ws-bridge does not terminate TLS: put a tcp listener with tls (backend: the bridge port) or a load balancer in front' });
+  if (listener.backend !== undefined) ctx.addIssue({ code: 'custom', path: at('backend'), message: 'ws-bridge has no backend: it calls `api`' });
+  if (listener.deadPeerTimeoutMs <= listener.pingIntervalMs) ctx.addIssue({ code: 'custom', path: at('deadPeerTimeoutMs'), message: `must be longer than pingIntervalMs (${listener.pingIntervalMs})` });
+}
+
+/** The gateway serves plain HTTP itself and speaks FastCGI to its own `backends`. */
+function checkFastCgiListener(listener: z.output<typeof fastcgiListenerSchema>, i: number, ctx: z.RefinementCtx): void {
+  const at = (field: string): Array<string | number> => ['listeners', i, field];
+  if (listener.tls !== undefined) ctx.addIssue({ code: 'custom', path: at('tls'), message: 'the fastcgi gateway does not terminate TLS yet: put a tcp listener with tls (backend: the gateway port) in front' });
+  if (listener.backend !== undefined) ctx.addIssue({ code: 'custom', path: at('backend'), message: 'a fastcgi listener uses `backends` (a list), not `backend`' });
 }
 
 /** `postgres-6432`; for port 0 (any free port) the position: `postgres-listener1`. */

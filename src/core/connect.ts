@@ -5,6 +5,7 @@
 import net from 'node:net';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError } from './errors.ts';
+import type { EndpointHealth } from './health.ts';
 import { backendOnRead } from './relay.ts';
 import { onreadOption } from './shared-read-buffer.ts';
 
@@ -42,16 +43,23 @@ export interface Connected {
 
 /**
  * Tries each candidate in order and returns the first that accepts.
- * Fails with BACKEND_UNREACHABLE naming every endpoint tried.
+ * Fails with BACKEND_UNREACHABLE naming every endpoint tried. Each result
+ * feeds `health` (passive failure counting for the circuit breakers).
  */
-export async function connectFirst(candidates: readonly Endpoint[], timeoutMs: number): Promise<Connected> {
+export async function connectFirst(candidates: readonly Endpoint[], timeoutMs: number, health?: EndpointHealth): Promise<Connected> {
   const failures: string[] = [];
   for (const endpoint of candidates) {
+    let socket: net.Socket;
     try {
-      return { socket: await connectEndpoint(endpoint, timeoutMs), endpoint };
+      socket = await connectEndpoint(endpoint, timeoutMs);
     } catch (err) {
-      failures.push(`${endpoint.label}: ${(err as Error).message}`);
+      const why = (err as Error).message;
+      failures.push(`${endpoint.label}: ${why}`);
+      health?.failed(endpoint, why);
+      continue;
     }
+    health?.succeeded(endpoint);
+    return { socket, endpoint };
   }
   throw new PolyproxyError('BACKEND_UNREACHABLE', `backend unreachable (${failures.join('; ')})`, { retryable: true });
 }

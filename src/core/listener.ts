@@ -8,12 +8,16 @@ import type { AddressInfo } from 'node:net';
 import { ClientConnection } from './client-connection.ts';
 import type { TlsServerSettings } from './client-connection.ts';
 import { connectFirst } from './connect.ts';
+import type { Connected } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { errorsTotal } from './metrics.ts';
 import type { ProtocolModule, ProtocolSession } from './protocol.ts';
 import { Relay } from './relay.ts';
 import type { RelayOwner } from './relay.ts';
+import { resources } from './resource-stats.ts';
+import type { ResourceRow } from './resource-stats.ts';
 import type { ResolveContext, Resolver } from './resolver.ts';
 import type { RouteDecision, Router } from './router.ts';
 
@@ -45,6 +49,8 @@ export interface ProxyListener {
   readonly counters: ListenerCounters;
   /** Open sessions (connections in their opening or relayed). */
   readonly sessions: number;
+  /** Bytes [in, out] of sessions still open (the counters hold finished ones). */
+  liveBytes?(): [number, number];
   listen(): Promise<AddressInfo>;
   stopAccepting(): Promise<void>;
   idle(): Promise<void>;
@@ -68,6 +74,8 @@ interface SessionContext {
   readonly clientAddress: string;
   /** Only the close hook is kept: the opening's bytes are not needed once replayed. */
   readonly onClose: (() => void) | undefined;
+  /** Where this session counts in the per-resource metrics. */
+  readonly row: ResourceRow;
 }
 
 export class Listener implements RelayOwner, ProxyListener {
@@ -103,6 +111,16 @@ export class Listener implements RelayOwner, ProxyListener {
 
   get sessions(): number {
     return this.#openings.size + this.#relays.size;
+  }
+
+  liveBytes(): [number, number] {
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (const relay of this.#relays) {
+      bytesIn += relay.bytesIn;
+      bytesOut += relay.bytesOut;
+    }
+    return [bytesIn, bytesOut];
   }
 
   listen(port = this.settings.port): Promise<AddressInfo> {
@@ -170,6 +188,8 @@ export class Listener implements RelayOwner, ProxyListener {
         idleTimeoutMs: this.settings.idleTimeoutMs,
         resolveContext: () => this.#context(conn, undefined),
         takeOver: () => clearTimeout(timer),
+        failed: (err) => this.#count(err),
+        served: (id) => resources.count(id, 0, 0),
       };
       const opening = await this.protocol.identify(conn, session);
       clearTimeout(timer);
@@ -178,18 +198,15 @@ export class Listener implements RelayOwner, ProxyListener {
         return;
       }
       resourceId = opening.resourceId;
-      let candidates: readonly Endpoint[];
       let resolver: Resolver | null = null;
-      let connectTimeoutMs = this.settings.connectTimeoutMs;
+      let connected: Connected;
       if (opening.endpoint !== undefined) {
-        candidates = [opening.endpoint];
+        connected = await connectFirst([opening.endpoint], this.settings.connectTimeoutMs, this.router.health);
       } else {
         const decision = await this.router.route(resourceId, this.#context(conn, opening.firstBytes));
-        candidates = decision.candidates;
         resolver = decision.entry.source.resolver;
-        connectTimeoutMs = decision.entry.route.timeoutMs ?? connectTimeoutMs;
+        connected = await this.router.connect(decision, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs);
       }
-      const connected = await connectFirst(candidates, connectTimeoutMs);
       backend = connected.socket;
       if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' });
       if (opening.onConnected !== undefined) {
@@ -202,7 +219,7 @@ export class Listener implements RelayOwner, ProxyListener {
       const { socket, leftover } = conn.detach();
       let replay = this.protocol.replay === undefined ? opening.replay : null;
       if (leftover !== null) replay = replay === null ? leftover : Buffer.concat([replay, leftover]);
-      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, onClose: opening.onClose };
+      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, onClose: opening.onClose, row: resources.opened(resourceId) };
       const relay = new Relay(socket, backend, this, this.settings.idleTimeoutMs, opening.backendTap ?? null, opening.clientFilter ?? null);
       relay.context = context;
       this.#openings.delete(conn);
@@ -221,12 +238,18 @@ export class Listener implements RelayOwner, ProxyListener {
     }
   }
 
+  /** Metrics for a failure answered to a client. */
+  #count(error: PolyproxyError): void {
+    errorsTotal.inc({ listener: this.settings.name, protocol: this.settings.protocol, kind: error.kind });
+    if (error.source !== 'client') this.counters.failed++;
+  }
+
   #refuse(conn: ClientConnection, error: PolyproxyError, resourceId: string | undefined): void {
+    this.#count(error);
     if (error.source === 'client') {
       // Clients that hang up or send garbage are normal on the internet: debug, not error.
       this.#log.debug({ code: error.code, client: conn.remoteAddress, resource: resourceId }, error.message);
     } else {
-      this.counters.failed++;
       this.#log.warn({ code: error.code, client: conn.remoteAddress, resource: resourceId }, error.message);
     }
     let bytes: Buffer | null = null;
@@ -253,6 +276,7 @@ export class Listener implements RelayOwner, ProxyListener {
     this.counters.bytesIn += relay.bytesIn;
     this.counters.bytesOut += relay.bytesOut;
     const context = relay.context as SessionContext;
+    resources.closed(context.row, relay.bytesIn, relay.bytesOut);
     const durationMs = Date.now() - relay.startedAt;
     try {
       context.onClose?.();

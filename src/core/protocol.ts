@@ -10,7 +10,7 @@ import type { Endpoint } from './endpoint.ts';
 import type { PolyproxyError } from './errors.ts';
 import type { ClientFilter, StreamTap } from './relay.ts';
 import type { ResolveContext } from './resolver.ts';
-import type { Router } from './router.ts';
+import type { RouteDecision, Router } from './router.ts';
 
 /**
  * Resolves another resource id the way the session's own was (same listener,
@@ -28,6 +28,13 @@ export interface Opening {
   readonly firstBytes?: Buffer;
   /** Skip the router and dial this endpoint (e.g. a PostgreSQL CancelRequest). */
   readonly endpoint?: Endpoint;
+  /**
+   * The protocol already routed `resourceId` through ProtocolSession.router
+   * (SMTP answers an unrouted domain with 550 and goes on): core dials these
+   * candidates instead of routing again, so a balanced route rotates once per
+   * connection, not twice.
+   */
+  readonly decision?: RouteDecision;
   /** Watches the first backend bytes of the relay (e.g. to learn a cancel key). */
   readonly backendTap?: StreamTap;
   /** Called once the backend connection is up, with the endpoint it went to and a way to route other ids. */
@@ -56,6 +63,10 @@ export interface ProtocolSession {
   resolveContext(): ResolveContext;
   /** Cancels core's handshake timer: from now on the protocol enforces its own timeouts. */
   takeOver(): void;
+  /** Counts a failure the protocol answered itself (metrics: errors by kind, failed). */
+  failed(err: PolyproxyError): void;
+  /** Counts one routed use of a resource (an HTTP request) for per-resource metrics. */
+  served(resourceId: string): void;
 }
 
 export interface ProtocolModule {

@@ -9,11 +9,20 @@
  *   that was checked.
  * - Balancing returns every candidate, first choice first: the connect loop
  *   falls back to the others before any byte reaches a backend.
+ * - Health: endpoints whose circuit breaker is open are left out of the
+ *   candidates; when none is left the route fails fast with UNAVAILABLE.
+ *   Routes with a cold start skip that filter: their backend is expected
+ *   to be down until woken, and `connect` waits for it instead.
  */
 import { LRUCache } from 'lru-cache';
+import type { ColdStarts } from './cold-start.ts';
+import { connectFirst } from './connect.ts';
+import type { Connected } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { parseEndpoint } from './endpoint.ts';
 import { PolyproxyError, ResolveError, toPolyproxyError } from './errors.ts';
+import type { EndpointHealth } from './health.ts';
+import { resolveDuration } from './metrics.ts';
 import type { ResolveContext, Resolver, Route } from './resolver.ts';
 import type { SsrfGuard } from './ssrf-guard.ts';
 
@@ -30,6 +39,10 @@ export interface RouterOptions {
   readonly cacheMaxEntries: number;
   /** A resolver call that takes longer fails with TIMEOUT. */
   readonly resolveTimeoutMs: number;
+  /** Circuit breakers and probes shared by every router of the process; none = every endpoint is usable. */
+  readonly health?: EndpointHealth;
+  /** Cold-start gate shared by every router of the process; none = routes' coldStart is ignored. */
+  readonly coldStarts?: ColdStarts;
 }
 
 /** A cached, checked answer for one resource id. */
@@ -69,6 +82,10 @@ export class Router {
     return this.#options.sources;
   }
 
+  get health(): EndpointHealth | undefined {
+    return this.#options.health;
+  }
+
   stats(): { entries: number; hits: number; misses: number } {
     return { entries: this.#cache.size, hits: this.#hits, misses: this.#misses };
   }
@@ -82,8 +99,50 @@ export class Router {
     if (ctx.firstBytes !== undefined) return undefined;
     const entry = this.#cache.get(cacheKey(ctx.protocol, resourceId));
     if (entry === undefined) return undefined;
+    const candidates = this.#usable(entry);
+    // Every endpoint down: let `route` fail with the error.
+    if (candidates.length === 0) return undefined;
     this.#hits++;
-    return { entry, candidates: pick(entry), cacheHit: true };
+    return { entry, candidates, cacheHit: true };
+  }
+
+  /** Pick phase, then health: the rotated candidates minus open circuits. */
+  #usable(entry: RouteEntry): readonly Endpoint[] {
+    const candidates = pick(entry);
+    const health = this.#options.health;
+    if (health === undefined || entry.route.coldStart !== undefined) return candidates;
+    return health.usable(candidates);
+  }
+
+  #decide(entry: RouteEntry, cacheHit: boolean): RouteDecision {
+    const candidates = this.#usable(entry);
+    if (candidates.length === 0) {
+      const list = entry.endpoints.map((e) => e.label).join(', ');
+      throw new PolyproxyError('UNAVAILABLE', `every backend of "${entry.resourceId}" is down (${list}); circuit open`, { source: 'backend', resourceId: entry.resourceId });
+    }
+    return { entry, candidates, cacheHit };
+  }
+
+  /**
+   * Connect phase for a decision: dials the candidates in order (feeding the
+   * breakers) and, for a route with a cold start whose dial failed, wakes the
+   * backend once and waits for it within the cold-start deadline.
+   */
+  async connect(decision: RouteDecision, timeoutMs: number): Promise<Connected> {
+    const { entry } = decision;
+    const coldStart = entry.route.coldStart;
+    const gate = this.#options.coldStarts;
+    const health = this.#options.health;
+    if (coldStart === undefined || gate === undefined) return connectFirst(decision.candidates, timeoutMs, health);
+    if (!gate.waking(entry.resourceId)) {
+      try {
+        return await connectFirst(decision.candidates, timeoutMs, health);
+      } catch (err) {
+        if (!(err instanceof PolyproxyError) || err.kind !== 'BACKEND_UNREACHABLE') throw err;
+      }
+    }
+    await gate.wait(entry.resourceId, coldStart, entry.endpoints);
+    return connectFirst(entry.endpoints, timeoutMs, health);
   }
 
   /** Resolves, checks and orders the endpoints for one resource id. Throws PolyproxyError. */
@@ -93,7 +152,7 @@ export class Router {
       // neither cached nor shared, or every client would get the first one's answer.
       this.#misses++;
       const entry = await this.#lookup(resourceId, ctx);
-      return { entry, candidates: pick(entry), cacheHit: false };
+      return this.#decide(entry, false);
     }
     const key = cacheKey(ctx.protocol, resourceId);
     let entry = this.#cache.get(key);
@@ -117,7 +176,7 @@ export class Router {
     } else {
       this.#hits++;
     }
-    return { entry, candidates: pick(entry), cacheHit };
+    return this.#decide(entry, cacheHit);
   }
 
   /** Drops cached answers for one id (every protocol), or for all ids when none is given. */
@@ -149,18 +208,23 @@ export class Router {
     let lastNotFound: PolyproxyError | undefined;
     for (const source of this.#options.sources) {
       let route: Route | null | undefined;
+      const started = performance.now();
       try {
         route = await withTimeout(source.resolver.resolve(resourceId, ctx), this.#options.resolveTimeoutMs, source.name);
       } catch (err) {
         const error = toPolyproxyError(err);
+        resolveDuration.observe({ source: source.name, outcome: error.kind.toLowerCase() }, (performance.now() - started) / 1000);
         if (error.kind === 'NOT_FOUND') {
           lastNotFound = error;
           continue;
         }
         throw error;
       }
+      resolveDuration.observe({ source: source.name, outcome: route === null || route === undefined ? 'pass' : 'found' }, (performance.now() - started) / 1000);
       if (route === null || route === undefined) continue;
       const endpoints = await this.#check(resourceId, route, source);
+      // http backends can be probed with a GET; the rest with a connect.
+      this.#options.health?.watch(endpoints, ctx.protocol === 'http' ? 'http' : 'tcp');
       return { resourceId, route, source, endpoints };
     }
     throw lastNotFound ?? new ResolveError('NOT_FOUND', `no route for "${resourceId}"`);

@@ -5,13 +5,12 @@
  */
 import net from 'node:net';
 import { parseConfig } from '../config/load.ts';
-import { announce } from '../core/logger.ts';
-import { exitOnSignals } from '../supervisor/lifecycle.ts';
-import { startProxy } from '../supervisor/proxy.ts';
+import { run } from '../supervisor/run.ts';
 import { startPgDemoServer } from './pg-demo-server.ts';
 
 const PG_PORT = Number(process.env.POLYPROXY_DEMO_PG_PORT ?? 6432);
 const TCP_PORT = Number(process.env.POLYPROXY_DEMO_TCP_PORT ?? 7000);
+const ADMIN_PORT = Number(process.env.POLYPROXY_DEMO_ADMIN_PORT ?? 9900);
 
 export async function runDemo(): Promise<number> {
   const alpha = await startPgDemoServer({ name: 'alpha' });
@@ -26,6 +25,7 @@ export async function runDemo(): Promise<number> {
       logLevel: process.env.POLYPROXY_LOG_LEVEL ?? 'info',
       shutdownTimeoutSeconds: 2,
       security: { allowBackends: ['127.0.0.0/8'] },
+      admin: { host: '127.0.0.1', port: ADMIN_PORT },
       routes: {
         alpha: `127.0.0.1:${alpha.port}`,
         beta: `127.0.0.1:${beta.port}`,
@@ -39,13 +39,13 @@ export async function runDemo(): Promise<number> {
     process.cwd(),
     'demo',
   );
-  const proxy = await startProxy(config);
-  exitOnSignals(proxy, 2000);
-  const pg = proxy.bound.find((b) => b.name === 'pg');
-  const tcp = proxy.bound.find((b) => b.name === 'echo');
-  announce({ listeners: proxy.bound }, 'polyproxy ready');
+  const running = await run(config, { reload: null });
+  const pg = running.bound.find((b) => b.name === 'pg');
+  const tcp = running.bound.find((b) => b.name === 'echo');
   process.stderr.write(`
 polyproxy demo is running (Ctrl-C to stop).
+
+Dashboard: http://127.0.0.1:${running.admin?.port}/   (metrics at /metrics, JSON at /api/stats)
 
 PostgreSQL on 127.0.0.1:${pg?.port}: databases "alpha" and "beta" route to two different
 demo backends, "*.tenants" is balanced over both, anything else is refused.

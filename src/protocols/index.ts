@@ -23,6 +23,12 @@ export function createProtocol(listener: ListenerConfig, name: string): Protocol
       return createSmtpProtocol({ routeBy: listener.routeBy, hostname: listener.hostname, maxLineLength: listener.maxLineLength, replayTimeoutMs: listener.connectTimeoutMs });
     case 'http':
       return createHttpProtocol(listener);
+    case 'ws-bridge':
+      // Serves on its own HTTP server (src/protocols/ws-bridge/), not through core's pipeline.
+      throw new Error(`listener ${name}: ws-bridge is not a pipeline protocol`);
+    case 'fastcgi':
+      // Serves on its own HTTP server (src/protocols/fastcgi/), not through core's pipeline.
+      throw new Error(`listener ${name}: fastcgi is not a pipeline protocol`);
   }
 }
 
@@ -42,5 +48,8 @@ export function maxOpeningBytes(listener: ListenerConfig): number {
       return 64 * 1024;
     case 'http':
       return listener.maxHeadBytes;
+    case 'ws-bridge':
+    case 'fastcgi':
+      return 0;
   }
 }

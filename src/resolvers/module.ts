@@ -7,10 +7,12 @@ import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../config/load.ts';
 import type { Resolver, ResolverModuleExport } from '../core/resolver.ts';
 
-export async function loadResolverModule(file: string, config: unknown): Promise<Resolver> {
+/** `version` > 0 loads the file afresh (a reload): ESM caches a module by URL, so the URL gets a query. */
+export async function loadResolverModule(file: string, config: unknown, version = 0): Promise<Resolver> {
   let mod: { default?: ResolverModuleExport };
   try {
-    mod = (await import(pathToFileURL(file).href)) as { default?: ResolverModuleExport };
+    const url = pathToFileURL(file).href + (version > 0 ? `?reload=${version}` : '');
+    mod = (await import(url)) as { default?: ResolverModuleExport };
   } catch (err) {
     throw new ConfigError(`resolver.module: cannot load ${file}: ${(err as Error).message}`);
   }

@@ -24,22 +24,14 @@ export function drainAndExit(proxy: RunningProxy, timeoutMs: number, why: string
   return draining;
 }
 
-export function exitOnSignals(proxy: RunningProxy, timeoutMs: number): void {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      if (draining !== null) {
-        log.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      void drainAndExit(proxy, timeoutMs, signal);
-    });
-  }
-}
 
 /**
- * SIGHUP's default action would kill the process (a closing terminal sends
- * it). Reload is not built yet, so keep running with the current config.
+ * Workers: SIGHUP's default action would kill the process (a closing
+ * terminal sends it to the whole group). The supervisor reloads the file
+ * and sends the new config to its workers.
  */
 export function ignoreHangup(): void {
-  process.on('SIGHUP', () => log.warn('SIGHUP received: reloading is not implemented yet; the running configuration is unchanged'));
+  process.on('SIGHUP', noop);
 }
+
+function noop(): void {}

@@ -9,7 +9,14 @@ import type { Config, ListenerConfig } from '../config/schema.ts';
 import type { TlsServerSettings } from '../core/client-connection.ts';
 import { Listener } from '../core/listener.ts';
 import type { ProxyListener } from '../core/listener.ts';
+import type { ListenerStats, ProxyStats } from '../admin/source.ts';
+import { ColdStarts } from '../core/cold-start.ts';
+import { EndpointHealth } from '../core/health.ts';
+import type { HealthSettings } from '../core/health.ts';
 import { log, setLogLevel } from '../core/logger.ts';
+import { setStatsProvider } from '../core/metrics.ts';
+import type { StatsProvider } from '../core/metrics.ts';
+import { resources } from '../core/resource-stats.ts';
 import type { Route } from '../core/resolver.ts';
 import { Router } from '../core/router.ts';
 import type { ResolverSource } from '../core/router.ts';
@@ -17,6 +24,8 @@ import { SniMatcher, sniCallback } from '../core/sni.ts';
 import { SsrfGuard } from '../core/ssrf-guard.ts';
 import { StaticRoutes } from '../core/static-routes.ts';
 import { createProtocol, maxOpeningBytes } from '../protocols/index.ts';
+import { createFastCgiGateway } from '../protocols/fastcgi/index.ts';
+import { createWsBridgeListener } from '../protocols/ws-bridge/index.ts';
 import { loadResolverModule } from '../resolvers/module.ts';
 
 export interface BoundListener {
@@ -33,10 +42,27 @@ export interface StartOptions {
   readonly reusePort?: boolean;
 }
 
+/** One process's share of ProxyStats (the admin source merges workers'). */
+export type WorkerStats = Pick<ProxyStats, 'startedAt' | 'ready' | 'listeners' | 'routes' | 'cache' | 'endpoints' | 'resources' | 'coldStarts'>;
+
 export interface RunningProxy {
   readonly listeners: readonly ProxyListener[];
   readonly bound: readonly BoundListener[];
+  /** The shared router of the current config (a reload replaces it). */
   readonly router: Router;
+  readonly health: EndpointHealth;
+  readonly coldStarts: ColdStarts;
+  stats(): WorkerStats;
+  /** Drops a resource id from every router's cache. */
+  purge(resourceId: string): number;
+  /**
+   * Applies a validated config to new sessions: routes, resolver, certificates,
+   * health, cold-start and log settings. Established sessions are untouched.
+   * Listener changes (added, removed, other port or protocol) need a restart:
+   * they come back as warnings. Throws, changing nothing, when the new
+   * resolver module or a certificate cannot be loaded.
+   */
+  reload(config: Config): Promise<string[]>;
   /** Stops accepting, lets sessions finish for up to `timeoutMs`, then closes the rest. */
   drain(timeoutMs: number): Promise<void>;
 }
@@ -45,28 +71,73 @@ export function listenerName(listener: ListenerConfig): string {
   return listener.name;
 }
 
-export async function startProxy(config: Config, options: StartOptions = {}): Promise<RunningProxy> {
-  setLogLevel(config.logLevel);
+/** Routers built from one config: the shared one, and one per listener with a fixed backend. */
+interface Routing {
+  readonly router: Router;
+  readonly routers: ReadonlyMap<string, Router>;
+}
+
+/**
+ * Resolver sources and routers for a config. Health and the cold-start gate
+ * outlive it (a reload keeps breaker states and waiting connections).
+ */
+async function buildRouting(config: Config, health: EndpointHealth, coldStarts: ColdStarts, version: number): Promise<Routing> {
   const guard = new SsrfGuard({ allowPrivateBackends: config.security.allowPrivateBackends, allowBackends: config.security.allowBackends });
   const sources: ResolverSource[] = [];
-  if (config.resolver.module !== undefined) sources.push({ name: 'module', resolver: await loadResolverModule(config.resolver.module, config) });
+  if (config.resolver.module !== undefined) sources.push({ name: 'module', resolver: await loadResolverModule(config.resolver.module, config, version) });
   sources.push({ name: 'routes', resolver: new StaticRoutes(config.routes) });
-  const routerOptions = { guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs };
+  const routerOptions = { guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, coldStarts };
   const router = new Router({ ...routerOptions, sources });
   // A listener's fixed backend is written by the operator, not chosen by a
   // resolver from tenant input, so it skips the SSRF guard.
   const trusted = new SsrfGuard({ allowPrivateBackends: true, allowBackends: [] });
+  const routers = new Map<string, Router>();
+  for (const listenerConfig of config.listeners) {
+    if (listenerConfig.backend === undefined) {
+      routers.set(listenerConfig.name, router);
+      continue;
+    }
+    const route: Route = { endpoint: listenerConfig.backend };
+    routers.set(listenerConfig.name, new Router({ ...routerOptions, guard: trusted, sources: [{ name: 'backend', resolver: { resolve: () => route } }] }));
+  }
+  return { router, routers };
+}
+
+function healthSettings(config: Config): Partial<HealthSettings> {
+  return { ...config.health };
+}
+
+export async function startProxy(config: Config, options: StartOptions = {}): Promise<RunningProxy> {
+  setLogLevel(config.logLevel);
+  const health = new EndpointHealth(healthSettings(config), log);
+  const coldStarts = new ColdStarts(config.coldStart, log);
+  resources.maxResources = config.metrics.maxResources;
+  let version = 0;
+  let routing = await buildRouting(config, health, coldStarts, version);
+  let current = config;
 
   const listeners: ProxyListener[] = [];
   const bound: BoundListener[] = [];
   try {
     for (const listenerConfig of config.listeners) {
       const name = listenerName(listenerConfig);
-      let listenerRouter = router;
-      if (listenerConfig.backend !== undefined) {
-        const route: Route = { endpoint: listenerConfig.backend };
-        listenerRouter = new Router({ ...routerOptions, guard: trusted, sources: [{ name: 'backend', resolver: { resolve: () => route } }] });
+      if (listenerConfig.protocol === 'ws-bridge') {
+        // Its own HTTP server, no router: src/protocols/ws-bridge/.
+        const bridge = createWsBridgeListener(listenerConfig, { port: options.ports?.get(name) ?? listenerConfig.port, reusePort: options.reusePort ?? false }, log);
+        const address = await bridge.listen();
+        listeners.push(bridge);
+        bound.push({ name, protocol: listenerConfig.protocol, host: address.address, port: address.port });
+        continue;
       }
+      if (listenerConfig.protocol === 'fastcgi') {
+        // HTTP in, FastCGI out over its own backends and HTTP server: src/protocols/fastcgi/.
+        const gateway = createFastCgiGateway(listenerConfig, { name, port: options.ports?.get(name) ?? listenerConfig.port, reusePort: options.reusePort ?? false }, log);
+        const address = await gateway.listen();
+        listeners.push(gateway);
+        bound.push({ name, protocol: listenerConfig.protocol, host: address.address, port: address.port });
+        continue;
+      }
+      const listenerRouter = routing.routers.get(name) ?? routing.router;
       const listener = new Listener(
         {
           name,
@@ -95,11 +166,83 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
     throw err;
   }
 
+  health.start();
+  const started = Date.now();
+  let draining = false;
+  const listenerStats = (): ListenerStats[] =>
+    listeners.map((l, i) => {
+      const [liveIn, liveOut] = l.liveBytes?.() ?? [0, 0];
+      const where = bound[i] as BoundListener;
+      const c = l.counters;
+      return { name: l.name, protocol: l.protocolName, host: where.host, port: where.port, open: c.open, total: c.total, refused: c.refused, failed: c.failed, bytesIn: c.bytesIn + liveIn, bytesOut: c.bytesOut + liveOut };
+    });
+  const cacheStats = (): { entries: number; hits: number; misses: number } => {
+    const total = { entries: 0, hits: 0, misses: 0 };
+    for (const r of new Set([routing.router, ...routing.routers.values()])) {
+      const s = r.stats();
+      total.entries += s.entries;
+      total.hits += s.hits;
+      total.misses += s.misses;
+    }
+    return total;
+  };
+  const provider: StatsProvider = {
+    listeners: listenerStats,
+    cache: cacheStats,
+    endpoints: () => health.stats(),
+    coldStarts: () => ({ ...coldStarts.counters }),
+    resources: () => resources.all(),
+  };
+  setStatsProvider(provider);
+
   return {
     listeners,
     bound,
-    router,
+    get router() {
+      return routing.router;
+    },
+    health,
+    coldStarts,
+    stats(): WorkerStats {
+      return {
+        startedAt: started,
+        ready: !draining,
+        listeners: listenerStats(),
+        routes: Object.keys(current.routes),
+        cache: cacheStats(),
+        endpoints: health.stats(),
+        resources: resources.all(),
+        coldStarts: { waiting: coldStarts.counters.waiting, wakes: coldStarts.counters.wakes, timeouts: coldStarts.counters.timeouts },
+      };
+    },
+    purge(resourceId: string): number {
+      let n = 0;
+      for (const r of new Set([routing.router, ...routing.routers.values()])) n += r.purge(resourceId);
+      return n;
+    },
+    async reload(next: Config): Promise<string[]> {
+      const warnings = listenerChanges(current, next);
+      version++;
+      const nextRouting = await buildRouting(next, health, coldStarts, version);
+      // Every certificate is read before anything is swapped: a bad file leaves the running config whole.
+      const nextTls = new Map(next.listeners.map((l) => [l.name, tlsSettings(l)] as const));
+      for (const listener of listeners) {
+        if (!(listener instanceof Listener)) continue;
+        const router = nextRouting.routers.get(listener.name);
+        if (router === undefined) continue; // removed from the file: keeps running until a restart
+        listener.router = router;
+        listener.tls = nextTls.get(listener.name) ?? null;
+      }
+      routing = nextRouting;
+      current = next;
+      setLogLevel(next.logLevel);
+      health.configure(healthSettings(next));
+      coldStarts.configure(next.coldStart);
+      resources.maxResources = next.metrics.maxResources;
+      return warnings;
+    },
     async drain(timeoutMs: number) {
+      draining = true;
       await Promise.all(listeners.map((l) => l.stopAccepting()));
       const open = listeners.reduce((n, l) => n + l.sessions, 0);
       if (open > 0) log.info({ sessions: open, timeoutMs }, 'draining: waiting for open sessions');
@@ -150,6 +293,20 @@ function tlsSettings(listener: ListenerConfig): TlsServerSettings | null {
     ...(matcher.size === 0 ? {} : { sniCallback: sniCallback(matcher) }),
     ...(listener.protocol === 'http' ? { alpnProtocols: HTTP_ALPN } : {}),
   };
+}
+
+/** What a reload cannot apply to running listeners. */
+function listenerChanges(from: Config, to: Config): string[] {
+  const warnings: string[] = [];
+  const before = new Map(from.listeners.map((l) => [l.name, l]));
+  for (const l of to.listeners) {
+    const old = before.get(l.name);
+    if (old === undefined) warnings.push(`listener ${l.name} is new: it starts at the next restart`);
+    else if (old.protocol !== l.protocol || old.port !== l.port || old.host !== l.host) warnings.push(`listener ${l.name} changed protocol, host or port: that applies at the next restart`);
+    before.delete(l.name);
+  }
+  for (const name of before.keys()) warnings.push(`listener ${name} was removed from the file: it keeps running until the next restart`);
+  return warnings;
 }
 
 /** ALPN the http listener offers: HTTP/1.1 only (no HTTP/2 yet), so h2-capable clients fall back. */

@@ -8,17 +8,24 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import type { Config } from '../config/schema.ts';
-import { isBroadcast } from '../core/cluster.ts';
+import { isAnswer, isAsk, isBroadcast } from '../core/cluster.ts';
 import { log } from '../core/logger.ts';
+import { AskRelay } from './ask-relay.ts';
+import type { WorkerQueries } from './admin-source.ts';
 import type { SupervisorMessage, WorkerMessage } from './messages.ts';
 import type { BoundListener } from './proxy.ts';
 import { listenerName } from './proxy.ts';
 
 const WORKER_ENTRY = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
 const RESTART_DELAY_MS = 1000;
+const WORKER_REPLY_TIMEOUT_MS = 5000;
 
 export interface Supervisor {
   readonly bound: readonly BoundListener[];
+  /** Admin queries answered by every worker. */
+  readonly queries: WorkerQueries;
+  /** Sends a validated config to every worker (SIGHUP); resolves with their warnings, rejects if one failed. */
+  reload(config: Config): Promise<string[]>;
   readonly workers: () => number[];
   drain(): Promise<void>;
 }
@@ -39,6 +46,10 @@ export async function runSupervisor(config: Config): Promise<Supervisor> {
   }
 
   const children = new Set<ChildProcess>();
+  /** Waiting admin queries and reloads, by id: called with each worker's reply. */
+  const replies = new Map<number, (child: ChildProcess, reply: Extract<WorkerMessage, { type: 'reply' }>) => void>();
+  let nextId = 1;
+  const asks = new AskRelay();
   let stopping = false;
   let bound: BoundListener[] = [];
 
@@ -52,7 +63,19 @@ export async function runSupervisor(config: Config): Promise<Supervisor> {
           for (const other of children) if (other !== child && other.connected) other.send(message);
           return;
         }
+        if (isAsk(message)) {
+          asks.ask(child, message, children);
+          return;
+        }
+        if (isAnswer(message)) {
+          asks.answer(child, message);
+          return;
+        }
         const msg = message as WorkerMessage;
+        if (msg.type === 'reply') {
+          replies.get(msg.id)?.(child, msg);
+          return;
+        }
         if (msg.type === 'ready') {
           ready = true;
           bound = msg.bound;
@@ -63,6 +86,7 @@ export async function runSupervisor(config: Config): Promise<Supervisor> {
       });
       child.on('exit', (code, signal) => {
         children.delete(child);
+        asks.forget(child);
         if (!ready) {
           reject(new Error(`worker exited during start (code ${code}, signal ${signal})`));
           return;
@@ -87,7 +111,46 @@ export async function runSupervisor(config: Config): Promise<Supervisor> {
     await Promise.all(placeholders.map((s) => new Promise((resolve) => s.close(resolve))));
   }
 
+  /** Sends a message to every live worker and gathers their replies (a worker that does not answer in time is left out). */
+  const askWorkers = <T>(make: (id: number) => SupervisorMessage): Promise<T[]> => {
+    const id = nextId++;
+    const targets = [...children].filter((c) => c.connected);
+    if (targets.length === 0) return Promise.resolve([]);
+    return new Promise<T[]>((resolve, reject) => {
+      const results: T[] = [];
+      const errors: string[] = [];
+      const pending = new Set(targets);
+      const finish = (): void => {
+        clearTimeout(timer);
+        replies.delete(id);
+        if (errors.length > 0) reject(new Error(errors.join('; ')));
+        else resolve(results);
+      };
+      const timer = setTimeout(finish, WORKER_REPLY_TIMEOUT_MS);
+      replies.set(id, (child, reply) => {
+        if (!pending.delete(child)) return;
+        if (reply.error !== undefined) errors.push(`worker ${child.pid}: ${reply.error}`);
+        else results.push(reply.result as T);
+        if (pending.size === 0) finish();
+      });
+      const message = make(id);
+      for (const child of targets) child.send(message);
+    });
+  };
+
   return {
+    queries: {
+      metrics: () => askWorkers((id) => ({ type: 'admin', id, query: { op: 'metrics' } })),
+      stats: () => askWorkers((id) => ({ type: 'admin', id, query: { op: 'stats' } })),
+      purge: (resourceId) => askWorkers((id) => ({ type: 'admin', id, query: { op: 'purge', resourceId } })),
+      workers: () => children.size,
+    },
+    async reload(next: Config): Promise<string[]> {
+      const warnings = await askWorkers<string[]>((id) => ({ type: 'reload', id, config: next }));
+      // Workers started later (restarts) get the new config.
+      config = next;
+      return [...new Set(warnings.flat())];
+    },
     get bound() {
       return bound;
     },

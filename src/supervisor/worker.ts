@@ -3,10 +3,11 @@
  * binds the shared ports (SO_REUSEPORT), and drains when told to or when the
  * supervisor goes away.
  */
-import { deliverBroadcast, isBroadcast } from '../core/cluster.ts';
+import { answerAsk, deliverAnswers, deliverBroadcast, isAnswers, isAsk, isBroadcast } from '../core/cluster.ts';
 import { log } from '../core/logger.ts';
 import { drainAndExit, ignoreHangup } from './lifecycle.ts';
-import type { SupervisorMessage, WorkerMessage } from './messages.ts';
+import { collectProcessMetrics, registry } from '../core/metrics.ts';
+import type { AdminQuery, SupervisorMessage, WorkerMessage } from './messages.ts';
 import { startProxy } from './proxy.ts';
 import type { RunningProxy } from './proxy.ts';
 
@@ -22,9 +23,18 @@ process.on('message', (message: SupervisorMessage | unknown) => {
     deliverBroadcast(message);
     return;
   }
+  if (isAsk(message)) {
+    answerAsk(message);
+    return;
+  }
+  if (isAnswers(message)) {
+    deliverAnswers(message);
+    return;
+  }
   const msg = message as SupervisorMessage;
   if (msg.type === 'start') {
     timeoutMs = msg.config.shutdownTimeoutSeconds * 1000;
+    collectProcessMetrics();
     startProxy(msg.config, { ports: new Map(msg.ports), reusePort: true }).then(
       (running) => {
         proxy = running;
@@ -34,6 +44,13 @@ process.on('message', (message: SupervisorMessage | unknown) => {
         send({ type: 'failed', error: (err as Error).message });
         process.exit(1);
       },
+    );
+  } else if (msg.type === 'admin' || msg.type === 'reload') {
+    const running = proxy;
+    const work = running === null ? Promise.reject(new Error('worker not started')) : msg.type === 'reload' ? running.reload(msg.config) : answerAdmin(running, msg.query);
+    work.then(
+      (result) => send({ type: 'reply', id: msg.id, result }),
+      (err: unknown) => send({ type: 'reply', id: msg.id, error: (err as Error).message }),
     );
   } else if (msg.type === 'drain') {
     if (proxy === null) process.exit(0);
@@ -57,3 +74,14 @@ process.on('disconnect', () => {
   if (proxy === null) process.exit(0);
   else void drainAndExit(proxy, timeoutMs, 'supervisor gone');
 });
+
+function answerAdmin(running: RunningProxy, query: AdminQuery): Promise<unknown> {
+  switch (query.op) {
+    case 'metrics':
+      return registry.getMetricsAsJSON();
+    case 'stats':
+      return Promise.resolve(running.stats());
+    case 'purge':
+      return Promise.resolve(running.purge(query.resourceId));
+  }
+}

@@ -29,7 +29,8 @@ before(async () => {
       pp_beta: [`${PG_HOST}:${PG_PORT}`, '127.0.0.1:1'],
       '*.tenants': `${PG_HOST}:${PG_PORT}`,
       pp_forbidden: '10.1.2.3:5432',
-      pp_down: '127.0.0.1:1',
+      // Its own dead endpoint: 127.0.0.1:1 above opens its circuit breaker (57P03, not 08006).
+      pp_down: '127.0.0.1:2',
     },
     listeners: [{ name: 'pg', protocol: 'postgres', host: '127.0.0.1', port: 0, connectTimeoutMs: 2000 }],
   });

@@ -146,10 +146,8 @@ test('a plaintext client on a TLS listener that skips STARTTLS is routed by its 
   assert.deepEqual((await arrived).raw, message);
 });
 
-test('errors are SMTP replies', async () => {
+test('errors are SMTP replies: 421 closes the session', async () => {
   const cases: Array<[string, string]> = [
-    ['EHLO unknown.test', '550 5.1.2'],
-    ['EHLO forbidden.test', '550 5.7.1'],
     ['EHLO sleepy.test', '421 4.3.0'],
     ['EHLO down.test', '421 4.3.0'],
   ];
@@ -165,6 +163,88 @@ test('errors are SMTP replies', async () => {
   assert.equal((await early.command('EHLO')).slice(0, 9), '501 5.5.4');
   assert.equal((await early.command(`NOOP ${'x'.repeat(600)}`)).slice(0, 9), '500 5.5.2');
   await early.closedByPeer();
+});
+
+test('routeBy ehlo: 550 for an unrouted or forbidden EHLO keeps the session; a routable EHLO then delivers', async () => {
+  const r = raw();
+  await r.reply();
+  assert.equal((await r.command('EHLO unknown.test')).slice(0, 9), '550 5.1.2');
+  // Not greeted: mail commands wait for a successful EHLO.
+  assert.equal((await r.command('MAIL FROM:<a@example.org>')).slice(0, 9), '503 5.5.1');
+  assert.equal((await r.command('HELO forbidden.test')).slice(0, 9), '550 5.7.1');
+  assert.equal((await r.command('NOOP')).slice(0, 3), '250');
+  assert.equal((await r.command('RSET')).slice(0, 3), '250');
+  assert.equal((await r.command('EHLO beta.test')).slice(0, 3), '250');
+  const arrived = beta.next();
+  r.send('MAIL FROM:<a@example.org>\r\nRCPT TO:<x@beta.test>\r\nDATA\r\n');
+  for (const code of [250, 250, 354]) assert.equal((await r.reply())?.code, code);
+  r.send('Subject: after 550\r\n\r\nstill here\r\n.\r\n');
+  assert.equal((await r.reply())?.code, 250);
+  const got = await arrived;
+  assert.equal(got.clientHostname, 'beta.test');
+  assert.equal(got.raw.toString(), 'Subject: after 550\r\n\r\nstill here\r\n');
+  assert.equal((await r.command('QUIT')).slice(0, 3), '221');
+  await r.closedByPeer();
+});
+
+test('routeBy ehlo: a client refused on EHLO can QUIT cleanly', async () => {
+  const r = raw();
+  await r.reply();
+  assert.equal((await r.command('EHLO unknown.test')).slice(0, 9), '550 5.1.2');
+  assert.equal((await r.command('QUIT')).slice(0, 3), '221');
+  await r.closedByPeer();
+});
+
+test('a plaintext client on a TLS listener that greeted with an unrouted domain gets 550 on its next command and may greet again', async () => {
+  const r = raw('mail-tls');
+  await r.reply();
+  // The proxy answers the plaintext EHLO itself (to offer STARTTLS): no routing yet.
+  r.send('EHLO unknown.test\r\n');
+  assert.ok((await r.reply())?.lines.includes('STARTTLS'));
+  assert.equal((await r.command('MAIL FROM:<a@example.org>')).slice(0, 9), '550 5.1.2');
+  assert.equal((await r.command('MAIL FROM:<a@example.org>')).slice(0, 9), '503 5.5.1');
+  r.send('EHLO alpha.test\r\n');
+  assert.equal((await r.reply())?.code, 250);
+  const arrived = alpha.next();
+  assert.equal((await r.command('MAIL FROM:<a@example.org>')).slice(0, 3), '250');
+  r.send('RCPT TO:<x@alpha.test>\r\nDATA\r\n');
+  for (const code of [250, 354]) assert.equal((await r.reply())?.code, code);
+  r.send('Subject: tls listener\r\n\r\nplain\r\n.\r\nQUIT\r\n');
+  assert.equal((await r.reply())?.code, 250);
+  assert.equal((await r.reply())?.code, 221);
+  assert.equal((await arrived).raw.toString(), 'Subject: tls listener\r\n\r\nplain\r\n');
+  await r.closedByPeer();
+});
+
+test('routeBy rcpt: 550 for an unrouted or forbidden first recipient keeps the transaction; the next routable one delivers', async () => {
+  const r = raw('mail-rcpt');
+  await r.reply();
+  assert.equal((await r.command('EHLO client.example.org')).slice(0, 3), '250');
+  assert.equal((await r.command('MAIL FROM:<s@example.org>')).slice(0, 3), '250');
+  assert.equal((await r.command('RCPT TO:<a@unknown.test>')).slice(0, 9), '550 5.1.2');
+  assert.equal((await r.command('RCPT TO:<b@forbidden.test>')).slice(0, 9), '550 5.7.1');
+  const arrived = beta.next();
+  // Pipelined after the refusals: the routable recipient, a later unrouted one (now the guard's), DATA.
+  r.send('RCPT TO:<c@beta.test>\r\nRCPT TO:<d@unknown.test>\r\nDATA\r\n');
+  const codes: number[] = [];
+  for (let i = 0; i < 3; i++) codes.push((await r.reply())?.code ?? 0);
+  assert.deepEqual(codes, [250, 550, 354]);
+  r.send('Subject: rcpt after 550\r\n\r\nbody\r\n.\r\n');
+  assert.equal((await r.reply())?.code, 250);
+  const got = await arrived;
+  assert.deepEqual(got.to, ['c@beta.test']);
+  assert.equal(got.from, 's@example.org');
+  assert.equal(got.raw.toString(), 'Subject: rcpt after 550\r\n\r\nbody\r\n');
+  assert.equal((await r.command('QUIT')).slice(0, 3), '221');
+});
+
+test('routeBy rcpt: an unavailable first recipient answers 421 4.3.0 and closes', async () => {
+  const r = raw('mail-rcpt');
+  await r.reply();
+  await r.command('EHLO client.example.org');
+  await r.command('MAIL FROM:<s@example.org>');
+  assert.equal((await r.command('RCPT TO:<a@sleepy.test>')).slice(0, 9), '421 4.3.0');
+  await r.closedByPeer();
 });
 
 test('a client that vanishes mid-DATA leaves an aborted transaction, not a delivered half message', async () => {

@@ -13,7 +13,6 @@
  * other side until 'drain'.
  */
 import type { Socket } from 'node:net';
-import { connectFirst } from '../../core/connect.ts';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
 import type { ProtocolSession } from '../../core/protocol.ts';
@@ -207,6 +206,7 @@ export class HttpSession implements RelayOwner {
   }
 
   #routed(decision: RouteDecision, started: number): void {
+    this.core.served(decision.entry.resourceId);
     if (this.settings.telemetryHeaders) {
       this.#resolveMs = performance.now() - started;
       this.#cacheHit = decision.cacheHit;
@@ -218,7 +218,7 @@ export class HttpSession implements RelayOwner {
       const decision = cached ?? (await this.core.router.route(host, this.#resolveContext()));
       this.#routed(decision, started);
       const timeoutMs = decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs;
-      await this.#attachBackend(decision.candidates, timeoutMs);
+      await this.#attachBackend(decision, timeoutMs);
     } catch (err) {
       const error = toPolyproxyError(err);
       this.#fail(error.resourceId === undefined && error.kind !== 'PROTOCOL' ? new PolyproxyError(error.kind, error.message, { source: error.source, resourceId: host, cause: error }) : error);
@@ -253,8 +253,8 @@ export class HttpSession implements RelayOwner {
    * `backendLabel` — with the socket in `backend` once adopted, until
    * #releaseBackend gives both back (or the relay closes, after an upgrade).
    */
-  async #attachBackend(candidates: readonly Endpoint[], timeoutMs: number): Promise<void> {
-    const first = candidates[0] as Endpoint;
+  async #attachBackend(decision: RouteDecision, timeoutMs: number): Promise<void> {
+    const first = decision.candidates[0] as Endpoint;
     const pool = this.pool;
     let socket = pool.take(first.label);
     this.backendLabel = first.label;
@@ -267,7 +267,7 @@ export class HttpSession implements RelayOwner {
       }
     }
     this.backendReused = socket !== null;
-    if (socket === null) socket = await this.#connectWithSlot(candidates, timeoutMs);
+    if (socket === null) socket = await this.#connectWithSlot(decision, timeoutMs);
     if (this.state === FINISHED) {
       pool.put(this.backendLabel, socket); // unused: idle, or straight to a waiter
       return;
@@ -276,10 +276,10 @@ export class HttpSession implements RelayOwner {
   }
 
   /** Opens a connection under the slot held on `backendLabel`; the slot is given back when it fails. */
-  async #connectWithSlot(candidates: readonly Endpoint[], timeoutMs: number): Promise<Socket> {
+  async #connectWithSlot(decision: RouteDecision, timeoutMs: number): Promise<Socket> {
     let connected;
     try {
-      connected = await connectFirst(candidates, timeoutMs);
+      connected = await this.core.router.connect(decision, timeoutMs);
     } catch (err) {
       this.pool.release(this.backendLabel);
       throw err;
@@ -623,7 +623,7 @@ export class HttpSession implements RelayOwner {
         this.pool.release(this.backendLabel);
         throw err;
       }
-      const socket = await this.#connectWithSlot(decision.candidates, decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs);
+      const socket = await this.#connectWithSlot(decision, decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs);
       if (this.state === FINISHED) {
         this.#dropConnection(socket);
         return;
@@ -645,6 +645,7 @@ export class HttpSession implements RelayOwner {
   /** Answers with the error page when no response byte was sent yet, then closes. */
   #fail(err: PolyproxyError): void {
     if (this.state === FINISHED) return;
+    this.core.failed(err);
     this.#releaseBackend(false);
     if (this.responseStarted || this.client.destroyed) {
       this.#finish(false);

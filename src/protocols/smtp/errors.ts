@@ -43,11 +43,25 @@ function text(err: PolyproxyError, domain: string | undefined): string {
   }
 }
 
+/** The reply line for a failure, with its CRLF. */
+export function failureReply(err: PolyproxyError, domain: string | undefined): string {
+  const { code, status } = SMTP_ERRORS[err.kind];
+  return `${code} ${status} ${text(err, domain)}\r\n`;
+}
+
+/**
+ * A routing refusal the session survives (RFC 5321 4.2.2: 550 refuses this
+ * command, not the session): the client may greet with another domain, try
+ * another recipient, RSET or QUIT. Every other failure ends the session.
+ */
+export function refusesInSession(err: PolyproxyError): boolean {
+  return err.kind === 'NOT_FOUND' || err.kind === 'FORBIDDEN';
+}
+
 /** The reply for a failure; the listener closes the connection after it. */
 export function encodeFailure(err: PolyproxyError, domain: string | undefined): Buffer {
   if (err instanceof SmtpReplyError) return Buffer.from(err.reply);
-  const { code, status } = SMTP_ERRORS[err.kind];
-  return Buffer.from(`${code} ${status} ${text(err, domain)}\r\n`);
+  return Buffer.from(failureReply(err, domain));
 }
 
 /** A failure whose exact reply is known (`501 5.5.4 ...`, a backend's own refusal). */

@@ -11,6 +11,12 @@
  *   the domain it already gave; its command is replayed.
  * - routeBy: rcpt — the proxy answers EHLO and MAIL FROM itself and routes
  *   by the domain of the first RCPT TO.
+ * The proxy routes the domain itself (ProtocolSession.router) before it
+ * commits: a domain nothing routes, or one the resolver forbids, gets `550`
+ * and the dialogue goes on (RFC 5321 4.2.2: a 5yz reply refuses the command,
+ * not the session), so the client may greet again, try another recipient,
+ * RSET or QUIT. Only failures that mean "try later" (unavailable, resolver
+ * timeout, backend down) answer 421 and close (RFC 5321 3.8).
  *
  * replay: reads the backend's 220, sends EHLO with the client's domain
  * (passing the client's address first with XCLIENT when the backend offers
@@ -28,9 +34,10 @@ import os from 'node:os';
 import type { Socket } from 'node:net';
 import { BackendReader } from '../../core/backend-reader.ts';
 import type { ClientConnection } from '../../core/client-connection.ts';
-import { PolyproxyError } from '../../core/errors.ts';
-import type { Opening, ProtocolModule } from '../../core/protocol.ts';
-import { SmtpReplyError, encodeFailure } from './errors.ts';
+import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
+import type { Opening, ProtocolModule, ProtocolSession } from '../../core/protocol.ts';
+import type { RouteDecision } from '../../core/router.ts';
+import { SmtpReplyError, encodeFailure, failureReply, refusesInSession } from './errors.ts';
 import { commandLineParser, extensionParams, heloDomain, localEhloReply, parseCommand, parsePath, replyParser, rewriteEhloReply } from './parse.ts';
 import type { Reply } from './parse.ts';
 import { RcptGuard } from './rcpt-guard.ts';
@@ -70,7 +77,7 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
   const starts = new WeakMap<Opening, SessionStart>();
   const greeting = (domain: string): string => `${hostname} greets ${domain}`;
 
-  async function identify(conn: ClientConnection): Promise<Opening | null> {
+  async function identify(conn: ClientConnection, session?: ProtocolSession): Promise<Opening | null> {
     conn.write(`220 ${hostname} ESMTP polyproxy\r\n`);
     /** Set once the client greeted (and was answered by the proxy). */
     let greeted: { verb: 'EHLO' | 'HELO'; arg: string; domain: string } | null = null;
@@ -81,11 +88,29 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
       if (++errors >= MAX_ERRORS) throw new SmtpReplyError('PROTOCOL', 'too many bad commands', '421 4.7.0 Too many errors, closing connection\r\n', { source: 'client' });
       reply(text);
     };
-    const routeWith = (domain: string, start: Omit<SessionStart, 'guard'>, guard: RcptGuard | null): Opening => {
+    /**
+     * Routes `domain` before the session commits to it. A refusal the session
+     * survives (not routed, forbidden: 550) comes back as the reply to give;
+     * anything else (unavailable, resolver timeout...) is thrown, and core
+     * answers 421 and closes. Without a ProtocolSession core routes, and
+     * every refusal closes.
+     */
+    const routeWith = async (domain: string, start: Omit<SessionStart, 'guard'>, guard: RcptGuard | null): Promise<Opening | string> => {
+      let decision: RouteDecision | undefined;
+      if (session !== undefined) {
+        try {
+          const ctx = session.resolveContext();
+          decision = session.router.cached(domain, ctx) ?? (await session.router.route(domain, ctx));
+        } catch (err) {
+          const error = toPolyproxyError(err);
+          if (refusesInSession(error)) return failureReply(error, domain);
+          throw error.resourceId === undefined ? new PolyproxyError(error.kind, error.message, { source: error.source, resourceId: domain, cause: error }) : error;
+        }
+      }
       const opening: Opening =
         guard === null
-          ? { resourceId: domain, replay: null }
-          : { resourceId: domain, replay: null, clientFilter: guard, backendTap: guard, onConnected: (endpoint, lookup) => guard.connected(endpoint, lookup) };
+          ? { resourceId: domain, replay: null, decision }
+          : { resourceId: domain, replay: null, decision, clientFilter: guard, backendTap: guard, onConnected: (endpoint, lookup) => guard.connected(endpoint, lookup) };
       starts.set(opening, { ...start, guard });
       return opening;
     };
@@ -106,7 +131,13 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
           }
           const offerTls = conn.tlsAvailable && conn.tls === undefined;
           if (options.routeBy === 'ehlo' && !(offerTls && verb === 'EHLO')) {
-            return routeWith(domain, { verb, greetArg: arg, clientGreeted: false, pending: null, mail: null, rcpt: null }, null);
+            const routed = await routeWith(domain, { verb, greetArg: arg, clientGreeted: false, pending: null, mail: null, rcpt: null }, null);
+            if (typeof routed !== 'string') return routed;
+            // Refused greeting: the client is not greeted and may try another domain (or QUIT).
+            greeted = null;
+            mail = null;
+            fail(routed.trimEnd());
+            continue;
           }
           greeted = { verb, arg, domain };
           mail = null;
@@ -150,7 +181,12 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
       if (options.routeBy === 'ehlo') {
         // The proxy answered this EHLO (to offer STARTTLS) and the client went on in plaintext:
         // route by the domain it gave, and replay this command after the backend's greeting.
-        return routeWith(greeted.domain, { verb: greeted.verb, greetArg: greeted.arg, clientGreeted: true, pending: Buffer.from(`${line}\r\n`), mail: null, rcpt: null }, null);
+        const routed = await routeWith(greeted.domain, { verb: greeted.verb, greetArg: greeted.arg, clientGreeted: true, pending: Buffer.from(`${line}\r\n`), mail: null, rcpt: null }, null);
+        if (typeof routed !== 'string') return routed;
+        // The domain it greeted with is not served here: this command is refused and the client must greet again.
+        greeted = null;
+        fail(routed.trimEnd());
+        continue;
       }
       // routeBy: rcpt
       switch (verb) {
@@ -186,7 +222,11 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
             fail('550 5.1.3 Recipient without a domain cannot be routed');
             continue;
           }
-          return routeWith(domain, { verb: greeted.verb, greetArg: greeted.arg, clientGreeted: true, pending: null, mail, rcpt: line }, new RcptGuard(domain));
+          const routed = await routeWith(domain, { verb: greeted.verb, greetArg: greeted.arg, clientGreeted: true, pending: null, mail, rcpt: line }, new RcptGuard(domain));
+          if (typeof routed !== 'string') return routed;
+          // This recipient only: the transaction goes on, the next RCPT may route.
+          fail(routed.trimEnd());
+          continue;
         }
         case 'DATA':
           fail(mail === null ? '503 5.5.1 Need MAIL command' : '503 5.5.1 Need RCPT command');

@@ -57,6 +57,23 @@ security:
 cache:
   ttlSeconds: 30
   maxEntries: 500
+admin:
+  host: 127.0.0.1
+  port: 9900
+metrics:
+  maxResources: 50
+health:
+  intervalMs: 500
+  timeoutMs: 300
+  rise: 1
+  fall: 3
+  failureThreshold: 2
+  openMs: 4000
+  httpPath: /healthz
+coldStart:
+  timeoutMs: 9000
+  maxWaiting: 10
+  pollIntervalMs: 50
 routes:
   shop: 127.0.0.1:5432
   "*.example.com":
@@ -95,6 +112,10 @@ const FULL_OBJECT = {
   shutdownTimeoutSeconds: 12,
   security: { allowPrivateBackends: false, allowBackends: ['127.0.0.0/8', '::1', 'unix:/var/run/postgresql'] },
   cache: { ttlSeconds: 30, maxEntries: 500 },
+  admin: { host: '127.0.0.1', port: 9900 },
+  metrics: { maxResources: 50 },
+  health: { intervalMs: 500, timeoutMs: 300, rise: 1, fall: 3, failureThreshold: 2, openMs: 4000, httpPath: '/healthz' },
+  coldStart: { timeoutMs: 9000, maxWaiting: 10, pollIntervalMs: 50 },
   routes: {
     shop: '127.0.0.1:5432',
     '*.example.com': ['127.0.0.1:5433', '127.0.0.2:5433'],
@@ -161,6 +182,9 @@ describe('loadConfigFile: valid files', () => {
       shutdownTimeoutSeconds: 30,
       security: { allowPrivateBackends: false, allowBackends: [] },
       cache: { ttlSeconds: 60, maxEntries: 100000 },
+      metrics: { maxResources: 1000 },
+      health: { intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 2, failureThreshold: 3, openMs: 10000 },
+      coldStart: { timeoutMs: 30000, maxWaiting: 1000, pollIntervalMs: 100 },
       routes: {},
       resolver: { timeoutMs: 5000 },
       listeners: [{ protocol: 'postgres', port: 5432, host: '0.0.0.0', connectTimeoutMs: 5000, idleTimeoutMs: 0, handshakeTimeoutMs: 10000, maxConnections: 0, name: 'postgres-5432' }],

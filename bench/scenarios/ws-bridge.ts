@@ -1,0 +1,305 @@
+/**
+ * ws-bridge: the WebSocket ↔ HTTP bridge under the ws2api original's load
+ * (issue #6). Ramp to 45,000 WebSocket clients, each sending one message
+ * every 10 s (4,500 msg/s at the top), through polyproxy's ws-bridge
+ * listener to an HTTP API that answers every message (the reply comes back
+ * to the client). Reported: memory per connection (slope of the bridge
+ * processes' total RSS over the ramp steps), messages per second sustained
+ * at the top, reply latency, and failed requests. Targets: ≤ 12 KB per
+ * connection, zero failed requests, the full 4,500 msg/s sustained. The Go
+ * original (mevdschee/ws2api) reports 250,000 clients at 25,000 msg/s within
+ * 32 GB on a bigger machine.
+ *
+ * A process may hold 20,000 open files, so the clients come from several
+ * load processes (bench/lib/ws-load.ts) and the bridge runs several workers
+ * (SO_REUSEPORT spreads connections over them); the API is
+ * bench/lib/ws2api-server.ts.
+ *
+ * Env: BENCH_WSB_CLIENTS (45000), BENCH_WSB_STEPS (3), BENCH_WSB_PROCESSES
+ * (load processes, 4), BENCH_WSB_WORKERS (bridge workers, 4), BENCH_WSB_RATE
+ * (new connections per second over all load processes, 900),
+ * BENCH_WSB_SUSTAIN (seconds measured at the top, 60).
+ */
+import path from 'node:path';
+import { freePort, sleep } from '../lib/net.ts';
+import { pinned } from '../lib/machine.ts';
+import { startPolyproxyWithConfig } from '../lib/polyproxy-config.ts';
+import { progress } from '../lib/progress.ts';
+import { spawnTracked } from '../lib/process.ts';
+import type { Tracked } from '../lib/process.ts';
+import { readRssKb } from '../lib/rss.ts';
+import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
+import { linearRegression, median } from '../lib/stats.ts';
+import { num } from '../lib/table.ts';
+import { clientCpu } from './tcp-rr.ts';
+
+const TARGET_KB = 12;
+const BARE_WS_KB = 8.0;
+const INTERVAL_MS = 10_000;
+const WARMUP_PER_PROCESS = 100;
+
+function envNumber(name: string, fallback: number): number {
+  const v = process.env[name];
+  return v === undefined || v === '' ? fallback : Number(v);
+}
+
+interface LoadStats {
+  open: number;
+  sent: number;
+  replies: number;
+  failedUpgrades: number;
+  unexpectedCloses: number;
+  lastError: string;
+  p50: number;
+  p99: number;
+  max: number;
+  samples: number;
+  rssKb: number;
+}
+
+interface Step {
+  readonly clients: number;
+  readonly bridgeRssKb: number;
+  readonly perProcessRssKb: number[];
+  readonly rampSeconds: number;
+}
+
+async function command<T>(proc: Tracked, line: string, reply: RegExp, timeoutMs = 300_000): Promise<T> {
+  const waiting = proc.waitForLine(reply, timeoutMs);
+  proc.send(line);
+  return JSON.parse(await waiting) as T;
+}
+
+function sumStats(list: readonly LoadStats[]): LoadStats {
+  const total: LoadStats = { open: 0, sent: 0, replies: 0, failedUpgrades: 0, unexpectedCloses: 0, lastError: '', p50: 0, p99: 0, max: 0, samples: 0, rssKb: 0 };
+  for (const s of list) {
+    total.open += s.open;
+    total.sent += s.sent;
+    total.replies += s.replies;
+    total.failedUpgrades += s.failedUpgrades;
+    total.unexpectedCloses += s.unexpectedCloses;
+    total.samples += s.samples;
+    total.rssKb += s.rssKb;
+    if (total.lastError === '') total.lastError = s.lastError;
+    total.p50 = Math.max(total.p50, s.p50);
+    total.p99 = Math.max(total.p99, s.p99);
+    total.max = Math.max(total.max, s.max);
+  }
+  return total;
+}
+
+/** The bridge's own metrics page (summed over its workers). */
+async function bridgeMetrics(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^polyproxy_wsbridge_(\w+)\{[^}]*\} (\S+)$/.exec(line);
+    if (m !== null) out[m[1] as string] = Number(m[2]);
+  }
+  return out;
+}
+
+/** Median of `samples` readings 0.5 s apart of the summed RSS (traffic keeps flowing, so it never sits still). */
+async function medianRss(pids: readonly number[], samples = 8): Promise<{ total: number; each: number[] }> {
+  const totals: number[] = [];
+  const each: number[][] = pids.map(() => []);
+  for (let i = 0; i < samples; i++) {
+    let sum = 0;
+    pids.forEach((pid, j) => {
+      const kb = readRssKb(pid);
+      sum += kb;
+      each[j]?.push(kb);
+    });
+    totals.push(sum);
+    if (i < samples - 1) await sleep(500);
+  }
+  return { total: median(totals), each: each.map((e) => median(e)) };
+}
+
+export const wsBridgeScenario: Scenario = {
+  name: 'ws-bridge',
+  description: 'WebSocket ↔ HTTP bridge (ws2api): ramp to 45,000 clients × 1 msg/10 s; RSS per connection, msg/s, failed requests',
+  needsBuild: true,
+  async run(ctx: ScenarioContext): Promise<ScenarioReport> {
+    const clients = envNumber('BENCH_WSB_CLIENTS', 45_000);
+    const stepCount = Math.max(2, envNumber('BENCH_WSB_STEPS', 3));
+    const loadProcesses = Math.max(1, envNumber('BENCH_WSB_PROCESSES', 4));
+    const workers = Math.max(1, envNumber('BENCH_WSB_WORKERS', 4));
+    const rate = envNumber('BENCH_WSB_RATE', 900);
+    const sustainSeconds = envNumber('BENCH_WSB_SUSTAIN', 60);
+    const perProcessMax = Math.ceil(clients / loadProcesses);
+    if (perProcessMax > 19_000) throw new Error(`${perProcessMax} clients per load process is over the 20,000 open-file limit: raise BENCH_WSB_PROCESSES`);
+    if (Math.ceil(clients / workers) > 17_000) throw new Error(`about ${Math.ceil(clients / workers)} connections per bridge worker leaves too little room under 20,000 open files: raise BENCH_WSB_WORKERS`);
+
+    const stoppers: Array<() => Promise<void>> = [];
+    try {
+      progress('ws-bridge: starting the API and the bridge');
+      const [apiCmd, apiArgs] = pinned(clientCpu(ctx), ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws2api-server.ts')]);
+      const api = spawnTracked(apiCmd, apiArgs, { name: 'ws2api-server', cwd: ctx.root, stdin: true });
+      stoppers.unshift(() => api.stop('SIGTERM', 5000));
+      const apiPort = (JSON.parse(await api.waitForOutput(/"type":"ready"/, 15_000)) as { port: number }).port;
+
+      const bridgePort = await freePort();
+      const bridge = await startPolyproxyWithConfig(ctx, { workers, listeners: [{ name: 'ws', protocol: 'ws-bridge', host: '127.0.0.1', port: bridgePort, api: `http://127.0.0.1:${apiPort}/api/` }] }, 'polyproxy-ws-bridge');
+      stoppers.unshift(() => bridge.stop());
+      const readyLine = bridge.proc.stdoutLines.find((l) => l.includes('polyproxy ready')) ?? '{}';
+      const workerPids = (JSON.parse(readyLine) as { pids?: number[] }).pids ?? [];
+      const pids = [bridge.pid, ...workerPids];
+
+      const load: Tracked[] = [];
+      for (let i = 0; i < loadProcesses; i++) {
+        const proc = spawnTracked(ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws-load.ts'), '--port', String(bridgePort), '--prefix', `p${i}-`, '--interval-ms', String(INTERVAL_MS)], { name: `ws-load-${i}`, cwd: ctx.root, stdin: true });
+        stoppers.unshift(() => proc.stop('SIGTERM', 5000));
+        await proc.waitForOutput(/"type":"ready"/, 15_000);
+        load.push(proc);
+      }
+      const all = <T>(line: string, reply: RegExp): Promise<T[]> => Promise.all(load.map((p) => command<T>(p, line, reply)));
+      const openAll = (total: number): Promise<Array<{ open: number; failedUpgrades: number; lastError: string }>> =>
+        Promise.all(load.map((p, i) => command<{ open: number; failedUpgrades: number; lastError: string }>(p, `open ${Math.floor(total / loadProcesses) + (i < total % loadProcesses ? 1 : 0)} ${rate / loadProcesses}`, /"type":"opened"/)));
+      const stats = async (): Promise<LoadStats> => sumStats(await all<LoadStats>('stats', /"type":"stats"/));
+
+      progress(`ws-bridge: warm-up (${WARMUP_PER_PROCESS * loadProcesses} clients)`);
+      await all('send on', /"type":"sending"/);
+      await openAll(WARMUP_PER_PROCESS * loadProcesses);
+      await sleep(INTERVAL_MS + 500);
+      await all('close', /"type":"closed"/);
+      await sleep(1000);
+
+      const steps: Step[] = [];
+      const base = await medianRss(pids);
+      steps.push({ clients: 0, bridgeRssKb: base.total, perProcessRssKb: base.each, rampSeconds: 0 });
+      for (let k = 1; k <= stepCount; k++) {
+        const target = Math.round((clients * k) / stepCount);
+        progress(`ws-bridge: ramping to ${num(target)} clients`);
+        const t0 = Date.now();
+        const opened = await openAll(target);
+        const open = opened.reduce((s, o) => s + o.open, 0);
+        if (open !== target) {
+          const s = await stats();
+          throw new Error(`wanted ${target} clients, have ${open} (failed upgrades ${s.failedUpgrades}, unexpected closes ${s.unexpectedCloses}; last error: ${s.lastError})`);
+        }
+        const rampSeconds = (Date.now() - t0) / 1000;
+        progress(`ws-bridge: ${num(target)} clients, reading RSS`);
+        const rss = await medianRss(pids);
+        steps.push({ clients: target, bridgeRssKb: rss.total, perProcessRssKb: rss.each, rampSeconds });
+      }
+
+      // Every client has had a full interval to start sending before the window opens.
+      progress(`ws-bridge: ${num(clients)} clients, settling one interval`);
+      await sleep(INTERVAL_MS);
+      const before = await stats();
+      const metricsBefore = await bridgeMetrics(bridgePort);
+      const w0 = Date.now();
+      progress(`ws-bridge: ${num(clients)} clients, measuring ${sustainSeconds} s`);
+      await sleep(sustainSeconds * 1000);
+      const afterWindow = await stats();
+      const metricsAfter = await bridgeMetrics(bridgePort);
+      const windowSeconds = (Date.now() - w0) / 1000;
+      const topRss = await medianRss(pids);
+
+      progress('ws-bridge: stopping the senders, collecting the last replies');
+      await all('send off', /"type":"sending"/);
+      let final = await stats();
+      for (let i = 0; i < 20 && final.replies < final.sent; i++) {
+        await sleep(500);
+        final = await stats();
+      }
+      const finalMetrics = await bridgeMetrics(bridgePort);
+      const apiStats = JSON.parse(await (async () => {
+        const waiting = api.waitForLine(/"type":"stats"/, 10_000);
+        api.send('stats');
+        return waiting;
+      })()) as { get: number; post: number; delete: number };
+      progress('ws-bridge: closing clients');
+      await all('close', /"type":"closed"/);
+
+      const regression = linearRegression(steps.map((s) => s.clients), steps.map((s) => s.bridgeRssKb));
+      const first = steps[0] as Step;
+      const last = steps[steps.length - 1] as Step;
+      const totalDeltaKb = (last.bridgeRssKb - first.bridgeRssKb) / (last.clients - first.clients);
+      const offered = clients * (1000 / INTERVAL_MS);
+      const sentRate = (afterWindow.sent - before.sent) / windowSeconds;
+      const replyRate = (afterWindow.replies - before.replies) / windowSeconds;
+      const apiRate = ((metricsAfter.requests_succeeded_total ?? 0) - (metricsBefore.requests_succeeded_total ?? 0)) / windowSeconds;
+      const lost = final.sent - final.replies;
+      const bridgeFailed = finalMetrics.requests_failed_total ?? NaN;
+      const failed = bridgeFailed + final.failedUpgrades + final.unexpectedCloses + Math.max(0, lost);
+      const sustained = replyRate >= offered * 0.98;
+      const memOk = regression.slope <= TARGET_KB;
+      const met = memOk && failed === 0 && sustained;
+      const mb = (kb: number): string => num(kb / 1024, 1);
+
+      const verdict =
+        `${met ? 'Targets met' : 'Targets missed'}: ${num(regression.slope, 2)} KB per connection (target ≤ ${TARGET_KB}; ${memOk ? 'met' : 'missed'}), ` +
+        `${num(replyRate)} msg/s answered of ${num(offered)} offered at ${num(clients)} clients (${sustained ? 'sustained' : 'not sustained'}), ` +
+        `${num(failed)} failed requests (target 0)`;
+      return {
+        title: `WebSocket ↔ HTTP bridge: ${num(clients)} clients × 1 message / ${INTERVAL_MS / 1000} s`,
+        verdict,
+        tables: [
+          {
+            table: {
+              headers: ['figure', 'polyproxy ws-bridge', 'target'],
+              rows: [
+                ['bridge RSS slope, KB per connection', num(regression.slope, 2), `≤ ${TARGET_KB} (bare ws server ~${BARE_WS_KB})`],
+                ['r² of the slope', num(regression.r2, 3), ''],
+                ['total Δ RSS / clients, KB', num(totalDeltaKb, 2), ''],
+                [`messages/s answered (${sustainSeconds} s window at ${num(clients)})`, num(replyRate), `${num(offered)} (all)`],
+                ['messages/s sent by the clients (same window)', num(sentRate), ''],
+                ['API requests/s succeeded (bridge metrics, same window)', num(apiRate), ''],
+                ['reply latency p50 / p99 / max, ms (window, max over load processes)', `${num(afterWindow.p50, 1)} / ${num(afterWindow.p99, 1)} / ${num(afterWindow.max, 1)}`, ''],
+                ['failed requests (bridge requests_failed + failed upgrades + dropped clients + unanswered messages)', `${num(failed)} (${num(bridgeFailed)} + ${num(final.failedUpgrades)} + ${num(final.unexpectedCloses)} + ${num(Math.max(0, lost))})`, '0'],
+                ['messages sent / answered (whole run)', `${num(final.sent)} / ${num(final.replies)}`, ''],
+                ['API requests seen: GET / POST / DELETE', `${num(apiStats.get)} / ${num(apiStats.post)} / ${num(apiStats.delete)}`, ''],
+              ],
+            },
+          },
+          {
+            caption: 'Bridge RSS at each step (MB; supervisor + workers, median of 8 readings 0.5 s apart while traffic flows):',
+            table: {
+              headers: ['clients', 'bridge RSS MB', 'per process MB (supervisor, workers…)', 'ramp s'],
+              rows: [...steps, { clients, bridgeRssKb: topRss.total, perProcessRssKb: topRss.each, rampSeconds: NaN }].map((s, i) => [
+                i === steps.length ? `${num(s.clients)} (after the window)` : num(s.clients),
+                mb(s.bridgeRssKb),
+                s.perProcessRssKb.map((kb) => mb(kb)).join(', '),
+                Number.isNaN(s.rampSeconds) ? '' : num(s.rampSeconds, 1),
+              ]),
+            },
+          },
+        ],
+        notes: [
+          `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, \`ws\` clients, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total; each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
+          `Bridge: polyproxy \`ws-bridge\` listener, ${workers} workers (SO_REUSEPORT), defaults (ordered, pool max 10,000 / idle 1,000 / 60 s), ${ctx.proxyCpu < 0 ? 'unpinned' : `pinned to CPU ${ctx.proxyCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty)${clientCpu(ctx) < 0 ? '' : `, pinned to CPU ${clientCpu(ctx)}`}.`,
+          `Memory per connection = least-squares slope of the bridge's total RSS (supervisor + workers, VmRSS) against open clients at ${steps.map((s) => num(s.clients)).join(', ')}, read while the messages flow (their rate grows with the clients, so in-flight buffers are part of it). A warm-up of ${WARMUP_PER_PROCESS * loadProcesses} clients for one interval precedes the 0 reading.`,
+          `Messages/s: replies received by the clients during a ${sustainSeconds} s window opened one full interval after the last client connected; "sustained" means ≥ 98% of the offered ${num(offered)} msg/s.`,
+          'This 2-core machine is shared: load generators, API and bridge run on it together, and other engineers ran tests at the same time, so figures are noisy; compare within a run.',
+          'The Go original (mevdschee/ws2api) reports 250,000 clients at 25,000 msg/s within 32 GB on a bigger machine (not measured here).',
+        ],
+        data: {
+          settings: { clients, steps: stepCount, loadProcesses, workers, rate, sustainSeconds, intervalMs: INTERVAL_MS, proxyCpu: ctx.proxyCpu, targetKb: TARGET_KB },
+          steps,
+          topRss,
+          regression,
+          totalDeltaKb,
+          window: { seconds: windowSeconds, offered, sentRate, replyRate, apiRate, before, after: afterWindow },
+          final,
+          bridgeMetrics: finalMetrics,
+          api: apiStats,
+          failed,
+          targetMet: met,
+          chart: {
+            metric: 'bridge RSS per WebSocket connection, KB (lower is better)',
+            lowerIsBetter: true,
+            bars: [
+              { label: 'polyproxy ws-bridge', value: regression.slope },
+              { label: 'target (issue #6)', value: TARGET_KB },
+              { label: 'bare ws server (DESIGN.md)', value: BARE_WS_KB },
+            ],
+          },
+        },
+      };
+    } finally {
+      for (const stop of stoppers) await stop();
+    }
+  },
+};

@@ -1,0 +1,452 @@
+/**
+ * The FastCGI gateway listener (`protocol: fastcgi`): HTTP in, FastCGI out,
+ * like nginx `fastcgi_pass`. It runs its own node:http server (php-fpm, not
+ * HTTP parsing, is the bottleneck) and implements ProxyListener so the
+ * supervisor drains it like any listener.
+ *
+ * Per request: path → script and params (params.ts) → a backend chosen by
+ * the balancer among those up (health.ts) → a pooled FCGI_KEEP_CONN
+ * connection → BEGIN_REQUEST + PARAMS (+ the body or its stream) → the CGI
+ * head of STDOUT becomes the HTTP status and headers, the rest is streamed
+ * to the client with backpressure; STDERR goes to the log.
+ */
+import http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Endpoint } from '../../core/endpoint.ts';
+import { PolyproxyError } from '../../core/errors.ts';
+import type { ListenerCounters, ProxyListener } from '../../core/listener.ts';
+import type { Logger } from '../../core/logger.ts';
+import { packageVersion } from '../../core/version.ts';
+import { CgiHeadParser } from '../../fastcgi/cgi-head.ts';
+import type { CgiHead } from '../../fastcgi/cgi-head.ts';
+import type { ExchangeHandler, FastCgiConnection } from '../../fastcgi/connection.ts';
+import { FastCgiError } from '../../fastcgi/errors.ts';
+import { encodeNameValuePairs } from '../../fastcgi/name-value.ts';
+import { ConnectionPool } from '../../fastcgi/pool.ts';
+import { sendErrorPage, sendTooLarge, toGatewayError } from './errors.ts';
+import { Balancer, BackendHealth } from './health.ts';
+import { BadRequestPath, buildParams, resolveScript } from './params.ts';
+import type { ParamsSettings } from './params.ts';
+
+export interface GatewaySettings {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly reusePort: boolean;
+  readonly backends: readonly Endpoint[];
+  readonly balance: 'round-robin' | 'random';
+  readonly documentRoot: string;
+  readonly index: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly connectTimeoutMs: number;
+  readonly backendTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly healthCheckIntervalMs: number;
+  readonly maxConnectionsPerBackend: number;
+  readonly maxBufferedBodyBytes: number;
+  /** Concurrent client connections (0 = no limit). */
+  readonly maxConnections: number;
+}
+
+/** Most stderr bytes kept per request for the log line. */
+const MAX_STDERR_LOG = 8192;
+/** Response headers that describe the FastCGI hop, not the HTTP one. */
+const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
+
+export class FastCgiGateway implements ProxyListener {
+  readonly settings: GatewaySettings;
+  readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
+  readonly log: Logger;
+  readonly health: BackendHealth;
+  readonly balancer: Balancer;
+  readonly pools: readonly ConnectionPool[];
+  readonly paramsSettings: ParamsSettings;
+  readonly #server: http.Server;
+  readonly #sockets = new Set<Socket>();
+  #draining = false;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(settings: GatewaySettings, log: Logger) {
+    this.settings = settings;
+    this.log = log.child({ listener: settings.name, protocol: 'fastcgi' });
+    this.health = new BackendHealth(settings.backends, { intervalMs: settings.healthCheckIntervalMs, connectTimeoutMs: settings.connectTimeoutMs }, this.log);
+    this.balancer = new Balancer(this.health, settings.balance);
+    this.pools = settings.backends.map(
+      (endpoint) =>
+        new ConnectionPool(endpoint, {
+          connectTimeoutMs: settings.connectTimeoutMs,
+          maxConnections: settings.maxConnectionsPerBackend,
+          maxIdle: settings.maxConnectionsPerBackend,
+          // An idle kept connection pins a php-fpm worker; free it when traffic stops.
+          idleTimeoutMs: Math.min(settings.keepAliveTimeoutMs, 30000),
+          queueTimeoutMs: settings.backendTimeoutMs,
+        }),
+    );
+    this.paramsSettings = { documentRoot: settings.documentRoot.replace(/\/+$/, ''), index: settings.index, serverSoftware: `polyproxy/${packageVersion()}`, extra: settings.params };
+    this.#server = http.createServer({
+      keepAliveTimeout: settings.keepAliveTimeoutMs,
+      headersTimeout: settings.requestTimeoutMs,
+      // Bodies may be large uploads: only the head has a deadline; the backend timeout covers the rest.
+      requestTimeout: 0,
+      noDelay: true,
+    });
+    if (settings.maxConnections > 0) this.#server.maxConnections = settings.maxConnections;
+    this.#server.on('connection', (socket: Socket) => this.#accept(socket));
+    this.#server.on('drop', () => this.counters.refused++);
+    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => new Exchange(this, req, res).start());
+    this.#server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+      this.log.debug({ code: err.code, err: err.message }, 'fastcgi gateway: bad client request');
+      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    this.#server.on('error', (err) => this.log.error({ err }, 'listener error'));
+  }
+
+  get name(): string {
+    return this.settings.name;
+  }
+
+  get protocolName(): string {
+    return 'fastcgi';
+  }
+
+  get sessions(): number {
+    return this.#sockets.size;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  get address(): AddressInfo | null {
+    return this.#server.address() as AddressInfo | null;
+  }
+
+  listen(port = this.settings.port): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen({ host: this.settings.host, port, reusePort: this.settings.reusePort, backlog: 4096 }, () => {
+        this.#server.removeListener('error', reject);
+        resolve(this.#server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
+  stopAccepting(): Promise<void> {
+    this.#draining = true;
+    if (this.#server.listening) this.#server.close(noop);
+    this.#server.closeIdleConnections();
+    this.#maybeIdle();
+    return Promise.resolve();
+  }
+
+  idle(): Promise<void> {
+    if (this.#sockets.size === 0) {
+      if (this.#draining) this.#closeBackends();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  destroyAll(reason: string): void {
+    this.log.debug({ reason, sessions: this.#sockets.size }, 'closing remaining connections');
+    for (const socket of this.#sockets) socket.destroy();
+    this.#closeBackends();
+  }
+
+  #accept(socket: Socket): void {
+    this.counters.total++;
+    this.counters.open++;
+    this.#sockets.add(socket);
+    socket.once('close', () => {
+      this.#sockets.delete(socket);
+      this.counters.open--;
+      this.#maybeIdle();
+    });
+  }
+
+  #maybeIdle(): void {
+    if (this.#sockets.size > 0) return;
+    if (this.#draining) this.#closeBackends();
+    if (this.#idleWaiters.length === 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  #closeBackends(): void {
+    this.health.close();
+    for (const pool of this.pools) pool.close();
+  }
+}
+
+const BODY_NONE = 0;
+const BODY_STREAM = 1;
+const BODY_BUFFERED = 2;
+
+/** One HTTP request carried over FastCGI. Fields set once; handlers are methods (no closures per chunk). */
+class Exchange implements ExchangeHandler {
+  readonly gw: FastCgiGateway;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  conn: FastCgiConnection | null = null;
+  pool: ConnectionPool | null = null;
+  backend = -1;
+  bodyMode = BODY_NONE;
+  buffered: Buffer | null = null;
+  params: Buffer | null = null;
+  headParser: CgiHeadParser | null = new CgiHeadParser();
+  stderr: Buffer[] | null = null;
+  stderrBytes = 0;
+  attempts = 0;
+  done = false;
+  readonly onRequestData = (chunk: Buffer): void => {
+    this.gw.counters.bytesIn += chunk.length;
+    if (this.conn !== null && !this.conn.writeStdin(chunk)) this.req.pause();
+  };
+  readonly onRequestEnd = (): void => {
+    this.conn?.endStdin();
+  };
+  readonly onResponseDrain = (): void => {
+    this.conn?.resume();
+  };
+  readonly onResponseClose = (): void => {
+    if (this.done) return;
+    // The client left before the response ended: abandon the FastCGI request (php-fpm sees the close).
+    this.done = true;
+    if (this.conn !== null && this.pool !== null) this.pool.discard(this.conn);
+    this.conn = null;
+  };
+
+  constructor(gw: FastCgiGateway, req: IncomingMessage, res: ServerResponse) {
+    this.gw = gw;
+    this.req = req;
+    this.res = res;
+  }
+
+  start(): void {
+    this.res.once('close', this.onResponseClose);
+    const req = this.req;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    let target;
+    try {
+      target = resolveScript(q < 0 ? url : url.slice(0, q), this.gw.paramsSettings.index);
+    } catch (err) {
+      if (err instanceof BadRequestPath) return this.fail(new PolyproxyError('PROTOCOL', `bad request path: ${err.message}`, { source: 'client' }));
+      throw err;
+    }
+    const lengthHeader = req.headers['content-length'];
+    let contentLength = '';
+    if (lengthHeader !== undefined) {
+      contentLength = lengthHeader;
+      this.bodyMode = lengthHeader === '0' ? BODY_NONE : BODY_STREAM;
+    } else if (req.headers['transfer-encoding'] !== undefined) {
+      this.bodyMode = BODY_BUFFERED;
+    }
+    const socket = req.socket;
+    const facts = {
+      method: req.method ?? 'GET',
+      url,
+      httpVersion: req.httpVersion,
+      rawHeaders: req.rawHeaders,
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? '',
+      localPort: socket.localPort ?? 0,
+      contentLength,
+    };
+    if (this.bodyMode === BODY_BUFFERED) {
+      void this.bufferBody().then((body) => {
+        if (body === null) return;
+        this.buffered = body;
+        this.params = encodeNameValuePairs(buildParams({ ...facts, contentLength: String(body.length) }, target, this.gw.paramsSettings));
+        void this.connect();
+      });
+      return;
+    }
+    this.params = encodeNameValuePairs(buildParams(facts, target, this.gw.paramsSettings));
+    void this.connect();
+  }
+
+  /** A chunked body, whole (PHP needs CONTENT_LENGTH); null when it was refused or the client left. */
+  bufferBody(): Promise<Buffer | null> {
+    const limit = this.gw.settings.maxBufferedBodyBytes;
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const req = this.req;
+      const onData = (chunk: Buffer): void => {
+        size += chunk.length;
+        if (size > limit) {
+          req.removeListener('data', onData);
+          req.removeListener('end', onEnd);
+          this.done = true;
+          sendTooLarge(this.res, limit);
+          resolve(null);
+          return;
+        }
+        chunks.push(chunk);
+      };
+      const onEnd = (): void => {
+        this.gw.counters.bytesIn += size;
+        resolve(this.done ? null : Buffer.concat(chunks, size));
+      };
+      req.on('data', onData);
+      req.once('end', onEnd);
+      req.once('error', () => resolve(null));
+    });
+  }
+
+  /** Picks a backend among those up and gets a connection; a failed connect marks it down and tries the next. */
+  async connect(): Promise<void> {
+    const gw = this.gw;
+    const candidates = gw.balancer.candidates();
+    if (candidates.length === 0) return this.fail(new PolyproxyError('UNAVAILABLE', 'every fastcgi backend is down', { source: 'backend' }));
+    let last: unknown = null;
+    for (const index of candidates) {
+      const pool = gw.pools[index] as ConnectionPool;
+      let conn: FastCgiConnection;
+      try {
+        conn = await pool.acquire();
+      } catch (err) {
+        last = err;
+        if (err instanceof FastCgiError && (err.code === 'FCGI_ERR_CONNECT_FAILED' || err.code === 'FCGI_ERR_CONNECT_TIMEOUT')) gw.health.markDown(index, err.message);
+        continue;
+      }
+      if (this.done) {
+        pool.release(conn);
+        return;
+      }
+      this.conn = conn;
+      this.pool = pool;
+      this.backend = index;
+      this.begin();
+      return;
+    }
+    this.fail(toGatewayError(last));
+  }
+
+  begin(): void {
+    const conn = this.conn as FastCgiConnection;
+    this.attempts++;
+    const stream = this.bodyMode === BODY_STREAM;
+    conn.begin(this.params as Buffer, this, { keepConn: true, timeoutMs: this.gw.settings.backendTimeoutMs, stdin: this.buffered, endStdin: !stream });
+    if (stream) {
+      this.req.on('data', this.onRequestData);
+      this.req.once('end', this.onRequestEnd);
+    }
+  }
+
+  onStdout(chunk: Buffer): void {
+    if (this.done) return;
+    const parser = this.headParser;
+    if (parser !== null) {
+      const parsed = parser.push(chunk);
+      if (parsed === undefined) return;
+      this.headParser = null;
+      this.writeHead(parsed.head);
+      if (parsed.rest.length > 0) this.write(parsed.rest);
+      return;
+    }
+    this.write(chunk);
+  }
+
+  write(chunk: Buffer): void {
+    this.gw.counters.bytesOut += chunk.length;
+    if (!this.res.write(chunk)) {
+      this.conn?.pause();
+      this.res.once('drain', this.onResponseDrain);
+    }
+  }
+
+  writeHead(head: CgiHead): void {
+    const flat: string[] = [];
+    for (const [name, value] of head.headers) {
+      if (HOP_HEADERS.has(name.toLowerCase())) continue;
+      flat.push(name, value);
+    }
+    if (this.gw.draining) flat.push('connection', 'close');
+    this.res.writeHead(head.status, head.statusText === '' ? undefined : head.statusText, flat);
+  }
+
+  onStderr(chunk: Buffer): void {
+    if (this.stderrBytes >= MAX_STDERR_LOG) return;
+    (this.stderr ??= []).push(Buffer.from(chunk.subarray(0, MAX_STDERR_LOG - this.stderrBytes)));
+    this.stderrBytes += Math.min(chunk.length, MAX_STDERR_LOG - this.stderrBytes);
+  }
+
+  onEnd(): void {
+    const conn = this.conn as FastCgiConnection;
+    const pool = this.pool as ConnectionPool;
+    this.conn = null;
+    this.req.removeListener('data', this.onRequestData);
+    this.res.removeListener('drain', this.onResponseDrain);
+    pool.release(conn);
+    this.logStderr();
+    if (this.done) return;
+    if (this.headParser !== null) {
+      // The output ended without the blank line after the head (nginx: "upstream prematurely closed").
+      this.fail(new PolyproxyError('BACKEND_UNREACHABLE', `${pool.endpoint.label} ended its output without a complete CGI head`, { source: 'backend' }));
+      return;
+    }
+    this.done = true;
+    this.res.end();
+  }
+
+  onError(err: FastCgiError): void {
+    const pool = this.pool as ConnectionPool;
+    const conn = this.conn;
+    this.conn = null;
+    if (conn !== null) pool.discard(conn);
+    this.req.removeListener('data', this.onRequestData);
+    this.req.removeListener('end', this.onRequestEnd);
+    this.logStderr();
+    if (this.done) return;
+    // A kept-alive connection php-fpm had closed (a worker recycled by pm.max_requests): once more on a fresh one.
+    if (err.retryable && err.code === 'FCGI_ERR_CONNECTION_CLOSED' && this.attempts === 1 && this.bodyMode !== BODY_STREAM && this.headParser !== null) {
+      void this.connect();
+      return;
+    }
+    if (!this.res.headersSent) {
+      this.fail(toGatewayError(err));
+      return;
+    }
+    this.gw.log.warn({ backend: pool.endpoint.label, uri: this.req.url, code: err.code }, err.message);
+    this.done = true;
+    this.res.destroy();
+  }
+
+  onDrain(): void {
+    this.req.resume();
+  }
+
+  logStderr(): void {
+    if (this.stderr === null) return;
+    const text = Buffer.concat(this.stderr).toString('utf8');
+    this.stderr = null;
+    this.gw.log.warn({ backend: this.pool?.endpoint.label, method: this.req.method, uri: this.req.url, stderr: text }, 'fastcgi stderr');
+  }
+
+  fail(error: PolyproxyError): void {
+    if (this.done) return;
+    this.done = true;
+    const gw = this.gw;
+    if (error.source === 'client') gw.log.debug({ code: error.code, uri: this.req.url }, error.message);
+    else {
+      gw.counters.failed++;
+      gw.log.warn({ code: error.code, uri: this.req.url, backend: this.pool?.endpoint.label }, error.message);
+    }
+    if (this.res.headersSent) {
+      this.res.destroy();
+      return;
+    }
+    const host = this.req.headers.host;
+    sendErrorPage(this.res, error, host, this.req.headers.accept, this.req.method === 'HEAD');
+  }
+}
+
+function noop(): void {}

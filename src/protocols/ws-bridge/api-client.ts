@@ -1,0 +1,213 @@
+/**
+ * The bridge's HTTP client to the API (ws2api: GET/POST/DELETE
+ * `<api><ClientId>`): a bounded pool of keep-alive undici Clients per
+ * listener and worker, one request per connection at a time, like the Go
+ * original's http.Transport: at most `maxConnections` (requests past it
+ * wait, first come first served), at most `maxIdle` kept between requests
+ * (LIFO, so the pool shrinks back after a burst), and an idle one closes
+ * its socket after `idleTimeoutMs`. (undici's own Pool caps connections
+ * but not idle ones.) Never throws: every outcome is an `ApiAnswer` the
+ * bridge maps to its side (upgrade status, message back, counters).
+ */
+import { isUtf8 } from 'node:buffer';
+import { Client } from 'undici';
+import type { BridgeStats } from './metrics.ts';
+
+export interface ApiClientSettings {
+  /** The API base URL; requests go to `<api><ClientId>`. */
+  readonly api: string;
+  readonly maxConnections: number;
+  readonly maxIdle: number;
+  readonly idleTimeoutMs: number;
+  /** Headers and body must arrive within this. */
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  /** Larger response bodies fail the request. */
+  readonly maxResponseBytes: number;
+}
+
+/**
+ * `ok`: the API answered with a status below 500 (`status` says which).
+ * `timeout`: no answer within `timeoutMs`. `unreachable`: connect failed,
+ * reset, 5xx, or a body over the limit.
+ */
+export type ApiOutcome = 'ok' | 'timeout' | 'unreachable';
+
+export interface ApiAnswer {
+  readonly outcome: ApiOutcome;
+  readonly status: number;
+  readonly body: Buffer;
+  /** The body should go to a WebSocket as a binary message (octet-stream, or not UTF-8). */
+  readonly binary: boolean;
+  /** Why it failed, for logs. */
+  readonly error: string;
+}
+
+const EMPTY = Buffer.alloc(0);
+const TEXT = 'text/plain; charset=utf-8';
+const OCTETS = 'application/octet-stream';
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+
+export class ApiClient {
+  readonly #origin: string;
+  readonly #clientOptions: Client.Options;
+  readonly #maxConnections: number;
+  readonly #maxIdle: number;
+  /** Connections not in use, most recently used last. */
+  readonly #idle: Client[] = [];
+  /** Requests waiting for a connection (all `maxConnections` busy). */
+  readonly #waiting: Array<(client: Client) => void> = [];
+  #connections = 0;
+  readonly #basePath: string;
+  readonly #maxResponseBytes: number;
+  readonly #stats: BridgeStats;
+
+  constructor(settings: ApiClientSettings, stats: BridgeStats) {
+    const url = new URL(settings.api);
+    this.#basePath = url.pathname;
+    this.#maxResponseBytes = settings.maxResponseBytes;
+    this.#stats = stats;
+    this.#origin = url.origin;
+    this.#maxConnections = settings.maxConnections;
+    this.#maxIdle = settings.maxIdle;
+    this.#clientOptions = {
+      pipelining: 1,
+      keepAliveTimeout: settings.idleTimeoutMs,
+      keepAliveMaxTimeout: settings.idleTimeoutMs,
+      headersTimeout: settings.timeoutMs,
+      bodyTimeout: settings.timeoutMs,
+      connectTimeout: settings.connectTimeoutMs,
+    };
+  }
+
+  /** Connections the pool holds (busy + idle); idle ones may have closed their socket already. */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  get idleConnections(): number {
+    return this.#idle.length;
+  }
+
+  /** The path a ClientId's requests go to. */
+  path(clientId: string): string {
+    return this.#basePath + clientId;
+  }
+
+  /** GET on upgrade: the connection is accepted only when the answer is exactly `ok`. */
+  open(clientId: string, forwardedFor: string | undefined): Promise<ApiAnswer> {
+    return this.#send('GET', clientId, null, false, forwardedFor);
+  }
+
+  /** POST of one WebSocket message. */
+  message(clientId: string, body: Buffer, binary: boolean): Promise<ApiAnswer> {
+    return this.#send('POST', clientId, body, binary, undefined);
+  }
+
+  /** DELETE with the close reason as body. */
+  close(clientId: string, reason: string): Promise<ApiAnswer> {
+    return this.#send('DELETE', clientId, Buffer.from(reason, 'utf8'), false, undefined);
+  }
+
+  /** Waits for requests in flight, then closes the pool's connections. */
+  async shutdown(): Promise<void> {
+    const idle = this.#idle.splice(0);
+    this.#connections -= idle.length;
+    await Promise.all(idle.map((c) => c.close().catch(noop)));
+  }
+
+  #acquire(): Client | Promise<Client> {
+    const idle = this.#idle.pop();
+    if (idle !== undefined) return idle;
+    if (this.#connections < this.#maxConnections) {
+      this.#connections++;
+      return new Client(this.#origin, this.#clientOptions);
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(client: Client): void {
+    if (client.destroyed || client.closed) {
+      this.#connections--;
+      // Its slot is free: a waiting request gets a fresh connection.
+      const next = this.#waiting.shift();
+      if (next !== undefined) {
+        this.#connections++;
+        next(new Client(this.#origin, this.#clientOptions));
+      }
+      return;
+    }
+    const next = this.#waiting.shift();
+    if (next !== undefined) next(client);
+    else if (this.#idle.length < this.#maxIdle) this.#idle.push(client);
+    else {
+      this.#connections--;
+      client.close().catch(noop);
+    }
+  }
+
+  async #send(method: 'GET' | 'POST' | 'DELETE', clientId: string, body: Buffer | null, binary: boolean, forwardedFor: string | undefined): Promise<ApiAnswer> {
+    const stats = this.#stats;
+    stats.requestsStarted++;
+    stats.requestsInFlight++;
+    let answer: ApiAnswer;
+    try {
+      answer = await this.#exchange(method, clientId, body, binary, forwardedFor);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      answer = { outcome: typeof code === 'string' && TIMEOUT_CODES.has(code) ? 'timeout' : 'unreachable', status: 0, body: EMPTY, binary: false, error: (err as Error).message };
+    }
+    stats.requestsInFlight--;
+    if (answer.outcome === 'ok') stats.requestsSucceeded++;
+    else stats.requestsFailed++;
+    return answer;
+  }
+
+  async #exchange(method: string, clientId: string, body: Buffer | null, binary: boolean, forwardedFor: string | undefined): Promise<ApiAnswer> {
+    const headers: Record<string, string> = {};
+    if (body !== null) headers['content-type'] = binary ? OCTETS : TEXT;
+    if (forwardedFor !== undefined) headers['x-forwarded-for'] = forwardedFor;
+    const client = await this.#acquire();
+    try {
+      return await this.#exchangeOn(client, method, clientId, body, headers);
+    } finally {
+      this.#release(client);
+    }
+  }
+
+  async #exchangeOn(client: Client, method: string, clientId: string, body: Buffer | null, headers: Record<string, string>): Promise<ApiAnswer> {
+    const res = await client.request({ path: this.path(clientId), method: method as 'GET', headers, body });
+    const declared = Number(res.headers['content-length']);
+    if (declared > this.#maxResponseBytes) {
+      discard(res.body);
+      return failed(res.statusCode, `response body of ${declared} bytes is over maxMessageBytes`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > this.#maxResponseBytes) {
+        discard(res.body);
+        return failed(res.statusCode, 'response body is over maxMessageBytes');
+      }
+      chunks.push(chunk);
+    }
+    const data = chunks.length === 0 ? EMPTY : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+    if (res.statusCode >= 500) return failed(res.statusCode, `the API answered ${res.statusCode}`, data);
+    const type = res.headers['content-type'];
+    const octets = typeof type === 'string' && type.toLowerCase().startsWith(OCTETS);
+    return { outcome: 'ok', status: res.statusCode, body: data, binary: octets || !isUtf8(data), error: '' };
+  }
+}
+
+function noop(): void {}
+
+/** Drops a response body unread: the connection is closed (undici aborts it), quietly. */
+function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
+  body.on('error', noop);
+  body.destroy();
+}
+
+function failed(status: number, error: string, body: Buffer = EMPTY): ApiAnswer {
+  return { outcome: 'unreachable', status, body, binary: false, error };
+}

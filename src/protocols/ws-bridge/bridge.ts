@@ -1,0 +1,486 @@
+/**
+ * The ws-bridge listener (DESIGN.md §3, "WebSocket ↔ HTTP bridge"): its own
+ * node:http server on the listener's port, with a `ws` server in noServer
+ * mode. Every arrow of the ws2api protocol:
+ *
+ *   client GET /<id> Upgrade ─▶ GET <api><id>      accepted only on body `ok`
+ *   client message          ─▶ POST <api><id>     non-empty 2xx body ─▶ message back
+ *   client close            ─▶ DELETE <api><id>   body: the close reason
+ *   API POST /<id>          ─▶ message to the client (404 if no worker holds it)
+ *
+ * It is a ProxyListener, so the supervisor drains it like any listener:
+ * stop accepting, wait for clients to leave, and at the deadline close
+ * every socket with 1001.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { RawData } from 'ws';
+import type { ListenerCounters, ProxyListener } from '../../core/listener.ts';
+import type { Logger } from '../../core/logger.ts';
+import { ApiClient } from './api-client.ts';
+import type { ApiAnswer } from './api-client.ts';
+import { handshakeProblem, parseClientId } from './client-id.ts';
+import { BridgeClient, ClientRegistry, kClient } from './client-registry.ts';
+import type { ClientOwner, TaggedSocket } from './client-registry.ts';
+import { announceOpened, heldElsewhere, registerBridge, siblingStats, unregisterBridge } from './cross-worker.ts';
+import type { LocalBridge } from './cross-worker.ts';
+import { BridgeStats, formatMetrics, snapshot, sumSnapshots, trackStats, untrackStats } from './metrics.ts';
+import type { StatsSnapshot } from './metrics.ts';
+import { handlePush } from './push.ts';
+import type { PushTarget } from './push.ts';
+
+export interface WsBridgeSettings {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly reusePort: boolean;
+  /** Concurrent WebSocket connections (and upgrades in progress); 0 = no limit. */
+  readonly maxConnections: number;
+  readonly api: string;
+  readonly metricsPath: string;
+  readonly ordering: 'ordered' | 'parallel';
+  readonly duplicateClientId: 'replace' | 'refuse';
+  readonly pingIntervalMs: number;
+  readonly deadPeerTimeoutMs: number;
+  readonly maxMessageBytes: number;
+  readonly connectTimeoutMs: number;
+  readonly pool: { readonly maxConnections: number; readonly maxIdle: number; readonly idleTimeoutMs: number; readonly timeoutMs: number };
+}
+
+/** Close code for a connection displaced by a newer one with the same ClientId (private range, RFC 6455 §7.4.2). */
+export const CLOSE_REPLACED = 4409;
+/** Clients that ignore the 1001 close frame at the drain deadline are cut off after this. */
+const CLOSE_GRACE_MS = 1000;
+/** At most one warning per this interval about failing API requests (the rest at debug). */
+const WARN_INTERVAL_MS = 1000;
+const EMPTY = Buffer.alloc(0);
+const OPEN = 1;
+const CLOSED = 3;
+
+export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge, PushTarget {
+  readonly settings: WsBridgeSettings;
+  readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
+  readonly stats = new BridgeStats();
+  readonly #log: Logger;
+  readonly #server: http.Server;
+  readonly #wss: WebSocketServer;
+  readonly #api: ApiClient;
+  readonly #registry: ClientRegistry;
+  readonly #ordered: boolean;
+  #upgrading = 0;
+  #pushing = 0;
+  #draining = false;
+  #idleWaiters: Array<() => void> = [];
+  #lastWarn = 0;
+  #shutDown: Promise<void> | null = null;
+
+  constructor(settings: WsBridgeSettings, log: Logger) {
+    this.settings = settings;
+    this.#log = log.child({ listener: settings.name, protocol: 'ws-bridge' });
+    this.#ordered = settings.ordering === 'ordered';
+    this.#api = new ApiClient(
+      {
+        api: settings.api,
+        maxConnections: settings.pool.maxConnections,
+        maxIdle: settings.pool.maxIdle,
+        idleTimeoutMs: settings.pool.idleTimeoutMs,
+        timeoutMs: settings.pool.timeoutMs,
+        connectTimeoutMs: settings.connectTimeoutMs,
+        maxResponseBytes: settings.maxMessageBytes,
+      },
+      this.stats,
+    );
+    this.#registry = new ClientRegistry(settings.pingIntervalMs, settings.deadPeerTimeoutMs);
+    // No compression (memory per connection, and the API sees plain bodies); no client Set (the registry is the index).
+    this.#wss = new WebSocketServer({ noServer: true, clientTracking: false, perMessageDeflate: false, maxPayload: settings.maxMessageBytes });
+    this.#server = http.createServer({ noDelay: true, keepAliveTimeout: 5000 }, (req, res) => this.#onRequest(req, res));
+    this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+    this.#server.on('clientError', serverOnClientError);
+    this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
+  }
+
+  get name(): string {
+    return this.settings.name;
+  }
+
+  get protocolName(): string {
+    return 'ws-bridge';
+  }
+
+  get maxMessageBytes(): number {
+    return this.settings.maxMessageBytes;
+  }
+
+  /** Connections (open or closing), upgrades waiting for the API, API requests and pushes in flight. */
+  get sessions(): number {
+    return this.counters.open + this.#upgrading + this.stats.requestsInFlight + this.#pushing;
+  }
+
+  listen(port = this.settings.port): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen({ host: this.settings.host, port, reusePort: this.settings.reusePort, backlog: 4096 }, () => {
+        this.#server.removeListener('error', reject);
+        registerBridge(this.settings.name, this);
+        trackStats(this.settings.name, this.stats);
+        resolve(this.#server.address() as AddressInfo);
+      });
+    });
+  }
+
+  get address(): AddressInfo | null {
+    return this.#server.address() as AddressInfo | null;
+  }
+
+  stopAccepting(): Promise<void> {
+    this.#draining = true;
+    if (this.#server.listening) this.#server.close(noop);
+    this.#server.closeIdleConnections();
+    this.#maybeIdle();
+    return Promise.resolve();
+  }
+
+  idle(): Promise<void> {
+    if (this.sessions === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** The drain deadline passed: close every client with 1001, cut off the ones that do not answer. */
+  destroyAll(reason: string): void {
+    const closeReason = `the bridge is shutting down (${reason})`;
+    for (const client of this.#registry.values()) {
+      client.serverReason ??= closeReason;
+      client.ws.close(1001, 'going away');
+    }
+    const timer = setTimeout(() => {
+      for (const client of this.#registry.values()) if (client.ws.readyState !== CLOSED) client.ws.terminate();
+    }, CLOSE_GRACE_MS);
+    timer.unref();
+    this.#server.closeAllConnections();
+  }
+
+  /** Stops everything now (tests, and after a drain): listening socket, sweep timer, API pool. */
+  close(): Promise<void> {
+    void this.stopAccepting();
+    this.destroyAll('closed');
+    return this.#shutdown();
+  }
+
+  // ── LocalBridge (sibling workers) and PushTarget ─────────────────────
+
+  deliver(clientId: string, body: Buffer, binary: boolean): boolean {
+    const client = this.#registry.get(clientId);
+    if (client === undefined || client.ws.readyState !== OPEN) return false;
+    client.ws.send(body, { binary });
+    this.counters.bytesOut += body.length;
+    this.stats.pushesDelivered++;
+    return true;
+  }
+
+  holds(clientId: string): boolean {
+    return this.#registry.get(clientId) !== undefined;
+  }
+
+  statsSnapshot(): StatsSnapshot {
+    return snapshot(this.stats);
+  }
+
+  replacedElsewhere(clientId: string, openedAt: number): void {
+    const client = this.#registry.get(clientId);
+    if (client === undefined || client.openedAt > openedAt) return;
+    this.#registry.remove(client);
+    client.replaced = true;
+    client.ws.close(CLOSE_REPLACED, 'replaced by a newer connection');
+  }
+
+  pushStarted(): void {
+    this.#pushing++;
+  }
+
+  pushEnded(): void {
+    this.#pushing--;
+    this.#maybeIdle();
+  }
+
+  // ── ClientOwner: events of accepted connections ──────────────────────
+
+  clientMessage(client: BridgeClient, data: Buffer, binary: boolean): void {
+    this.counters.bytesIn += data.length;
+    if (this.#ordered) {
+      if (client.busy) {
+        (client.queue ??= []).push({ data, binary, closeReason: null });
+        // Stop reading this socket until the queue drains: TCP pushes back on the client.
+        if (!client.ws.isPaused) client.ws.pause();
+        return;
+      }
+      client.busy = true;
+    }
+    this.#post(client, data, binary);
+  }
+
+  clientClosed(client: BridgeClient, reason: Buffer): void {
+    this.#registry.remove(client);
+    this.stats.connectionsClosed++;
+    this.stats.connectionsOpen--;
+    this.counters.open--;
+    if (client.replaced) {
+      // The ClientId is still connected (a newer connection took it): the API must not hear it left.
+      this.#maybeIdle();
+      return;
+    }
+    const closeReason = client.serverReason ?? reason.toString('utf8');
+    if (this.#ordered && client.busy) {
+      (client.queue ??= []).push({ data: EMPTY, binary: false, closeReason });
+      return;
+    }
+    this.#delete(client, closeReason);
+  }
+
+  // ── upgrades ─────────────────────────────────────────────────────────
+
+  #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.counters.total++;
+    socket.on('error', noop);
+    if (this.#draining) return this.#refuse(socket, 503, 'the bridge is shutting down');
+    const problem = handshakeProblem(req.method, req.headers);
+    if (problem !== null) return this.#refuse(socket, problem === 'Invalid HTTP method' ? 405 : 400, problem);
+    const id = parseClientId(req.url);
+    if (id === null) return this.#refuse(socket, 400, 'the path must be /<ClientId>');
+    const max = this.settings.maxConnections;
+    if (max > 0 && this.counters.open + this.#upgrading >= max) return this.#refuse(socket, 503, 'too many connections');
+    if (this.settings.duplicateClientId === 'refuse' && this.#registry.get(id) !== undefined) return this.#refuse(socket, 409, 'this ClientId is already connected');
+    this.#upgrading++;
+    this.#admit(req, socket, head, id).then(
+      () => this.#upgraded(),
+      (err: unknown) => {
+        this.#log.error({ err, clientId: id }, 'ws-bridge upgrade failed');
+        this.#refuse(socket, 500, 'internal error');
+        this.#upgraded();
+      },
+    );
+  }
+
+  #upgraded(): void {
+    this.#upgrading--;
+    this.#maybeIdle();
+  }
+
+  async #admit(req: http.IncomingMessage, socket: Duplex, head: Buffer, id: string): Promise<void> {
+    if (this.settings.duplicateClientId === 'refuse' && (await heldElsewhere(this.settings.name, id))) {
+      this.#refuse(socket, 409, 'this ClientId is already connected');
+      return;
+    }
+    const answer = await this.#api.open(id, req.socket.remoteAddress);
+    const approved = answer.outcome === 'ok' && answer.status >= 200 && answer.status < 300 && answer.body.equals(OK);
+    if (answer.outcome !== 'ok') this.#apiFailed('GET', id, answer);
+    if (socket.destroyed || !socket.writable) {
+      if (approved) this.#delete(null, 'the client left before the upgrade completed', id);
+      return;
+    }
+    if (answer.outcome === 'timeout') return this.#refuse(socket, 504, 'the API did not answer in time');
+    if (answer.outcome !== 'ok') return this.#refuse(socket, 502, 'the API is unavailable');
+    if (!approved) {
+      // "Other strings are treated as error messages" (ws2api): the client sees the API's text.
+      const text = answer.body.length > 0 && !answer.binary ? answer.body.subarray(0, 1024).toString('utf8') : 'not allowed to connect';
+      return this.#refuse(socket, 403, text);
+    }
+    if (this.#draining) {
+      this.#refuse(socket, 503, 'the bridge is shutting down');
+      this.#delete(null, 'the bridge is shutting down', id);
+      return;
+    }
+    socket.removeListener('error', noop);
+    let accepted = false;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      accepted = true;
+      this.#accept(ws as TaggedSocket, id);
+    });
+    // `ws` refused the handshake after the API approved it: tell the API the client is gone.
+    if (!accepted) this.#delete(null, 'the WebSocket handshake failed', id);
+  }
+
+  #accept(ws: TaggedSocket, id: string): void {
+    const now = Date.now();
+    const client = new BridgeClient(id, ws, now, this);
+    ws.on('message', wsOnMessage);
+    ws.on('close', wsOnClose);
+    ws.on('pong', wsOnPong);
+    ws.on('error', noop);
+    this.stats.connectionsOpened++;
+    this.stats.connectionsOpen++;
+    this.counters.open++;
+    const existing = this.#registry.get(id);
+    if (existing !== undefined && this.settings.duplicateClientId === 'refuse') {
+      // Two upgrades with one ClientId raced past the check: the first keeps it.
+      client.replaced = true;
+      ws.close(CLOSE_REPLACED, 'this ClientId is already connected');
+      return;
+    }
+    this.#registry.add(client);
+    if (existing !== undefined) {
+      existing.replaced = true;
+      existing.ws.close(CLOSE_REPLACED, 'replaced by a newer connection');
+    }
+    if (this.settings.duplicateClientId === 'replace') announceOpened(this.settings.name, id, now);
+    this.#log.debug({ clientId: id }, 'ws-bridge client connected');
+  }
+
+  /** An HTTP refusal on the raw socket, as `ws` does (abortHandshake), then close. */
+  #refuse(socket: Duplex, status: number, text: string): void {
+    this.counters.refused++;
+    this.stats.upgradesRefused++;
+    if (socket.destroyed || !socket.writable) return;
+    const body = Buffer.from(text, 'utf8');
+    socket.once('finish', socket.destroy);
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n\r\n${text}`);
+  }
+
+  // ── API requests for accepted clients ────────────────────────────────
+
+  #post(client: BridgeClient, data: Buffer, binary: boolean): void {
+    this.#api.message(client.id, data, binary).then((answer) => this.#posted(client, answer));
+  }
+
+  #posted(client: BridgeClient, answer: ApiAnswer): void {
+    if (answer.outcome !== 'ok') {
+      this.#apiFailed('POST', client.id, answer);
+    } else if (answer.status >= 200 && answer.status < 300) {
+      const ws = client.ws;
+      if (answer.body.length > 0 && ws.readyState === OPEN) {
+        ws.send(answer.body, { binary: answer.binary });
+        this.counters.bytesOut += answer.body.length;
+      }
+    } else {
+      this.#log.debug({ clientId: client.id, status: answer.status }, 'ws-bridge: the API answered a message with a non-2xx status; nothing sent back');
+    }
+    if (this.#ordered) this.#next(client);
+    else this.#maybeIdle();
+  }
+
+  /** `ordered`: the client's previous request finished; start the next one. */
+  #next(client: BridgeClient): void {
+    const item = client.queue?.shift();
+    if (item === undefined) {
+      client.busy = false;
+      if (client.ws.isPaused && client.ws.readyState === OPEN) client.ws.resume();
+      this.#maybeIdle();
+      return;
+    }
+    if (item.closeReason !== null) this.#delete(client, item.closeReason);
+    else this.#post(client, item.data, item.binary);
+  }
+
+  #delete(client: BridgeClient | null, reason: string, id = client?.id ?? ''): void {
+    this.#api.close(id, reason).then((answer) => {
+      if (answer.outcome !== 'ok') this.#apiFailed('DELETE', id, answer);
+      if (client !== null && this.#ordered) this.#next(client);
+      else this.#maybeIdle();
+    });
+  }
+
+  #apiFailed(method: string, clientId: string, answer: ApiAnswer): void {
+    this.counters.failed++;
+    const now = Date.now();
+    const fields = { clientId, method, outcome: answer.outcome, status: answer.status, error: answer.error };
+    if (now - this.#lastWarn >= WARN_INTERVAL_MS) {
+      this.#lastWarn = now;
+      this.#log.warn(fields, 'ws-bridge: API request failed');
+    } else {
+      this.#log.debug(fields, 'ws-bridge: API request failed');
+    }
+  }
+
+  // ── plain HTTP on the bridge port: pushes and metrics ────────────────
+
+  #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const target = req.url ?? '/';
+    const query = target.indexOf('?');
+    const path = query >= 0 ? target.slice(0, query) : target;
+    if (path === this.settings.metricsPath && (req.method === 'GET' || req.method === 'HEAD')) {
+      this.#serveMetrics(res).catch((err: unknown) => {
+        this.#log.error({ err }, 'ws-bridge: metrics failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
+    const id = parseClientId(target);
+    if (id !== null && req.method === 'POST') {
+      handlePush(this, id, req, res);
+      return;
+    }
+    if (id !== null && req.method === 'GET') {
+      plain(res, 426, 'this is a WebSocket endpoint: connect with Upgrade: websocket', { upgrade: 'websocket' });
+      return;
+    }
+    if (id !== null) {
+      plain(res, 405, 'POST /<ClientId> pushes a message; GET with Upgrade connects', { allow: 'GET, POST' });
+      return;
+    }
+    plain(res, 404, 'not found', {});
+  }
+
+  async #serveMetrics(res: http.ServerResponse): Promise<void> {
+    const all = [snapshot(this.stats), ...(await siblingStats(this.settings.name))];
+    const text = formatMetrics(this.settings.name, sumSnapshots(all));
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text);
+  }
+
+  // ── drain ────────────────────────────────────────────────────────────
+
+  #maybeIdle(): void {
+    if (this.sessions !== 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
+    if (this.#draining) void this.#shutdown();
+  }
+
+  #shutdown(): Promise<void> {
+    this.#shutDown ??= (async () => {
+      this.#registry.stop();
+      unregisterBridge(this.settings.name, this);
+      untrackStats(this.settings.name, this.stats);
+      await this.#api.shutdown().catch(noop);
+    })();
+    return this.#shutDown;
+  }
+}
+
+const OK = Buffer.from('ok');
+
+function noop(): void {}
+
+function plain(res: http.ServerResponse, status: number, text: string, headers: Record<string, string>): void {
+  res.writeHead(status, { ...headers, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text);
+}
+
+/** A malformed request on the bridge port: 400 when the socket can still take it, as node:http does by default. */
+function serverOnClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+}
+
+// Module-level handlers shared by every connection: `this` is the WebSocket.
+
+function wsOnMessage(this: TaggedSocket, data: RawData, isBinary: boolean): void {
+  const client = this[kClient];
+  if (client === undefined) return;
+  client.lastSeen = Date.now();
+  client.owner.clientMessage(client, data as Buffer, isBinary);
+}
+
+function wsOnClose(this: TaggedSocket, _code: number, reason: Buffer): void {
+  const client = this[kClient];
+  if (client === undefined) return;
+  client.owner.clientClosed(client, reason);
+}
+
+function wsOnPong(this: TaggedSocket): void {
+  const client = this[kClient];
+  if (client !== undefined) client.lastSeen = Date.now();
+}

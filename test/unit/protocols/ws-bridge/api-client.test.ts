@@ -1,0 +1,78 @@
+/** The bridge's bounded API client against a real node:http server. */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { ApiClient } from '../../../../src/protocols/ws-bridge/api-client.ts';
+import { BridgeStats } from '../../../../src/protocols/ws-bridge/metrics.ts';
+import { startApi } from '../../../helpers/ws-api.ts';
+import type { TestApi } from '../../../helpers/ws-api.ts';
+
+const apis: TestApi[] = [];
+after(async () => {
+  for (const a of apis) await a.close();
+});
+
+const settings = { maxConnections: 2, maxIdle: 1, idleTimeoutMs: 10000, timeoutMs: 1000, connectTimeoutMs: 1000, maxResponseBytes: 64 };
+
+test('at most maxConnections at once, at most maxIdle kept after', async () => {
+  const api = await startApi();
+  apis.push(api);
+  let inFlight = 0;
+  let most = 0;
+  api.handler = async (req) => {
+    inFlight++;
+    most = Math.max(most, inFlight);
+    await new Promise((r) => setTimeout(r, 20));
+    inFlight--;
+    return { body: `re:${req.body.toString()}` };
+  };
+  const stats = new BridgeStats();
+  const client = new ApiClient({ api: api.url, ...settings }, stats);
+  const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => client.message('c', Buffer.from(String(i)), false)));
+  assert.deepEqual(
+    answers.map((a) => a.body.toString()),
+    ['re:0', 're:1', 're:2', 're:3', 're:4', 're:5'],
+  );
+  assert.equal(most, 2);
+  assert.equal(client.connections, 1);
+  assert.equal(client.idleConnections, 1);
+  assert.equal(stats.requestsStarted, 6);
+  assert.equal(stats.requestsSucceeded, 6);
+  assert.equal(stats.requestsInFlight, 0);
+  await client.shutdown();
+});
+
+test('outcomes: 5xx and oversized bodies are unreachable, silence is a timeout, octet-stream and non-UTF-8 are binary', async () => {
+  const api = await startApi();
+  apis.push(api);
+  api.handler = (req) => {
+    const what = req.body.toString();
+    if (what === '5xx') return { status: 500, body: 'boom' };
+    if (what === 'big') return { body: 'x'.repeat(65) };
+    if (what === 'slow') return { body: 'late', delayMs: 1500 };
+    if (what === 'octets') return { body: 'abc', contentType: 'application/octet-stream' };
+    if (what === 'latin1') return { body: Buffer.from([0xe9]) };
+    return { status: 404, body: 'nope' };
+  };
+  const stats = new BridgeStats();
+  const client = new ApiClient({ api: api.url, ...settings }, stats);
+  const send = (s: string) => client.message('c', Buffer.from(s), false);
+  assert.equal((await send('5xx')).outcome, 'unreachable');
+  assert.equal((await send('big')).outcome, 'unreachable');
+  assert.equal((await send('slow')).outcome, 'timeout');
+  const octets = await send('octets');
+  assert.equal(octets.outcome, 'ok');
+  assert.equal(octets.binary, true);
+  assert.equal((await send('latin1')).binary, true);
+  const notFound = await send('other');
+  assert.deepEqual([notFound.outcome, notFound.status, notFound.binary, notFound.body.toString()], ['ok', 404, false, 'nope']);
+  assert.equal(stats.requestsFailed, 3);
+  assert.equal(stats.requestsSucceeded, 3);
+  await client.shutdown();
+});
+
+test('nothing listening: unreachable at once', async () => {
+  const client = new ApiClient({ api: 'http://127.0.0.1:1/', ...settings }, new BridgeStats());
+  const answer = await client.open('c', undefined);
+  assert.equal(answer.outcome, 'unreachable');
+  await client.shutdown();
+});
