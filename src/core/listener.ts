@@ -203,7 +203,8 @@ export class Listener implements RelayOwner, ProxyListener {
       if (opening.endpoint !== undefined) {
         connected = await connectFirst([opening.endpoint], this.settings.connectTimeoutMs, this.router.health);
       } else {
-        const decision = await this.router.route(resourceId, this.#context(conn, opening.firstBytes));
+        // A protocol that routed during identify (SMTP answers 550 in-session) hands its decision over: one rotation per connection.
+        const decision = opening.decision ?? (await this.router.route(resourceId, this.#context(conn, opening.firstBytes)));
         resolver = decision.entry.source.resolver;
         connected = await this.router.connect(decision, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs);
       }
