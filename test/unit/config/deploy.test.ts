@@ -1,0 +1,22 @@
+/** The shipped Kubernetes example carries a config that must stay valid as the schema moves. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parse, parseAllDocuments } from 'yaml';
+import { parseConfig } from '../../../src/config/load.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+it('deploy/kubernetes/polyproxy.yaml: its ConfigMap holds a valid config whose ports the pod exposes', () => {
+  const docs = parseAllDocuments(readFileSync(path.join(ROOT, 'deploy/kubernetes/polyproxy.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any>);
+  assert.deepEqual(docs.map((d) => d.kind), ['ConfigMap', 'Deployment', 'Service']);
+  const config = parseConfig(parse(docs[0]?.data['polyproxy.yaml'] as string), '/etc/polyproxy', 'configmap');
+  const container = docs[1]?.spec.template.spec.containers[0];
+  const exposed = new Set((container.ports as Array<{ containerPort: number }>).map((p) => p.containerPort));
+  for (const listener of config.listeners) assert.ok(exposed.has(listener.port), `listener ${listener.name} port ${listener.port} is exposed`);
+  assert.ok(config.admin !== undefined && exposed.has(config.admin.port), 'the admin port (probes, metrics) is exposed');
+  assert.equal(container.readinessProbe.httpGet.path, '/readyz');
+  assert.ok(docs[1]?.spec.template.spec.terminationGracePeriodSeconds > config.shutdownTimeoutSeconds, 'pods outlive the drain deadline');
+});
