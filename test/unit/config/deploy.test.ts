@@ -7,16 +7,31 @@ import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfig } from '../../../src/config/load.ts';
 
+interface Manifest {
+  kind: string;
+  data?: Record<string, string>;
+  spec?: {
+    template?: {
+      spec: {
+        terminationGracePeriodSeconds: number;
+        containers: Array<{ ports: Array<{ containerPort: number }>; readinessProbe: { httpGet: { path: string } } }>;
+      };
+    };
+  };
+}
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 it('deploy/kubernetes/polyproxy.yaml: its ConfigMap holds a valid config whose ports the pod exposes', () => {
-  const docs = parseAllDocuments(readFileSync(path.join(ROOT, 'deploy/kubernetes/polyproxy.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any>);
+  const docs = parseAllDocuments(readFileSync(path.join(ROOT, 'deploy/kubernetes/polyproxy.yaml'), 'utf8')).map((d) => d.toJS() as Manifest);
   assert.deepEqual(docs.map((d) => d.kind), ['ConfigMap', 'Deployment', 'Service']);
-  const config = parseConfig(parse(docs[0]?.data['polyproxy.yaml'] as string), '/etc/polyproxy', 'configmap');
-  const container = docs[1]?.spec.template.spec.containers[0];
-  const exposed = new Set((container.ports as Array<{ containerPort: number }>).map((p) => p.containerPort));
+  const config = parseConfig(parse(docs[0]?.data?.['polyproxy.yaml'] as string), '/etc/polyproxy', 'configmap');
+  const pod = docs[1]?.spec?.template?.spec;
+  const container = pod?.containers[0];
+  assert.ok(pod !== undefined && container !== undefined);
+  const exposed = new Set(container.ports.map((p) => p.containerPort));
   for (const listener of config.listeners) assert.ok(exposed.has(listener.port), `listener ${listener.name} port ${listener.port} is exposed`);
   assert.ok(config.admin !== undefined && exposed.has(config.admin.port), 'the admin port (probes, metrics) is exposed');
   assert.equal(container.readinessProbe.httpGet.path, '/readyz');
-  assert.ok(docs[1]?.spec.template.spec.terminationGracePeriodSeconds > config.shutdownTimeoutSeconds, 'pods outlive the drain deadline');
+  assert.ok(pod.terminationGracePeriodSeconds > config.shutdownTimeoutSeconds, 'pods outlive the drain deadline');
 });
