@@ -13,21 +13,18 @@
  * CI=true it fails (.ci/run installs Debian's chromium).
  */
 import assert from 'node:assert/strict';
-import { constants } from 'node:fs';
-import { access, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { createAdminServer } from '../../src/admin/server.ts';
 import type { AdminServer } from '../../src/admin/server.ts';
 import type { AdminSource, BreakerState, ProxyStats } from '../../src/admin/source.ts';
 import { GREEN, RED, colourShare, decodePng } from '../helpers/png.ts';
-import { serviceMissing } from '../helpers/services.ts';
+import { chromiumMissing, openPage } from '../helpers/chromium.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const WAIT = { timeout: 15_000 };
 
 // The few DOM shapes the functions evaluated in the page use (tsconfig has no DOM lib).
@@ -129,18 +126,11 @@ describe('admin dashboard in headless Chromium', () => {
   let page: Page;
 
   before(async () => {
-    skip = await serviceMissing(`Chromium is not installed at ${CHROMIUM} (apt-get install chromium)`, () =>
-      access(CHROMIUM, constants.X_OK).then(
-        () => true,
-        () => false,
-      ),
-    );
+    skip = await chromiumMissing();
     if (skip !== null) return;
     admin = createAdminServer(source, { host: '127.0.0.1', port: 0, log: pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) }) });
     base = `http://127.0.0.1:${(await admin.listen()).port}/`;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, deviceScaleFactor: 1, colorScheme: 'light' });
-    page = await context.newPage();
+    ({ browser, page } = await openPage());
     const errors: string[] = [];
     page.on('pageerror', (err) => errors.push(err.message));
     page.on('console', (msg) => {

@@ -5,20 +5,16 @@
  * healthy endpoints' badges in green.
  */
 import assert from 'node:assert/strict';
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { request } from 'undici';
 import { startCli, writeConfig } from '../helpers/cli.ts';
 import type { RunningCli } from '../helpers/cli.ts';
 import { GREEN, colourShare, decodePng } from '../helpers/png.ts';
-import { serviceMissing } from '../helpers/services.ts';
+import { chromiumMissing, openPage } from '../helpers/chromium.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const WAIT = { timeout: 15_000 };
 
 declare const document: { querySelector(selector: string): { getAttribute(name: string): string | null } | null };
@@ -32,12 +28,7 @@ describe('dashboard of a running proxy, live in Chromium', () => {
   const endpoints: string[] = [];
 
   before(async () => {
-    skip = await serviceMissing(`Chromium is not installed at ${CHROMIUM} (apt-get install chromium)`, () =>
-      access(CHROMIUM, constants.X_OK).then(
-        () => true,
-        () => false,
-      ),
-    );
+    skip = await chromiumMissing();
     if (skip !== null) return;
     for (const name of ['one', 'two']) {
       const site = http.createServer((req, res) => res.end(`${name} ${req.url ?? ''}`));
@@ -55,9 +46,7 @@ describe('dashboard of a running proxy, live in Chromium', () => {
       listeners: [{ name: 'web', protocol: 'http', host: '127.0.0.1', port: 0 }],
     });
     cli = await startCli(['--config', config]);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, deviceScaleFactor: 1, colorScheme: 'light' });
-    page = await context.newPage();
+    ({ browser, page } = await openPage());
     await page.goto(`http://127.0.0.1:${(cli.ready as unknown as { admin: AddressInfo }).admin.port}/`);
   });
 
