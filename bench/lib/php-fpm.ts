@@ -4,7 +4,7 @@
  * with a free port or on a unix socket, optionally pinned. Ready when its
  * log says "ready to handle connections" (php-fpm cannot log to a pipe).
  */
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pinned } from './machine.ts';
@@ -50,9 +50,12 @@ export function writePhpDocroot(files: Record<string, string>): { dir: string; r
   };
 }
 
-export async function startPhpFpmPool(options: { name: string; listen: 'tcp' | 'unix'; children: number; cpu: number }): Promise<PhpFpmPool> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), `polyproxy-bench-fpm-${options.name}-`));
+export async function startPhpFpmPool(options: { name: string; tag?: string; listen: 'tcp' | 'unix'; children: number; cpu: number }): Promise<PhpFpmPool> {
+  const label = options.tag === undefined ? options.name : `${options.tag}-${options.name}`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), `polyproxy-bench-fpm-${label}-`));
   const cleanup = removeOnExit(dir);
+  // nginx workers (user nobody when the bench runs as root) must reach the socket inside it.
+  chmodSync(dir, 0o755);
   const listen = options.listen === 'tcp' ? `127.0.0.1:${await freePort()}` : path.join(dir, 'php-fpm.sock');
   const errorLog = path.join(dir, 'error.log');
   const conf = path.join(dir, 'php-fpm.conf');
@@ -67,6 +70,8 @@ export async function startPhpFpmPool(options: { name: string; listen: 'tcp' | '
       `[${options.name}]`,
       `listen = ${listen}`,
       'listen.backlog = 4096',
+      // nginx workers run as nobody when the bench runs as root.
+      'listen.mode = 0666',
       'pm = static',
       `pm.max_children = ${options.children}`,
       'pm.status_path = /status',
@@ -78,7 +83,7 @@ export async function startPhpFpmPool(options: { name: string; listen: 'tcp' | '
     ].join('\n'),
   );
   const [cmd, args] = pinned(options.cpu, phpFpmBinary(), ['-F', '-n', '-R', '-y', conf, '-p', dir]);
-  const proc = spawnTracked(cmd, args, { name: `php-fpm-${options.name}`, cwd: dir });
+  const proc = spawnTracked(cmd, args, { name: `php-fpm-${label}`, cwd: dir });
   const stop = async (): Promise<void> => {
     await proc.stop('SIGQUIT', 5000);
     rmSync(dir, { recursive: true, force: true });
@@ -95,7 +100,7 @@ export async function startPhpFpmPool(options: { name: string; listen: 'tcp' | '
     if (log.includes('ready to handle connections')) break;
     if (!proc.running || Date.now() > deadline) {
       await stop();
-      throw new Error(`php-fpm ${options.name} did not start:\n${log}\n${proc.tail.join('\n')}`);
+      throw new Error(`php-fpm ${label} did not start:\n${log}\n${proc.tail.join('\n')}`);
     }
     await sleep(50);
   }

@@ -14,7 +14,7 @@
  * BENCH_FPM_CHILDREN (per pool, default 4).
  */
 import http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pinned } from '../lib/machine.ts';
@@ -52,13 +52,24 @@ interface RunResult {
   readonly proxyCpu: number;
 }
 
+/** CPU seconds of a process and its children (nginx: master + worker). */
+function treeCpuSeconds(pid: number): number {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((p) => p !== '').map(Number);
+  } catch {
+    // no children file (kernel without CONFIG_PROC_CHILDREN): the process alone
+  }
+  return readCpuSeconds(pid) + children.reduce((sum, child) => sum + readCpuSeconds(child), 0);
+}
+
 async function runWrk(ctx: ScenarioContext, port: number, seconds: number, proxyPid: number): Promise<RunResult> {
-  const cpuBefore = readCpuSeconds(proxyPid);
+  const cpuBefore = treeCpuSeconds(proxyPid);
   const started = Date.now();
   const [cmd, args] = pinned(clientCpu(ctx), WRK, wrkArgs(port, seconds));
   const r = await runCommand(cmd, args, { name: 'wrk' });
   const elapsed = (Date.now() - started) / 1000;
-  const cpuAfter = readCpuSeconds(proxyPid);
+  const cpuAfter = treeCpuSeconds(proxyPid);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
   if (r.code !== 0 || rps === null) throw new Error(`wrk on port ${port} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout);
@@ -89,13 +100,13 @@ const FASTCGI_PARAMS = [
 ].join(' ');
 
 /** nginx with two servers in front of the pools: `plain` (connection per request) and `keep` (keepalive + fastcgi_keep_conn). */
-async function startNginxFastcgi(cpu: number, docroot: string, backends: readonly string[], keepalive: number): Promise<Running & { readonly keepPort: number }> {
+async function startNginxFastcgi(cpu: number, docroot: string, plainBackends: readonly string[], keepBackends: readonly string[], keepalive: number): Promise<Running & { readonly keepPort: number }> {
   const [port, keepPort] = [await freePort(), await freePort()];
   const dir = mkdtempSync(path.join(os.tmpdir(), 'polyproxy-bench-nginx-fcgi-'));
   const cleanup = removeOnExit(dir);
   const conf = path.join(dir, 'nginx.conf');
   const errorLog = path.join(dir, 'error.log');
-  const servers = backends.map((b) => `server ${b};`).join(' ');
+  const servers = (backends: readonly string[]): string => backends.map((b) => `server ${b};`).join(' ');
   writeFileSync(
     conf,
     [
@@ -112,8 +123,8 @@ async function startNginxFastcgi(cpu: number, docroot: string, backends: readonl
       `  fastcgi_temp_path ${path.join(dir, 'fastcgi')};`,
       `  uwsgi_temp_path ${path.join(dir, 'uwsgi')};`,
       `  scgi_temp_path ${path.join(dir, 'scgi')};`,
-      `  upstream php_plain { ${servers} }`,
-      `  upstream php_keep { ${servers} keepalive ${keepalive}; }`,
+      `  upstream php_plain { ${servers(plainBackends)} }`,
+      `  upstream php_keep { ${servers(keepBackends)} keepalive ${keepalive}; }`,
       `  server { listen 127.0.0.1:${port}; root ${docroot}; location ~ \\.php$ { fastcgi_pass php_plain; ${FASTCGI_PARAMS} } }`,
       `  server { listen 127.0.0.1:${keepPort}; root ${docroot}; location ~ \\.php$ { fastcgi_pass php_keep; fastcgi_keep_conn on; ${FASTCGI_PARAMS} } }`,
       '}',
@@ -187,19 +198,24 @@ export const fastcgiScenario: Scenario = {
     const started: Array<{ stop(): Promise<void> }> = [];
     try {
       progress('fastcgi: starting two php-fpm pools, nginx, polyproxy');
-      const pools = await Promise.all([startPhpFpmPool({ name: 'alpha', listen: 'tcp', children, cpu: loadCpu }), startPhpFpmPool({ name: 'beta', listen: 'unix', children, cpu: loadCpu })]);
-      started.push(...pools);
-      const backends = pools.map((p) => p.endpoint);
-      const nginx = await startNginxFastcgi(ctx.proxyCpu, docroot.dir, backends, 2 * children);
+      // Each target gets its own pair of pools (same config): a kept FastCGI connection pins a php-fpm
+      // worker even while idle, so one target's idle kept connections would starve the next target.
+      const pair = async (tag: string): Promise<string[]> => {
+        const pools = await Promise.all([startPhpFpmPool({ name: `alpha`, tag, listen: 'tcp', children, cpu: loadCpu }), startPhpFpmPool({ name: `beta`, tag, listen: 'unix', children, cpu: loadCpu })]);
+        started.push(...pools);
+        return pools.map((p) => p.endpoint);
+      };
+      const [plainBackends, keepBackends, polyBackends] = [await pair('nginx'), await pair('nginx-keep'), await pair('polyproxy')];
+      const nginx = await startNginxFastcgi(ctx.proxyCpu, docroot.dir, plainBackends, keepBackends, 2 * children);
       started.push(nginx);
       const polyproxy = await startPolyproxyWithConfig(ctx, {
-        listeners: [{ name: 'php', protocol: 'fastcgi', host: '127.0.0.1', port: await freePort(), backends, balance: 'round-robin', documentRoot: docroot.dir, maxConnectionsPerBackend: children }],
+        listeners: [{ name: 'php', protocol: 'fastcgi', host: '127.0.0.1', port: await freePort(), backends: polyBackends, balance: 'round-robin', documentRoot: docroot.dir, maxConnectionsPerBackend: children }],
       });
       started.push(polyproxy);
 
       const targets: Target[] = [
-        { key: 'nginx', label: 'nginx fastcgi_pass (connection per request)', port: nginx.port, pid: nginx.pid },
-        { key: 'nginxKeep', label: 'nginx fastcgi_pass + keepalive, fastcgi_keep_conn on', port: nginx.keepPort, pid: nginx.pid },
+        { key: 'nginx', label: 'nginx fastcgi_pass', port: nginx.port, pid: nginx.pid },
+        { key: 'nginxKeep', label: 'nginx fastcgi_pass keepalive', port: nginx.keepPort, pid: nginx.pid },
         { key: 'polyproxy', label: 'polyproxy fastcgi gateway', port: polyproxy.port, pid: polyproxy.pid },
       ];
       const distribution: Record<string, Record<string, number>> = {};
@@ -234,19 +250,19 @@ export const fastcgiScenario: Scenario = {
           num(median(rs.map((r) => (r.proxyCpu / r.requestsPerSecond) * 1e6)), 1),
         ];
       });
-      const errors = [...runs.values()].flat().filter((r) => r.non2xx > 0 || r.socketErrors !== null);
+      const errors = targets.flatMap((t) => (runs.get(t.key) ?? []).filter((r) => r.non2xx > 0 || r.socketErrors !== null).map((r) => ({ ...r, label: t.label })));
       const met = poly >= TARGET * nginxBest;
       return {
         title: 'FastCGI gateway: wrk, 64 connections, PHP "hello" on two php-fpm pools',
         verdict: `Target ${met ? 'met' : 'missed'}: polyproxy ${num(poly)} req/s = ${ratio(poly, nginxBest)} the better nginx (target ≥ ${TARGET.toFixed(2)}×); ${ratio(poly, best('nginx'))} nginx default, ${ratio(poly, best('nginxKeep'))} nginx with keepalive`,
         tables: [{ table: { headers: ['target', 'req/s (best)', 'req/s per run', 'vs nginx', 'vs nginx keepalive', 'proxy CPU', 'proxy CPU µs/req'], rows } }],
         notes: [
-          `\`wrk ${wrkArgs(0, seconds).join(' ').replace('127.0.0.1:0', '127.0.0.1:<port>')}\` per target; ${rounds} interleaved round(s) (order reversed every other round) after a ${warmup} s warm-up each; best run.${errors.length > 0 ? ` Errors seen: ${errors.map((e) => `${e.non2xx} non-2xx, socket ${e.socketErrors ?? 'ok'}`).join('; ')}.` : ' No non-2xx responses or socket errors.'}`,
+          `\`wrk ${wrkArgs(0, seconds).join(' ').replace('127.0.0.1:0', '127.0.0.1:<port>')}\` per target; ${rounds} interleaved round(s) (order reversed every other round) after a ${warmup} s warm-up each; best run.${errors.length > 0 ? ` Errors seen: ${errors.map((e) => `${e.label}: ${e.non2xx} non-2xx, socket ${e.socketErrors ?? 'ok'}`).join('; ')} (wrk's 2 s request timeout; presumably requests that queued in php-fpm's listen backlog behind workers pinned by kept connections).` : ' No non-2xx responses or socket errors.'}`,
           `${versions.wrk}; nginx ${versions.nginx}; ${versions.phpFpm}.`,
-          `Backends: two php-fpm masters (\`-n\`: no php.ini, so no OPcache for anyone), \`pm = static\`, ${children} children each, pool alpha on 127.0.0.1:<port> and pool beta on a unix socket, script \`<?php echo "hello\\n";\`. Each target spreads requests round-robin over both pools (checked before measuring: 10 requests to /pool.php → ${Object.entries(distribution)
+          `Backends: for each target its own pair of php-fpm masters, configured alike (a kept FastCGI connection pins a php-fpm worker even while idle, so targets sharing pools would starve each other; \`-n\`: no php.ini, so no OPcache for anyone): \`pm = static\`, ${children} children each, pool alpha on 127.0.0.1:<port> and pool beta on a unix socket, script \`<?php echo "hello\\n";\`. Each target spreads requests round-robin over both pools (checked before measuring: 10 requests to /pool.php → ${Object.entries(distribution)
             .map(([k, v]) => `${k} ${JSON.stringify(v)}`)
             .join(', ')}).`,
-          `nginx: \`worker_processes 1\`, \`access_log off\`, Debian's fastcgi_params written out; "keepalive" is \`upstream { keepalive ${2 * children}; }\` + \`fastcgi_keep_conn on\`. polyproxy: one worker, \`logLevel: warn\`, fastcgi listener with \`maxConnectionsPerBackend: ${children}\` (kept FCGI_KEEP_CONN connections; a kept connection pins a php-fpm worker, so no more than the pool's children). ${ctx.proxyCpu < 0 ? 'Nothing is pinned.' : `nginx and polyproxy are pinned to CPU ${ctx.proxyCpu}; php-fpm and wrk share CPU ${loadCpu}, so php-fpm is the bottleneck.`} "proxy CPU" is the proxy's user+system CPU over the run's wall time (100 % = one core); "µs/req" is that CPU per request (medians).`,
+          `nginx: \`worker_processes 1\`, \`access_log off\`, Debian's fastcgi_params written out; "nginx fastcgi_pass" opens a FastCGI connection per request (nginx's default); "keepalive" is \`upstream { keepalive ${2 * children}; }\` + \`fastcgi_keep_conn on\`. polyproxy: one worker, \`logLevel: warn\`, fastcgi listener with \`maxConnectionsPerBackend: ${children}\` (kept FCGI_KEEP_CONN connections; a kept connection pins a php-fpm worker, so no more than the pool's children). ${ctx.proxyCpu < 0 ? 'Nothing is pinned.' : `nginx and polyproxy are pinned to CPU ${ctx.proxyCpu}; php-fpm and wrk share CPU ${loadCpu}, so php-fpm is the bottleneck.`} "proxy CPU" is the proxy's user+system CPU (nginx: master + worker) over the run's wall time (100 % = one core); "µs/req" is that CPU per request (medians).`,
         ],
         data: {
           settings: { seconds, warmup, rounds, connections: CONNECTIONS, children, proxyCpu: ctx.proxyCpu, loadCpu },

@@ -208,6 +208,8 @@ export const fastcgiListenerSchema = z.strictObject({
   healthCheckIntervalMs: positiveMs.default(5000),
   /** FastCGI connections per backend, active + idle (kept with FCGI_KEEP_CONN); keep it ≤ the pool's pm.max_children. */
   maxConnectionsPerBackend: z.number().int().min(1).default(8),
+  /** A kept FastCGI connection idle this long is closed: it pins a php-fpm worker while open. */
+  backendIdleTimeoutMs: positiveMs.default(10000),
   /** Request bodies without Content-Length (chunked) are buffered up to this size to compute CONTENT_LENGTH; larger get 413. */
   maxBufferedBodyBytes: z.number().int().min(0).default(16 * 1024 * 1024),
   /** Extra FastCGI params for every request (nginx `fastcgi_param`), e.g. APP_ENV. */

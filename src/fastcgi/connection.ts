@@ -88,7 +88,11 @@ export class FastCgiConnection {
     this.#parser = new RecordParser((type, requestId, content) => this.#record(type, requestId, content));
     socket.on('data', (chunk: Buffer) => this.#data(chunk));
     socket.on('drain', () => this.#handler?.onDrain?.());
-    socket.on('timeout', () => this.#fail(new FastCgiError('FCGI_ERR_READ_TIMEOUT', `${endpoint.label} sent nothing for ${this.#timeoutMs} ms`)));
+    // The socket's inactivity timer stays armed between requests (re-arming it per request costs two timer
+    // operations); firing while idle means nothing: idle connections are the pool's business.
+    socket.on('timeout', () => {
+      if (this.#handler !== null) this.#fail(new FastCgiError('FCGI_ERR_READ_TIMEOUT', `${endpoint.label} sent nothing for ${this.#timeoutMs} ms`));
+    });
     socket.on('error', (err: Error) => this.#fail(this.#closedError(`connection to ${endpoint.label} failed: ${err.message}`, err)));
     socket.on('close', () => {
       this.#closed = true;
@@ -128,8 +132,10 @@ export class FastCgiConnection {
     this.#handler = handler;
     this.#keepConn = options.keepConn;
     this.#gotOutput = false;
-    this.#timeoutMs = options.timeoutMs;
-    this.socket.setTimeout(options.timeoutMs);
+    if (this.#timeoutMs !== options.timeoutMs) {
+      this.#timeoutMs = options.timeoutMs;
+      this.socket.setTimeout(options.timeoutMs);
+    }
     // The previous request's consumer may have paused reading (backpressure) just before its END_REQUEST.
     this.socket.resume();
     const stdin = options.stdin ?? null;
@@ -230,7 +236,6 @@ export class FastCgiConnection {
       }
       this.#handler = null;
       this.requests++;
-      this.socket.setTimeout(0);
       if (!this.#keepConn) {
         this.#reusable = false;
         this.socket.end();

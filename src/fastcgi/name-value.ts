@@ -27,27 +27,30 @@ function writeLength(out: Buffer, at: number, n: number): number {
   return at + 4;
 }
 
-/** Encodes pairs into one buffer (UTF-8). Throws FCGI_ERR_INVALID_ARGUMENT for an empty name. */
+/** Encodes pairs into one buffer (UTF-8), sized first and written in place (no Buffer per pair). Throws FCGI_ERR_INVALID_ARGUMENT for an empty name. */
 export function encodeNameValuePairs(pairs: NameValuePairs): Buffer {
-  const encoded: Array<[Buffer, Buffer]> = [];
+  const strings: string[] = [];
+  const lengths: number[] = [];
   let size = 0;
   for (const [name, value] of entriesOf(pairs)) {
     if (name.length === 0) throw new FastCgiError('FCGI_ERR_INVALID_ARGUMENT', 'a FastCGI parameter name cannot be empty');
-    const n = Buffer.from(name, 'utf8');
-    const v = Buffer.from(String(value), 'utf8');
-    if (n.length > MAX_NAME_VALUE_LENGTH || v.length > MAX_NAME_VALUE_LENGTH) throw new FastCgiError('FCGI_ERR_INVALID_ARGUMENT', `parameter ${name} is too long`);
-    encoded.push([n, v]);
-    size += lengthSize(n.length) + lengthSize(v.length) + n.length + v.length;
+    const text = typeof value === 'string' ? value : String(value);
+    const n = Buffer.byteLength(name, 'utf8');
+    const v = Buffer.byteLength(text, 'utf8');
+    if (n > MAX_NAME_VALUE_LENGTH || v > MAX_NAME_VALUE_LENGTH) throw new FastCgiError('FCGI_ERR_INVALID_ARGUMENT', `parameter ${name} is too long`);
+    strings.push(name, text);
+    lengths.push(n, v);
+    size += lengthSize(n) + lengthSize(v) + n + v;
   }
   const out = Buffer.allocUnsafe(size);
   let at = 0;
-  for (const [n, v] of encoded) {
-    at = writeLength(out, at, n.length);
-    at = writeLength(out, at, v.length);
-    out.set(n, at);
-    at += n.length;
-    out.set(v, at);
-    at += v.length;
+  for (let i = 0; i < strings.length; i += 2) {
+    const n = lengths[i] as number;
+    const v = lengths[i + 1] as number;
+    at = writeLength(out, at, n);
+    at = writeLength(out, at, v);
+    at += out.write(strings[i] as string, at, n, 'utf8');
+    at += out.write(strings[i + 1] as string, at, v, 'utf8');
   }
   return out;
 }

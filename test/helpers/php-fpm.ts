@@ -19,7 +19,8 @@ import { serviceMissing } from './services.ts';
 
 /** The newest /usr/sbin/php-fpm* binary (Debian names it php-fpmX.Y), or null. */
 export function phpFpmBinary(): string | null {
-  if (process.env.PHP_FPM_BIN !== undefined) return process.env.PHP_FPM_BIN;
+  // PHP_FPM_BIN picks another binary (and lets a test run pretend php-fpm is missing).
+  if (process.env.PHP_FPM_BIN !== undefined) return existsSync(process.env.PHP_FPM_BIN) ? process.env.PHP_FPM_BIN : null;
   let names: string[];
   try {
     names = readdirSync('/usr/sbin').filter((n) => /^php-fpm[\d.]*$/.test(n));
@@ -48,6 +49,7 @@ export const PHP_SCRIPTS: Record<string, string> = {
   'sleep.php': `<?php usleep((int)($_GET['ms'] ?? 1000) * 1000); echo 'slept';`,
   'big.php': `<?php $n = (int)($_GET['bytes'] ?? 1048576); $chunk = str_repeat('x', 65536); while ($n > 0) { $k = min($n, 65536); echo substr($chunk, 0, $k); $n -= $k; }`,
   'hello.php': `<?php echo "hello\\n";`,
+  'badheader.php': `<?php header("X-Bad: a\\x01b"); echo 'x';`,
   'sub/index.php': `<?php echo 'sub index ', $_SERVER['SCRIPT_NAME'], ' ', $_SERVER['PATH_INFO'] ?? '-';`,
 };
 

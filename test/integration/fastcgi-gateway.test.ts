@@ -13,6 +13,8 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { FastCgiClusterProxy } from '../../src/fastcgi/cluster-proxy.ts';
+import { Cluster } from '../../src/fastcgi/collections.ts';
 import { BIN, startCli, writeConfig } from '../helpers/cli.ts';
 import type { RunningCli } from '../helpers/cli.ts';
 import { phpFpmMissing, startPhpFpm, writeDocroot } from '../helpers/php-fpm.ts';
@@ -40,7 +42,7 @@ before(async () => {
   ]);
   gammaPort = Number(gamma.endpoint.split(':')[1]);
   // A kept FastCGI connection pins a php-fpm worker, so the listeners sharing a pool
-  // stay within its 8 children: 4 (rr) + 1 + 1 + 1.
+  // stay within its 8 children: 4 (rr) + 1 + 1 + 1 + 1.
   const common = { protocol: 'fastcgi', host: '127.0.0.1', port: 0, documentRoot: docroot, maxConnectionsPerBackend: 1 };
   const file = await writeConfig({
     workers: 1,
@@ -50,6 +52,7 @@ before(async () => {
       { ...common, name: 'slow', backends: [alpha.endpoint], backendTimeoutMs: 300 },
       { ...common, name: 'dead', backends: ['127.0.0.1:1'], healthCheckIntervalMs: 60000 },
       { ...common, name: 'failover', backends: [gamma.endpoint, alpha.endpoint], healthCheckIntervalMs: 100 },
+      { ...common, name: 'tiny', backends: [alpha.endpoint], maxBufferedBodyBytes: 10 },
     ],
   });
   cli = await startCli(['--config', file]);
@@ -160,6 +163,8 @@ describe('fastcgi gateway listener with php-fpm', () => {
     const dump = JSON.parse(chunked.body.toString()) as { server: Record<string, string>; post: Record<string, string> };
     assert.equal(dump.server.CONTENT_LENGTH, '7');
     assert.deepEqual(dump.post, { x: '1', y: '2' });
+    const tooLarge = await request('tiny', '/server.php', { method: 'POST', body: [Buffer.alloc(8), Buffer.alloc(8)] });
+    assert.equal(tooLarge.status, 413);
   });
 
   it('a PHP fatal error gives 500 and its stderr is logged', async (t) => {
@@ -171,6 +176,17 @@ describe('fastcgi gateway listener with php-fpm', () => {
     assert.equal(line.uri, '/fatal.php');
     assert.match(String(line.stderr), /PHP Fatal error/);
     // The connection is still good for the next request.
+    assert.equal((await request('rr', '/pool.php')).status, 200);
+  });
+
+  it('502 when PHP sends a header HTTP cannot carry; HEAD gets the head only', async (t) => {
+    if (skip !== null) return t.skip(skip);
+    const bad = await request('rr', '/badheader.php');
+    assert.equal(bad.status, 502);
+    assert.equal(bad.headers['x-polyproxy-error'], 'PP_ERR_BACKEND_UNREACHABLE');
+    const head = await request('rr', '/index.php', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.body.length, 0);
     assert.equal((await request('rr', '/pool.php')).status, 200);
   });
 
@@ -234,4 +250,24 @@ describe('fastcgi gateway listener with php-fpm', () => {
       return true;
     });
   });
+
+  // Last: it stops the proxy.
+  it('SIGTERM drains: a request in flight completes, then the process exits 0', async (t) => {
+    if (skip !== null) return t.skip(skip);
+    const inFlight = request('rr', '/sleep.php?ms=700');
+    // Signal once a php-fpm worker is running the request (read from the pools' status pages).
+    const cluster = new FastCgiClusterProxy(Cluster.of(alpha.endpoint, beta.endpoint), { keepAlive: false });
+    for (;;) {
+      const statuses = await cluster.getStatus();
+      if (statuses.some((st) => st.status?.processes.some((p) => p.state === 'Running' && p.requestUri === '/sleep.php?ms=700'))) break;
+    }
+    cluster.close();
+    cli.child.kill('SIGTERM');
+    const reply = await inFlight;
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body.toString(), 'slept');
+    assert.equal(reply.headers.connection, 'close');
+    assert.deepEqual(await cli.exited, { code: 0, signal: null });
+  });
 });
+

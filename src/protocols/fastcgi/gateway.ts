@@ -45,11 +45,14 @@ export interface GatewaySettings {
   readonly requestTimeoutMs: number;
   readonly healthCheckIntervalMs: number;
   readonly maxConnectionsPerBackend: number;
+  readonly backendIdleTimeoutMs: number;
   readonly maxBufferedBodyBytes: number;
   /** Concurrent client connections (0 = no limit). */
   readonly maxConnections: number;
 }
 
+/** Body bytes held back with the head before streaming starts anyway. */
+const HOLD_LIMIT = 64 * 1024;
 /** Most stderr bytes kept per request for the log line. */
 const MAX_STDERR_LOG = 8192;
 /** Response headers that describe the FastCGI hop, not the HTTP one. */
@@ -80,7 +83,7 @@ export class FastCgiGateway implements ProxyListener {
           maxConnections: settings.maxConnectionsPerBackend,
           maxIdle: settings.maxConnectionsPerBackend,
           // An idle kept connection pins a php-fpm worker; free it when traffic stops.
-          idleTimeoutMs: Math.min(settings.keepAliveTimeoutMs, 30000),
+          idleTimeoutMs: settings.backendIdleTimeoutMs,
           queueTimeoutMs: settings.backendTimeoutMs,
         }),
     );
@@ -95,7 +98,7 @@ export class FastCgiGateway implements ProxyListener {
     if (settings.maxConnections > 0) this.#server.maxConnections = settings.maxConnections;
     this.#server.on('connection', (socket: Socket) => this.#accept(socket));
     this.#server.on('drop', () => this.counters.refused++);
-    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => new Exchange(this, req, res).start());
+    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => new Exchange(this, req, res).run());
     this.#server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
       this.log.debug({ code: err.code, err: err.message }, 'fastcgi gateway: bad client request');
       if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
@@ -199,6 +202,12 @@ class Exchange implements ExchangeHandler {
   buffered: Buffer | null = null;
   params: Buffer | null = null;
   headParser: CgiHeadParser | null = new CgiHeadParser();
+  /** The parsed head while the first body bytes are held back (see onStdout). */
+  head: CgiHead | null = null;
+  /** Body bytes held back with the head: a response that ends in the same read goes out in one write with Content-Length. */
+  held: Buffer[] | null = null;
+  heldBytes = 0;
+  flushQueued = false;
   stderr: Buffer[] | null = null;
   stderrBytes = 0;
   attempts = 0;
@@ -226,6 +235,21 @@ class Exchange implements ExchangeHandler {
     this.req = req;
     this.res = res;
   }
+
+  /** Never throws: a bug or a surprise becomes a 5xx for this request, not a crashed process. */
+  run(): void {
+    try {
+      this.start();
+    } catch (err) {
+      this.fail(toGatewayError(err));
+    }
+  }
+
+  readonly onUnexpected = (err: unknown): void => {
+    if (this.conn !== null && this.pool !== null) this.pool.discard(this.conn);
+    this.conn = null;
+    this.fail(toGatewayError(err));
+  };
 
   start(): void {
     this.res.once('close', this.onResponseClose);
@@ -260,16 +284,18 @@ class Exchange implements ExchangeHandler {
       contentLength,
     };
     if (this.bodyMode === BODY_BUFFERED) {
-      void this.bufferBody().then((body) => {
-        if (body === null) return;
-        this.buffered = body;
-        this.params = encodeNameValuePairs(buildParams({ ...facts, contentLength: String(body.length) }, target, this.gw.paramsSettings));
-        void this.connect();
-      });
+      this.bufferBody()
+        .then((body) => {
+          if (body === null) return;
+          this.buffered = body;
+          this.params = encodeNameValuePairs(buildParams({ ...facts, contentLength: String(body.length) }, target, this.gw.paramsSettings));
+          return this.connect();
+        })
+        .catch(this.onUnexpected);
       return;
     }
     this.params = encodeNameValuePairs(buildParams(facts, target, this.gw.paramsSettings));
-    void this.connect();
+    this.connect().catch(this.onUnexpected);
   }
 
   /** A chunked body, whole (PHP needs CONTENT_LENGTH); null when it was refused or the client left. */
@@ -341,6 +367,12 @@ class Exchange implements ExchangeHandler {
     }
   }
 
+  /**
+   * The head and the first body bytes are held until the end of the current
+   * read (a microtask): a small response whose FCGI_END_REQUEST arrives in
+   * the same read is sent with Content-Length in one write instead of a
+   * chunked head, body and terminator. Anything longer streams.
+   */
   onStdout(chunk: Buffer): void {
     if (this.done) return;
     const parser = this.headParser;
@@ -348,12 +380,38 @@ class Exchange implements ExchangeHandler {
       const parsed = parser.push(chunk);
       if (parsed === undefined) return;
       this.headParser = null;
-      this.writeHead(parsed.head);
-      if (parsed.rest.length > 0) this.write(parsed.rest);
+      this.head = parsed.head;
+      this.held = [];
+      if (parsed.rest.length > 0) this.hold(parsed.rest);
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(this.flushHeld);
+      }
+      return;
+    }
+    if (this.held !== null) {
+      this.hold(chunk);
       return;
     }
     this.write(chunk);
   }
+
+  hold(chunk: Buffer): void {
+    (this.held as Buffer[]).push(chunk);
+    this.heldBytes += chunk.length;
+    if (this.heldBytes >= HOLD_LIMIT) this.flushHeld();
+  }
+
+  /** Starts streaming: head (chunked or the application's own Content-Length), then what was held. */
+  readonly flushHeld = (): void => {
+    const held = this.held;
+    if (held === null || this.done) return;
+    this.held = null;
+    if (!this.writeHead(this.head as CgiHead, -1)) return;
+    this.head = null;
+    this.heldBytes = 0;
+    for (const chunk of held) this.write(chunk);
+  };
 
   write(chunk: Buffer): void {
     this.gw.counters.bytesOut += chunk.length;
@@ -363,14 +421,34 @@ class Exchange implements ExchangeHandler {
     }
   }
 
-  writeHead(head: CgiHead): void {
+  /**
+   * `contentLength` ≥ 0: the whole body is known (added unless the
+   * application sent one or the status has no body). False when node:http
+   * refused a header from the application (invalid characters): the request
+   * then failed with 502 and the connection was dropped.
+   */
+  writeHead(head: CgiHead, contentLength: number): boolean {
     const flat: string[] = [];
+    let hasLength = false;
     for (const [name, value] of head.headers) {
-      if (HOP_HEADERS.has(name.toLowerCase())) continue;
+      const lower = name.toLowerCase();
+      if (HOP_HEADERS.has(lower)) continue;
+      if (lower === 'content-length') hasLength = true;
       flat.push(name, value);
     }
+    if (contentLength >= 0 && !hasLength && this.req.method !== 'HEAD' && head.status >= 200 && head.status !== 204 && head.status !== 304) flat.push('Content-Length', String(contentLength));
     if (this.gw.draining) flat.push('connection', 'close');
-    this.res.writeHead(head.status, head.statusText === '' ? undefined : head.statusText, flat);
+    try {
+      this.res.writeHead(head.status, head.statusText === '' ? undefined : head.statusText, flat);
+      return true;
+    } catch (err) {
+      this.done = false;
+      this.held = null;
+      if (this.conn !== null && this.pool !== null) this.pool.discard(this.conn);
+      this.conn = null;
+      this.fail(new PolyproxyError('BACKEND_UNREACHABLE', `invalid response head from the backend: ${(err as Error).message}`, { source: 'backend', cause: err }));
+      return false;
+    }
   }
 
   onStderr(chunk: Buffer): void {
@@ -394,6 +472,17 @@ class Exchange implements ExchangeHandler {
       return;
     }
     this.done = true;
+    const held = this.held;
+    if (held !== null) {
+      // The whole response arrived in one read: one write, with Content-Length.
+      this.held = null;
+      const body = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, this.heldBytes);
+      if (!this.writeHead(this.head as CgiHead, body.length)) return;
+      this.head = null;
+      this.gw.counters.bytesOut += body.length;
+      this.res.end(body);
+      return;
+    }
     this.res.end();
   }
 
@@ -408,9 +497,10 @@ class Exchange implements ExchangeHandler {
     if (this.done) return;
     // A kept-alive connection php-fpm had closed (a worker recycled by pm.max_requests): once more on a fresh one.
     if (err.retryable && err.code === 'FCGI_ERR_CONNECTION_CLOSED' && this.attempts === 1 && this.bodyMode !== BODY_STREAM && this.headParser !== null) {
-      void this.connect();
+      this.connect().catch(this.onUnexpected);
       return;
     }
+    this.held = null;
     if (!this.res.headersSent) {
       this.fail(toGatewayError(err));
       return;

@@ -27,6 +27,7 @@ export function createFastCgiGateway(config: FastCgiListenerConfig, options: { n
       requestTimeoutMs: config.requestTimeoutMs,
       healthCheckIntervalMs: config.healthCheckIntervalMs,
       maxConnectionsPerBackend: config.maxConnectionsPerBackend,
+      backendIdleTimeoutMs: config.backendIdleTimeoutMs,
       maxBufferedBodyBytes: config.maxBufferedBodyBytes,
       maxConnections: config.maxConnections,
     },

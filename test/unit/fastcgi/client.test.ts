@@ -90,7 +90,9 @@ describe('FastCGI client', () => {
       ]),
     );
     const client = new FastCgiClient();
-    const first = await client.sendRequest(s.address, new PostRequest('/srv/app.php', { a: '1', b: ['x', 'y'] }));
+    const passed: string[] = [];
+    const first = await client.sendRequest(s.address, new PostRequest('/srv/app.php', { a: '1', b: ['x', 'y'] }).addPassThroughCallbacks((chunk, stream) => passed.push(`${stream}:${chunk.length}`)));
+    assert.deepEqual(passed, ['stderr:6', `stdout:${first.output.length}`]);
     assert.equal(first.status, 201);
     assert.equal(first.statusText, 'Created');
     assert.equal(first.header('content-type'), 'text/plain');
