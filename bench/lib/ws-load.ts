@@ -12,14 +12,18 @@
  *   close       → close every client                    → {"type":"closed"}
  * Prints {"type":"ready"} at start; exits when stdin closes or on SIGTERM.
  *
- *   node bench/lib/ws-load.ts --port N [--host H] [--prefix p] [--interval-ms 10000]
+ * `--local-address` binds the clients' side (a distinct 127.0.0.x per load
+ * process: one source address has only the ephemeral port range, ~28,000
+ * ports, towards the bridge's one address and port).
+ *
+ *   node bench/lib/ws-load.ts --port N [--host H] [--local-address A] [--prefix p] [--interval-ms 10000]
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 
 const { values } = parseArgs({
-  options: { host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, prefix: { type: 'string', default: 'c' }, 'interval-ms': { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '64' } },
+  options: { host: { type: 'string', default: '127.0.0.1' }, 'local-address': { type: 'string' }, port: { type: 'string' }, prefix: { type: 'string', default: 'c' }, 'interval-ms': { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '64' } },
 });
 if (values.port === undefined) throw new Error('--port is required');
 const base = `ws://${values.host}:${values.port}/${values.prefix}`;
@@ -70,7 +74,7 @@ function onError(this: WebSocket, err: Error): void {
 function openOne(): Promise<void> {
   const index = nextIndex++;
   return new Promise((resolve) => {
-    const ws = new WebSocket(`${base}${index}`, { perMessageDeflate: false, handshakeTimeout: 30_000 }) as LoadClient;
+    const ws = new WebSocket(`${base}${index}`, { perMessageDeflate: false, handshakeTimeout: 30_000, ...(values['local-address'] === undefined ? {} : { localAddress: values['local-address'] }) }) as LoadClient;
     ws._slot = index % SLOTS;
     ws._out = 0;
     ws.once('open', () => {

@@ -16,9 +16,12 @@
  * bench/lib/ws2api-server.ts.
  *
  * Env: BENCH_WSB_CLIENTS (45000), BENCH_WSB_STEPS (3), BENCH_WSB_PROCESSES
- * (load processes, 4), BENCH_WSB_WORKERS (bridge workers, 4), BENCH_WSB_RATE
- * (new connections per second over all load processes, 900),
- * BENCH_WSB_SUSTAIN (seconds measured at the top, 60).
+ * (load processes, 4), BENCH_WSB_WORKERS (bridge workers, 3), BENCH_WSB_RATE
+ * (new connections per second over all load processes, 600),
+ * BENCH_WSB_SUSTAIN (seconds measured at the top, 45), BENCH_WSB_PIN=1 (pin
+ * the bridge to the proxy CPU like other scenarios; by default its workers
+ * and the API share both cores with the load, as one core cannot carry
+ * several bridge workers, the ramp and 4,500 msg/s).
  */
 import path from 'node:path';
 import { freePort, sleep } from '../lib/net.ts';
@@ -124,9 +127,11 @@ export const wsBridgeScenario: Scenario = {
     const clients = envNumber('BENCH_WSB_CLIENTS', 45_000);
     const stepCount = Math.max(2, envNumber('BENCH_WSB_STEPS', 3));
     const loadProcesses = Math.max(1, envNumber('BENCH_WSB_PROCESSES', 4));
-    const workers = Math.max(1, envNumber('BENCH_WSB_WORKERS', 4));
-    const rate = envNumber('BENCH_WSB_RATE', 900);
-    const sustainSeconds = envNumber('BENCH_WSB_SUSTAIN', 60);
+    const workers = Math.max(1, envNumber('BENCH_WSB_WORKERS', 3));
+    const rate = envNumber('BENCH_WSB_RATE', 600);
+    const sustainSeconds = envNumber('BENCH_WSB_SUSTAIN', 45);
+    const pin = process.env.BENCH_WSB_PIN === '1';
+    const bridgeCpu = pin ? ctx.proxyCpu : -1;
     const perProcessMax = Math.ceil(clients / loadProcesses);
     if (perProcessMax > 19_000) throw new Error(`${perProcessMax} clients per load process is over the 20,000 open-file limit: raise BENCH_WSB_PROCESSES`);
     if (Math.ceil(clients / workers) > 17_000) throw new Error(`about ${Math.ceil(clients / workers)} connections per bridge worker leaves too little room under 20,000 open files: raise BENCH_WSB_WORKERS`);
@@ -134,13 +139,13 @@ export const wsBridgeScenario: Scenario = {
     const stoppers: Array<() => Promise<void>> = [];
     try {
       progress('ws-bridge: starting the API and the bridge');
-      const [apiCmd, apiArgs] = pinned(clientCpu(ctx), ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws2api-server.ts')]);
+      const [apiCmd, apiArgs] = pinned(pin ? clientCpu(ctx) : -1, ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws2api-server.ts')]);
       const api = spawnTracked(apiCmd, apiArgs, { name: 'ws2api-server', cwd: ctx.root, stdin: true });
       stoppers.unshift(() => api.stop('SIGTERM', 5000));
       const apiPort = (JSON.parse(await api.waitForOutput(/"type":"ready"/, 15_000)) as { port: number }).port;
 
       const bridgePort = await freePort();
-      const bridge = await startPolyproxyWithConfig(ctx, { workers, listeners: [{ name: 'ws', protocol: 'ws-bridge', host: '127.0.0.1', port: bridgePort, api: `http://127.0.0.1:${apiPort}/api/` }] }, 'polyproxy-ws-bridge');
+      const bridge = await startPolyproxyWithConfig({ ...ctx, proxyCpu: bridgeCpu }, { workers, listeners: [{ name: 'ws', protocol: 'ws-bridge', host: '127.0.0.1', port: bridgePort, api: `http://127.0.0.1:${apiPort}/api/` }] }, 'polyproxy-ws-bridge');
       stoppers.unshift(() => bridge.stop());
       const readyLine = bridge.proc.stdoutLines.find((l) => l.includes('polyproxy ready')) ?? '{}';
       const workerPids = (JSON.parse(readyLine) as { pids?: number[] }).pids ?? [];
@@ -148,7 +153,7 @@ export const wsBridgeScenario: Scenario = {
 
       const load: Tracked[] = [];
       for (let i = 0; i < loadProcesses; i++) {
-        const proc = spawnTracked(ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws-load.ts'), '--port', String(bridgePort), '--prefix', `p${i}-`, '--interval-ms', String(INTERVAL_MS)], { name: `ws-load-${i}`, cwd: ctx.root, stdin: true });
+        const proc = spawnTracked(ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws-load.ts'), '--port', String(bridgePort), '--prefix', `p${i}-`, '--local-address', `127.0.0.${10 + i}`, '--interval-ms', String(INTERVAL_MS)], { name: `ws-load-${i}`, cwd: ctx.root, stdin: true });
         stoppers.unshift(() => proc.stop('SIGTERM', 5000));
         await proc.waitForOutput(/"type":"ready"/, 15_000);
         load.push(proc);
@@ -182,6 +187,7 @@ export const wsBridgeScenario: Scenario = {
         progress(`ws-bridge: ${num(target)} clients, reading RSS`);
         const rss = await medianRss(pids);
         steps.push({ clients: target, bridgeRssKb: rss.total, perProcessRssKb: rss.each, rampSeconds });
+        progress(`ws-bridge: ${num(target)} clients, bridge RSS ${num(rss.total / 1024, 1)} MB (${rss.each.map((kb) => num(kb / 1024, 1)).join(', ')})`);
       }
 
       // Every client has had a full interval to start sending before the window opens.
@@ -268,15 +274,15 @@ export const wsBridgeScenario: Scenario = {
           },
         ],
         notes: [
-          `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, \`ws\` clients, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total; each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
-          `Bridge: polyproxy \`ws-bridge\` listener, ${workers} workers (SO_REUSEPORT), defaults (ordered, pool max 10,000 / idle 1,000 / 60 s), ${ctx.proxyCpu < 0 ? 'unpinned' : `pinned to CPU ${ctx.proxyCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty)${clientCpu(ctx) < 0 ? '' : `, pinned to CPU ${clientCpu(ctx)}`}.`,
+          `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, \`ws\` clients, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total, each process from its own source address (127.0.0.10, .11, …: one address has only ~28,000 ephemeral ports towards the bridge's one port); each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
+          `Bridge: polyproxy \`ws-bridge\` listener, ${workers} workers (SO_REUSEPORT), defaults (ordered, pool max 10,000 / idle 1,000 / 60 s), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty)${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
           `Memory per connection = least-squares slope of the bridge's total RSS (supervisor + workers, VmRSS) against open clients at ${steps.map((s) => num(s.clients)).join(', ')}, read while the messages flow (their rate grows with the clients, so in-flight buffers are part of it). A warm-up of ${WARMUP_PER_PROCESS * loadProcesses} clients for one interval precedes the 0 reading.`,
           `Messages/s: replies received by the clients during a ${sustainSeconds} s window opened one full interval after the last client connected; "sustained" means ≥ 98% of the offered ${num(offered)} msg/s.`,
           'This 2-core machine is shared: load generators, API and bridge run on it together, and other engineers ran tests at the same time, so figures are noisy; compare within a run.',
           'The Go original (mevdschee/ws2api) reports 250,000 clients at 25,000 msg/s within 32 GB on a bigger machine (not measured here).',
         ],
         data: {
-          settings: { clients, steps: stepCount, loadProcesses, workers, rate, sustainSeconds, intervalMs: INTERVAL_MS, proxyCpu: ctx.proxyCpu, targetKb: TARGET_KB },
+          settings: { clients, steps: stepCount, loadProcesses, workers, rate, sustainSeconds, intervalMs: INTERVAL_MS, proxyCpu: bridgeCpu, targetKb: TARGET_KB },
           steps,
           topRss,
           regression,

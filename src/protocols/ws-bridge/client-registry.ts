@@ -104,7 +104,8 @@ export class ClientRegistry {
     const dead = now - this.#deadPeerTimeoutMs;
     const quiet = now - this.#pingIntervalMs / 2;
     for (const client of this.#clients.values()) {
-      if (client.ws.readyState !== 1 /* OPEN */) continue;
+      // Paused (ordered mode, waiting for the API): its pongs are not read yet, so silence proves nothing.
+      if (client.ws.readyState !== 1 /* OPEN */ || client.ws.isPaused) continue;
       if (client.lastSeen <= dead) {
         client.serverReason = 'dead peer: no pong';
         client.ws.terminate();

@@ -6,6 +6,7 @@ import type { ClientOwner, TaggedSocket } from '../../../../src/protocols/ws-bri
 
 class FakeSocket {
   readyState = 1;
+  isPaused = false;
   pings = 0;
   terminated = false;
   ping(): void {
@@ -41,6 +42,19 @@ test('sweep: pings quiet clients, cuts off silent ones, leaves recently active o
   assert.equal(silent.c.serverReason, 'dead peer: no pong');
   assert.equal(quiet.ws.terminated, false);
   assert.equal(quiet.ws.pings, 2);
+  registry.stop();
+});
+
+test('sweep: a paused client (waiting for the API in ordered mode) is neither pinged nor cut off', () => {
+  const registry = new ClientRegistry(1000, 2500);
+  const paused = client(registry, 'paused', 0);
+  paused.ws.isPaused = true;
+  registry.sweep(5000);
+  assert.equal(paused.ws.terminated, false);
+  assert.equal(paused.ws.pings, 0);
+  paused.ws.isPaused = false;
+  registry.sweep(5000);
+  assert.equal(paused.ws.terminated, true);
   registry.stop();
 });
 
