@@ -50,6 +50,18 @@ export function borrowRead(nread: number): Buffer {
   return chunk;
 }
 
+/**
+ * Like borrowRead, for any bytes (usually a part of the read that just
+ * happened, e.g. the body after an HTTP head): copied into the spare, valid
+ * until the next read. Call settleBorrowed(peer) right after writing them.
+ */
+export function borrowBytes(bytes: Buffer): Buffer {
+  if (bytes.length > spare.length) return Buffer.from(bytes);
+  const chunk = spare.subarray(0, bytes.length);
+  bytes.copy(chunk, 0);
+  return chunk;
+}
+
 const kLent = Symbol('polyproxy.lentBuffer');
 type LendingSocket = Socket & { [kLent]?: Buffer | null };
 /** Buffers whose queued writes finished, ready to be the spare again (bounded). */

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startCli, writeConfig } from '../helpers/cli.ts';
@@ -88,7 +89,8 @@ describe('http listener: per-backend connection limit', () => {
       security: { allowBackends: ['127.0.0.0/8'] },
       routes: { 'app.test': backend.endpoint },
       listeners: [
-        { name: 'queue', protocol: 'http', host: '127.0.0.1', port: 0, pool: { maxConnectionsPerBackend: 2, queueTimeoutMs: 30000 } },
+        // maxHeadBytes bounds pipelined bytes too (2×): small, so a body taken for them would be refused at once.
+        { name: 'queue', protocol: 'http', host: '127.0.0.1', port: 0, maxHeadBytes: 4096, pool: { maxConnectionsPerBackend: 2, queueTimeoutMs: 30000 } },
         { name: 'short', protocol: 'http', host: '127.0.0.1', port: 0, pool: { maxConnectionsPerBackend: 1, queueTimeoutMs: 50 } },
         { name: 'noqueue', protocol: 'http', host: '127.0.0.1', port: 0, pool: { maxConnectionsPerBackend: 1, maxQueue: 0 } },
       ],
@@ -138,4 +140,28 @@ describe('http listener: per-backend connection limit', () => {
       assert.equal((await again).status, 200);
     });
   }
+
+  it('a request body that arrives while the request waits for a slot waits with it (not taken for pipelined bytes)', async () => {
+    const port = cli.port('queue');
+    const held = [get(port, '/h1'), get(port, '/h2')];
+    const releases = [await backend.nextRequest(), await backend.nextRequest()]; // both slots taken
+    const body = Buffer.alloc(400 * 1024, 0x61);
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (text: string) => (answer += text));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(`POST /post HTTP/1.1\r\nHost: app.test\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the head is in: waiting for a slot
+    socket.write(body);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(answer, '', 'nothing answered while the request waits');
+    for (const release of releases) release();
+    (await backend.nextRequest())();
+    await closed;
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.match(answer, /ok \/post$/);
+    for (const r of await Promise.all(held)) assert.equal(r.status, 200);
+  });
 });

@@ -282,6 +282,17 @@ describe('http listener', () => {
     assert.equal(got.digest('hex'), expected.digest('hex'));
   });
 
+  it('reads a body sent with its head only once the backend is there (first request to a host: routed and connected asynchronously)', async () => {
+    // Head and a 400 KiB body in one write: the proxy must not take the body for pipelined bytes.
+    const body = randomBytes(400 * 1024);
+    const head = `POST /hash HTTP/1.1\r\nHost: upload.b.test\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+    const answer = await raw(port, Buffer.concat([Buffer.from(head, 'latin1'), body]));
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    const result = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { bytes: number; sha256: string };
+    assert.equal(result.bytes, body.length);
+    assert.equal(result.sha256, createHash('sha256').update(body).digest('hex'));
+  });
+
   it('works with curl, including Expect: 100-continue on an upload', async () => {
     const { stdout } = await execFileAsync('/usr/bin/curl', ['-sS', '-H', 'Host: a.test', `${base}/curl`]);
     assert.equal((JSON.parse(stdout) as { url: string }).url, '/curl');

@@ -43,8 +43,22 @@ export interface HttpHead {
   readonly minor: number;
   /** Response: status code; request: 0. */
   readonly status: number;
-  /** Header fields in order, names as sent. */
+  /** Header fields in order, names as sent (built on each access from `raw`: the hot path reads `fields`). */
   readonly headers: Array<[string, string]>;
+  /**
+   * The head's bytes, request or status line through the blank line. A
+   * view into the parsed buffer: whoever keeps the head past that buffer's
+   * life (a read from the shared read buffer) replaces it with a copy.
+   */
+  raw: Buffer;
+  /**
+   * Per header field, four offsets into `raw`: name start, name end, value
+   * start, value end (value without surrounding whitespace). The line ends
+   * with CRLF right after the value's trailing whitespace, if any.
+   */
+  readonly fields: readonly number[];
+  /** Offset in `raw` just past the request or status line's CRLF. */
+  readonly lineEnd: number;
   /** Request: the Host header (undefined when absent). */
   readonly host: string | undefined;
   readonly framing: Framing;
@@ -57,6 +71,85 @@ export interface HttpHead {
   readonly expectContinue: boolean;
   /** Lowercased tokens of the Connection header (hop-by-hop names to strip). */
   readonly connection: readonly string[];
+  /** A field named x-forwarded-for, -proto or -host is present (any case). */
+  readonly forwarded: boolean;
+  /** The Accept field's value (to answer errors in a format the client takes). */
+  readonly accept: string | undefined;
+}
+
+/**
+ * A parsed head. Header names and values stay bytes in `raw` (offsets in
+ * `fields`): only the fields the proxy acts on become strings, so a
+ * forwarded head is copied, not rebuilt from strings.
+ */
+class ParsedHead implements HttpHead {
+  readonly #method: string | null;
+  readonly #targetStart: number;
+  readonly #targetEnd: number;
+  readonly minor: number;
+  readonly status: number;
+  raw: Buffer;
+  readonly fields: readonly number[];
+  readonly lineEnd: number;
+  readonly host: string | undefined;
+  readonly framing: Framing;
+  readonly contentLength: number;
+  readonly keepAlive: boolean;
+  readonly upgrade: string | undefined;
+  readonly expectContinue: boolean;
+  readonly connection: readonly string[];
+  readonly forwarded: boolean;
+  readonly accept: string | undefined;
+
+  constructor(
+    raw: Buffer,
+    lineEnd: number,
+    method: string | null,
+    targetStart: number,
+    targetEnd: number,
+    minor: number,
+    status: number,
+    fields: Fields,
+    framing: Framing,
+    contentLength: number,
+    keepAlive: boolean,
+    expectContinue: boolean,
+  ) {
+    this.raw = raw;
+    this.lineEnd = lineEnd;
+    this.#method = method;
+    this.#targetStart = targetStart;
+    this.#targetEnd = targetEnd;
+    this.minor = minor;
+    this.status = status;
+    this.fields = fields.spans;
+    this.host = fields.host;
+    this.framing = framing;
+    this.contentLength = contentLength;
+    this.keepAlive = keepAlive;
+    this.upgrade = fields.connection.includes('upgrade') ? fields.upgrade : undefined;
+    this.expectContinue = expectContinue;
+    this.connection = fields.connection;
+    this.forwarded = fields.forwarded;
+    this.accept = fields.accept;
+  }
+
+  get method(): string {
+    return this.#method ?? '';
+  }
+
+  get target(): string {
+    return this.#targetEnd === 0 ? '' : this.raw.toString('latin1', this.#targetStart, this.#targetEnd);
+  }
+
+  get headers(): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    const f = this.fields;
+    for (let k = 0; k < f.length; k += 4) {
+      out.push([this.raw.toString('latin1', f[k] as number, f[k + 1] as number), this.raw.toString('latin1', f[k + 2] as number, f[k + 3] as number)]);
+    }
+    return out;
+  }
 }
 
 const CR = 0x0d;
@@ -79,19 +172,31 @@ VALUE_CHAR[0x09] = 1;
  * blank line, or -1. Throws on a bare LF or a head larger than the limit.
  */
 export function findHeadEnd(buf: Buffer, start: number, from: number, limits: HeadLimits, source: 'client' | 'backend'): number {
-  let i = Math.max(start, from - 3);
-  while (true) {
-    const lf = buf.indexOf(LF, i);
-    if (lf < 0) break;
-    if (lf === start || buf[lf - 1] !== CR) throw new HttpParseError('bare LF in message head', source === 'client' ? 400 : 502, source);
-    if (lf - start + 1 > limits.maxHeadBytes) break;
-    if (lf >= start + 3 && buf[lf - 2] === LF) return lf + 1;
-    i = lf + 1;
+  // A byte loop, not indexOf: heads are short, and a native call per line costs more than the scan.
+  const length = buf.length;
+  for (let i = Math.max(start, from - 3); i < length; i++) {
+    if (buf[i] !== LF) continue;
+    if (i === start || buf[i - 1] !== CR) throw new HttpParseError('bare LF in message head', source === 'client' ? 400 : 502, source);
+    if (i - start + 1 > limits.maxHeadBytes) break;
+    if (i >= start + 3 && buf[i - 2] === LF) return i + 1;
   }
-  if (buf.length - start > limits.maxHeadBytes) {
+  if (length - start > limits.maxHeadBytes) {
     throw new HttpParseError(`message head larger than ${limits.maxHeadBytes} bytes`, source === 'client' ? 431 : 502, source);
   }
   return -1;
+}
+
+/** Methods whose name is returned as a constant string instead of a new one per request. */
+const METHODS = ['GET', 'PUT', 'POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE'];
+
+function methodName(buf: Buffer, start: number, end: number): string {
+  for (const m of METHODS) {
+    if (m.length !== end - start) continue;
+    let i = 0;
+    while (i < m.length && buf[start + i] === m.charCodeAt(i)) i++;
+    if (i === m.length) return m;
+  }
+  return buf.toString('latin1', start, end);
 }
 
 /** Parses a request head from `buf` (RFC 9112 §3). Empty lines before the request line are skipped (§2.2). */
@@ -107,19 +212,19 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits = DEFAULT_LIMIT
   let i = start;
   while (i < lineEnd && TCHAR[buf[i] as number] === 1) i++;
   if (i === start || buf[i] !== 0x20) throw new HttpParseError('invalid method in request line');
-  const method = buf.toString('latin1', start, i);
+  const method = methodName(buf, start, i);
   const targetStart = ++i;
   while (i < lineEnd && (buf[i] as number) > 0x20 && (buf[i] as number) < 0x7f) i++;
   if (i === targetStart || buf[i] !== 0x20) throw new HttpParseError('invalid request target');
-  const target = buf.toString('latin1', targetStart, i);
+  const targetEnd = i;
   i++;
-  if (lineEnd - i !== 8 || buf.toString('latin1', i, i + 7) !== 'HTTP/1.') {
+  if (lineEnd - i !== 8 || !isHttp1(buf, i)) {
     throw new HttpParseError('unsupported HTTP version', lineEnd - i === 8 && buf.toString('latin1', i, i + 5) === 'HTTP/' ? 505 : 400);
   }
   const minorByte = buf[i + 7] as number;
   if (minorByte !== 0x30 && minorByte !== 0x31) throw new HttpParseError('unsupported HTTP version', 505);
   const minor = minorByte - 0x30;
-  const fields = parseFields(buf, lineEnd + 2, end, limits, 'client');
+  const fields = parseFields(buf, start, lineEnd + 2, end, limits, 'client');
   if (fields.hostCount > 1) throw new HttpParseError('more than one Host header');
   if (minor === 1 && fields.hostCount === 0) throw new HttpParseError('HTTP/1.1 request without a Host header');
   let framing: Framing = 'none';
@@ -131,23 +236,27 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits = DEFAULT_LIMIT
   } else if (fields.contentLength > 0) {
     framing = 'length';
   }
-  return {
-    value: {
-      method,
-      target,
-      minor,
-      status: 0,
-      headers: fields.headers,
-      host: fields.host,
-      framing,
-      contentLength: framing === 'length' ? fields.contentLength : 0,
-      keepAlive: keepAliveOf(minor, fields.connection),
-      upgrade: fields.connection.includes('upgrade') ? fields.upgrade : undefined,
-      expectContinue: fields.expect !== undefined && fields.expect.toLowerCase() === '100-continue',
-      connection: fields.connection,
-    },
-    consumed: end,
-  };
+  const raw = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+  const head = new ParsedHead(
+    raw,
+    lineEnd + 2 - start,
+    method,
+    targetStart - start,
+    targetEnd - start,
+    minor,
+    0,
+    fields,
+    framing,
+    framing === 'length' ? fields.contentLength : 0,
+    keepAliveOf(minor, fields.connection),
+    fields.expect !== undefined && fields.expect.toLowerCase() === '100-continue',
+  );
+  return { value: head, consumed: end };
+}
+
+/** "HTTP/1." at `i`. */
+function isHttp1(buf: Buffer, i: number): boolean {
+  return buf[i] === 0x48 && buf[i + 1] === 0x54 && buf[i + 2] === 0x54 && buf[i + 3] === 0x50 && buf[i + 4] === 0x2f && buf[i + 5] === 0x31 && buf[i + 6] === 0x2e;
 }
 
 /**
@@ -161,7 +270,7 @@ export function parseResponseHead(buf: Buffer, method: string, limits: HeadLimit
   const end = findHeadEnd(buf, 0, from, limits, 'backend');
   if (end < 0) return undefined;
   const lineEnd = buf.indexOf(LF) - 1;
-  if (lineEnd < 12 || buf.toString('latin1', 0, 7) !== 'HTTP/1.' || (buf[7] !== 0x30 && buf[7] !== 0x31) || buf[8] !== 0x20) {
+  if (lineEnd < 12 || !isHttp1(buf, 0) || (buf[7] !== 0x30 && buf[7] !== 0x31) || buf[8] !== 0x20) {
     throw new HttpParseError('invalid status line from the backend', 502, 'backend');
   }
   const minor = (buf[7] as number) - 0x30;
@@ -176,7 +285,7 @@ export function parseResponseHead(buf: Buffer, method: string, limits: HeadLimit
     if (buf[12] !== 0x20) throw new HttpParseError('invalid status line from the backend', 502, 'backend');
     for (let i = 13; i < lineEnd; i++) if (VALUE_CHAR[buf[i] as number] !== 1) throw new HttpParseError('invalid reason phrase from the backend', 502, 'backend');
   }
-  const fields = parseFields(buf, lineEnd + 2, end, limits, 'backend');
+  const fields = parseFields(buf, 0, lineEnd + 2, end, limits, 'backend');
   let framing: Framing;
   let contentLength = 0;
   if (method === 'HEAD' || status < 200 || status === 204 || status === 304) {
@@ -193,27 +302,14 @@ export function parseResponseHead(buf: Buffer, method: string, limits: HeadLimit
   } else {
     framing = 'close';
   }
-  return {
-    value: {
-      method: '',
-      target: '',
-      minor,
-      status,
-      headers: fields.headers,
-      host: undefined,
-      framing,
-      contentLength,
-      keepAlive: framing !== 'close' && keepAliveOf(minor, fields.connection),
-      upgrade: fields.connection.includes('upgrade') ? fields.upgrade : undefined,
-      expectContinue: false,
-      connection: fields.connection,
-    },
-    consumed: end,
-  };
+  const raw = end === buf.length ? buf : buf.subarray(0, end);
+  const head = new ParsedHead(raw, lineEnd + 2, null, 0, 0, minor, status, fields, framing, contentLength, framing !== 'close' && keepAliveOf(minor, fields.connection), false);
+  return { value: head, consumed: end };
 }
 
 interface Fields {
-  headers: Array<[string, string]>;
+  /** Offsets relative to the head's first byte (see HttpHead.fields). */
+  spans: number[];
   host: string | undefined;
   hostCount: number;
   /** -1 when absent. */
@@ -222,74 +318,116 @@ interface Fields {
   connection: string[];
   upgrade: string | undefined;
   expect: string | undefined;
+  forwarded: boolean;
+  accept: string | undefined;
 }
 
-/** Header field lines between `start` and the blank line ending at `end` (§5). */
-function parseFields(buf: Buffer, start: number, end: number, limits: HeadLimits, source: 'client' | 'backend'): Fields {
+/** Header field lines between `pos` and the blank line ending at `end` (§5); offsets recorded relative to `base`. */
+function parseFields(buf: Buffer, base: number, pos: number, end: number, limits: HeadLimits, source: 'client' | 'backend'): Fields {
   const status = source === 'client' ? 400 : 502;
-  const fields: Fields = { headers: [], host: undefined, hostCount: 0, contentLength: -1, te: undefined, connection: [], upgrade: undefined, expect: undefined };
-  let pos = start;
+  const fields: Fields = { spans: [], host: undefined, hostCount: 0, contentLength: -1, te: undefined, connection: [], upgrade: undefined, expect: undefined, forwarded: false, accept: undefined };
+  const spans = fields.spans;
   const last = end - 2; // the blank line's CR
   while (pos < last) {
-    const lf = buf.indexOf(LF, pos);
-    const lineEnd = lf - 1; // CR (findHeadEnd checked every LF has one)
+    // Every line ends in CRLF before `end` (findHeadEnd), and CR is neither a tchar nor a
+    // value byte, so each loop below stops on the line at the latest.
     const first = buf[pos] as number;
     if (first === 0x20 || first === 0x09) throw new HttpParseError('obs-fold (line folding) in a header', status, source);
     let i = pos;
-    while (i < lineEnd && TCHAR[buf[i] as number] === 1) i++;
+    while (TCHAR[buf[i] as number] === 1) i++;
     if (i === pos || buf[i] !== 0x3a) throw new HttpParseError('invalid header name', status, source);
-    const name = buf.toString('latin1', pos, i);
+    const nameEnd = i;
     i++;
-    while (i < lineEnd && (buf[i] === 0x20 || buf[i] === 0x09)) i++;
+    while (buf[i] === 0x20 || buf[i] === 0x09) i++;
+    let lineEnd = i;
+    while (VALUE_CHAR[buf[lineEnd] as number] === 1) lineEnd++;
+    // Stopped on something other than the line's CRLF: a control byte, or a bare CR.
+    if (buf[lineEnd] !== CR || buf[lineEnd + 1] !== LF) throw new HttpParseError(`invalid character in header ${buf.toString('latin1', pos, nameEnd)}`, status, source);
     let valueEnd = lineEnd;
-    for (let j = i; j < lineEnd; j++) if (VALUE_CHAR[buf[j] as number] !== 1) throw new HttpParseError(`invalid character in header ${name}`, status, source);
     while (valueEnd > i && (buf[valueEnd - 1] === 0x20 || buf[valueEnd - 1] === 0x09)) valueEnd--;
-    const value = buf.toString('latin1', i, valueEnd);
-    if (fields.headers.length >= limits.maxHeaders) throw new HttpParseError(`more than ${limits.maxHeaders} headers`, source === 'client' ? 431 : 502, source);
-    fields.headers.push([name, value]);
-    noteField(fields, name, value, status, source);
+    const lf = lineEnd + 1;
+    if (spans.length >= limits.maxHeaders * 4) throw new HttpParseError(`more than ${limits.maxHeaders} headers`, source === 'client' ? 431 : 502, source);
+    spans.push(pos - base, nameEnd - base, i - base, valueEnd - base);
+    noteField(fields, buf, pos, nameEnd, i, valueEnd, status, source);
     pos = lf + 1;
   }
   return fields;
 }
 
-function noteField(fields: Fields, name: string, value: string, status: number, source: 'client' | 'backend'): void {
-  switch (name.length) {
+/** True when buf[start, start + lower.length) is `lower` in any case (`lower`: lowercase letters, digits and '-'). */
+export function bytesAre(buf: Buffer, start: number, lower: string): boolean {
+  for (let k = 0; k < lower.length; k++) if (((buf[start + k] as number) | 0x20) !== lower.charCodeAt(k)) return false;
+  return true;
+}
+
+/** The fields the proxy acts on become strings; the rest stay bytes. Names are compared by length first. */
+function noteField(fields: Fields, buf: Buffer, name: number, nameEnd: number, value: number, valueEnd: number, status: number, source: 'client' | 'backend'): void {
+  switch (nameEnd - name) {
     case 4:
-      if (name.toLowerCase() === 'host') {
+      if (bytesAre(buf, name, 'host')) {
         fields.hostCount++;
-        fields.host = value;
+        fields.host = buf.toString('latin1', value, valueEnd);
       }
       return;
     case 6:
-      if (name.toLowerCase() === 'expect') fields.expect = value;
+      if (bytesAre(buf, name, 'expect')) fields.expect = buf.toString('latin1', value, valueEnd);
+      else if (source === 'client' && fields.accept === undefined && bytesAre(buf, name, 'accept')) fields.accept = buf.toString('latin1', value, valueEnd);
       return;
     case 7:
-      if (name.toLowerCase() === 'upgrade') fields.upgrade = value;
+      if (bytesAre(buf, name, 'upgrade')) fields.upgrade = buf.toString('latin1', value, valueEnd);
       return;
     case 10:
-      if (name.toLowerCase() === 'connection') {
-        for (const token of value.split(',')) {
-          const t = token.trim().toLowerCase();
-          if (t !== '') fields.connection.push(t);
+      if (bytesAre(buf, name, 'connection')) {
+        // The usual single tokens without a string per message.
+        if (valueEnd - value === 10 && bytesAre(buf, value, 'keep-alive')) fields.connection.push('keep-alive');
+        else if (valueEnd - value === 5 && bytesAre(buf, value, 'close')) fields.connection.push('close');
+        else {
+          for (const token of buf.toString('latin1', value, valueEnd).split(',')) {
+            const t = token.trim().toLowerCase();
+            if (t !== '') fields.connection.push(t);
+          }
         }
       }
       return;
     case 14:
-      if (name.toLowerCase() === 'content-length') {
-        // "5, 5" and repeated equal fields are one length (§6.3 item 5); anything else is refused.
-        for (const part of value.split(',')) {
-          const t = part.trim();
-          if (!/^[0-9]{1,15}$/.test(t)) throw new HttpParseError('invalid Content-Length', status, source);
-          const n = Number(t);
-          if (fields.contentLength >= 0 && fields.contentLength !== n) throw new HttpParseError('differing Content-Length values', status, source);
-          fields.contentLength = n;
-        }
+      if (bytesAre(buf, name, 'content-length')) noteContentLength(fields, buf, value, valueEnd, status, source);
+      return;
+    case 15:
+    case 16:
+    case 17:
+      if (bytesAre(buf, name, 'x-forwarded-')) {
+        const rest = nameEnd - name - 12;
+        if ((rest === 3 && bytesAre(buf, name + 12, 'for')) || (rest === 4 && bytesAre(buf, name + 12, 'host')) || (rest === 5 && bytesAre(buf, name + 12, 'proto'))) fields.forwarded = true;
+      } else if (nameEnd - name === 17 && bytesAre(buf, name, 'transfer-encoding')) {
+        const te = buf.toString('latin1', value, valueEnd);
+        fields.te = fields.te === undefined ? te : `${fields.te}, ${te}`;
       }
       return;
-    case 17:
-      if (name.toLowerCase() === 'transfer-encoding') fields.te = fields.te === undefined ? value : `${fields.te}, ${value}`;
-      return;
+  }
+}
+
+function noteContentLength(fields: Fields, buf: Buffer, value: number, valueEnd: number, status: number, source: 'client' | 'backend'): void {
+  // The usual form, 1–15 digits, without strings.
+  let n = 0;
+  let i = value;
+  while (i < valueEnd && i - value < 16) {
+    const d = (buf[i] as number) - 0x30;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+    i++;
+  }
+  if (i === valueEnd && i > value && i - value <= 15) {
+    if (fields.contentLength >= 0 && fields.contentLength !== n) throw new HttpParseError('differing Content-Length values', status, source);
+    fields.contentLength = n;
+    return;
+  }
+  // "5, 5" and repeated equal fields are one length (§6.3 item 5); anything else is refused.
+  for (const part of buf.toString('latin1', value, valueEnd).split(',')) {
+    const t = part.trim();
+    if (!/^[0-9]{1,15}$/.test(t)) throw new HttpParseError('invalid Content-Length', status, source);
+    const v = Number(t);
+    if (fields.contentLength >= 0 && fields.contentLength !== v) throw new HttpParseError('differing Content-Length values', status, source);
+    fields.contentLength = v;
   }
 }
 

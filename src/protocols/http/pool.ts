@@ -14,19 +14,26 @@
  * Idle keep-alive connections: LIFO (the most recently used socket is the
  * least likely to have been closed by the backend's own idle timer), at most
  * `maxPerBackend` idle sockets per endpoint, each closed after
- * `idleTimeoutMs` unused. An idle socket that receives bytes, an EOF or an
- * error is discarded (and its slot freed): a backend must not speak unasked.
+ * `idleTimeoutMs` unused — by one lazy sweep timer per pool, not a socket
+ * timeout re-armed per request. An idle socket that receives bytes, an EOF
+ * or an error is discarded (and its slot freed): a backend must not speak
+ * unasked.
  */
 import type { Socket } from 'node:net';
 import { PolyproxyError } from '../../core/errors.ts';
 
 const kIdle = Symbol('polyproxy.http.idle');
 
+/** Made once per socket and kept across reuse (no allocation per request). */
 interface IdleEntry {
-  readonly pool: BackendPool;
-  readonly label: string;
+  pool: BackendPool;
+  label: string;
   /** The socket's own handlers stay attached and call `idleSocketEvent`: the pool adds none. */
-  readonly listening: boolean;
+  listening: boolean;
+  /** In an idle list now. */
+  idle: boolean;
+  /** When it was parked (Date.now()). */
+  since: number;
 }
 
 type PooledSocket = Socket & { [kIdle]?: IdleEntry | undefined };
@@ -67,6 +74,9 @@ interface EndpointState {
   readonly queue: PoolWaiter[];
 }
 
+/** The sweep never runs more often than this (a very short idleTimeoutMs). */
+const MIN_SWEEP_MS = 10;
+
 export class BackendPool {
   readonly maxPerBackend: number;
   readonly idleTimeoutMs: number;
@@ -80,6 +90,8 @@ export class BackendPool {
   /** Requests that had to wait for a slot, and those refused (queue full or timed out). */
   queued = 0;
   rejected = 0;
+  /** Closes idle sockets past idleTimeoutMs; armed only while some socket is idle. */
+  #sweepTimer: NodeJS.Timeout | null = null;
 
   constructor(options: PoolOptions) {
     this.maxPerBackend = options.maxPerBackend;
@@ -109,7 +121,7 @@ export class BackendPool {
     const list = state.idle;
     while (list.length > 0) {
       const socket = list.pop() as PooledSocket;
-      unidle(socket);
+      unidle(socket, false);
       if (socket.destroyed || socket.readableEnded || !socket.writable) {
         socket.destroy();
         this.release(label);
@@ -225,17 +237,56 @@ export class BackendPool {
     }
     this.returned++;
     const pooled = socket as PooledSocket;
-    pooled[kIdle] = { pool: this, label, listening };
+    const now = Date.now();
+    let entry = pooled[kIdle];
+    if (entry === undefined) {
+      entry = { pool: this, label, listening, idle: true, since: now };
+      pooled[kIdle] = entry;
+    } else {
+      entry.pool = this;
+      entry.label = label;
+      entry.listening = listening;
+      entry.idle = true;
+      entry.since = now;
+    }
     if (!listening) {
       socket.on('data', idleOnData);
       socket.on('end', idleOnEnd);
       socket.on('close', idleOnClose);
       socket.on('error', idleOnError);
-      socket.on('timeout', idleOnTimeout);
     }
-    socket.setTimeout(this.idleTimeoutMs);
-    socket.resume();
+    if (socket.readableFlowing !== true) socket.resume();
     state.idle.push(socket);
+    if (this.#sweepTimer === null) this.#armSweep(this.idleTimeoutMs);
+  }
+
+  #armSweep(ms: number): void {
+    this.#sweepTimer = setTimeout(poolOnSweep, Math.max(ms, MIN_SWEEP_MS), this);
+    this.#sweepTimer.unref();
+  }
+
+  /**
+   * @internal Closes the sockets idle for idleTimeoutMs or more. An idle
+   * list is a stack, so its oldest sockets are at the bottom; re-arms for
+   * the oldest one left.
+   */
+  sweep(): void {
+    this.#sweepTimer = null;
+    const now = Date.now();
+    let next = Infinity;
+    for (const state of [...this.#endpoints.values()]) {
+      const list = state.idle;
+      while (list.length > 0) {
+        const oldest = list[0] as PooledSocket;
+        const since = oldest[kIdle]?.since ?? 0;
+        if (now - since < this.idleTimeoutMs) {
+          next = Math.min(next, since + this.idleTimeoutMs - now);
+          break;
+        }
+        discard(oldest);
+      }
+    }
+    if (next !== Infinity) this.#armSweep(next);
   }
 
   /** Gives back a slot whose connection is gone (closed, failed, or never opened); the first waiter gets it. */
@@ -272,7 +323,7 @@ export class BackendPool {
   clear(): void {
     for (const [label, state] of this.#endpoints) {
       for (const socket of state.idle.splice(0)) {
-        unidle(socket);
+        unidle(socket, true);
         socket.on('error', noop);
         socket.destroy();
         this.release(label);
@@ -295,34 +346,48 @@ function waiterOnTimeout(pool: BackendPool, waiter: PoolWaiter): void {
   pool.timeout(waiter);
 }
 
+function poolOnSweep(pool: BackendPool): void {
+  pool.sweep();
+}
+
 /**
  * For sockets put with `listening`: their own 'data', 'end', 'close', 'error'
  * and 'timeout' handlers call this when no request owns the socket. An idle
  * socket is discarded; one that is not idle (being handed over) is left alone.
  */
 export function idleSocketEvent(socket: Socket): void {
-  if ((socket as PooledSocket)[kIdle] !== undefined) discard(socket);
+  if ((socket as PooledSocket)[kIdle]?.idle === true) discard(socket);
 }
 
-function unidle(socket: PooledSocket): void {
+/**
+ * Out of the idle state. A socket with its own handlers is taken by a
+ * request that reads at once, so it keeps reading (no readStop/readStart
+ * pair per request) unless `pause`; the pool's own handlers are removed and
+ * the socket paused.
+ */
+function unidle(socket: PooledSocket, pause: boolean): void {
   const entry = socket[kIdle];
-  socket[kIdle] = undefined;
-  socket.pause();
-  socket.setTimeout(0);
-  if (entry === undefined || entry.listening) return;
+  if (entry !== undefined) entry.idle = false;
+  if (entry === undefined || !entry.listening) {
+    socket.pause();
+    if (entry === undefined) return;
+  } else {
+    if (pause) socket.pause();
+    return;
+  }
   socket.removeListener('data', idleOnData);
   socket.removeListener('end', idleOnEnd);
   socket.removeListener('close', idleOnClose);
   socket.removeListener('error', idleOnError);
-  socket.removeListener('timeout', idleOnTimeout);
 }
 
 function discard(socket: PooledSocket): void {
   const entry = socket[kIdle];
-  unidle(socket);
+  const wasIdle = entry?.idle === true;
+  unidle(socket, true);
   socket.on('error', noop);
   socket.destroy();
-  if (entry !== undefined) entry.pool.remove(entry.label, socket);
+  if (entry !== undefined && wasIdle) entry.pool.remove(entry.label, socket);
 }
 
 function idleOnData(this: PooledSocket): void {
@@ -335,9 +400,6 @@ function idleOnClose(this: PooledSocket): void {
   discard(this);
 }
 function idleOnError(this: PooledSocket): void {
-  discard(this);
-}
-function idleOnTimeout(this: PooledSocket): void {
   discard(this);
 }
 

@@ -18,15 +18,17 @@ import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
 import type { ProtocolSession } from '../../core/protocol.ts';
 import type { ResolveContext } from '../../core/resolver.ts';
 import type { RouteDecision } from '../../core/router.ts';
-import { Relay } from '../../core/relay.ts';
+import { backendOnRead as relayBackendOnRead, Relay } from '../../core/relay.ts';
 import type { RelayOwner } from '../../core/relay.ts';
+import { adoptSharedReadBuffer, borrowBytes, reclaimLent, settleBorrowed } from '../../core/shared-read-buffer.ts';
 import { ChunkedFramer } from './chunked.ts';
 import { errorResponse } from './errors.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
 import { parseRequestHead, parseResponseHead } from './head-parser.ts';
 import { ConnectionLimitError, idleSocketEvent } from './pool.ts';
 import type { BackendPool, Grant, PoolWaiter } from './pool.ts';
-import { requestHead, responseHead } from './rewrite.ts';
+import { forwardingFields, requestHeadBytes, responseHeadBytes } from './rewrite.ts';
+import type { ForwardInfo } from './rewrite.ts';
 
 export interface HttpSettings {
   readonly limits: HeadLimits;
@@ -59,6 +61,13 @@ const FINISHED = 5;
 const RESP_HEAD = 0;
 const RESP_BODY = 1;
 
+// What the session's deadline guards.
+const NO_DEADLINE = 0;
+/** READ_HEAD: a request head must complete (408), or an idle keep-alive connection closes. */
+const CLIENT_DEADLINE = 1;
+/** A request is in flight: the backend must not stay silent longer (504). */
+const BACKEND_DEADLINE = 2;
+
 export class HttpSession implements RelayOwner {
   readonly client: Socket;
   readonly settings: HttpSettings;
@@ -80,7 +89,15 @@ export class HttpSession implements RelayOwner {
   backendLabel = '';
   backendReused = false;
   /** The request head as sent, to retry once on a fresh connection when a pooled one was stale. */
-  #sentHead = '';
+  #sentHead: Buffer = EMPTY;
+  /** Set when `req.raw` is a view into the shared read buffer (copied before the request waits for anything). */
+  #reqTransient = false;
+  /** Per connection: the client address and scheme, and the forwarding fields last built (for `#forwardingHost`). */
+  #forwardInfo: ForwardInfo | null = null;
+  #forwarding: Buffer | null = null;
+  #forwardingHost: string | undefined = undefined;
+  #rawHost: string | undefined = undefined;
+  #normalizedHost: string | undefined = undefined;
   bState = RESP_HEAD;
   bBuf: Buffer = EMPTY;
   #bScanned = 0;
@@ -90,7 +107,12 @@ export class HttpSession implements RelayOwner {
   responseStarted = false;
   #gotBackendBytes = false;
   closeAfter = false;
+  /** One lazy timer per session (see #setDeadline): what it guards, and until when (Date.now() ms). */
   #timer: NodeJS.Timeout | null = null;
+  #timerAt = 0;
+  #deadlineKind = NO_DEADLINE;
+  #deadline = 0;
+  #deadlineMs = 0;
   #resolveMs = 0;
   #cacheHit = false;
   /** While waiting for a connection slot (the endpoint was at its limit). */
@@ -109,70 +131,101 @@ export class HttpSession implements RelayOwner {
       this.#resolveDone = resolve;
     });
     (client as SessionSocket)[kSession] = this;
-    client.on('data', clientOnData);
+    // Plain TCP reads through the shared buffer (parsed in place, copied only
+    // when bytes must outlive the callback); TLS sockets use 'data' events.
+    if (!adoptSharedReadBuffer(client, clientOnRead)) client.on('data', clientOnData);
     client.on('end', clientOnEnd);
     client.on('error', clientOnError);
     client.on('close', clientOnClose);
     client.on('drain', clientOnDrain);
     client.setNoDelay?.(true);
-    this.#armTimer(settings.requestTimeoutMs);
-    if (leftover !== null) this.onClientBytes(leftover);
+    this.#setDeadline(CLIENT_DEADLINE, settings.requestTimeoutMs);
+    if (leftover !== null) this.onClientBytes(leftover, false);
     if (this.state === READ_HEAD) client.resume();
   }
 
   // ---- client side ---------------------------------------------------------
 
-  onClientBytes(chunk: Buffer): void {
+  /**
+   * `transient`: the chunk is a view into the shared read buffer, valid only
+   * during this call — what must outlive it (a partial head, pipelined
+   * bytes) is copied, body bytes are written through the borrowed spare.
+   */
+  onClientBytes(chunk: Buffer, transient: boolean): void {
     switch (this.state) {
       case READ_HEAD:
-        this.#appendClient(chunk);
-        this.#tryHead();
+        if (this.buf.length === 0) {
+          this.#tryHead(chunk, transient);
+        } else {
+          this.buf = Buffer.concat([this.buf, chunk]);
+          this.#tryHead(this.buf, false);
+        }
         return;
       case REQ_BODY:
-        this.#feedBody(chunk);
+        this.#feedBody(chunk, transient);
         return;
       case ROUTING:
       case REQ_DONE:
-        // Pipelined: keep it for after the response, and stop reading.
-        this.#appendClient(chunk);
+        // Pipelined: keep it for after the response, and stop reading. One read is
+        // kept whatever its size (reads are at most 256 KiB); more than that must fit the limit.
+        if (this.buf.length === 0) {
+          this.buf = transient ? Buffer.from(chunk) : chunk;
+        } else {
+          this.buf = Buffer.concat([this.buf, chunk]);
+          if (this.buf.length > this.settings.limits.maxHeadBytes * 2) {
+            this.#fail(new PolyproxyError('PROTOCOL', 'too many pipelined bytes', { source: 'client' }));
+            return;
+          }
+        }
         this.client.pause();
-        if (this.buf.length > this.settings.limits.maxHeadBytes * 2) this.#fail(new PolyproxyError('PROTOCOL', 'too many pipelined bytes', { source: 'client' }));
         return;
       default:
         return;
     }
   }
 
-  #appendClient(chunk: Buffer): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-  }
-
-  #tryHead(): void {
-    if (this.buf.length === 0) return;
+  /** Parses a request head from `buf` (this.buf itself, or a transient read while this.buf is empty). */
+  #tryHead(buf: Buffer, transient: boolean): void {
+    if (buf.length === 0) return;
     let parsed: { value: HttpHead; consumed: number } | undefined;
     try {
-      parsed = parseRequestHead(this.buf, this.settings.limits, this.#scanned);
+      parsed = parseRequestHead(buf, this.settings.limits, this.#scanned);
     } catch (err) {
       this.#fail(toPolyproxyError(err));
       return;
     }
     if (parsed === undefined) {
-      this.#scanned = this.buf.length;
-      if (this.#timer === null || this.#timerMs !== this.settings.requestTimeoutMs) this.#armTimer(this.settings.requestTimeoutMs);
+      this.buf = transient ? Buffer.from(buf) : buf;
+      this.#scanned = buf.length;
+      // From the first bytes of a head on, the request timeout runs (not the keep-alive one).
+      if (this.#deadlineKind !== CLIENT_DEADLINE || this.#deadlineMs !== this.settings.requestTimeoutMs) this.#setDeadline(CLIENT_DEADLINE, this.settings.requestTimeoutMs);
       return;
     }
     this.#scanned = 0;
-    this.#clearTimer();
+    this.#deadlineKind = NO_DEADLINE;
     const head = parsed.value;
-    this.buf = parsed.consumed === this.buf.length ? EMPTY : this.buf.subarray(parsed.consumed);
+    const rest = parsed.consumed === buf.length ? EMPTY : buf.subarray(parsed.consumed);
+    this.buf = transient && rest.length > 0 ? Buffer.from(rest) : rest;
     this.req = head;
+    this.#reqTransient = transient;
     this.state = ROUTING;
-    this.client.pause();
+    // A body is read once the backend can take it (#sendRequest resumes). A request without one
+    // keeps the client reading: no readStop/readStart per request; a client that pipelines is
+    // paused when those bytes arrive (onClientBytes).
+    if (head.framing !== 'none') this.client.pause();
     this.#route(head);
   }
 
   #route(head: HttpHead): void {
-    const host = normalizeHost(head.host);
+    // A connection usually names one Host: normalized once, while it stays the same.
+    let host: string | undefined;
+    if (head.host !== undefined && head.host === this.#rawHost) {
+      host = this.#normalizedHost;
+    } else {
+      host = normalizeHost(head.host);
+      this.#rawHost = head.host;
+      this.#normalizedHost = host;
+    }
     this.resourceId = host;
     if (host === undefined) {
       this.#fail(new PolyproxyError('PROTOCOL', 'missing or invalid Host header', { source: 'client' }));
@@ -192,6 +245,13 @@ export class HttpSession implements RelayOwner {
         this.#sendRequest(head);
         return;
       }
+    }
+    // Slow path (resolve, connect or wait for a slot): nothing more is read meanwhile.
+    this.client.pause();
+    // The head is needed after this call: off the shared read buffer.
+    if (this.#reqTransient) {
+      head.raw = Buffer.from(head.raw);
+      this.#reqTransient = false;
     }
     void this.#routeAsync(head, host, decision, started);
   }
@@ -228,24 +288,36 @@ export class HttpSession implements RelayOwner {
     this.#sendRequest(head);
   }
 
-  /** The backend is attached: the head, and whatever body is already here, leave in one writev. */
+  /** The backend is attached: the head, and whatever body is already here, leave in one write (writev). */
   #sendRequest(head: HttpHead): void {
-    this.#sentHead = requestHead(head, { clientAddress: this.client.remoteAddress ?? '', proto: this.settings.proto });
+    let info = this.#forwardInfo;
+    if (info === null) {
+      info = { clientAddress: this.client.remoteAddress ?? '', proto: this.settings.proto };
+      this.#forwardInfo = info;
+    }
+    let forwarding = this.#forwarding;
+    if (forwarding === null || this.#forwardingHost !== head.host) {
+      forwarding = forwardingFields(head.host, info);
+      this.#forwarding = forwarding;
+      this.#forwardingHost = head.host;
+    }
+    this.#sentHead = requestHeadBytes(head, info, forwarding);
     const backend = this.backend as Socket;
-    backend.cork();
-    this.#startBackendRequest();
     if (head.framing === 'none') {
+      this.#startBackendRequest();
       this.#requestComplete(this.buf);
     } else {
+      backend.cork();
+      this.#startBackendRequest();
       this.state = REQ_BODY;
       this.reqRemaining = head.contentLength;
       this.reqFramer = head.framing === 'chunked' ? new ChunkedFramer('client') : null;
       const pending = this.buf;
       this.buf = EMPTY;
-      if (pending.length > 0) this.#feedBody(pending);
+      if (pending.length > 0) this.#feedBody(pending, false);
       if (this.state === REQ_BODY && this.backend !== null && this.backend.writableNeedDrain !== true) this.client.resume();
+      backend.uncork();
     }
-    backend.uncork();
   }
 
   /**
@@ -331,20 +403,21 @@ export class HttpSession implements RelayOwner {
     owned[kSession] = this;
     if (owned[kHandlers] !== true) {
       // Attached once per connection; between requests (idle in the pool) they dispatch to the pool.
+      // Backend sockets read through the shared buffer (connect.ts creates them with onread): the
+      // callback is switched from the relay's to ours, so no Buffer or 'data' event per read.
       owned[kHandlers] = true;
-      socket.on('data', backendOnData);
+      if (!adoptSharedReadBuffer(socket, backendOnRead)) socket.on('data', backendOnData);
       socket.on('end', backendOnEnd);
       socket.on('error', backendOnError);
       socket.on('close', backendOnClose);
       socket.on('drain', backendOnDrain);
-      socket.on('timeout', backendOnTimeout);
     }
-    socket.setTimeout(this.settings.backendTimeoutMs);
+    this.#setDeadline(BACKEND_DEADLINE, this.settings.backendTimeoutMs);
     this.bState = RESP_HEAD;
     this.bBuf = EMPTY;
     this.#bScanned = 0;
     this.#gotBackendBytes = false;
-    socket.resume();
+    if (socket.readableFlowing !== true) socket.resume();
   }
 
   /** Gives the backend connection and its slot back: to the pool when `reuse`, else closed (`keepSlot`: the slot stays with this request, for a retry). */
@@ -353,11 +426,11 @@ export class HttpSession implements RelayOwner {
     if (socket === null) return;
     this.backend = null;
     (socket as SessionSocket)[kSession] = undefined;
+    if (this.#deadlineKind === BACKEND_DEADLINE) this.#deadlineKind = NO_DEADLINE;
     if (reuse) {
-      // put() re-arms the socket's timeout for idling; the handlers stay and dispatch to the pool.
+      // The pool times idle sockets out; the handlers stay and dispatch to the pool.
       this.pool.put(this.backendLabel, socket, true);
     } else {
-      socket.setTimeout(0);
       socket.on('error', noop);
       socket.destroy();
       if (!keepSlot) this.pool.release(this.backendLabel);
@@ -368,7 +441,7 @@ export class HttpSession implements RelayOwner {
     (this.backend as Socket).write(this.#sentHead);
   }
 
-  #feedBody(chunk: Buffer): void {
+  #feedBody(chunk: Buffer, transient: boolean): void {
     const backend = this.backend as Socket;
     let end: number;
     if (this.reqFramer !== null) {
@@ -386,95 +459,122 @@ export class HttpSession implements RelayOwner {
       this.reqRemaining = 0;
     }
     const body = end < 0 || end === chunk.length ? chunk : chunk.subarray(0, end);
-    const ok = body.length === 0 || backend.write(body);
+    let ok = true;
+    if (body.length > 0) {
+      this.#touchBackend();
+      if (transient) {
+        ok = backend.write(borrowBytes(body));
+        settleBorrowed(backend);
+      } else {
+        ok = backend.write(body);
+      }
+    }
     if (end >= 0) {
-      this.#requestComplete(end === chunk.length ? EMPTY : chunk.subarray(end));
+      const rest = end === chunk.length ? EMPTY : chunk.subarray(end);
+      this.#requestComplete(transient && rest.length > 0 ? Buffer.from(rest) : rest);
     } else if (!ok) {
       this.client.pause();
     }
   }
 
-  /** The whole request reached the backend; `rest` is what the client pipelined after it. */
+  /** The whole request reached the backend; `rest` is what the client pipelined after it (the client is paused when there is some). */
   #requestComplete(rest: Buffer): void {
     this.reqDone = true;
     this.state = REQ_DONE;
     this.buf = rest;
-    this.client.pause();
+    if (rest.length > 0) this.client.pause();
   }
 
   // ---- backend side --------------------------------------------------------
 
-  onBackendBytes(chunk: Buffer): void {
+  /** `transient` as for onClientBytes. */
+  onBackendBytes(chunk: Buffer, transient: boolean): void {
     this.#gotBackendBytes = true;
+    this.#touchBackend();
     if (this.bState === RESP_BODY) {
-      this.#feedResponse(chunk);
+      this.#feedResponse(chunk, transient);
       return;
     }
-    this.bBuf = this.bBuf.length === 0 ? chunk : Buffer.concat([this.bBuf, chunk]);
-    this.#tryResponseHead();
+    if (this.bBuf.length === 0) {
+      this.#tryResponseHead(chunk, transient);
+    } else {
+      this.bBuf = Buffer.concat([this.bBuf, chunk]);
+      this.#tryResponseHead(this.bBuf, false);
+    }
   }
 
-  #tryResponseHead(): void {
+  /** A silent backend times out from its last activity, as a socket timeout would. */
+  #touchBackend(): void {
+    if (this.#deadlineKind === BACKEND_DEADLINE) this.#deadline = Date.now() + this.#deadlineMs;
+  }
+
+  #tryResponseHead(buf: Buffer, transient: boolean): void {
     const req = this.req as HttpHead;
-    while (this.bBuf.length > 0) {
+    while (buf.length > 0) {
       let parsed: { value: HttpHead; consumed: number } | undefined;
       try {
-        parsed = parseResponseHead(this.bBuf, req.method, this.settings.limits, this.#bScanned);
+        parsed = parseResponseHead(buf, req.method, this.settings.limits, this.#bScanned);
       } catch (err) {
         this.#backendFailed(toPolyproxyError(err));
         return;
       }
       if (parsed === undefined) {
-        this.#bScanned = this.bBuf.length;
+        this.bBuf = transient ? Buffer.from(buf) : buf;
+        this.#bScanned = buf.length;
         return;
       }
       this.#bScanned = 0;
+      // `head.raw` may be a view into the shared read buffer: used during this call only.
       const head = parsed.value;
-      const raw = this.bBuf;
-      const rest = parsed.consumed === raw.length ? EMPTY : raw.subarray(parsed.consumed);
-      this.bBuf = rest;
+      const rest = parsed.consumed === buf.length ? EMPTY : buf.subarray(parsed.consumed);
+      buf = rest;
+      this.bBuf = EMPTY;
       if (head.status === 101) {
         if (req.upgrade === undefined) {
           this.#backendFailed(new PolyproxyError('BACKEND_UNREACHABLE', 'backend switched protocols without an Upgrade request', { source: 'backend' }));
           return;
         }
-        this.#upgrade(raw, head, rest);
+        this.#upgrade(head, transient && rest.length > 0 ? Buffer.from(rest) : rest);
         return;
       }
       if (head.status < 200) {
         // Interim responses (100 Continue, 103 Early Hints) pass through to HTTP/1.1 clients (RFC 9110 §15.2).
-        if (req.minor === 1) this.client.write(responseHead(statusText(raw), head, 1, false, ''));
+        if (req.minor === 1) this.client.write(responseHeadBytes(head, 1, false, ''));
         continue;
       }
       this.res = head;
       this.closeAfter = !req.keepAlive || head.framing === 'close' || this.clientEnded;
-      // Head and the body bytes that came with it leave in one writev.
       const client = this.client;
-      const headText = responseHead(statusText(raw), head, req.minor, this.closeAfter, this.#telemetry());
+      const extra = this.#telemetry();
       if (head.framing === 'length' && rest.length === head.contentLength) {
         // The whole response is here (the common small response): one buffer, one write.
-        const out = Buffer.allocUnsafe(headText.length + rest.length);
-        out.write(headText, 0, 'latin1');
-        rest.copy(out, headText.length);
+        const out = responseHeadBytes(head, req.minor, this.closeAfter, extra, rest.length);
+        rest.copy(out, out.length - rest.length);
         this.responseStarted = true;
         this.bState = RESP_BODY;
-        this.bBuf = EMPTY;
         client.write(out);
         this.#responseComplete(EMPTY);
         return;
       }
+      const headBytes = responseHeadBytes(head, req.minor, this.closeAfter, extra);
+      if (head.framing === 'none' || rest.length === 0) {
+        this.responseStarted = true;
+        this.bState = RESP_BODY;
+        this.resRemaining = head.contentLength;
+        this.resFramer = head.framing === 'chunked' ? new ChunkedFramer('backend') : null;
+        client.write(headBytes);
+        if (head.framing === 'none') this.#responseComplete(rest);
+        return;
+      }
+      // Head and the first body bytes in one writev. Corked, a borrowed buffer would stay
+      // queued past this call, so these bytes get their own copy.
       client.cork();
-      client.write(headText, 'latin1');
+      client.write(headBytes);
       this.responseStarted = true;
       this.bState = RESP_BODY;
       this.resRemaining = head.contentLength;
       this.resFramer = head.framing === 'chunked' ? new ChunkedFramer('backend') : null;
-      if (head.framing === 'none') {
-        this.#responseComplete(rest);
-      } else {
-        this.bBuf = EMPTY;
-        if (rest.length > 0) this.#feedResponse(rest);
-      }
+      this.#feedResponse(transient ? Buffer.from(rest) : rest, false);
       client.uncork();
       return;
     }
@@ -485,7 +585,7 @@ export class HttpSession implements RelayOwner {
     return `x-proxy-resolve-ms: ${this.#resolveMs.toFixed(3)}\r\nx-proxy-cache: ${this.#cacheHit ? 'hit' : 'miss'}\r\nx-proxy-pool: ${this.backendReused ? 'reused' : 'new'}\r\n`;
   }
 
-  #feedResponse(chunk: Buffer): void {
+  #feedResponse(chunk: Buffer, transient: boolean): void {
     const head = this.res as HttpHead;
     let end: number;
     if (head.framing === 'close') {
@@ -505,7 +605,16 @@ export class HttpSession implements RelayOwner {
       this.resRemaining = 0;
     }
     const body = end < 0 || end === chunk.length ? chunk : chunk.subarray(0, end);
-    const ok = body.length === 0 || this.client.write(body);
+    let ok = true;
+    if (body.length > 0) {
+      if (transient) {
+        ok = this.client.write(borrowBytes(body));
+        settleBorrowed(this.client);
+      } else {
+        ok = this.client.write(body);
+      }
+    }
+    // Bytes past the response only matter by being there: the connection is not reused.
     if (end >= 0) this.#responseComplete(end === chunk.length ? EMPTY : chunk.subarray(end));
     else if (!ok) this.backend?.pause();
   }
@@ -533,17 +642,20 @@ export class HttpSession implements RelayOwner {
     this.bState = RESP_HEAD;
     this.state = READ_HEAD;
     this.#scanned = 0;
-    this.#armTimer(this.buf.length > 0 ? this.settings.requestTimeoutMs : this.settings.keepAliveTimeoutMs);
-    if (this.buf.length > 0) this.#tryHead();
+    this.#setDeadline(CLIENT_DEADLINE, this.buf.length > 0 ? this.settings.requestTimeoutMs : this.settings.keepAliveTimeoutMs);
+    if (this.buf.length > 0) this.#tryHead(this.buf, false);
     if (this.state === READ_HEAD) {
+      const client = this.client;
       if (this.clientEnded) this.#finish(true);
-      else if (this.client.writableNeedDrain !== true) this.client.resume();
+      // A client that does not read its responses is not read from either ('drain' resumes it).
+      else if (client.writableNeedDrain === true) client.pause();
+      else if (client.readableFlowing !== true) client.resume();
     }
   }
 
-  #upgrade(raw: Buffer, head: HttpHead, rest: Buffer): void {
+  #upgrade(head: HttpHead, rest: Buffer): void {
     const req = this.req as HttpHead;
-    this.client.write(responseHead(statusText(raw), head, req.minor, false, ''));
+    this.client.write(responseHeadBytes(head, req.minor, false, ''));
     if (rest.length > 0) this.client.write(rest);
     const backend = this.backend as Socket;
     this.backend = null;
@@ -554,8 +666,9 @@ export class HttpSession implements RelayOwner {
     backend.removeListener('error', backendOnError);
     backend.removeListener('close', backendOnClose);
     backend.removeListener('drain', backendOnDrain);
-    backend.removeListener('timeout', backendOnTimeout);
-    backend.setTimeout(0);
+    // Reads go back to the relay's callback (a no-op when the socket uses 'data' events).
+    adoptSharedReadBuffer(backend, relayBackendOnRead);
+    this.#clearDeadline();
     backend.pause();
     const client = this.client;
     this.#detachClient();
@@ -652,7 +765,7 @@ export class HttpSession implements RelayOwner {
       return;
     }
     const req = this.req;
-    const accept = req?.headers.find(([name]) => name.length === 6 && name.toLowerCase() === 'accept')?.[1];
+    const accept = req?.accept;
     this.responseStarted = true;
     this.client.write(errorResponse(err, err.resourceId ?? this.resourceId, accept, req?.method === 'HEAD'));
     this.#finish(true);
@@ -662,7 +775,7 @@ export class HttpSession implements RelayOwner {
   #finish(graceful: boolean): void {
     if (this.state === FINISHED) return;
     this.state = FINISHED;
-    this.#clearTimer();
+    this.#clearDeadline();
     this.#releaseBackend(false);
     if (this.#waiter !== null) {
       // Client gone while waiting for a slot: out of the queue; #route's catch sees FINISHED.
@@ -702,33 +815,62 @@ export class HttpSession implements RelayOwner {
   }
 
   onClientDrain(): void {
-    if (this.state !== FINISHED && this.bState === RESP_BODY) this.backend?.resume();
+    if (this.state === FINISHED) return;
+    if (this.bState === RESP_BODY) this.backend?.resume();
+    else if (this.state === READ_HEAD && !this.clientEnded) this.client.resume();
   }
 
   onBackendDrain(): void {
     if (this.state === REQ_BODY) this.client.resume();
   }
 
-  onTimeout(): void {
-    this.#timer = null;
-    if (this.state !== READ_HEAD) return;
-    if (this.buf.length > 0) this.#fail(new PolyproxyError('HANDSHAKE_TIMEOUT', `request head not received within ${this.settings.requestTimeoutMs} ms`, { source: 'client' }));
-    else this.#finish(true);
-  }
-
-  #timerMs = 0;
-
-  #armTimer(ms: number): void {
-    this.#clearTimer();
-    this.#timerMs = ms;
+  /**
+   * Sets what the session's deadline guards and when it passes. The timer
+   * is lazy: moving the deadline later (every request, every backend read)
+   * only stores a number; when the timer fires early it re-arms itself for
+   * the rest. A new Timeout is made only when the deadline moves earlier
+   * than the armed one — no clearTimeout/setTimeout pair per request.
+   */
+  #setDeadline(kind: number, ms: number): void {
+    const now = Date.now();
+    this.#deadlineKind = kind;
+    this.#deadlineMs = ms;
+    this.#deadline = now + ms;
+    if (this.#timer !== null) {
+      if (this.#timerAt <= this.#deadline) return;
+      clearTimeout(this.#timer);
+    }
+    this.#timerAt = now + ms;
     this.#timer = setTimeout(sessionOnTimeout, ms, this);
   }
 
-  #clearTimer(): void {
+  /** No deadline any more (the session ends, or the relay takes over). */
+  #clearDeadline(): void {
+    this.#deadlineKind = NO_DEADLINE;
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
+  }
+
+  onTimeout(): void {
+    this.#timer = null;
+    const kind = this.#deadlineKind;
+    if (kind === NO_DEADLINE || this.state === FINISHED) return;
+    const now = Date.now();
+    if (now < this.#deadline) {
+      this.#timerAt = this.#deadline;
+      this.#timer = setTimeout(sessionOnTimeout, this.#deadline - now, this);
+      return;
+    }
+    this.#deadlineKind = NO_DEADLINE;
+    if (kind === BACKEND_DEADLINE) {
+      if (this.backend !== null) this.onBackendTimeout();
+      return;
+    }
+    if (this.state !== READ_HEAD) return;
+    if (this.buf.length > 0) this.#fail(new PolyproxyError('HANDSHAKE_TIMEOUT', `request head not received within ${this.settings.requestTimeoutMs} ms`, { source: 'client' }));
+    else this.#finish(true);
   }
 
   #detachClient(): void {
@@ -740,11 +882,6 @@ export class HttpSession implements RelayOwner {
     client.removeListener('close', clientOnClose);
     client.removeListener('drain', clientOnDrain);
   }
-}
-
-/** "200 OK" from the backend's status line (everything after "HTTP/1.x "). */
-function statusText(raw: Buffer): string {
-  return raw.toString('latin1', 9, raw.indexOf(0x0d));
 }
 
 /** The resource id: Host lowercased, port stripped (DESIGN.md §3); undefined when unusable. */
@@ -773,7 +910,14 @@ function sessionOnTimeout(session: HttpSession): void {
 }
 
 function clientOnData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession]?.onClientBytes(chunk);
+  this[kSession]?.onClientBytes(chunk, false);
+}
+/** onread callback of plain client sockets: `buffer` is the shared read buffer, valid during the call. */
+function clientOnRead(this: SessionSocket, nread: number, buffer: Buffer): boolean {
+  const session = this[kSession];
+  // No session (finished, draining the client before close): discard.
+  if (session !== undefined) session.onClientBytes(buffer.subarray(0, nread), true);
+  return true;
 }
 function clientOnEnd(this: SessionSocket): void {
   this[kSession]?.onClientEnd();
@@ -785,12 +929,20 @@ function clientOnClose(this: SessionSocket): void {
   this[kSession]?.abort();
 }
 function clientOnDrain(this: SessionSocket): void {
+  reclaimLent(this);
   this[kSession]?.onClientDrain();
 }
 function backendOnData(this: SessionSocket, chunk: Buffer): void {
   const session = this[kSession];
-  if (session !== undefined) session.onBackendBytes(chunk);
+  if (session !== undefined) session.onBackendBytes(chunk, false);
   else idleSocketEvent(this);
+}
+/** onread callback of backend sockets while the http session owns them (and while idle in the pool). */
+function backendOnRead(this: SessionSocket, nread: number, buffer: Buffer): boolean {
+  const session = this[kSession];
+  if (session !== undefined) session.onBackendBytes(buffer.subarray(0, nread), true);
+  else idleSocketEvent(this);
+  return true;
 }
 function backendOnEnd(this: SessionSocket): void {
   const session = this[kSession];
@@ -808,12 +960,8 @@ function backendOnClose(this: SessionSocket): void {
   else idleSocketEvent(this);
 }
 function backendOnDrain(this: SessionSocket): void {
+  reclaimLent(this);
   this[kSession]?.onBackendDrain();
-}
-function backendOnTimeout(this: SessionSocket): void {
-  const session = this[kSession];
-  if (session !== undefined) session.onBackendTimeout();
-  else idleSocketEvent(this);
 }
 
 function noop(): void {}

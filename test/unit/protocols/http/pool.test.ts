@@ -231,4 +231,23 @@ describe('BackendPool slots', () => {
     assert.ok(sockets.every((s) => s.destroyed));
     assert.deepEqual(p.stats(), {});
   });
+
+  it('closes sockets idle for idleTimeoutMs (one sweep timer, oldest first) and frees their slots', async () => {
+    const p = new BackendPool({ maxPerBackend: 8, idleTimeoutMs: 150, maxConnectionsPerBackend: 4 });
+    const old = await connect();
+    p.tryReserve(L);
+    p.put(L, old, false);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const fresh = await connect();
+    p.tryReserve(L);
+    p.put(L, fresh, true);
+    await new Promise((resolve) => setTimeout(resolve, 90));
+    assert.ok(old.destroyed, 'idle 190 ms: closed');
+    assert.ok(!fresh.destroyed, 'idle 90 ms: kept');
+    assert.equal(p.stats()[L]?.idle, 1);
+    assert.equal(p.stats()[L]?.open, 1, 'the closed socket gave its slot back');
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.ok(fresh.destroyed);
+    assert.deepEqual(p.stats(), {});
+  });
 });
