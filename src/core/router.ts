@@ -61,6 +61,13 @@ export interface RouteDecision {
   readonly cacheHit: boolean;
 }
 
+/**
+ * lru-cache reads the clock at most this often (it keeps a cached `now`
+ * refreshed by a timer): its default of 1 ms fires a timer every
+ * millisecond under load; route TTLs are seconds.
+ */
+const TTL_RESOLUTION_MS = 50;
+
 /** Round-robin positions, keyed by the Route object so every id sharing a static route shares its rotation. */
 const rotation = new WeakMap<Route, { next: number }>();
 
@@ -75,7 +82,7 @@ export class Router {
 
   constructor(options: RouterOptions) {
     this.#options = options;
-    this.#cache = new LRUCache<string, RouteEntry>({ max: Math.max(1, options.cacheMaxEntries), ttl: Math.max(1, options.cacheTtlMs), ttlAutopurge: false });
+    this.#cache = new LRUCache<string, RouteEntry>({ max: Math.max(1, options.cacheMaxEntries), ttl: Math.max(1, options.cacheTtlMs), ttlAutopurge: false, ttlResolution: TTL_RESOLUTION_MS });
   }
 
   get sources(): readonly ResolverSource[] {
