@@ -91,6 +91,9 @@ function sumStats(list: readonly LoadStats[]): LoadStats {
   return total;
 }
 
+/** API connections per bridge worker: bounded so the ramp's burst of upgrade GETs cannot eat the open-file budget. */
+const API_POOL_MAX = 256;
+
 /** The bridge's own metrics page (summed over its workers). */
 async function bridgeMetrics(port: number): Promise<Record<string, number>> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -145,7 +148,7 @@ export const wsBridgeScenario: Scenario = {
       const apiPort = (JSON.parse(await api.waitForOutput(/"type":"ready"/, 15_000)) as { port: number }).port;
 
       const bridgePort = await freePort();
-      const bridge = await startPolyproxyWithConfig({ ...ctx, proxyCpu: bridgeCpu }, { workers, listeners: [{ name: 'ws', protocol: 'ws-bridge', host: '127.0.0.1', port: bridgePort, api: `http://127.0.0.1:${apiPort}/api/` }] }, 'polyproxy-ws-bridge');
+      const bridge = await startPolyproxyWithConfig({ ...ctx, proxyCpu: bridgeCpu }, { workers, listeners: [{ name: 'ws', protocol: 'ws-bridge', host: '127.0.0.1', port: bridgePort, api: `http://127.0.0.1:${apiPort}/api/`, pool: { maxConnections: API_POOL_MAX, maxIdle: API_POOL_MAX } }] }, 'polyproxy-ws-bridge');
       stoppers.unshift(() => bridge.stop());
       const readyLine = bridge.proc.stdoutLines.find((l) => l.includes('polyproxy ready')) ?? '{}';
       const workerPids = (JSON.parse(readyLine) as { pids?: number[] }).pids ?? [];
@@ -275,7 +278,7 @@ export const wsBridgeScenario: Scenario = {
         ],
         notes: [
           `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, \`ws\` clients, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total, each process from its own source address (127.0.0.10, .11, …: one address has only ~28,000 ephemeral ports towards the bridge's one port); each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
-          `Bridge: polyproxy \`ws-bridge\` listener, ${workers} workers (SO_REUSEPORT), defaults (ordered, pool max 10,000 / idle 1,000 / 60 s), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty)${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
+          `Bridge: polyproxy \`ws-bridge\` listener, ${workers} workers (SO_REUSEPORT), ordered, API pool max ${API_POOL_MAX} / idle ${API_POOL_MAX} / 60 s per worker (the Go original's 10,000 connections would take half of a worker's 20,000 open files while the ramp's upgrade GETs burst; 4,500 msg/s at ~10 ms needs ~50 in flight), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty)${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
           `Memory per connection = least-squares slope of the bridge's total RSS (supervisor + workers, VmRSS) against open clients at ${steps.map((s) => num(s.clients)).join(', ')}, read while the messages flow (their rate grows with the clients, so in-flight buffers are part of it). A warm-up of ${WARMUP_PER_PROCESS * loadProcesses} clients for one interval precedes the 0 reading.`,
           `Messages/s: replies received by the clients during a ${sustainSeconds} s window opened one full interval after the last client connected; "sustained" means ≥ 98% of the offered ${num(offered)} msg/s.`,
           'This 2-core machine is shared: load generators, API and bridge run on it together, and other engineers ran tests at the same time, so figures are noisy; compare within a run.',
