@@ -4,7 +4,7 @@
  * in the same run. The proxies are pinned to the same CPU; pgbench and
  * PostgreSQL float. Target (issue): polyproxy TPS > PgBouncer TPS.
  *
- * Env: BENCH_DURATION (s, default 15), BENCH_WARMUP (s, default 3),
+ * Env: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 3),
  * BENCH_ROUNDS (default 2, interleaved, order reversed every other round).
  */
 import { progress } from '../lib/progress.ts';
@@ -90,7 +90,7 @@ export const pgbenchScenario: Scenario = {
   description: 'pgbench -S, 8 clients: direct vs polyproxy vs PgBouncer (session) vs naive Node pipe() proxy',
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
-    const duration = envNumber('BENCH_DURATION', 15);
+    const duration = envNumber('BENCH_DURATION', 10);
     const warmup = envNumber('BENCH_WARMUP', 3);
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));
     const dbState = await prepareDatabase();

@@ -8,7 +8,7 @@
  * processes to the other one. Target (issue): polyproxy ≥ 10,000
  * connections/s (the PHP/Swoole proxy reports 18,067/s on 8 cores).
  *
- * Env: BENCH_RATE_SECONDS (per run, default 10), BENCH_RATE_CONCURRENCY
+ * Env: BENCH_RATE_SECONDS (per run, default 8), BENCH_RATE_CONCURRENCY
  * (loops per load process, default 48), BENCH_RATE_PROCESSES (default 2),
  * BENCH_ROUNDS (default 2, interleaved), BENCH_RATE_CLOSE (`server`,
  * default: the echo backend half-closes right after the echo and the client
@@ -113,7 +113,7 @@ export const tcpRateScenario: Scenario = {
   description: 'connect → 1 byte echoed → close, connections/s: direct vs polyproxy (tcp) vs HAProxy tcp (1 thread) vs naive Node pipe() proxy',
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
-    const seconds = envNumber('BENCH_RATE_SECONDS', 10);
+    const seconds = envNumber('BENCH_RATE_SECONDS', 8);
     const concurrency = envNumber('BENCH_RATE_CONCURRENCY', 48);
     const processes = Math.max(1, envNumber('BENCH_RATE_PROCESSES', 2));
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));

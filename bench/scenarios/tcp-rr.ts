@@ -6,7 +6,7 @@
  * proxies are pinned to the same CPU, redis-benchmark to the other one;
  * Redis floats. Target (issue): polyproxy ≥ 0.8× HAProxy.
  *
- * Env: BENCH_RR_REQUESTS (per run, default 400000), BENCH_ROUNDS (default 2,
+ * Env: BENCH_RR_REQUESTS (per run, default 250000), BENCH_ROUNDS (default 2,
  * interleaved, order reversed every other round).
  */
 import { haproxyVersion, startHaproxyTcp } from '../lib/haproxy.ts';
@@ -72,7 +72,7 @@ export const tcpRrScenario: Scenario = {
   description: 'redis-benchmark GET 1 KB, 50 conns: direct vs polyproxy (tcp) vs HAProxy tcp (1 thread) vs naive Node pipe() proxy',
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
-    const requests = envNumber('BENCH_RR_REQUESTS', 400_000);
+    const requests = envNumber('BENCH_RR_REQUESTS', 250_000);
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));
     const ping = await runCommand('redis-cli', ['-h', REDIS_HOST, '-p', String(REDIS_PORT), 'ping']);
     if (ping.stdout.trim() !== 'PONG') throw new Error(`cannot reach Redis on ${REDIS_HOST}:${REDIS_PORT} (redis-cli ping: ${ping.stdout}${ping.stderr})`);

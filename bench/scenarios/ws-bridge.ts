@@ -18,7 +18,7 @@
  * Env: BENCH_WSB_CLIENTS (45000), BENCH_WSB_STEPS (3), BENCH_WSB_PROCESSES
  * (load processes, 4), BENCH_WSB_WORKERS (bridge workers, 3), BENCH_WSB_RATE
  * (new connections per second over all load processes, 600),
- * BENCH_WSB_SUSTAIN (seconds measured at the top, 45), BENCH_WSB_PIN=1 (pin
+ * BENCH_WSB_SUSTAIN (seconds measured at the top, 30), BENCH_WSB_PIN=1 (pin
  * the bridge to the proxy CPU like other scenarios; by default its workers
  * and the API share both cores with the load, as one core cannot carry
  * several bridge workers, the ramp and 4,500 msg/s).
@@ -132,7 +132,7 @@ export const wsBridgeScenario: Scenario = {
     const loadProcesses = Math.max(1, envNumber('BENCH_WSB_PROCESSES', 4));
     const workers = Math.max(1, envNumber('BENCH_WSB_WORKERS', 3));
     const rate = envNumber('BENCH_WSB_RATE', 600);
-    const sustainSeconds = envNumber('BENCH_WSB_SUSTAIN', 45);
+    const sustainSeconds = envNumber('BENCH_WSB_SUSTAIN', 30);
     const pin = process.env.BENCH_WSB_PIN === '1';
     const bridgeCpu = pin ? ctx.proxyCpu : -1;
     const perProcessMax = Math.ceil(clients / loadProcesses);
