@@ -27,17 +27,13 @@ import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
 import type { Running } from '../lib/targets.ts';
 import { clientCpu } from './tcp-rr.ts';
+import { envNumber } from '../lib/env.ts';
 
 const WRK = '/usr/bin/wrk';
 const CONNECTIONS = 64;
 const TARGET = 0.6;
 const SINK_HOST = 'sink.bench.test';
 const BENCH_LIB = path.join(path.dirname(path.dirname(new URL(import.meta.url).pathname)), 'lib');
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 function wrkArgs(port: number, seconds: number): string[] {
   return ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, `http://127.0.0.1:${port}/`];

@@ -28,15 +28,11 @@ import type { Regression } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
 import { startPgBackend, startPipeProxy, startPolyproxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
+import { envNumber } from '../lib/env.ts';
 
 const TARGET_KB = 8;
 const SWOOLE_KB = 33;
 const WARMUP_CONNECTIONS = 100;
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 interface Step {
   readonly connections: number;

@@ -16,6 +16,7 @@ import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
 import { startPolyproxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
+import { envNumber } from '../lib/env.ts';
 
 const MYSQL_HOST = '127.0.0.1';
 const MYSQL_PORT = 3306;
@@ -26,11 +27,6 @@ const TABLE_SIZE = 100_000;
 const THREADS = 8;
 const TARGET = 0.9;
 const SYSBENCH = 'sysbench';
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 async function mariadb(sql: string): Promise<{ ok: boolean; out: string; err: string }> {
   const r = await runCommand('mariadb', ['-h', MYSQL_HOST, '-P', String(MYSQL_PORT), '-u', MYSQL_USER, '-N', '-B', '-e', sql], { name: 'mariadb' });

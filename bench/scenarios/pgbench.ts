@@ -15,6 +15,7 @@ import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
 import { startPgbouncer, startPipeProxy, startPolyproxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
+import { envNumber } from '../lib/env.ts';
 
 const PG_HOST = '127.0.0.1';
 const PG_PORT = 5432;
@@ -22,11 +23,6 @@ const DATABASE = 'pp_bench';
 const SCALE = 10;
 const CLIENTS = 8;
 const THREADS = 2;
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 async function psql(database: string, sql: string): Promise<{ ok: boolean; out: string }> {
   const r = await runCommand('psql', ['-h', PG_HOST, '-p', String(PG_PORT), '-U', 'postgres', '-d', database, '-tAXc', sql], { name: 'psql' });

@@ -36,17 +36,13 @@ import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
 import type { Running } from '../lib/targets.ts';
 import { clientCpu } from './tcp-rr.ts';
+import { envNumber } from '../lib/env.ts';
 
 const DEFAULT_CONNECTIONS = 64;
 const MESSAGE_BYTES = 512;
 const DOMAIN = 'bench.test';
 const TARGET = 0.8;
 const BENCH_LIB = path.join(path.dirname(path.dirname(new URL(import.meta.url).pathname)), 'lib');
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 const CONNECTIONS = Math.max(1, envNumber('BENCH_SMTP_CONNECTIONS', DEFAULT_CONNECTIONS));
 const PIPELINE = envNumber('BENCH_SMTP_PIPELINE', 1) !== 0;

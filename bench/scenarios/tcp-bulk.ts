@@ -22,15 +22,11 @@ import { num, ratio } from '../lib/table.ts';
 import { startPipeProxy, startPolyproxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
 import { clientCpu } from './tcp-rr.ts';
+import { envNumber } from '../lib/env.ts';
 
 const TARGET = 0.8;
 const GIB = 2 ** 30;
 const BENCH_LIB = path.join(path.dirname(path.dirname(new URL(import.meta.url).pathname)), 'lib');
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 /** The sink (bench/lib/bulk-sink.ts), pinned to the client CPU; counts what each connection delivered. */
 async function startSink(ctx: ScenarioContext): Promise<Running & { readonly delivered: () => number }> {

@@ -30,15 +30,11 @@ import { num, ratio } from '../lib/table.ts';
 import { startPipeProxy, startPolyproxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
 import { clientCpu } from './tcp-rr.ts';
+import { envNumber } from '../lib/env.ts';
 
 const TARGET = 10_000;
 const SWOOLE = 18_067;
 const WARMUP_SECONDS = 2;
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 /** Busy and total jiffies of one CPU (all CPUs when cpu < 0), from /proc/stat. */
 function cpuTimes(cpu: number): { busy: number; total: number } {

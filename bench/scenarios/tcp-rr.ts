@@ -19,6 +19,7 @@ import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
 import { startPipeProxy, startPolyproxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
+import { envNumber } from '../lib/env.ts';
 
 const REDIS_HOST = '127.0.0.1';
 const REDIS_PORT = 6379;
@@ -26,11 +27,6 @@ const REDIS_BENCHMARK = '/usr/bin/redis-benchmark';
 const CONNECTIONS = 50;
 const VALUE_BYTES = 1024;
 const TARGET = 0.8;
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 /** The CPU the load generator runs on: the one the proxies are not pinned to. */
 export function clientCpu(ctx: ScenarioContext): number {

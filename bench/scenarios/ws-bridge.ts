@@ -35,16 +35,12 @@ import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.
 import { linearRegression, median } from '../lib/stats.ts';
 import { num } from '../lib/table.ts';
 import { clientCpu } from './tcp-rr.ts';
+import { envNumber } from '../lib/env.ts';
 
 const TARGET_KB = 12;
 const BARE_WS_KB = 8.0;
 const INTERVAL_MS = 10_000;
 const WARMUP_PER_PROCESS = 100;
-
-function envNumber(name: string, fallback: number): number {
-  const v = process.env[name];
-  return v === undefined || v === '' ? fallback : Number(v);
-}
 
 interface LoadStats {
   open: number;
