@@ -36,6 +36,7 @@
  */
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { log as rootLog } from '../core/logger.ts';
@@ -48,6 +49,13 @@ export interface AdminServerOptions {
   readonly host?: string;
   /** Port to bind; 0 picks a free one (see the address `listen()` resolves with). */
   readonly port: number;
+  /**
+   * Host names (the Host header, port stripped) requests may carry besides IP
+   * literals and `localhost`. Unset: any name when bound to a non-loopback
+   * address (a scraper may use a service name), none when bound to loopback —
+   * so a DNS-rebinding page cannot reach a loopback admin server.
+   */
+  readonly allowedHosts?: readonly string[];
   readonly log?: Logger;
 }
 
@@ -172,10 +180,36 @@ async function route(req: IncomingMessage, source: AdminSource, log: Logger): Pr
   return get(source);
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, source: AdminSource, log: Logger): Promise<void> {
+/** Decides whether a request's Host header names this server (DNS-rebinding guard). */
+type HostCheck = (host: string | undefined) => boolean;
+
+export function hostCheck(bindHost: string, allowedHosts: readonly string[] | undefined): HostCheck {
+  const listed = new Set((allowedHosts ?? []).map((h) => h.toLowerCase()));
+  const loopbackOnly = bindHost === 'localhost' || bindHost === '::1' || bindHost.startsWith('127.');
+  if (allowedHosts === undefined && !loopbackOnly) return () => true;
+  return (header) => {
+    if (header === undefined) return true; // HTTP/1.0 without Host: not a browser
+    const name = hostName(header);
+    return isIP(name) !== 0 || name === 'localhost' || listed.has(name);
+  };
+}
+
+function hostName(header: string): string {
+  const text = header.trim().toLowerCase();
+  if (text.startsWith('[')) return text.slice(1, text.indexOf(']') < 0 ? undefined : text.indexOf(']'));
+  const colon = text.lastIndexOf(':');
+  return colon < 0 ? text : text.slice(0, colon);
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, source: AdminSource, log: Logger, hostAllowed: HostCheck): Promise<void> {
   // No route reads a body: discard it so keep-alive connections stay usable.
   req.resume();
   let reply: Reply;
+  if (!hostAllowed(req.headers.host)) {
+    log.warn({ host: req.headers.host, url: req.url }, 'admin request refused: unknown Host (see admin.allowedHosts)');
+    send(res, json(421, { error: 'unknown Host: add it to admin.allowedHosts' }));
+    return;
+  }
   try {
     reply = await route(req, source, log);
   } catch (err) {
@@ -191,8 +225,9 @@ export function createAdminServer(source: AdminSource, options: AdminServerOptio
   const log = options.log ?? rootLog.child({ component: 'admin' });
   let bound: AddressInfo | null = null;
 
+  const hostAllowed = hostCheck(host, options.allowedHosts);
   const server = http.createServer((req, res) => {
-    void handle(req, res, source, log);
+    void handle(req, res, source, log, hostAllowed);
   });
 
   return {

@@ -246,6 +246,8 @@ export const configSchema = z
       .strictObject({
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535),
+        /** Host names requests may use besides IP literals and localhost (DNS-rebinding guard; see README). */
+        allowedHosts: z.array(z.string().min(1)).optional(),
       })
       .optional(),
     metrics: z

@@ -382,3 +382,42 @@ describe('admin server lifecycle', () => {
     await assert.rejects(hung, { code: 'ECONNRESET' });
   });
 });
+
+describe('admin server: Host check (DNS rebinding)', () => {
+  it('bound to loopback: IP literals and localhost pass, other names get 421 unless allowed', async () => {
+    const server = createAdminServer(new FakeSource(), { host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }), allowedHosts: ['admin.internal'] });
+    const { port } = await server.listen();
+    try {
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, 'admin.internal', `ADMIN.internal:${port}`]) {
+        assert.equal((await request(port, 'GET', '/healthz', { host })).status, 200, host);
+      }
+      const refused = await request(port, 'POST', '/api/purge/shop', { host: `attacker.example:${port}`, 'content-type': 'application/json' }, '{}');
+      assert.equal(refused.status, 421);
+      assert.match(refused.body, /admin\.allowedHosts/);
+      assert.equal((await request(port, 'GET', '/api/stats', { host: 'rebound.example' })).status, 421);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('bound to loopback without a list: only IP literals and localhost', async () => {
+    const server = createAdminServer(new FakeSource(), { host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
+    const { port } = await server.listen();
+    try {
+      assert.equal((await request(port, 'GET', '/healthz', { host: 'evil.example' })).status, 421);
+      assert.equal((await request(port, 'GET', '/healthz', { host: `localhost:${port}` })).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('bound to every address without a list: any name (scrapers use service names)', async () => {
+    const server = createAdminServer(new FakeSource(), { host: '0.0.0.0', port: 0, log: pino({ level: 'silent' }) });
+    const { port } = await server.listen();
+    try {
+      assert.equal((await request(port, 'GET', '/healthz', { host: 'polyproxy.default.svc:9900' })).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+});
