@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { ClientConnection } from './client-connection.ts';
 import type { TlsServerSettings } from './client-connection.ts';
+import { listenServer } from './listen.ts';
 import { connectFirst } from './connect.ts';
 import type { Connected } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
@@ -124,13 +125,7 @@ export class Listener implements RelayOwner, ProxyListener {
   }
 
   listen(port = this.settings.port): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen({ host: this.settings.host, port, reusePort: this.settings.reusePort, backlog: 4096 }, () => {
-        this.#server.removeListener('error', reject);
-        resolve(this.#server.address() as AddressInfo);
-      });
-    });
+    return listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
   }
 
   get address(): AddressInfo | null {

@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError } from '../../core/errors.ts';
+import { listenServer } from '../../core/listen.ts';
 import type { ListenerCounters, ProxyListener } from '../../core/listener.ts';
 import type { Logger } from '../../core/logger.ts';
 import { packageVersion } from '../../core/version.ts';
@@ -128,13 +129,7 @@ export class FastCgiGateway implements ProxyListener {
   }
 
   listen(port = this.settings.port): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen({ host: this.settings.host, port, reusePort: this.settings.reusePort, backlog: 4096 }, () => {
-        this.#server.removeListener('error', reject);
-        resolve(this.#server.address() as AddressInfo);
-      });
-    });
+    return listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
   }
 
   /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */

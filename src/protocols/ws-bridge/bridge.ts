@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
+import { listenServer } from '../../core/listen.ts';
 import type { ListenerCounters, ProxyListener } from '../../core/listener.ts';
 import type { Logger } from '../../core/logger.ts';
 import { ApiClient } from './api-client.ts';
@@ -118,16 +119,11 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
     return this.counters.open + this.#upgrading + this.stats.requestsInFlight + this.#pushing;
   }
 
-  listen(port = this.settings.port): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen({ host: this.settings.host, port, reusePort: this.settings.reusePort, backlog: 4096 }, () => {
-        this.#server.removeListener('error', reject);
-        registerBridge(this.settings.name, this);
-        trackStats(this.settings.name, this.stats);
-        resolve(this.#server.address() as AddressInfo);
-      });
-    });
+  async listen(port = this.settings.port): Promise<AddressInfo> {
+    const address = await listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
+    registerBridge(this.settings.name, this);
+    trackStats(this.settings.name, this.stats);
+    return address;
   }
 
   get address(): AddressInfo | null {
