@@ -18,9 +18,13 @@ export async function nginxVersion(): Promise<string> {
   return `${r.stderr}${r.stdout}`.trim().replace(/^nginx version: /, '');
 }
 
-export async function startNginx(cpu: number, name = 'nginx'): Promise<Running> {
-  const port = await freePort();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'polyproxy-bench-nginx-'));
+/**
+ * Starts nginx (one worker, foreground, optionally pinned) with `servers`
+ * as the lines inside `http { }`, and waits until every port answers. Its
+ * config, pid, logs and temp paths live in a temp dir removed at stop.
+ */
+export async function launchNginx(cpu: number, name: string, ports: readonly number[], servers: readonly string[]): Promise<Running> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `polyproxy-bench-${name}-`));
   const cleanup = removeOnExit(dir);
   const conf = path.join(dir, 'nginx.conf');
   const errorLog = path.join(dir, 'error.log');
@@ -40,7 +44,7 @@ export async function startNginx(cpu: number, name = 'nginx'): Promise<Running> 
       `  fastcgi_temp_path ${path.join(dir, 'fastcgi')};`,
       `  uwsgi_temp_path ${path.join(dir, 'uwsgi')};`,
       `  scgi_temp_path ${path.join(dir, 'scgi')};`,
-      `  server { listen 127.0.0.1:${port}; location / { return 200 "hello\\n"; } }`,
+      ...servers.map((line) => `  ${line}`),
       '}',
       '',
     ].join('\n'),
@@ -53,10 +57,15 @@ export async function startNginx(cpu: number, name = 'nginx'): Promise<Running> 
     cleanup.forget();
   };
   try {
-    await waitForPort(port, 15_000, proc);
+    for (const port of ports) await waitForPort(port, 15_000, proc);
   } catch (err) {
     await stop();
     throw err;
   }
-  return { name, port, pid: proc.pid, proc, stop };
+  return { name, port: ports[0] as number, pid: proc.pid, proc, stop };
+}
+
+export async function startNginx(cpu: number, name = 'nginx'): Promise<Running> {
+  const port = await freePort();
+  return launchNginx(cpu, name, [port], [`server { listen 127.0.0.1:${port}; location / { return 200 "hello\\n"; } }`]);
 }

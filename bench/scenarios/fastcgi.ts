@@ -14,16 +14,14 @@
  * BENCH_FPM_CHILDREN (per pool, default 4).
  */
 import http from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { pinned } from '../lib/machine.ts';
-import { freePort, waitForPort } from '../lib/net.ts';
-import { NGINX, nginxVersion } from '../lib/nginx.ts';
+import { freePort } from '../lib/net.ts';
+import { launchNginx, nginxVersion } from '../lib/nginx.ts';
 import { phpFpmVersion, startPhpFpmPool, writePhpDocroot } from '../lib/php-fpm.ts';
 import { startPolyproxyWithConfig } from '../lib/polyproxy-config.ts';
 import { progress } from '../lib/progress.ts';
-import { removeOnExit, runCommand, spawnTracked } from '../lib/process.ts';
+import { runCommand } from '../lib/process.ts';
 import { readCpuSeconds } from '../lib/rss.ts';
 import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { max, median } from '../lib/stats.ts';
@@ -98,50 +96,14 @@ const FASTCGI_PARAMS = [
 /** nginx with two servers in front of the pools: `plain` (connection per request) and `keep` (keepalive + fastcgi_keep_conn). */
 async function startNginxFastcgi(cpu: number, docroot: string, plainBackends: readonly string[], keepBackends: readonly string[], keepalive: number): Promise<Running & { readonly keepPort: number }> {
   const [port, keepPort] = [await freePort(), await freePort()];
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'polyproxy-bench-nginx-fcgi-'));
-  const cleanup = removeOnExit(dir);
-  const conf = path.join(dir, 'nginx.conf');
-  const errorLog = path.join(dir, 'error.log');
   const servers = (backends: readonly string[]): string => backends.map((b) => `server ${b};`).join(' ');
-  writeFileSync(
-    conf,
-    [
-      'daemon off;',
-      'worker_processes 1;',
-      `pid ${path.join(dir, 'nginx.pid')};`,
-      `error_log ${errorLog} warn;`,
-      'events { worker_connections 4096; }',
-      'http {',
-      '  access_log off;',
-      '  keepalive_requests 1000000;',
-      `  client_body_temp_path ${path.join(dir, 'client_body')};`,
-      `  proxy_temp_path ${path.join(dir, 'proxy')};`,
-      `  fastcgi_temp_path ${path.join(dir, 'fastcgi')};`,
-      `  uwsgi_temp_path ${path.join(dir, 'uwsgi')};`,
-      `  scgi_temp_path ${path.join(dir, 'scgi')};`,
-      `  upstream php_plain { ${servers(plainBackends)} }`,
-      `  upstream php_keep { ${servers(keepBackends)} keepalive ${keepalive}; }`,
-      `  server { listen 127.0.0.1:${port}; root ${docroot}; location ~ \\.php$ { fastcgi_pass php_plain; ${FASTCGI_PARAMS} } }`,
-      `  server { listen 127.0.0.1:${keepPort}; root ${docroot}; location ~ \\.php$ { fastcgi_pass php_keep; fastcgi_keep_conn on; ${FASTCGI_PARAMS} } }`,
-      '}',
-      '',
-    ].join('\n'),
-  );
-  const [cmd, args] = pinned(cpu, NGINX, ['-p', dir, '-e', errorLog, '-c', conf]);
-  const proc = spawnTracked(cmd, args, { name: 'nginx-fastcgi', cwd: dir });
-  const stop = async (): Promise<void> => {
-    await proc.stop('SIGTERM', 5000);
-    rmSync(dir, { recursive: true, force: true });
-    cleanup.forget();
-  };
-  try {
-    await waitForPort(port, 15_000, proc);
-    await waitForPort(keepPort, 15_000, proc);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { name: 'nginx-fastcgi', port, keepPort, pid: proc.pid, proc, stop };
+  const running = await launchNginx(cpu, 'nginx-fastcgi', [port, keepPort], [
+    `upstream php_plain { ${servers(plainBackends)} }`,
+    `upstream php_keep { ${servers(keepBackends)} keepalive ${keepalive}; }`,
+    `server { listen 127.0.0.1:${port}; root ${docroot}; location ~ \\.php$ { fastcgi_pass php_plain; ${FASTCGI_PARAMS} } }`,
+    `server { listen 127.0.0.1:${keepPort}; root ${docroot}; location ~ \\.php$ { fastcgi_pass php_keep; fastcgi_keep_conn on; ${FASTCGI_PARAMS} } }`,
+  ]);
+  return { ...running, keepPort };
 }
 
 /** Which pools answer `n` requests to /pool.php through `port` (checks the balancing before measuring). */
