@@ -124,10 +124,9 @@ export class EndpointHealth {
     this.#timer = null;
   }
 
-  /** Starts tracking the endpoints a route uses; those of a balanced route (more than one) are probed too. */
-  watch(endpoints: readonly Endpoint[], kind: ProbeKind): void {
+  /** Starts tracking the endpoints a route uses; those of a balanced route (more than one) are probed too, unless `probed` says otherwise. */
+  watch(endpoints: readonly Endpoint[], kind: ProbeKind, probed = endpoints.length > 1): void {
     const now = Date.now();
-    const probed = endpoints.length > 1;
     for (const endpoint of endpoints) {
       const record = this.#records.get(endpoint.label);
       if (record === undefined) this.#records.set(endpoint.label, new EndpointRecord(endpoint, kind, probed, now));

@@ -219,9 +219,9 @@ describe('fastcgi gateway listener with php-fpm', () => {
       assert.equal(reply.status, 200, `request ${i} after the stop`);
       assert.equal(poolOf(reply), 'alpha');
     }
-    await cli.waitForLog((l) => l.msg === 'fastcgi backend down' && l.backend === gamma.endpoint);
+    await cli.waitForLog((l) => l.msg === 'endpoint down: circuit open' && l.endpoint === gamma.endpoint);
     gamma = await startPhpFpm({ name: 'gamma', listen: 'tcp', docroot, port: gammaPort, children: 8 });
-    await cli.waitForLog((l) => l.msg === 'fastcgi backend up again' && l.backend === gamma.endpoint);
+    await cli.waitForLog((l) => l.msg === 'endpoint up: circuit closed' && l.endpoint === gamma.endpoint);
     const after = new Set<string>();
     for (let i = 0; i < 4; i++) after.add(poolOf(await request('failover', '/pool.php')));
     assert.deepEqual([...after].sort(), ['alpha', 'gamma']);

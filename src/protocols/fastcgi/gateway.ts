@@ -5,7 +5,7 @@
  * supervisor drains it like any listener.
  *
  * Per request: path → script and params (params.ts) → a backend chosen by
- * the balancer among those up (health.ts) → a pooled FCGI_KEEP_CONN
+ * the balancer among those up (core's breaker) → a pooled FCGI_KEEP_CONN
  * connection → BEGIN_REQUEST + PARAMS (+ the body or its stream) → the CGI
  * head of STDOUT becomes the HTTP status and headers, the rest is streamed
  * to the client with backpressure; STDERR goes to the log.
@@ -15,6 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError } from '../../core/errors.ts';
+import { EndpointHealth } from '../../core/health.ts';
 import { listenServer } from '../../core/listen.ts';
 import type { ListenerCounters, ProxyListener } from '../../core/listener.ts';
 import type { Logger } from '../../core/logger.ts';
@@ -26,7 +27,7 @@ import { FastCgiError } from '../../fastcgi/errors.ts';
 import { encodeNameValuePairs } from '../../fastcgi/name-value.ts';
 import { ConnectionPool } from '../../fastcgi/pool.ts';
 import { sendErrorPage, sendTooLarge, toGatewayError } from './errors.ts';
-import { Balancer, BackendHealth } from './health.ts';
+import { Balancer } from './balancer.ts';
 import { BadRequestPath, buildParams, resolveScript } from './params.ts';
 import type { ParamsSettings } from './params.ts';
 
@@ -63,7 +64,8 @@ export class FastCgiGateway implements ProxyListener {
   readonly settings: GatewaySettings;
   readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
   readonly log: Logger;
-  readonly health: BackendHealth;
+  /** Core's circuit breaker, set the gateway's way: down at the first failed connect, up when a probe connects. */
+  readonly health: EndpointHealth;
   readonly balancer: Balancer;
   readonly pools: readonly ConnectionPool[];
   readonly paramsSettings: ParamsSettings;
@@ -75,8 +77,21 @@ export class FastCgiGateway implements ProxyListener {
   constructor(settings: GatewaySettings, log: Logger) {
     this.settings = settings;
     this.log = log.child({ listener: settings.name, protocol: 'fastcgi' });
-    this.health = new BackendHealth(settings.backends, { intervalMs: settings.healthCheckIntervalMs, connectTimeoutMs: settings.connectTimeoutMs }, this.log);
-    this.balancer = new Balancer(this.health, settings.balance);
+    this.health = new EndpointHealth(
+      {
+        intervalMs: settings.healthCheckIntervalMs,
+        timeoutMs: Math.min(settings.connectTimeoutMs, settings.healthCheckIntervalMs),
+        failureThreshold: 1,
+        fall: 1,
+        rise: 1,
+        // No trial requests: a down backend comes back only when a probe connects.
+        openMs: Number.MAX_SAFE_INTEGER,
+        forgetAfterMs: Number.POSITIVE_INFINITY,
+      },
+      this.log,
+    );
+    this.health.watch(settings.backends, 'tcp', true);
+    this.balancer = new Balancer(settings.backends, this.health, settings.balance);
     this.pools = settings.backends.map(
       (endpoint) =>
         new ConnectionPool(endpoint, {
@@ -128,8 +143,10 @@ export class FastCgiGateway implements ProxyListener {
     return this.#server.address() as AddressInfo | null;
   }
 
-  listen(port = this.settings.port): Promise<AddressInfo> {
-    return listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
+  async listen(port = this.settings.port): Promise<AddressInfo> {
+    const address = await listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
+    this.health.start();
+    return address;
   }
 
   /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
@@ -176,7 +193,7 @@ export class FastCgiGateway implements ProxyListener {
   }
 
   #closeBackends(): void {
-    this.health.close();
+    this.health.stop();
     for (const pool of this.pools) pool.close();
   }
 }
@@ -335,9 +352,10 @@ class Exchange implements ExchangeHandler {
         conn = await pool.acquire();
       } catch (err) {
         last = err;
-        if (err instanceof FastCgiError && (err.code === 'FCGI_ERR_CONNECT_FAILED' || err.code === 'FCGI_ERR_CONNECT_TIMEOUT')) gw.health.markDown(index, err.message);
+        if (err instanceof FastCgiError && (err.code === 'FCGI_ERR_CONNECT_FAILED' || err.code === 'FCGI_ERR_CONNECT_TIMEOUT')) gw.health.failed(pool.endpoint, err.message);
         continue;
       }
+      gw.health.succeeded(pool.endpoint);
       if (this.done) {
         pool.release(conn);
         return;

@@ -167,7 +167,12 @@ describe('EndpointHealth: active probes', () => {
     await health.probeAll();
     assert.equal(health.state(endpoint.label), 'closed');
     assert.equal(health.stats()[0]?.lastProbeAt, null);
-    // Once part of a list, it is.
+    // Unless the caller asks for it (the FastCGI gateway probes its lone backend)...
+    const asked = new EndpointHealth({ intervalMs: 0, fall: 1 });
+    asked.watch([endpoint], 'tcp', true);
+    await asked.probeAll();
+    assert.equal(asked.state(endpoint.label), 'open');
+    // ...or once it is part of a list.
     health.watch([endpoint, B], 'tcp');
     await health.probeAll();
     assert.equal(health.state(endpoint.label), 'open');
