@@ -30,27 +30,28 @@ export interface Running {
 
 export async function run(config: Config, options: RunOptions): Promise<Running> {
   const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+  // Handlers go in first: a supervising script may signal the moment it
+  // reads "polyproxy ready" (and SIGHUP's default action kills).
+  const control: Control = { apply: null, drain: null, draining: false };
+  onSignals(control, timeoutMs, options, config);
   let source: AdminSource | null = null;
-  let draining = false;
-  const ready = (): boolean => source !== null && !draining;
+  const ready = (): boolean => source !== null && !control.draining;
   const admin = config.admin === undefined ? null : await startAdmin(config.admin, () => source, ready);
 
-  let apply: (next: Config) => Promise<string[]>;
-  let drain: () => Promise<void>;
   let bound: readonly BoundListener[];
   if (config.workers === 1) {
     collectProcessMetrics();
     const proxy = await startProxy(config);
     source = localAdminSource(proxy, ready);
-    apply = (next) => proxy.reload(next);
-    drain = () => drainAndExit(proxy, timeoutMs, 'signal');
+    control.apply = (next) => proxy.reload(next);
+    control.drain = () => drainAndExit(proxy, timeoutMs, 'signal');
     bound = proxy.bound;
     announce({ listeners: proxy.bound, workers: 1, ...(admin === null ? {} : { admin: admin.address }) }, 'polyproxy ready');
   } else {
     const supervisor = await runSupervisor(config);
     source = clusterAdminSource(supervisor.queries, ready);
-    apply = (next) => supervisor.reload(next);
-    drain = () =>
+    control.apply = (next) => supervisor.reload(next);
+    control.drain = () =>
       supervisor.drain().then(() => {
         log.info('shutdown complete');
         process.exit(0);
@@ -59,31 +60,45 @@ export async function run(config: Config, options: RunOptions): Promise<Running>
     announce({ listeners: supervisor.bound, workers: config.workers, pids: supervisor.workers(), ...(admin === null ? {} : { admin: admin.address }) }, 'polyproxy ready');
   }
 
+  return { bound, admin: admin?.address ?? null };
+}
+
+/**
+ * SIGTERM/SIGINT drain (a second one exits at once; before the proxy is up
+ * they just exit), SIGHUP reloads the file (ignored before the proxy is up).
+ */
+/** What the signal handlers act on; filled in once the proxy is up. */
+interface Control {
+  apply: ((next: Config) => Promise<string[]>) | null;
+  drain: (() => Promise<void>) | null;
+  draining: boolean;
+}
+
+function onSignals(control: Control, timeoutMs: number, options: RunOptions, config: Config): void {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
-      if (draining) {
+      if (control.drain === null) process.exit(0);
+      if (control.draining) {
         log.warn({ signal }, 'second signal: exiting now');
         process.exit(1);
       }
-      draining = true;
+      control.draining = true;
       log.info({ signal, timeoutMs }, 'shutting down: no longer accepting connections');
-      void drain();
+      void control.drain();
     });
   }
-
   let reloading = false;
   process.on('SIGHUP', () => {
     if (options.reload === null) {
       log.warn('SIGHUP: started without a config file, nothing to reload');
       return;
     }
-    if (reloading || draining) return;
+    if (control.apply === null || reloading || control.draining) return;
     reloading = true;
-    void reload(options.reload, config, apply).finally(() => {
+    void reload(options.reload, config, control.apply).finally(() => {
       reloading = false;
     });
   });
-  return { bound, admin: admin?.address ?? null };
 }
 
 /** Validate first; a bad file leaves the running config in place. */
