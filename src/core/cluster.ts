@@ -43,8 +43,9 @@ export function deliverBroadcast(message: BroadcastMessage): void {
  * sends them back in one message once every worker answered, one exited, or
  * the ask's deadline passed. The asker learns how many workers did not
  * answer (`missing`), so "nobody has it" can be told from "nobody replied".
+ * The supervisor asks every worker the same way (admin queries, reload).
  * Used for rare events (a ws-bridge push for a client held by another
- * worker), never per connection.
+ * worker, a metrics scrape), never per connection.
  */
 
 type AskHandler = (payload: unknown) => unknown;

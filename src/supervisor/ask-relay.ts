@@ -1,14 +1,22 @@
 /**
- * The supervisor's half of core/cluster.ts `ask`: forwards a worker's ask to
- * every other worker, collects one answer from each, and returns them to the
- * asker in one message when all answered, one exited, or the ask's deadline
- * passed (then `missing` counts the silent ones).
+ * The supervisor's half of core/cluster.ts `ask`: forwards an ask to every
+ * other worker, collects one answer from each, and returns them to the asker
+ * in one message when all answered, one exited, or the ask's deadline passed
+ * (then `missing` counts the silent ones). The asker is a worker, or the
+ * supervisor itself (admin queries, reload: see `askAll`).
  */
 import type { ChildProcess } from 'node:child_process';
 import type { AnswerMessage, AnswersMessage, AskMessage } from '../core/cluster.ts';
 
+/** Who asked: a worker process, or the supervisor standing in as one. */
+export interface Asker {
+  readonly pid?: number | undefined;
+  readonly connected: boolean;
+  send(message: AnswersMessage): unknown;
+}
+
 interface PendingAsk {
-  readonly asker: ChildProcess;
+  readonly asker: Asker;
   readonly id: number;
   readonly waiting: Set<ChildProcess>;
   readonly answers: unknown[];
@@ -17,12 +25,13 @@ interface PendingAsk {
 
 export class AskRelay {
   readonly #pending = new Map<string, PendingAsk>();
+  #nextOwnId = 1;
 
   /** `asker` sent `message`; `others` are the workers that should answer. */
-  ask(asker: ChildProcess, message: AskMessage, others: Iterable<ChildProcess>): void {
+  ask(asker: Asker, message: AskMessage, others: Iterable<ChildProcess>): void {
     const key = `${asker.pid}:${message.id}`;
     const waiting = new Set<ChildProcess>();
-    for (const other of others) if (other !== asker && other.connected) waiting.add(other);
+    for (const other of others) if (other !== (asker as unknown) && other.connected) waiting.add(other);
     const timeoutMs = Number.isFinite(message.timeoutMs) && message.timeoutMs > 0 ? message.timeoutMs : 1000;
     const pending: PendingAsk = { asker, id: message.id, waiting, answers: [], timer: setTimeout(() => this.#finish(key), timeoutMs) };
     pending.timer.unref();
@@ -64,4 +73,17 @@ export class AskRelay {
     const reply: AnswersMessage = { type: 'polyproxy:answers', id: pending.id, answers: pending.answers, missing: pending.waiting.size };
     if (pending.asker.connected) pending.asker.send(reply);
   }
+
+  /**
+   * The supervisor asks every worker (`topic` answered by each worker's
+   * onAsk handler); resolves with the answers of those that answered in time.
+   */
+  askAll(topic: string, payload: unknown, timeoutMs: number, workers: Iterable<ChildProcess>): Promise<unknown[]> {
+    const id = this.#nextOwnId++;
+    return new Promise((resolve) => {
+      const self: Asker = { pid: process.pid, connected: true, send: (reply) => resolve(reply.answers) };
+      this.ask(self, { type: 'polyproxy:ask', id, topic, payload, timeoutMs }, workers);
+    });
+  }
+
 }

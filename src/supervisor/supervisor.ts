@@ -12,13 +12,16 @@ import { isAnswer, isAsk, isBroadcast } from '../core/cluster.ts';
 import { log } from '../core/logger.ts';
 import { AskRelay } from './ask-relay.ts';
 import type { WorkerQueries } from './admin-source.ts';
-import type { SupervisorMessage, WorkerMessage } from './messages.ts';
+import { ADMIN_TOPIC, RELOAD_TOPIC } from './messages.ts';
+import type { AdminQuery, SupervisorMessage, WorkerAnswer, WorkerMessage } from './messages.ts';
 import type { BoundListener } from './proxy.ts';
 import { listenerName } from './proxy.ts';
 
 const WORKER_ENTRY = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
 const RESTART_DELAY_MS = 1000;
-const WORKER_REPLY_TIMEOUT_MS = 5000;
+const ADMIN_TIMEOUT_MS = 5000;
+/** A reload may load a resolver module and read certificates. */
+const RELOAD_TIMEOUT_MS = 15000;
 
 export interface Supervisor {
   readonly bound: readonly BoundListener[];
@@ -46,9 +49,6 @@ export async function runSupervisor(config: Config): Promise<Supervisor> {
   }
 
   const children = new Set<ChildProcess>();
-  /** Waiting admin queries and reloads, by id: called with each worker's reply. */
-  const replies = new Map<number, (child: ChildProcess, reply: Extract<WorkerMessage, { type: 'reply' }>) => void>();
-  let nextId = 1;
   const asks = new AskRelay();
   let stopping = false;
   let bound: BoundListener[] = [];
@@ -72,10 +72,6 @@ export async function runSupervisor(config: Config): Promise<Supervisor> {
           return;
         }
         const msg = message as WorkerMessage;
-        if (msg.type === 'reply') {
-          replies.get(msg.id)?.(child, msg);
-          return;
-        }
         if (msg.type === 'ready') {
           ready = true;
           bound = msg.bound;
@@ -111,42 +107,23 @@ export async function runSupervisor(config: Config): Promise<Supervisor> {
     await Promise.all(placeholders.map((s) => new Promise((resolve) => s.close(resolve))));
   }
 
-  /** Sends a message to every live worker and gathers their replies (a worker that does not answer in time is left out). */
-  const askWorkers = <T>(make: (id: number) => SupervisorMessage): Promise<T[]> => {
-    const id = nextId++;
-    const targets = [...children].filter((c) => c.connected);
-    if (targets.length === 0) return Promise.resolve([]);
-    return new Promise<T[]>((resolve, reject) => {
-      const results: T[] = [];
-      const errors: string[] = [];
-      const pending = new Set(targets);
-      const finish = (): void => {
-        clearTimeout(timer);
-        replies.delete(id);
-        if (errors.length > 0) reject(new Error(errors.join('; ')));
-        else resolve(results);
-      };
-      const timer = setTimeout(finish, WORKER_REPLY_TIMEOUT_MS);
-      replies.set(id, (child, reply) => {
-        if (!pending.delete(child)) return;
-        if (reply.error !== undefined) errors.push(`worker ${child.pid}: ${reply.error}`);
-        else results.push(reply.result as T);
-        if (pending.size === 0) finish();
-      });
-      const message = make(id);
-      for (const child of targets) child.send(message);
-    });
+  /** Every worker's answer to an admin query or a reload; an answer carrying `error` fails the whole call. */
+  const askWorkers = async <T>(topic: string, payload: unknown, timeoutMs: number): Promise<T[]> => {
+    const answers = (await asks.askAll(topic, payload, timeoutMs, children)) as Array<WorkerAnswer<T> | undefined>;
+    const errors = answers.filter((a) => a?.error !== undefined).map((a) => a?.error);
+    if (errors.length > 0) throw new Error(errors.join('; '));
+    return answers.filter((a): a is WorkerAnswer<T> => a !== undefined).map((a) => a.result as T);
   };
 
   return {
     queries: {
-      metrics: () => askWorkers((id) => ({ type: 'admin', id, query: { op: 'metrics' } })),
-      stats: () => askWorkers((id) => ({ type: 'admin', id, query: { op: 'stats' } })),
-      purge: (resourceId) => askWorkers((id) => ({ type: 'admin', id, query: { op: 'purge', resourceId } })),
+      metrics: () => askWorkers(ADMIN_TOPIC, { op: 'metrics' } satisfies AdminQuery, ADMIN_TIMEOUT_MS),
+      stats: () => askWorkers(ADMIN_TOPIC, { op: 'stats' } satisfies AdminQuery, ADMIN_TIMEOUT_MS),
+      purge: (resourceId) => askWorkers(ADMIN_TOPIC, { op: 'purge', resourceId } satisfies AdminQuery, ADMIN_TIMEOUT_MS),
       workers: () => children.size,
     },
     async reload(next: Config): Promise<string[]> {
-      const warnings = await askWorkers<string[]>((id) => ({ type: 'reload', id, config: next }));
+      const warnings = await askWorkers<string[]>(RELOAD_TOPIC, next, RELOAD_TIMEOUT_MS);
       // Workers started later (restarts) get the new config.
       config = next;
       return [...new Set(warnings.flat())];

@@ -3,11 +3,13 @@
  * binds the shared ports (SO_REUSEPORT), and drains when told to or when the
  * supervisor goes away.
  */
-import { answerAsk, deliverAnswers, deliverBroadcast, isAnswers, isAsk, isBroadcast } from '../core/cluster.ts';
+import type { Config } from '../config/schema.ts';
+import { answerAsk, deliverAnswers, deliverBroadcast, isAnswers, isAsk, isBroadcast, onAsk } from '../core/cluster.ts';
 import { log } from '../core/logger.ts';
 import { drainAndExit, ignoreHangup } from './lifecycle.ts';
 import { collectProcessMetrics, registry } from '../core/metrics.ts';
-import type { AdminQuery, SupervisorMessage, WorkerMessage } from './messages.ts';
+import { ADMIN_TOPIC, RELOAD_TOPIC } from './messages.ts';
+import type { AdminQuery, SupervisorMessage, WorkerAnswer, WorkerMessage } from './messages.ts';
 import { startProxy } from './proxy.ts';
 import type { RunningProxy } from './proxy.ts';
 
@@ -38,19 +40,14 @@ process.on('message', (message: SupervisorMessage | unknown) => {
     startProxy(msg.config, { ports: new Map(msg.ports), reusePort: true }).then(
       (running) => {
         proxy = running;
+        onAsk(ADMIN_TOPIC, (query) => settle(answerAdmin(running, query as AdminQuery)));
+        onAsk(RELOAD_TOPIC, (config) => settle(running.reload(config as Config)));
         send({ type: 'ready', bound: [...running.bound] });
       },
       (err: unknown) => {
         send({ type: 'failed', error: (err as Error).message });
         process.exit(1);
       },
-    );
-  } else if (msg.type === 'admin' || msg.type === 'reload') {
-    const running = proxy;
-    const work = running === null ? Promise.reject(new Error('worker not started')) : msg.type === 'reload' ? running.reload(msg.config) : answerAdmin(running, msg.query);
-    work.then(
-      (result) => send({ type: 'reply', id: msg.id, result }),
-      (err: unknown) => send({ type: 'reply', id: msg.id, error: (err as Error).message }),
     );
   } else if (msg.type === 'drain') {
     if (proxy === null) process.exit(0);
@@ -74,6 +71,14 @@ process.on('disconnect', () => {
   if (proxy === null) process.exit(0);
   else void drainAndExit(proxy, timeoutMs, 'supervisor gone');
 });
+
+/** An ask handler's answer: the result, or the error's message (the supervisor fails the call with it). */
+function settle(work: Promise<unknown>): Promise<WorkerAnswer> {
+  return work.then(
+    (result) => ({ result }),
+    (err: unknown) => ({ error: `worker ${process.pid}: ${(err as Error).message}` }),
+  );
+}
 
 function answerAdmin(running: RunningProxy, query: AdminQuery): Promise<unknown> {
   switch (query.op) {
