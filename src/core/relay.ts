@@ -10,11 +10,28 @@
  * Idle timeouts use one shared coarse clock and sweep, not a timer per socket.
  */
 import type { Socket } from 'node:net';
-import { adoptSharedReadBuffer, borrowRead, reclaimLent, settleBorrowed, takeRead, usesSharedReadBuffer } from './shared-read-buffer.ts';
+import { getSystemErrorName } from 'node:util';
+import { adoptSharedReadBuffer, borrowRead, lendSpare, reclaimLent, returnLent, settleBorrowed, takeRead, usesSharedReadBuffer } from './shared-read-buffer.ts';
+import { directHandleOf, directIo, stopReading } from './stream-handle.ts';
+import type { DirectIo, StreamHandle, WriteReq } from './stream-handle.ts';
 
 const kRelay = Symbol('polyproxy.relay');
+/** On a handle the relay reads directly: net.Socket's own onread, for EOF and errors. */
+const kStreamOnRead = Symbol('polyproxy.streamOnRead');
 
 type RelaySocket = Socket & { [kRelay]?: Relay };
+type OnRead = (this: StreamHandle, arrayBuffer?: ArrayBuffer) => unknown;
+
+/** A write request reused while writes complete at once; a queued one stays with its write until oncomplete. */
+type DirectReq = WriteReq & { relay: Relay | null; toBackend: boolean; lent: Buffer | null };
+
+/** Writes into one side's handle, bypassing its Writable (core/stream-handle.ts). */
+interface DirectWriter {
+  readonly handle: StreamHandle;
+  req: DirectReq | null;
+  /** The queued write in flight: the source stops reading until it lands. */
+  pending: DirectReq | null;
+}
 
 /** Watches backend bytes at the start of a session; returns true when it has seen enough. The chunk is only valid during the call: copy what you keep. */
 export interface StreamTap {
@@ -59,6 +76,10 @@ export class Relay {
   reason: string | null = null;
   /** Whatever the owner needs at close (resource id, endpoint...). */
   context: unknown = null;
+  /** Direct writes to the backend (from direct client reads), when both are plain TCP. */
+  toBackend: DirectWriter | null = null;
+  /** Direct writes to the client (from direct backend reads). */
+  toClient: DirectWriter | null = null;
   #closed = 0;
   #done = false;
   // Intrusive list of relays with idle timeouts, for the shared sweep.
@@ -85,17 +106,20 @@ export class Relay {
     client.setNoDelay?.(true);
     backend.setNoDelay?.(true);
     // Plain TCP sockets read through the shared buffer; TLS sockets use 'data' events.
-    if (!adoptSharedReadBuffer(client, clientOnRead)) client.on('data', clientOnData);
+    const clientShared = adoptSharedReadBuffer(client, clientOnRead);
+    if (!clientShared) client.on('data', clientOnData);
     client.on('end', clientOnEnd);
     client.on('error', clientOnError);
     client.on('close', socketOnClose);
     client.on('drain', clientOnDrain);
-    if (!usesSharedReadBuffer(backend)) backend.on('data', backendOnData);
+    const backendShared = usesSharedReadBuffer(backend);
+    if (!backendShared) backend.on('data', backendOnData);
     backend.on('end', backendOnEnd);
     backend.on('error', backendOnError);
     backend.on('close', socketOnClose);
     backend.on('drain', backendOnDrain);
     if (this.idleTimeoutMs > 0) idleList.add(this);
+    if (directIo !== null) this.#goDirect(clientShared, backendShared);
     if (replay !== null && replay.length > 0) {
       this.bytesIn += replay.length;
       if (!(this.clientFilter === null ? backend.write(replay) : this.clientFilter.push(this, replay))) client.pause();
@@ -107,6 +131,19 @@ export class Relay {
     // A socket that closed before the handlers were attached emits no more 'close'.
     if (client.closed) socketOnClose.call(client);
     if (backend.closed) socketOnClose.call(backend);
+  }
+
+  /**
+   * Plain TCP sides read and write through their handles from here on
+   * (core/stream-handle.ts); TLS sides keep their sockets' methods.
+   */
+  #goDirect(clientShared: boolean, backendShared: boolean): void {
+    const clientHandle = directHandleOf(this.client);
+    const backendHandle = directHandleOf(this.backend);
+    if (clientHandle !== null) this.toClient = { handle: clientHandle, req: null, pending: null };
+    if (backendHandle !== null) this.toBackend = { handle: backendHandle, req: null, pending: null };
+    if (clientShared && clientHandle !== null) readDirectly(clientHandle, this, clientHandleOnRead);
+    if (backendShared && backendHandle !== null) readDirectly(backendHandle, this, backendHandleOnRead);
   }
 
   /** Ends the session now (idle timeout, shutdown deadline). */
@@ -176,6 +213,115 @@ export function backendOnRead(this: RelaySocket, nread: number): boolean {
   return ok;
 }
 
+// ---- direct reads and writes (core/stream-handle.ts) -----------------------
+
+function readDirectly(handle: StreamHandle, relay: Relay, onread: OnRead): void {
+  handle[kStreamOnRead] = handle.onread;
+  handle[kRelay] = relay;
+  handle.onread = onread;
+}
+
+/** A client handle's onread while relayed: bytes go straight to the backend's handle. */
+function clientHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
+  const io = directIo as DirectIo;
+  const nread = io.state[io.kReadBytesOrError] as number;
+  const relay = this[kRelay] as Relay | undefined;
+  // EOF and errors take net.Socket's own path ('end', 'error'), which the relay's handlers follow.
+  if (nread <= 0 || relay === undefined) return (this[kStreamOnRead] as OnRead).call(this, arrayBuffer);
+  relay.bytesIn += nread;
+  relay.lastActive = coarseNow;
+  // A filter may keep the chunk, so it gets its own copy.
+  const ok = relay.clientFilter === null ? forward(relay, true, borrowRead(nread)) : relay.clientFilter.push(relay, takeRead(nread));
+  if (!ok) stopReading(this);
+  return undefined;
+}
+
+/** A backend handle's onread while relayed. */
+function backendHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
+  const io = directIo as DirectIo;
+  const nread = io.state[io.kReadBytesOrError] as number;
+  const relay = this[kRelay] as Relay | undefined;
+  if (nread <= 0 || relay === undefined) return (this[kStreamOnRead] as OnRead).call(this, arrayBuffer);
+  relay.bytesOut += nread;
+  relay.lastActive = coarseNow;
+  const chunk = borrowRead(nread);
+  if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
+  if (!forward(relay, false, chunk)) stopReading(this);
+  return undefined;
+}
+
+/**
+ * Writes a borrowed chunk to the backend (toBackend) or the client. Returns
+ * false when the source must stop reading: the write was queued, and its
+ * completion resumes the source. Falls back to the socket's write() while
+ * anything is queued in its Writable (replayed bytes), after end(), or for
+ * TLS peers, so bytes never overtake each other.
+ */
+function forward(relay: Relay, toBackend: boolean, chunk: Buffer): boolean {
+  const peer = toBackend ? relay.backend : relay.client;
+  const writer = toBackend ? relay.toBackend : relay.toClient;
+  if (writer === null || writer.pending !== null || peer.destroyed || peer.writableEnded || peer.writableLength > 0) {
+    const ok = peer.write(chunk);
+    settleBorrowed(peer);
+    return ok;
+  }
+  const io = directIo as DirectIo;
+  let req = writer.req;
+  if (req === null) req = writer.req = newReq(io, relay, toBackend);
+  req.handle = writer.handle;
+  const err = writer.handle.writeBuffer(req, chunk);
+  if (err !== 0) {
+    peer.destroy(writeError(err));
+    return false;
+  }
+  if (io.state[io.kLastWriteWasAsync] === 0) return true;
+  // Queued: the write keeps the chunk's memory (the spare) until it completes.
+  req.buffer = chunk;
+  req.lent = lendSpare();
+  req.oncomplete = onDirectWriteComplete as WriteReq['oncomplete'];
+  writer.pending = req;
+  writer.req = null;
+  return false;
+}
+
+function newReq(io: DirectIo, relay: Relay, toBackend: boolean): DirectReq {
+  const req = new io.WriteWrap() as DirectReq;
+  req.relay = relay;
+  req.toBackend = toBackend;
+  req.lent = null;
+  req.buffer = null;
+  req.oncomplete = null;
+  return req;
+}
+
+function onDirectWriteComplete(this: DirectReq, status: number): void {
+  const relay = this.relay as Relay;
+  const toBackend = this.toBackend;
+  const writer = (toBackend ? relay.toBackend : relay.toClient) as DirectWriter;
+  writer.pending = null;
+  if (this.lent !== null) returnLent(this.lent);
+  this.lent = null;
+  this.buffer = null;
+  this.relay = null;
+  const peer = toBackend ? relay.backend : relay.client;
+  if (peer.destroyed) return;
+  if (status < 0) {
+    peer.destroy(writeError(status));
+    return;
+  }
+  const source = toBackend ? relay.client : relay.backend;
+  if (!source.destroyed) source.resume();
+}
+
+function writeError(status: number): NodeJS.ErrnoException {
+  const code = getSystemErrorName(status);
+  const err: NodeJS.ErrnoException = new Error(`write ${code}`);
+  err.errno = status;
+  err.code = code;
+  err.syscall = 'write';
+  return err;
+}
+
 function clientOnDrain(this: RelaySocket): void {
   reclaimLent(this);
   (this[kRelay] as Relay).backend.resume();
@@ -218,6 +364,7 @@ function socketOnClose(this: RelaySocket): void {
   // One side is gone, so the other can carry nothing more: let it flush what
   // was already written to it, then close (a half-open peer must not linger).
   const other = relay.client === this ? relay.backend : relay.client;
+  // (destroySoon ends first, and libuv's shutdown waits for a direct write still queued.)
   if (!other.destroyed) other.destroySoon();
   relay.sideClosed();
 }

@@ -77,6 +77,23 @@ export function settleBorrowed(peer: Socket): void {
 }
 
 /**
+ * For writes that bypass the socket's Writable (core/stream-handle.ts):
+ * the borrowed chunk just written was queued, so its memory leaves with the
+ * write and a new spare takes its place. Give it back with returnLent()
+ * when the write completes.
+ */
+export function lendSpare(): Buffer {
+  const lent = spare;
+  spare = freeList.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+  return lent;
+}
+
+/** A buffer from lendSpare() whose write completed. */
+export function returnLent(lent: Buffer): void {
+  if (freeList.length < MAX_FREE) freeList.push(lent);
+}
+
+/**
  * Call when `socket` emits 'drain': every write queued on it has completed,
  * so the buffer lent to it can serve reads again. Without this, each lent
  * buffer waits for a GC, and bulk transfers swing RSS by V8's 64 MB

@@ -4,7 +4,9 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
-import { Relay } from '../../../src/core/relay.ts';
+import { backendOnRead, Relay } from '../../../src/core/relay.ts';
+import { onreadOption } from '../../../src/core/shared-read-buffer.ts';
+import { directIo } from '../../../src/core/stream-handle.ts';
 import type { RelayOwner, StreamTap } from '../../../src/core/relay.ts';
 
 // ---------------------------------------------------------------------------
@@ -65,6 +67,11 @@ interface PairOptions {
   backendEndsOnEof?: boolean;
   /** Do not read the test-side sockets at all (the test reads them itself). */
   manualPeers?: boolean;
+  /**
+   * Connect to the backend with a plain socket ('data' events) instead of
+   * the shared read buffer core/connect.ts uses (default false).
+   */
+  plainBackend?: boolean;
 }
 
 async function makePair(options: PairOptions = {}): Promise<Harness> {
@@ -82,7 +89,11 @@ async function makePair(options: PairOptions = {}): Promise<Harness> {
   sockets.push(proxyClient);
 
   const backendAccepted = once(backendServer, 'connection') as Promise<[net.Socket]>;
-  const proxyBackend = net.connect({ host: '127.0.0.1', port: backendPort, allowHalfOpen: true });
+  // Like core/connect.ts unless the test asks for a plain socket.
+  const proxyBackend =
+    options.plainBackend === true
+      ? net.connect({ host: '127.0.0.1', port: backendPort, allowHalfOpen: true })
+      : net.connect({ host: '127.0.0.1', port: backendPort, allowHalfOpen: true, onread: onreadOption(backendOnRead) });
   sockets.push(proxyBackend);
   await once(proxyBackend, 'connect');
   const [backendPeer] = await backendAccepted;
@@ -373,6 +384,12 @@ describe('Relay: closing', { timeout: 30_000 }, () => {
   });
 });
 
+/** 'data' mode pauses the stream; shared-read-buffer and direct modes stop the handle reading. */
+function reading(socket: net.Socket): boolean {
+  const handle = (socket as unknown as { _handle?: { reading?: boolean } | null })._handle;
+  return !socket.isPaused() && handle?.reading !== false;
+}
+
 describe('Relay: backpressure', { timeout: 30_000 }, () => {
   const SIZE = 64 * 1024 * 1024;
   const LIMIT = 4 * 1024 * 1024;
@@ -428,9 +445,7 @@ describe('Relay: backpressure', { timeout: 30_000 }, () => {
     const sample = (): void => {
       maxWritable = Math.max(maxWritable, h.proxyBackend.writableLength, h.proxyClient.writableLength);
       maxReadable = Math.max(maxReadable, h.proxyClient.readableLength);
-      // 'data' mode pauses the stream; shared-read-buffer mode stops the handle reading.
-      const reading = (h.proxyClient as unknown as { _handle?: { reading?: boolean } | null })._handle?.reading;
-      if (h.proxyClient.isPaused() || reading === false) sawClientPaused = true;
+      if (!reading(h.proxyClient)) sawClientPaused = true;
     };
     const [sent, received] = await Promise.all([pump(h.client, SIZE), slowRead(h.backendPeer, sample)]);
     assert.equal(received.total, SIZE);
@@ -452,7 +467,7 @@ describe('Relay: backpressure', { timeout: 30_000 }, () => {
     let sawBackendPaused = false;
     const sample = (): void => {
       maxWritable = Math.max(maxWritable, h.proxyClient.writableLength, h.proxyBackend.writableLength);
-      if (h.proxyBackend.isPaused()) sawBackendPaused = true;
+      if (!reading(h.proxyBackend)) sawBackendPaused = true;
     };
     const [sent, received] = await Promise.all([pump(h.backendPeer, size), slowRead(h.client, sample)]);
     assert.equal(received.total, size);
@@ -463,6 +478,114 @@ describe('Relay: backpressure', { timeout: 30_000 }, () => {
     // The client (not half-open) answered EOF with its own end(); let the backend read it.
     h.backendPeer.resume();
     await assertClosedOnce(h);
+  });
+});
+
+describe('Relay: direct handle I/O', { timeout: 30_000 }, () => {
+  it('this Node offers the stream bindings the relay drives directly', () => {
+    assert.notEqual(directIo, null, 'process.binding("stream_wrap") changed shape: the relay fell back to socket.write()');
+  });
+
+  it('plain TCP sockets on both sides are read and written through their handles', async () => {
+    const h = await makePair();
+    assert.notEqual(h.relay.toBackend, null);
+    assert.notEqual(h.relay.toClient, null);
+    h.client.write('ping');
+    assert.equal(await h.atBackend.until(4), 'ping');
+    h.backendPeer.write('pong');
+    assert.equal(await h.atClient.until(4), 'pong');
+    h.client.end();
+    await assertClosedOnce(h);
+    assert.equal(h.relay.bytesIn, 4);
+    assert.equal(h.relay.bytesOut, 4);
+  });
+
+  it('a plain backend socket without the shared buffer still relays both ways', async () => {
+    const h = await makePair({ plainBackend: true });
+    h.client.write('ping');
+    assert.equal(await h.atBackend.until(4), 'ping');
+    h.backendPeer.write('pong');
+    assert.equal(await h.atClient.until(4), 'pong');
+    h.client.end();
+    await assertClosedOnce(h);
+  });
+
+  it('replayed bytes still queued in the Writable go out before direct writes', async () => {
+    // 8 MB of replay cannot leave at once, so the next client bytes must wait behind it.
+    const replay = Buffer.alloc(8 * 1024 * 1024, 0x61);
+    const h = await makePair({ replay });
+    h.client.write('tail');
+    const total = replay.length + 4;
+    const text = await h.atBackend.until(total);
+    assert.equal(text.length, total);
+    assert.equal(text.slice(-4), 'tail');
+    assert.equal(text.indexOf('t'), replay.length);
+    h.client.end();
+    await assertClosedOnce(h);
+  });
+
+  it('bytes still queued in the backend Writable go out before direct writes', async () => {
+    // Two writes queued in the Writable before the relay starts (the second waits in its buffer).
+    const h = await makePair({ start: false });
+    const first = Buffer.alloc(4 * 1024 * 1024, 0x61);
+    const second = Buffer.alloc(4 * 1024 * 1024, 0x62);
+    h.proxyBackend.write(first);
+    h.proxyBackend.write(second);
+    h.relay.start(null);
+    h.client.write('tail');
+    const total = first.length + second.length + 4;
+    const text = await h.atBackend.until(total);
+    assert.equal(text.length, total);
+    assert.equal(text.indexOf('b'), first.length);
+    assert.equal(text.indexOf('t'), first.length + second.length);
+    h.client.end();
+    await assertClosedOnce(h);
+  });
+
+  it('a side closed while a direct write to the other is queued: the queued bytes still arrive', async () => {
+    const h = await makePair({ manualPeers: true });
+    h.backendPeer.pause();
+    h.client.on('error', () => {});
+    const chunk = Buffer.alloc(1024 * 1024, 0x63);
+    const toBackend = h.relay.toBackend;
+    assert.notEqual(toBackend, null);
+    // Fill the loopback buffers until a direct write has to queue.
+    while (toBackend?.pending === null) {
+      if (!h.client.write(chunk)) await Promise.race([once(h.client, 'drain'), tick()]);
+      await tick();
+    }
+    // A protocol (or anything but EOF) closes the client side now.
+    h.proxyClient.destroy();
+    const relayed = h.relay.bytesIn;
+    let received = 0;
+    h.backendPeer.on('data', (c: Buffer) => (received += c.length));
+    h.backendPeer.on('end', () => h.backendPeer.end());
+    h.backendPeer.resume();
+    await within(closedSocket(h.backendPeer), 5000, 'backend close');
+    assert.equal(received, relayed, 'every byte the relay read from the client reaches the backend');
+    await assertClosedOnce(h);
+  });
+
+  it('a backend that sends 16 MB and closes at once loses nothing to a slow client', async () => {
+    const h = await makePair({ manualPeers: true });
+    const size = 16 * 1024 * 1024;
+    const data = randomBytes(size);
+    const sent = createHash('sha256').update(data).digest('hex');
+    // The backend peer writes everything, ends, and is gone before the client read much.
+    h.backendPeer.end(data);
+    const hash = createHash('sha256');
+    let total = 0;
+    for await (const chunk of h.client) {
+      hash.update(chunk as Buffer);
+      total += (chunk as Buffer).length;
+      if (total < 1024 * 1024) await tick();
+    }
+    assert.equal(total, size);
+    assert.equal(hash.digest('hex'), sent);
+    h.client.end();
+    h.backendPeer.resume();
+    await assertClosedOnce(h);
+    assert.equal(h.relay.bytesOut, size);
   });
 });
 
