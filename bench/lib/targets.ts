@@ -1,7 +1,8 @@
 /**
  * Starting the things a scenario measures: polyproxy (built CLI), its
- * anchors (PgBouncer, the naive Node pipe proxy) and helper processes — all
- * tracked, in their own process groups, optionally pinned with taskset.
+ * anchors (PgBouncer, the naive Node pipe proxy, the raw-handle "Node floor"
+ * proxy) and helper processes — all tracked, in their own process groups,
+ * optionally pinned with taskset.
  */
 import { execFileSync } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -78,6 +79,15 @@ async function startNodeHelper(ctx: ScenarioContext, name: string, script: strin
 /** The naive `pipe()` Node proxy (anchor), pinned like polyproxy. */
 export function startPipeProxy(ctx: ScenarioContext, backend: string, nodeFlags: readonly string[] = []): Promise<Running> {
   return startNodeHelper(ctx, 'pipe-proxy', 'pipe-proxy.ts', ['--backend', backend], ctx.proxyCpu, nodeFlags);
+}
+
+/**
+ * The "Node floor" anchor (bench/lib/raw-proxy.ts): libuv TCP handles driven
+ * directly, no net.Socket or streams — the cheapest proxy a Node process can
+ * run. Pinned like polyproxy.
+ */
+export function startRawProxy(ctx: ScenarioContext, backend: string, nodeFlags: readonly string[] = []): Promise<Running> {
+  return startNodeHelper(ctx, 'raw-proxy', 'raw-proxy.ts', ['--backend', backend], ctx.proxyCpu, nodeFlags);
 }
 
 /** The embedded PostgreSQL demo server in its own process (unpinned). */

@@ -9,7 +9,7 @@
  * so php-fpm is the bottleneck, as in production.
  * Target (issue 7): polyproxy ≥ 0.8× the better nginx req/s.
  *
- * Env: BENCH_DURATION (s per run, default 10), BENCH_WARMUP (s, default 2),
+ * Env: BENCH_DURATION (s per run, default 10), BENCH_WARMUP (s, default 1),
  * BENCH_ROUNDS (default 2, interleaved, order reversed every other round),
  * BENCH_FPM_CHILDREN (per pool, default 4).
  */
@@ -143,7 +143,7 @@ export const fastcgiScenario: Scenario = {
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
     const seconds = envNumber('BENCH_DURATION', 10);
-    const warmup = envNumber('BENCH_WARMUP', 2);
+    const warmup = envNumber('BENCH_WARMUP', 1);
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));
     const children = Math.max(1, envNumber('BENCH_FPM_CHILDREN', 4));
     const loadCpu = clientCpu(ctx);

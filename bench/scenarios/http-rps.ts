@@ -8,7 +8,7 @@
  * proxy (node:http sink backend), sampling the proxy's VmRSS.
  * Target (issue 3): polyproxy ≥ 0.6× HAProxy req/s; RSS flat while streaming.
  *
- * Env: BENCH_DURATION (s per run, default 10), BENCH_WARMUP (s, default 2),
+ * Env: BENCH_DURATION (s per run, default 10), BENCH_WARMUP (s, default 1),
  * BENCH_ROUNDS (default 2, interleaved, order reversed every other round),
  * BENCH_STREAM_GB (GiB each way, default 1; 0 skips the streaming check).
  */
@@ -175,7 +175,7 @@ export const httpRpsScenario: Scenario = {
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
     const seconds = envNumber('BENCH_DURATION', 10);
-    const warmup = envNumber('BENCH_WARMUP', 2);
+    const warmup = envNumber('BENCH_WARMUP', 1);
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));
     const streamBytes = Math.round(envNumber('BENCH_STREAM_GB', 1) * 2 ** 30);
     const loadCpu = clientCpu(ctx);

@@ -4,7 +4,7 @@
  * thread), in the same run. The proxies are pinned to the same CPU; sysbench
  * and MariaDB float. Target (issue): polyproxy ≥ 0.9× HAProxy.
  *
- * Env: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 3),
+ * Env: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 1),
  * BENCH_ROUNDS (default 2, interleaved, order reversed every other round).
  */
 import { haproxyVersion, startHaproxyTcp } from '../lib/haproxy.ts';
@@ -119,7 +119,7 @@ export const mysqlSysbenchScenario: Scenario = {
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
     const duration = envNumber('BENCH_DURATION', 10);
-    const warmup = envNumber('BENCH_WARMUP', 3);
+    const warmup = envNumber('BENCH_WARMUP', 1);
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));
     const dbState = await prepareDatabase();
     const versions = {

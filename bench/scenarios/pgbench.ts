@@ -1,10 +1,13 @@
 /**
  * pgbench select-only, 8 clients: direct to PostgreSQL, through polyproxy,
- * through PgBouncer (session mode) and through the naive Node pipe() proxy,
- * in the same run. The proxies are pinned to the same CPU; pgbench and
- * PostgreSQL float. Target (issue): polyproxy TPS > PgBouncer TPS.
+ * through PgBouncer (session mode), through the naive Node pipe() proxy and
+ * through the "Node floor" (bench/lib/raw-proxy.ts: libuv handles driven
+ * directly, the cheapest proxy a Node process can run — it bounds what any
+ * Node proxy can do here), in the same run. The proxies are pinned to the
+ * same CPU; pgbench and PostgreSQL float. Target (issue): polyproxy TPS >
+ * PgBouncer TPS.
  *
- * Env: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 3),
+ * Env: BENCH_DURATION (s, default 8), BENCH_WARMUP (s, default 1),
  * BENCH_ROUNDS (default 2, interleaved, order reversed every other round).
  */
 import { progress } from '../lib/progress.ts';
@@ -13,7 +16,7 @@ import { readCpuSeconds } from '../lib/rss.ts';
 import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
-import { startPgbouncer, startPipeProxy, startPolyproxy } from '../lib/targets.ts';
+import { startPgbouncer, startPipeProxy, startPolyproxy, startRawProxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
 import { envNumber } from '../lib/env.ts';
 
@@ -83,11 +86,11 @@ interface Target {
 
 export const pgbenchScenario: Scenario = {
   name: 'pgbench',
-  description: 'pgbench -S, 8 clients: direct vs polyproxy vs PgBouncer (session) vs naive Node pipe() proxy',
+  description: 'pgbench -S, 8 clients: direct vs polyproxy vs PgBouncer (session) vs naive Node pipe() proxy vs Node floor (raw libuv handles)',
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
-    const duration = envNumber('BENCH_DURATION', 10);
-    const warmup = envNumber('BENCH_WARMUP', 3);
+    const duration = envNumber('BENCH_DURATION', 8);
+    const warmup = envNumber('BENCH_WARMUP', 1);
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));
     const dbState = await prepareDatabase();
     const pgbouncerVersion = (await runCommand('/usr/sbin/pgbouncer', ['--version'])).stdout.split('\n')[0] ?? '';
@@ -96,7 +99,7 @@ export const pgbenchScenario: Scenario = {
 
     const started: Running[] = [];
     try {
-      progress('pgbench: starting polyproxy, PgBouncer, pipe proxy');
+      progress('pgbench: starting polyproxy, PgBouncer, pipe proxy, raw proxy');
       const backend = `${PG_HOST}:${PG_PORT}`;
       const polyproxy = await startPolyproxy(ctx, { backend });
       started.push(polyproxy);
@@ -109,12 +112,15 @@ export const pgbenchScenario: Scenario = {
       started.push(pgbouncer);
       const pipe = await startPipeProxy(ctx, backend);
       started.push(pipe);
+      const raw = await startRawProxy(ctx, backend);
+      started.push(raw);
 
       const targets: Target[] = [
         { key: 'direct', label: 'direct (PostgreSQL)', port: PG_PORT, pid: null },
         { key: 'polyproxy', label: 'polyproxy', port: polyproxy.port, pid: polyproxy.pid },
         { key: 'pgbouncer', label: 'PgBouncer (session)', port: pgbouncer.port, pid: pgbouncer.pid },
         { key: 'pipe', label: 'naive Node pipe() proxy', port: pipe.port, pid: pipe.pid },
+        { key: 'nodeFloor', label: 'Node floor (raw libuv handles)', port: raw.port, pid: raw.pid },
       ];
 
       if (warmup > 0) {
@@ -152,10 +158,17 @@ export const pgbenchScenario: Scenario = {
         ];
       });
       const poly = best('polyproxy');
+      const floor = best('nodeFloor');
+      /** Median proxy CPU µs per transaction of a target's runs (NaN without CPU figures). */
+      const usPerTx = (key: string): number => {
+        const v = (runs.get(key) ?? []).filter((r) => r.proxyCpu !== null).map((r) => ((r.proxyCpu as number) / r.tps) * 1e6);
+        return v.length === 0 ? NaN : median(v);
+      };
+      const floorPart = `; Node floor ${num(floor)} TPS = ${ratio(floor, bouncer)} PgBouncer, at ${ratio(usPerTx('nodeFloor'), usPerTx('pgbouncer'))} its CPU per transaction`;
       const verdict =
         poly > bouncer
-          ? `Target met: polyproxy ${num(poly)} TPS = ${ratio(poly, bouncer)} PgBouncer, ${ratio(poly, direct)} direct`
-          : `Target missed: polyproxy ${num(poly)} TPS = ${ratio(poly, bouncer)} PgBouncer (target > 1.00×), ${ratio(poly, direct)} direct`;
+          ? `Target met: polyproxy ${num(poly)} TPS = ${ratio(poly, bouncer)} PgBouncer, ${ratio(poly, direct)} direct${floorPart}`
+          : `Target missed: polyproxy ${num(poly)} TPS = ${ratio(poly, bouncer)} PgBouncer (target > 1.00×), ${ratio(poly, direct)} direct${floorPart}`;
       return {
         title: 'pgbench select-only, 8 clients',
         verdict,
@@ -170,14 +183,15 @@ export const pgbenchScenario: Scenario = {
         notes: [
           `\`pgbench ${pgbenchArgs(0, duration).join(' ').replace('-p 0', '-p <port>')}\` per target; ${rounds} interleaved round(s) of ${duration} s (order reversed every other round) after a ${warmup} s warm-up each; "TPS" is pgbench's \`tps = … (without initial connection time)\`, best run.`,
           `Database ${DATABASE}: \`pgbench -i -s ${SCALE}\` (${dbState} this run). ${serverVersion === '' ? '' : `PostgreSQL ${serverVersion}; `}${pgbenchVersion}; ${pgbouncerVersion}.`,
-          `polyproxy (one worker, \`--log-level warn\`), PgBouncer (session mode, pool 20) and the naive pipe() proxy ${ctx.proxyCpu < 0 ? 'are not pinned' : `are each pinned to CPU ${ctx.proxyCpu} with taskset`}; pgbench and PostgreSQL are not pinned: client, proxy and server share the machine's cores. "proxy CPU" is the proxy process's user+system CPU time over the run's wall time (100 % = one core); "µs/tx" is that CPU time per transaction — the proxy's cost, less sensitive to run-to-run noise than TPS (medians of the runs).`,
+          `polyproxy (one worker, \`--log-level warn\`), PgBouncer (session mode, pool 20), the naive pipe() proxy and the Node floor ${ctx.proxyCpu < 0 ? 'are not pinned' : `are each pinned to CPU ${ctx.proxyCpu} with taskset`}; pgbench and PostgreSQL are not pinned: client, proxy and server share the machine's cores. "proxy CPU" is the proxy process's user+system CPU time over the run's wall time (100 % = one core); "µs/tx" is that CPU time per transaction — the proxy's cost, less sensitive to run-to-run noise than TPS (medians of the runs).`,
           'The naive pipe() proxy is bench/lib/pipe-proxy.ts: `client.pipe(backend).pipe(client)` with noDelay, the "naive Node" anchor of DESIGN.md §5.',
+          `"Node floor (raw libuv handles)" is bench/lib/raw-proxy.ts, a measuring anchor (not part of polyproxy): the cheapest proxy a Node process can run — libuv TCP handles driven directly through Node's internal bindings, no net.Socket, no streams, no per-read allocation, each read written straight to the other side. What it costs per transaction (${num(usPerTx('nodeFloor'), 1)} µs of CPU here, vs ${num(usPerTx('pgbouncer'), 1)} for PgBouncer and ${num(usPerTx('polyproxy'), 1)} for polyproxy) is the Node runtime's own cost (V8 ⇄ C++ calls, libuv, the kernel's TCP work), so it bounds what any Node proxy — polyproxy included — can do on this machine${floor < bouncer ? ': the floor itself does not beat PgBouncer here, so no single-process Node proxy can' : usPerTx('nodeFloor') > usPerTx('pgbouncer') ? `: even the floor needs ${ratio(usPerTx('nodeFloor'), usPerTx('pgbouncer'))} PgBouncer's CPU per transaction, so a Node proxy can at best tie PgBouncer's TPS while the proxy core has time to spare, never beat it on cost` : ''}.`,
         ],
         data: {
           settings: { duration, warmup, rounds, clients: CLIENTS, threads: THREADS, scale: SCALE, proxyCpu: ctx.proxyCpu },
           versions: { pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion, postgres: serverVersion },
           targets: targets.map((t) => ({ key: t.key, label: t.label, bestTps: best(t.key), runs: runs.get(t.key) })),
-          ratios: { polyproxyToDirect: poly / direct, polyproxyToPgbouncer: poly / bouncer, pgbouncerToDirect: bouncer / direct, pipeToDirect: best('pipe') / direct },
+          ratios: { polyproxyToDirect: poly / direct, polyproxyToPgbouncer: poly / bouncer, pgbouncerToDirect: bouncer / direct, pipeToDirect: best('pipe') / direct, nodeFloorToDirect: floor / direct, nodeFloorToPgbouncer: floor / bouncer, polyproxyToNodeFloor: poly / floor },
           targetMet: poly > bouncer,
         },
       };

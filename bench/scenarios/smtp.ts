@@ -16,7 +16,7 @@
  * 8 sessions and two round trips per message (the first shape) every
  * target was latency-bound: HAProxy scored 0.72× direct, like polyproxy.
  *
- * Env: BENCH_DURATION (s per run, default 10), BENCH_WARMUP (s, default 2),
+ * Env: BENCH_DURATION (s per run, default 10), BENCH_WARMUP (s, default 1),
  * BENCH_ROUNDS (default 2, interleaved, order reversed every other round),
  * BENCH_SMTP_CONNECTIONS (parallel sessions, default 64),
  * BENCH_SMTP_PIPELINE (1 = "." and the next envelope in one write, the
@@ -99,7 +99,7 @@ export const smtpScenario: Scenario = {
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
     const seconds = envNumber('BENCH_DURATION', 10);
-    const warmup = envNumber('BENCH_WARMUP', 2);
+    const warmup = envNumber('BENCH_WARMUP', 1);
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));
     const loadCpu = clientCpu(ctx);
     const versions = {

@@ -3,12 +3,14 @@
  * connect → 1 byte written → the byte echoed back → close; the figure is
  * connections per second. Direct to the echo backend, through polyproxy (tcp
  * listener, fixed backend, one worker), through HAProxy in TCP mode (one
- * thread) and through the naive Node pipe() proxy, in the same run. The
- * proxies are pinned to the same CPU; the echo backend and the load
- * processes to the other one. Target (issue): polyproxy ≥ 10,000
+ * thread), through the naive Node pipe() proxy and through the "Node floor"
+ * (bench/lib/raw-proxy.ts: libuv handles driven directly, the cheapest proxy
+ * a Node process can run — it bounds what any Node proxy can do here), in
+ * the same run. The proxies are pinned to the same CPU; the echo backend and
+ * the load processes to the other one. Target (issue): polyproxy ≥ 10,000
  * connections/s (the PHP/Swoole proxy reports 18,067/s on 8 cores).
  *
- * Env: BENCH_RATE_SECONDS (per run, default 8), BENCH_RATE_CONCURRENCY
+ * Env: BENCH_RATE_SECONDS (per run, default 6), BENCH_RATE_CONCURRENCY
  * (loops per load process, default 48), BENCH_RATE_PROCESSES (default 2),
  * BENCH_ROUNDS (default 2, interleaved), BENCH_RATE_CLOSE (`server`,
  * default: the echo backend half-closes right after the echo and the client
@@ -27,14 +29,14 @@ import { readCpuSeconds } from '../lib/rss.ts';
 import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
-import { startPipeProxy, startPolyproxy } from '../lib/targets.ts';
+import { startPipeProxy, startPolyproxy, startRawProxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
 import { clientCpu } from './tcp-rr.ts';
 import { envNumber } from '../lib/env.ts';
 
 const TARGET = 10_000;
 const SWOOLE = 18_067;
-const WARMUP_SECONDS = 2;
+const WARMUP_SECONDS = 1;
 
 /** Busy and total jiffies of one CPU (all CPUs when cpu < 0), from /proc/stat. */
 function cpuTimes(cpu: number): { busy: number; total: number } {
@@ -106,10 +108,10 @@ async function runRate(ctx: ScenarioContext, port: number, seconds: number, proc
 
 export const tcpRateScenario: Scenario = {
   name: 'tcp-rate',
-  description: 'connect → 1 byte echoed → close, connections/s: direct vs polyproxy (tcp) vs HAProxy tcp (1 thread) vs naive Node pipe() proxy',
+  description: 'connect → 1 byte echoed → close, connections/s: direct vs polyproxy (tcp) vs HAProxy tcp (1 thread) vs naive Node pipe() proxy vs Node floor (raw libuv handles)',
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
-    const seconds = envNumber('BENCH_RATE_SECONDS', 8);
+    const seconds = envNumber('BENCH_RATE_SECONDS', 6);
     const concurrency = envNumber('BENCH_RATE_CONCURRENCY', 48);
     const processes = Math.max(1, envNumber('BENCH_RATE_PROCESSES', 2));
     const rounds = Math.max(1, envNumber('BENCH_ROUNDS', 2));
@@ -117,21 +119,24 @@ export const tcpRateScenario: Scenario = {
     const versions = { haproxy: await haproxyVersion() };
     const started: Running[] = [];
     try {
-      progress('tcp-rate: starting echo backend, polyproxy, HAProxy, pipe proxy');
-      const echo = await startEchoBackend(ctx, 4, clientCpu(ctx), { closeAfterEcho: serverCloses });
+      progress('tcp-rate: starting echo backend, polyproxy, HAProxy, pipe proxy, raw proxy');
+      const echo = await startEchoBackend(ctx, 5, clientCpu(ctx), { closeAfterEcho: serverCloses });
       started.push(echo);
-      const [directPort, polyBackend, haBackend, pipeBackend] = echo.ports as [number, number, number, number];
+      const [directPort, polyBackend, haBackend, pipeBackend, rawBackend] = echo.ports as [number, number, number, number, number];
       const polyproxy = await startPolyproxy(ctx, { backend: `127.0.0.1:${polyBackend}`, protocol: 'tcp' });
       started.push(polyproxy);
       const haproxy = await startHaproxyTcp(ctx, { backend: `127.0.0.1:${haBackend}` });
       started.push(haproxy);
       const pipe = await startPipeProxy(ctx, `127.0.0.1:${pipeBackend}`);
       started.push(pipe);
+      const raw = await startRawProxy(ctx, `127.0.0.1:${rawBackend}`);
+      started.push(raw);
       const targets: Target[] = [
         { key: 'direct', label: 'direct (echo backend)', port: directPort, pid: null },
         { key: 'polyproxy', label: 'polyproxy (tcp, fixed backend)', port: polyproxy.port, pid: polyproxy.pid },
         { key: 'haproxy', label: 'HAProxy tcp (nbthread 1)', port: haproxy.port, pid: haproxy.pid },
         { key: 'pipe', label: 'naive Node pipe() proxy', port: pipe.port, pid: pipe.pid },
+        { key: 'nodeFloor', label: 'Node floor (raw libuv handles)', port: raw.port, pid: raw.pid },
       ];
       for (const t of targets) {
         progress(`tcp-rate: warm-up ${t.label} (${WARMUP_SECONDS} s)`);
@@ -150,6 +155,12 @@ export const tcpRateScenario: Scenario = {
       const direct = best('direct');
       const ha = best('haproxy');
       const poly = best('polyproxy');
+      const floor = best('nodeFloor');
+      /** Median proxy CPU µs per connection of a target's runs (NaN without CPU figures). */
+      const usPerConn = (key: string): number => {
+        const v = (runs.get(key) ?? []).filter((r) => r.proxyCpu !== null).map((r) => ((r.proxyCpu as number) / r.connectionsPerSecond) * 1e6);
+        return v.length === 0 ? NaN : median(v);
+      };
       const all = [...runs.values()].flat();
       const errors = all.reduce((s, r) => s + r.errors, 0);
       const maxTimeWait = max(all.map((r) => r.timeWaitAfter));
@@ -171,7 +182,7 @@ export const tcpRateScenario: Scenario = {
         ];
       });
       const met = poly >= TARGET;
-      const verdict = `Target ${met ? 'met' : 'missed'}: polyproxy ${num(poly)} connections/s (target ≥ ${num(TARGET)}/s; the PHP/Swoole proxy reports ${num(SWOOLE)}/s on 8 cores) = ${ratio(poly, ha)} HAProxy tcp, ${ratio(poly, direct)} direct`;
+      const verdict = `Target ${met ? 'met' : 'missed'}: polyproxy ${num(poly)} connections/s (target ≥ ${num(TARGET)}/s; the PHP/Swoole proxy reports ${num(SWOOLE)}/s on 8 cores) = ${ratio(poly, ha)} HAProxy tcp, ${ratio(poly, direct)} direct; Node floor ${num(floor)} connections/s = ${ratio(floor, ha)} HAProxy tcp`;
       const loadCpu = clientCpu(ctx);
       return {
         title: `TCP connection rate: connect → 1 byte echoed → close (${serverCloses ? 'server' : 'client'} closes first)`,
@@ -186,7 +197,8 @@ export const tcpRateScenario: Scenario = {
         ],
         notes: [
           `Load: ${processes} ${echo.native ? 'C (epoll, bench/lib/connect-rate.c)' : 'Node (bench/lib/connect-rate.ts)'} processes, each keeping ${concurrency} connect → write 1 byte → read the echo → close${serverCloses ? ' (on the server’s EOF)' : ''} loops in flight, ${loadCpu < 0 ? 'unpinned' : `pinned to CPU ${loadCpu}`}; a connection counts when its echo arrives inside the ${seconds}-s window (both processes measure the same window). ${rounds} interleaved round(s) (order reversed every other round) after a ${WARMUP_SECONDS}-s warm-up each; best run.`,
-          `Echo backend: ${echo.native ? 'bench/lib/echo-backend.c (epoll, one thread)' : 'bench/lib/echo-backend.ts'}, ${loadCpu < 0 ? 'unpinned' : `pinned to CPU ${loadCpu} with the load processes`}, one listening port per target. polyproxy (\`--protocol tcp\`, one worker, \`--log-level warn\`), HAProxy (\`mode tcp\`, \`nbthread 1\`, ${versions.haproxy}) and the naive pipe() proxy are ${ctx.proxyCpu < 0 ? 'not pinned' : `each pinned to CPU ${ctx.proxyCpu}`}.`,
+          `Echo backend: ${echo.native ? 'bench/lib/echo-backend.c (epoll, one thread)' : 'bench/lib/echo-backend.ts'}, ${loadCpu < 0 ? 'unpinned' : `pinned to CPU ${loadCpu} with the load processes`}, one listening port per target. polyproxy (\`--protocol tcp\`, one worker, \`--log-level warn\`), HAProxy (\`mode tcp\`, \`nbthread 1\`, ${versions.haproxy}), the naive pipe() proxy and the Node floor are ${ctx.proxyCpu < 0 ? 'not pinned' : `each pinned to CPU ${ctx.proxyCpu}`}.`,
+          `"Node floor (raw libuv handles)" is bench/lib/raw-proxy.ts, a measuring anchor (not part of polyproxy): the cheapest proxy a Node process can run — libuv TCP handles driven directly through Node's internal bindings, no net.Socket, no streams, no per-read allocation, each read written straight to the other side (backpressure by stopping reads, EOF relayed with shutdown). What it costs per connection (${num(usPerConn('nodeFloor'), 1)} µs of CPU here, vs ${num(usPerConn('haproxy'), 1)} for HAProxy and ${num(usPerConn('polyproxy'), 1)} for polyproxy) is the Node runtime's own cost (V8 ⇄ C++ calls, libuv, the kernel's TCP work), so its rate bounds what any Node proxy — polyproxy included — can do on this machine${floor < TARGET ? `: the floor itself stays below the ${num(TARGET)}/s target, so no single-process Node proxy reaches it here` : ''}.`,
           `"load CPU busy" is the busy share of CPU ${loadCpu < 0 ? '(all)' : loadCpu} (load processes + echo backend + their kernel work) over the window: near 100 % means the load side, not the proxy, limits the rate — the "direct" row is the load side's ceiling on that CPU. "proxy CPU" is the proxy's user+system CPU over the window (100 % = one core); "µs/conn" is that CPU time per connection (medians of the runs).`,
           serverCloses
             ? `Ephemeral ports / TIME_WAIT: the echo backend half-closes (shutdown SHUT_WR) right after echoing, each proxy relays that FIN to the client, and the client closes when it reads EOF. The closing side that gets TIME_WAIT is therefore always the server side of a connection (backend or proxy listener), whose local port is a listening port, so no ephemeral port of the load processes or of the proxies' backend connections sits in TIME_WAIT (BENCH_RATE_CLOSE=client measures the client-closes-first variant). Besides, \`net.ipv4.tcp_tw_reuse\` = ${readFileSync('/proc/sys/net/ipv4/tcp_tw_reuse', 'utf8').trim()} (2 = reuse on loopback) and each target has its own destination ports. Most TIME_WAIT sockets seen after a run: ${num(maxTimeWait)} (tcp_max_tw_buckets ${readFileSync('/proc/sys/net/ipv4/tcp_max_tw_buckets', 'utf8').trim()}); failed connections over all runs: ${num(errors)}.`
@@ -196,7 +208,7 @@ export const tcpRateScenario: Scenario = {
           settings: { closeFirst: serverCloses ? 'server' : 'client', seconds, concurrency, processes, rounds, warmupSeconds: WARMUP_SECONDS, proxyCpu: ctx.proxyCpu, clientCpu: loadCpu, nativeLoad: echo.native },
           versions,
           targets: targets.map((t) => ({ key: t.key, label: t.label, best: best(t.key), runs: runs.get(t.key) })),
-          ratios: { polyproxyToHaproxy: poly / ha, polyproxyToDirect: poly / direct, haproxyToDirect: ha / direct, pipeToHaproxy: best('pipe') / ha },
+          ratios: { polyproxyToHaproxy: poly / ha, polyproxyToDirect: poly / direct, haproxyToDirect: ha / direct, pipeToHaproxy: best('pipe') / ha, nodeFloorToHaproxy: floor / ha, nodeFloorToDirect: floor / direct, polyproxyToNodeFloor: poly / floor },
           maxTimeWait,
           errors,
           targetMet: met,

@@ -98,7 +98,7 @@ export const tcpRrScenario: Scenario = {
       ];
       for (const t of targets) {
         progress(`tcp-rr: warm-up ${t.label}`);
-        await runRedisBenchmark(ctx, t.port, Math.ceil(requests / 4), t.pid);
+        await runRedisBenchmark(ctx, t.port, Math.ceil(requests / 8), t.pid);
       }
       const runs = new Map<string, RunResult[]>(targets.map((t) => [t.key, []]));
       for (let round = 0; round < rounds; round++) {
@@ -135,7 +135,7 @@ export const tcpRrScenario: Scenario = {
         verdict,
         tables: [{ table: { headers: ['target', 'GET/s (best)', 'GET/s per run', 'vs direct', 'vs HAProxy', 'proxy CPU', 'proxy CPU µs/op'], rows } }],
         notes: [
-          `\`redis-benchmark ${benchArgs(0, requests).join(' ').replace('-p 0', '-p <port>')}\` per target; ${rounds} interleaved round(s) (order reversed every other round) after a ${num(Math.ceil(requests / 4))}-request warm-up each; best run. The 1 KB value is stored first with \`redis-benchmark -t set -d ${VALUE_BYTES}\`.`,
+          `\`redis-benchmark ${benchArgs(0, requests).join(' ').replace('-p 0', '-p <port>')}\` per target; ${rounds} interleaved round(s) (order reversed every other round) after a ${num(Math.ceil(requests / 8))}-request warm-up each; best run. The 1 KB value is stored first with \`redis-benchmark -t set -d ${VALUE_BYTES}\`.`,
           `${versions.redisBenchmark}; Redis ${versions.redis}; ${versions.haproxy}.`,
           `polyproxy (\`--protocol tcp --backend 127.0.0.1:6379\`, one worker, \`--log-level warn\`), HAProxy (\`mode tcp\`, \`nbthread 1\`) and the naive pipe() proxy ${ctx.proxyCpu < 0 ? 'are not pinned' : `are each pinned to CPU ${ctx.proxyCpu}, redis-benchmark to CPU ${clientCpu(ctx)}`}; Redis is not pinned. "proxy CPU" is the proxy's user+system CPU time over the run's wall time (100 % = one core); "µs/op" is that CPU time per GET (medians of the runs).`,
           'The naive pipe() proxy is bench/lib/pipe-proxy.ts: `client.pipe(backend).pipe(client)` with noDelay.',
