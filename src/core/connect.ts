@@ -1,6 +1,13 @@
 /**
  * Backend dialing. The connect loop is the only place that retries, and it
  * only retries before any byte has been written to a backend.
+ *
+ * The loop is a Dial: a small object per connection attempt whose socket
+ * handlers are module-level functions (they find the Dial through a symbol
+ * field on the socket) and whose connect timeout is one shared coarse sweep,
+ * not a timer per attempt. A listener drives a Dial directly and starts the
+ * relay from its callback (no promise, no microtask); connectFirst wraps one
+ * in a promise for everything else.
  */
 import net from 'node:net';
 import type { Endpoint } from './endpoint.ts';
@@ -11,13 +18,17 @@ import { onreadOption } from './shared-read-buffer.ts';
 
 const BACKEND_ONREAD = onreadOption(backendOnRead);
 
+/** A backend socket, reading through the shared buffer (relay.ts backendOnRead). */
+function openBackend(endpoint: Endpoint): net.Socket {
+  return endpoint.type === 'unix'
+    ? net.connect({ path: endpoint.path, allowHalfOpen: true, onread: BACKEND_ONREAD })
+    : net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true, onread: BACKEND_ONREAD });
+}
+
 /** Opens one connection; rejects on error or after `timeoutMs`. */
 export function connectEndpoint(endpoint: Endpoint, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket =
-      endpoint.type === 'unix'
-        ? net.connect({ path: endpoint.path, allowHalfOpen: true, onread: BACKEND_ONREAD })
-        : net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true, onread: BACKEND_ONREAD });
+    const socket = openBackend(endpoint);
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`connect timeout after ${timeoutMs} ms`));
@@ -41,27 +52,194 @@ export interface Connected {
   readonly endpoint: Endpoint;
 }
 
+/** Hears how a Dial ended: exactly one of these, once (from a socket event or the timeout sweep; from start() itself only when there is no candidate). Not called after cancel(). */
+export interface DialOwner {
+  /** `dial.socket` is connected to `dial.endpoint`; it has no 'error' listener: attach one at once. */
+  dialConnected(dial: Dial): void;
+  /** Every candidate failed: BACKEND_UNREACHABLE naming each. */
+  dialFailed(dial: Dial, error: PolyproxyError): void;
+}
+
+const kDial = Symbol('polyproxy.dial');
+type DialSocket = net.Socket & { [kDial]?: Dial | undefined };
+
+/**
+ * Tries each candidate in order until one accepts, feeding `health`
+ * (passive failure counting for the circuit breakers) with every result.
+ * Fields are public for the module's handlers; owners read socket,
+ * endpoint, client and context.
+ */
+export class Dial {
+  readonly owner: DialOwner;
+  readonly candidates: readonly Endpoint[];
+  readonly timeoutMs: number;
+  readonly health: EndpointHealth | undefined;
+  /** The client this dial is for, when the owner has one. */
+  client: net.Socket | null = null;
+  /** Whatever else the owner needs when the dial ends. */
+  context: unknown = null;
+  /** The attempt in progress, then the connected socket. */
+  socket: net.Socket | null = null;
+  endpoint: Endpoint | null = null;
+  next = 0;
+  failures: string[] | null = null;
+  deadline = 0;
+  // Intrusive list of attempts in progress, for the shared timeout sweep.
+  prevPending: Dial | null = null;
+  nextPending: Dial | null = null;
+  pending = false;
+
+  constructor(owner: DialOwner, candidates: readonly Endpoint[], timeoutMs: number, health: EndpointHealth | undefined) {
+    this.owner = owner;
+    this.candidates = candidates;
+    this.timeoutMs = timeoutMs;
+    this.health = health;
+  }
+
+  start(): void {
+    dialNext(this);
+  }
+
+  /** The owner gives up (shutdown): the attempt is dropped and the owner hears nothing more. */
+  cancel(): void {
+    const socket = this.socket;
+    if (!this.pending || socket === null) return;
+    pendingDials.remove(this);
+    release(socket);
+    socket.destroy();
+  }
+}
+
+function dialNext(dial: Dial): void {
+  const endpoint = dial.candidates[dial.next];
+  if (endpoint === undefined) {
+    dial.socket = null;
+    dial.endpoint = null;
+    const failures = dial.failures === null ? '' : dial.failures.join('; ');
+    dial.owner.dialFailed(dial, new PolyproxyError('BACKEND_UNREACHABLE', `backend unreachable (${failures})`, { retryable: true }));
+    return;
+  }
+  dial.next++;
+  const socket = openBackend(endpoint) as DialSocket;
+  socket[kDial] = dial;
+  socket.on('connect', dialOnConnect);
+  socket.on('error', dialOnError);
+  dial.socket = socket;
+  dial.endpoint = endpoint;
+  dial.deadline = Date.now() + dial.timeoutMs;
+  pendingDials.add(dial);
+}
+
+function release(socket: DialSocket): void {
+  socket[kDial] = undefined;
+  socket.removeListener('connect', dialOnConnect);
+  socket.removeListener('error', dialOnError);
+}
+
+function dialOnConnect(this: DialSocket): void {
+  const dial = this[kDial];
+  if (dial === undefined) return;
+  release(this);
+  pendingDials.remove(dial);
+  dial.health?.succeeded(dial.endpoint as Endpoint);
+  dial.owner.dialConnected(dial);
+}
+
+function dialOnError(this: DialSocket, err: Error): void {
+  const dial = this[kDial];
+  if (dial === undefined) return;
+  release(this);
+  this.destroy();
+  pendingDials.remove(dial);
+  attemptFailed(dial, err.message);
+}
+
+function attemptFailed(dial: Dial, why: string): void {
+  const endpoint = dial.endpoint as Endpoint;
+  (dial.failures ??= []).push(`${endpoint.label}: ${why}`);
+  dial.health?.failed(endpoint, why);
+  dialNext(dial);
+}
+
+// ---- connect timeouts: one coarse sweep over the attempts in progress ------
+
+/** Sweep period: an attempt times out between timeoutMs and timeoutMs + this. */
+const DIAL_TICK_MS = 100;
+
+class PendingDials {
+  head: Dial | null = null;
+  timer: NodeJS.Timeout | null = null;
+
+  add(dial: Dial): void {
+    dial.pending = true;
+    dial.prevPending = null;
+    dial.nextPending = this.head;
+    if (this.head !== null) this.head.prevPending = dial;
+    this.head = dial;
+    // Runs only while attempts are in progress; unref'd: a connecting socket keeps the process alive by itself.
+    if (this.timer === null) this.timer = setInterval(sweepDials, DIAL_TICK_MS).unref();
+  }
+
+  remove(dial: Dial): void {
+    if (!dial.pending) return;
+    dial.pending = false;
+    if (dial.prevPending !== null) dial.prevPending.nextPending = dial.nextPending;
+    else this.head = dial.nextPending;
+    if (dial.nextPending !== null) dial.nextPending.prevPending = dial.prevPending;
+    dial.prevPending = dial.nextPending = null;
+  }
+}
+
+const pendingDials = new PendingDials();
+
+function sweepDials(): void {
+  const now = Date.now();
+  let dial = pendingDials.head;
+  while (dial !== null) {
+    const next = dial.nextPending;
+    if (now >= dial.deadline) {
+      pendingDials.remove(dial);
+      const socket = dial.socket as DialSocket;
+      release(socket);
+      socket.destroy();
+      // May start the next candidate: it goes to the head, behind this walk.
+      attemptFailed(dial, `connect timeout after ${dial.timeoutMs} ms`);
+    }
+    dial = next;
+  }
+  if (pendingDials.head === null && pendingDials.timer !== null) {
+    clearInterval(pendingDials.timer);
+    pendingDials.timer = null;
+  }
+}
+
+// ---- the promise form ------------------------------------------------------
+
+interface Settle {
+  resolve(connected: Connected): void;
+  reject(err: Error): void;
+}
+
+const PROMISE_OWNER: DialOwner = {
+  dialConnected(dial) {
+    (dial.context as Settle).resolve({ socket: dial.socket as net.Socket, endpoint: dial.endpoint as Endpoint });
+  },
+  dialFailed(dial, error) {
+    (dial.context as Settle).reject(error);
+  },
+};
+
 /**
  * Tries each candidate in order and returns the first that accepts.
  * Fails with BACKEND_UNREACHABLE naming every endpoint tried. Each result
  * feeds `health` (passive failure counting for the circuit breakers).
  */
-export async function connectFirst(candidates: readonly Endpoint[], timeoutMs: number, health?: EndpointHealth): Promise<Connected> {
-  const failures: string[] = [];
-  for (const endpoint of candidates) {
-    let socket: net.Socket;
-    try {
-      socket = await connectEndpoint(endpoint, timeoutMs);
-    } catch (err) {
-      const why = (err as Error).message;
-      failures.push(`${endpoint.label}: ${why}`);
-      health?.failed(endpoint, why);
-      continue;
-    }
-    health?.succeeded(endpoint);
-    return { socket, endpoint };
-  }
-  throw new PolyproxyError('BACKEND_UNREACHABLE', `backend unreachable (${failures.join('; ')})`, { retryable: true });
+export function connectFirst(candidates: readonly Endpoint[], timeoutMs: number, health?: EndpointHealth): Promise<Connected> {
+  return new Promise<Connected>((resolve, reject) => {
+    const dial = new Dial(PROMISE_OWNER, candidates, timeoutMs, health);
+    dial.context = { resolve, reject } satisfies Settle;
+    dial.start();
+  });
 }
 
 /** Delivers a single message to an endpoint and closes (e.g. a PostgreSQL CancelRequest). */

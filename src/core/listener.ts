@@ -8,19 +8,20 @@ import type { AddressInfo } from 'node:net';
 import { ClientConnection } from './client-connection.ts';
 import type { TlsServerSettings } from './client-connection.ts';
 import { listenServer } from './listen.ts';
-import { connectFirst } from './connect.ts';
-import type { Connected } from './connect.ts';
+import { connectFirst, Dial } from './connect.ts';
+import type { Connected, DialOwner } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { errorsTotal } from './metrics.ts';
-import type { ProtocolModule, ProtocolSession } from './protocol.ts';
+import type { Opening, ProtocolModule, ProtocolSession } from './protocol.ts';
 import { Relay } from './relay.ts';
 import type { RelayOwner } from './relay.ts';
 import { resources } from './resource-stats.ts';
 import type { ResourceRow } from './resource-stats.ts';
 import type { ResolveContext, Resolver } from './resolver.ts';
-import type { RouteDecision, Router } from './router.ts';
+import { routeCacheKey } from './router.ts';
+import type { RouteDecision, RouteEntry, Router } from './router.ts';
 
 export interface ListenerSettings {
   readonly name: string;
@@ -79,7 +80,20 @@ interface SessionContext {
   readonly row: ResourceRow;
 }
 
-export class Listener implements RelayOwner, ProxyListener {
+/**
+ * Two ways through a listener:
+ *
+ * - the pipeline (#run): an async function per connection, with a
+ *   ClientConnection reading the opening under a handshake timer;
+ * - the fast path, for a protocol with an immediateOpening whose route is
+ *   in the router's cache and needs only a dial (no cold start, no TLS):
+ *   accept starts a Dial at once and its callback starts the relay. No
+ *   promise, microtask, closure or timer per connection, and the client
+ *   socket stays paused (no 'data' listener) until the relay resumes it.
+ *   The first connection, and the first after the cache entry expires, go
+ *   the pipeline way and fill the cache.
+ */
+export class Listener implements RelayOwner, ProxyListener, DialOwner {
   readonly settings: ListenerSettings;
   readonly protocol: ProtocolModule;
   readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
@@ -89,6 +103,11 @@ export class Listener implements RelayOwner, ProxyListener {
   readonly #server: net.Server;
   readonly #openings = new Set<ClientConnection>();
   readonly #relays = new Set<Relay>();
+  /** Fast-path connections waiting for their backend. */
+  readonly #dials = new Set<Dial>();
+  /** The immediate opening's resource id and router cache key, when the fast path applies to this listener at all. */
+  readonly #fastResourceId: string | null;
+  readonly #fastKey: string;
   #draining = false;
   #idleWaiters: Array<() => void> = [];
 
@@ -97,6 +116,9 @@ export class Listener implements RelayOwner, ProxyListener {
     this.protocol = protocol;
     this.router = router;
     this.tls = tlsSettings;
+    const immediate = protocol.immediateOpening;
+    this.#fastResourceId = immediate !== undefined && protocol.replay === undefined && isPlainOpening(immediate) ? immediate.resourceId : null;
+    this.#fastKey = this.#fastResourceId === null ? '' : routeCacheKey(settings.protocol, this.#fastResourceId);
     this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
     this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
@@ -111,7 +133,7 @@ export class Listener implements RelayOwner, ProxyListener {
   }
 
   get sessions(): number {
-    return this.#openings.size + this.#relays.size;
+    return this.#openings.size + this.#dials.size + this.#relays.size;
   }
 
   liveBytes(): [number, number] {
@@ -151,20 +173,37 @@ export class Listener implements RelayOwner, ProxyListener {
   /** Ends every session now (the drain deadline passed). */
   destroyAll(reason: string): void {
     for (const conn of this.#openings) conn.abort(new PolyproxyError('UNAVAILABLE', 'the proxy is shutting down', { source: 'internal' }));
+    for (const dial of this.#dials) {
+      dial.cancel();
+      this.dialFailed(dial, new PolyproxyError('UNAVAILABLE', 'the proxy is shutting down', { source: 'internal' }));
+    }
     for (const relay of this.#relays) relay.destroy(reason);
   }
 
   #accept(socket: net.Socket): void {
     const counters = this.counters;
     counters.total++;
-    const conn = new ClientConnection(socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: this.tls });
     if (this.settings.maxConnections > 0 && this.sessions >= this.settings.maxConnections) {
+      const refused = new ClientConnection(socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: this.tls });
       counters.refused++;
       socket.resume();
-      conn.close(this.protocol.encodeError(new PolyproxyError('TOO_MANY', `too many connections to listener ${this.settings.name}`), undefined, conn));
+      refused.close(this.protocol.encodeError(new PolyproxyError('TOO_MANY', `too many connections to listener ${this.settings.name}`), undefined, refused));
       return;
     }
     counters.open++;
+    if (this.#fastResourceId !== null && this.tls === null) {
+      const router = this.router;
+      const decision = router.cachedDial(this.#fastKey);
+      if (decision !== undefined) {
+        const dial = new Dial(this, decision.candidates, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, router.health);
+        dial.client = socket;
+        dial.context = decision.entry;
+        this.#dials.add(dial);
+        dial.start();
+        return;
+      }
+    }
+    const conn = new ClientConnection(socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: this.tls });
     this.#openings.add(conn);
     socket.resume();
     void this.#run(conn);
@@ -220,18 +259,54 @@ export class Listener implements RelayOwner, ProxyListener {
       relay.context = context;
       this.#openings.delete(conn);
       this.#relays.add(relay);
-      if (resolver?.onConnect !== undefined) {
-        callHook(this.#log, 'onConnect', () =>
-          resolver.onConnect?.(context.resourceId, { protocol: this.settings.protocol, listener: this.settings.name, clientAddress: context.clientAddress, endpoint: context.endpoint.label }),
-        );
-      }
+      if (resolver?.onConnect !== undefined) this.#onConnect(resolver, context);
       relay.start(replay);
+      // The client's FIN may have arrived with its opening (`printf req | nc`): ClientConnection consumed that 'end', so the relay never sees it.
+      if (socket.readableEnded && !backend.destroyed) backend.end();
     } catch (err) {
       clearTimeout(timer);
       backend?.destroy();
       const error = toPolyproxyError(err);
       this.#refuse(conn, error, resourceId ?? error.resourceId);
     }
+  }
+
+  /** @internal Fast path: the backend accepted; the relay starts now. */
+  dialConnected(dial: Dial): void {
+    this.#dials.delete(dial);
+    const client = dial.client as net.Socket;
+    const backend = dial.socket as net.Socket;
+    if (client.destroyed) {
+      backend.destroy();
+      this.dialFailed(dial, new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' }));
+      return;
+    }
+    const resourceId = this.#fastResourceId as string;
+    const endpoint = dial.endpoint as Endpoint;
+    const resolver = (dial.context as RouteEntry).source.resolver;
+    // getpeername is a syscall: read the address only when a hook or the info log will use it.
+    const clientAddress = resolver.onConnect !== undefined || resolver.onDisconnect !== undefined || this.#log.isLevelEnabled('info') ? (client.remoteAddress ?? '') : '';
+    const context: SessionContext = { resourceId, endpoint, resolver, clientAddress, onClose: undefined, row: resources.opened(resourceId) };
+    const relay = new Relay(client, backend, this, this.settings.idleTimeoutMs, null, null);
+    relay.context = context;
+    this.#relays.add(relay);
+    if (resolver.onConnect !== undefined) this.#onConnect(resolver, context);
+    relay.start(null);
+  }
+
+  /** @internal Fast path: no backend (or shutdown, or the client left). Refused like a pipeline connection. */
+  dialFailed(dial: Dial, error: PolyproxyError): void {
+    this.#dials.delete(dial);
+    // Rare: the pipeline's refusal (log, metrics, protocol error, graceful close) needs a ClientConnection.
+    const conn = new ClientConnection(dial.client as net.Socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
+    this.#openings.add(conn);
+    this.#refuse(conn, error, this.#fastResourceId ?? undefined);
+  }
+
+  #onConnect(resolver: Resolver, context: SessionContext): void {
+    callHook(this.#log, 'onConnect', () =>
+      resolver.onConnect?.(context.resourceId, { protocol: this.settings.protocol, listener: this.settings.name, clientAddress: context.clientAddress, endpoint: context.endpoint.label }),
+    );
   }
 
   /** Metrics for a failure answered to a client. */
@@ -273,13 +348,21 @@ export class Listener implements RelayOwner, ProxyListener {
     this.counters.bytesOut += relay.bytesOut;
     const context = relay.context as SessionContext;
     resources.closed(context.row, relay.bytesIn, relay.bytesOut);
-    const durationMs = Date.now() - relay.startedAt;
-    try {
-      context.onClose?.();
-    } catch (err) {
-      this.#log.error({ err }, 'protocol onClose failed');
+    if (context.onClose !== undefined) {
+      try {
+        context.onClose();
+      } catch (err) {
+        this.#log.error({ err }, 'protocol onClose failed');
+      }
     }
     const resolver = context.resolver;
+    const logged = this.#log.isLevelEnabled('info');
+    if (resolver?.onDisconnect === undefined && !logged) {
+      // Nothing reads the summary: skip building it (the usual case at --log-level warn).
+      this.#sessionGone();
+      return;
+    }
+    const durationMs = Date.now() - relay.startedAt;
     if (resolver?.onDisconnect !== undefined) {
       callHook(this.#log, 'onDisconnect', () =>
         resolver.onDisconnect?.(context.resourceId, {
@@ -293,10 +376,12 @@ export class Listener implements RelayOwner, ProxyListener {
         }),
       );
     }
-    this.#log.info(
-      { resource: context.resourceId, client: context.clientAddress, backend: context.endpoint.label, bytesIn: relay.bytesIn, bytesOut: relay.bytesOut, durationMs, end: relay.reason ?? 'closed' },
-      'session closed',
-    );
+    if (logged) {
+      this.#log.info(
+        { resource: context.resourceId, client: context.clientAddress, backend: context.endpoint.label, bytesIn: relay.bytesIn, bytesOut: relay.bytesOut, durationMs, end: relay.reason ?? 'closed' },
+        'session closed',
+      );
+    }
     this.#sessionGone();
   }
 
@@ -329,6 +414,20 @@ function callHook(log: Logger, name: string, fn: () => void): void {
 
 function endpointsOf(decision: RouteDecision): readonly Endpoint[] {
   return decision.entry.endpoints;
+}
+
+/** An Opening that carries nothing but its resource id: nothing to replay, tap, filter or call back. */
+function isPlainOpening(opening: Opening): boolean {
+  return (
+    opening.replay === null &&
+    opening.firstBytes === undefined &&
+    opening.endpoint === undefined &&
+    opening.decision === undefined &&
+    opening.backendTap === undefined &&
+    opening.onConnected === undefined &&
+    opening.clientFilter === undefined &&
+    opening.onClose === undefined
+  );
 }
 
 function noop(): void {}

@@ -94,4 +94,11 @@ export interface ProtocolModule {
    * `opening.replay` to the backend.
    */
   replay?(conn: ClientConnection, backend: Socket, opening: Opening): Promise<void>;
+  /**
+   * Set by a protocol whose every connection gets this same Opening without
+   * reading a byte or answering anything (tcp with a fixed backend and no
+   * TLS). The listener may then skip identify and dial at accept (its fast
+   * path); `identify` must still return it for the pipeline.
+   */
+  readonly immediateOpening?: Opening;
 }

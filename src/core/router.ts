@@ -104,7 +104,23 @@ export class Router {
    */
   cached(resourceId: string, ctx: ResolveContext): RouteDecision | undefined {
     if (ctx.firstBytes !== undefined) return undefined;
-    const entry = this.#cache.get(cacheKey(ctx.protocol, resourceId));
+    return this.#cachedEntry(this.#cache.get(cacheKey(ctx.protocol, resourceId)));
+  }
+
+  /**
+   * `cached` for a caller that built the key once (routeCacheKey) and only
+   * dials (a listener whose every connection has the same resource id asks
+   * this per connection: no context object, no string building). Also
+   * undefined when the route has a cold start to wait for: that needs
+   * `connect`.
+   */
+  cachedDial(key: string): RouteDecision | undefined {
+    const entry = this.#cache.get(key);
+    if (entry === undefined || (entry.route.coldStart !== undefined && this.#options.coldStarts !== undefined)) return undefined;
+    return this.#cachedEntry(entry);
+  }
+
+  #cachedEntry(entry: RouteEntry | undefined): RouteDecision | undefined {
     if (entry === undefined) return undefined;
     const candidates = this.#usable(entry);
     // Every endpoint down: let `route` fail with the error.
@@ -255,6 +271,11 @@ export class Router {
     }
     return checked;
   }
+}
+
+/** The cache key of a resource id for a protocol, for Router.cachedDial. */
+export function routeCacheKey(protocol: string, resourceId: string): string {
+  return cacheKey(protocol, resourceId);
 }
 
 function cacheKey(protocol: string, resourceId: string): string {

@@ -40,7 +40,8 @@ export function createTcpProtocol(listenerName: string, options: TcpProtocolOpti
   const encodeError = (): null => null;
   const terminate = options.tls !== undefined;
   if (options.backend !== undefined) {
-    if (!terminate) return { name: 'tcp', identify: () => Promise.resolve(fixed), encodeError };
+    // The same opening, known before any byte: the listener may skip identify (its fast path).
+    if (!terminate) return { name: 'tcp', identify: () => Promise.resolve(fixed), encodeError, immediateOpening: fixed };
     return {
       name: 'tcp',
       async identify(conn) {
