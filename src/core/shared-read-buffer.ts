@@ -43,9 +43,32 @@ export function takeRead(nread: number): Buffer {
  */
 let spare: Buffer = Buffer.allocUnsafeSlow(READ_SIZE);
 
+/**
+ * Views of the spare by length: request/response traffic repeats a few
+ * sizes, so a borrowed chunk is usually a view made before rather than a new
+ * Buffer object per read. Emptied whenever the spare changes.
+ */
+const views = new Map<number, Buffer>();
+const MAX_VIEW = 16 * 1024;
+
+function viewOfSpare(length: number): Buffer {
+  if (length > MAX_VIEW) return spare.subarray(0, length);
+  let view = views.get(length);
+  if (view === undefined) {
+    view = spare.subarray(0, length);
+    views.set(length, view);
+  }
+  return view;
+}
+
+function replaceSpare(): void {
+  spare = freeList.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+  views.clear();
+}
+
 /** The bytes of the read that just happened, valid until the next read: write them at once, keep nothing. */
 export function borrowRead(nread: number): Buffer {
-  const chunk = spare.subarray(0, nread);
+  const chunk = viewOfSpare(nread);
   readBuffer.copy(chunk, 0, 0, nread);
   return chunk;
 }
@@ -57,7 +80,7 @@ export function borrowRead(nread: number): Buffer {
  */
 export function borrowBytes(bytes: Buffer): Buffer {
   if (bytes.length > spare.length) return Buffer.from(bytes);
-  const chunk = spare.subarray(0, bytes.length);
+  const chunk = viewOfSpare(bytes.length);
   bytes.copy(chunk, 0);
   return chunk;
 }
@@ -73,7 +96,7 @@ export function settleBorrowed(peer: Socket): void {
   if (peer.writableLength === 0) return;
   // The write is queued and points into `spare`: lend it to `peer` until it drains.
   (peer as LendingSocket)[kLent] = spare;
-  spare = freeList.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+  replaceSpare();
 }
 
 /**
@@ -84,7 +107,7 @@ export function settleBorrowed(peer: Socket): void {
  */
 export function lendSpare(): Buffer {
   const lent = spare;
-  spare = freeList.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+  replaceSpare();
   return lent;
 }
 
