@@ -47,9 +47,9 @@ function settings(overrides: Partial<ListenerSettings> = {}): ListenerSettings {
   return { name: 'tcp', protocol: 'tcp', host: '127.0.0.1', port: 0, connectTimeoutMs: 2000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false, ...overrides };
 }
 
-async function startListener(resolver: Resolver, health: EndpointHealth, overrides: Partial<ListenerSettings> = {}): Promise<{ listener: Listener; port: number }> {
+async function startListener(resolver: Resolver, health: EndpointHealth, overrides: Partial<ListenerSettings> = {}, protocol = createTcpProtocol('tcp', { backend: 'fixed' })): Promise<{ listener: Listener; port: number }> {
   const router = new Router({ sources: [{ name: 'backend', resolver }], guard: new SsrfGuard({ allowPrivateBackends: true, allowBackends: [] }), cacheTtlMs: 60_000, cacheMaxEntries: 100, resolveTimeoutMs: 1000, health });
-  const listener = new Listener(settings(overrides), createTcpProtocol('tcp', { backend: 'fixed' }), router, null, silent);
+  const listener = new Listener(settings(overrides), protocol, router, null, silent);
   const address = await listener.listen();
   return { listener, port: address.port };
 }
@@ -110,6 +110,17 @@ describe('listener fast path (tcp, fixed backend)', () => {
     assert.equal(disconnects.length, 25);
     assert.ok(connects.every((c) => c.clientAddress === '127.0.0.1' && c.endpoint === echo.endpoint));
     assert.ok(disconnects.every((d) => d.clientAddress === '127.0.0.1' && d.bytesIn === d.bytesOut && d.bytesIn > 0));
+  });
+
+  it('pipeline: a client whose FIN arrives with its opening still half-closes the backend', async () => {
+    // Routed by first bytes: ClientConnection reads the opening and sees the FIN before the relay exists.
+    const echo = await echoServer();
+    servers.push(echo.server);
+    const { listener, port } = await startListener({ resolve: () => ({ endpoint: echo.endpoint }) }, new EndpointHealth(), {}, createTcpProtocol('tcp', { firstBytesTimeoutMs: 2000 }));
+    listeners.push(listener);
+    for (let i = 0; i < 3; i++) assert.equal(await roundTrip(port, `opening ${i}`), `opening ${i}`);
+    await listener.idle();
+    assert.equal(listener.counters.open, 0);
   });
 
   it('falls back to the next endpoint of a balanced route and feeds the breaker', async () => {
