@@ -41,8 +41,9 @@ export interface StreamTap {
 /**
  * Sees every client chunk before the backend does, for protocols that must
  * refuse some commands mid-session (MySQL `USE` of another tenant's
- * database). It owns forwarding while present: it writes what may pass to
- * `relay.backend` itself, and may hold bytes or answer the client instead.
+ * database). It owns forwarding while present: it writes what may pass with
+ * `relay.writeToBackend()` itself, and may hold bytes or answer the client
+ * instead.
  */
 export interface ClientFilter {
   /**
@@ -146,6 +147,16 @@ export class Relay {
     if (backendShared && backendHandle !== null) readDirectly(backendHandle, this, backendHandleOnRead);
   }
 
+  /**
+   * For client filters: writes bytes the filter owns (never a borrowed
+   * chunk) to the backend, through its handle when it can. false = stop the
+   * client: the bytes were queued, and the client resumes once they land
+   * (or on the backend's 'drain').
+   */
+  writeToBackend(chunk: Buffer): boolean {
+    return forward(this, true, chunk, false);
+  }
+
   /** Ends the session now (idle timeout, shutdown deadline). */
   destroy(reason: string): void {
     if (this.reason === null) this.reason = reason;
@@ -231,7 +242,7 @@ function clientHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unkn
   relay.bytesIn += nread;
   relay.lastActive = coarseNow;
   // A filter may keep the chunk, so it gets its own copy.
-  const ok = relay.clientFilter === null ? forward(relay, true, borrowRead(nread)) : relay.clientFilter.push(relay, takeRead(nread));
+  const ok = relay.clientFilter === null ? forward(relay, true, borrowRead(nread), true) : relay.clientFilter.push(relay, takeRead(nread));
   if (!ok) stopReading(this);
   return undefined;
 }
@@ -246,7 +257,7 @@ function backendHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unk
   relay.lastActive = coarseNow;
   const chunk = borrowRead(nread);
   if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
-  if (!forward(relay, false, chunk)) stopReading(this);
+  if (!forward(relay, false, chunk, true)) stopReading(this);
   return undefined;
 }
 
@@ -257,12 +268,12 @@ function backendHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unk
  * anything is queued in its Writable (replayed bytes), after end(), or for
  * TLS peers, so bytes never overtake each other.
  */
-function forward(relay: Relay, toBackend: boolean, chunk: Buffer): boolean {
+function forward(relay: Relay, toBackend: boolean, chunk: Buffer, borrowed: boolean): boolean {
   const peer = toBackend ? relay.backend : relay.client;
   const writer = toBackend ? relay.toBackend : relay.toClient;
   if (writer === null || writer.pending !== null || peer.destroyed || peer.writableEnded || peer.writableLength > 0) {
     const ok = peer.write(chunk);
-    settleBorrowed(peer);
+    if (borrowed) settleBorrowed(peer);
     return ok;
   }
   const io = directIo as DirectIo;
@@ -275,9 +286,9 @@ function forward(relay: Relay, toBackend: boolean, chunk: Buffer): boolean {
     return false;
   }
   if (io.state[io.kLastWriteWasAsync] === 0) return true;
-  // Queued: the write keeps the chunk's memory (the spare) until it completes.
+  // Queued: the write keeps the chunk's memory (a borrowed one is the spare) until it completes.
   req.buffer = chunk;
-  req.lent = lendSpare();
+  req.lent = borrowed ? lendSpare() : null;
   req.oncomplete = onDirectWriteComplete as WriteReq['oncomplete'];
   writer.pending = req;
   writer.req = null;

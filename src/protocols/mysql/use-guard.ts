@@ -87,7 +87,7 @@ export class UseGuard implements ClientFilter {
         this.#collect = null;
         const check = inspectCommand(collect.subarray(4), this.#capabilities, this.#scanner);
         if (check !== null) return this.#hold(relay, collect, check, chunk.subarray(at));
-        ok = relay.backend.write(collect);
+        ok = relay.writeToBackend(collect);
         continue;
       }
       if (this.#remaining > 0) {
@@ -98,7 +98,7 @@ export class UseGuard implements ClientFilter {
           if (this.#remaining === 0 && !this.#continues) this.#scanner.finish();
           if (this.#scanner.found !== null) {
             // Bytes before this chunk's part of the query may pass; the rest never will.
-            if (at > flushFrom) relay.backend.write(chunk.subarray(flushFrom, at));
+            if (at > flushFrom) relay.writeToBackend(chunk.subarray(flushFrom, at));
             this.#refuseAndEnd(relay, USE_IN_LARGE_QUERY);
             return false;
           }
@@ -113,7 +113,7 @@ export class UseGuard implements ClientFilter {
       if (this.#prefixFill > 0 || length - at < 5) {
         // Straddles chunks (rare): assemble the prefix in #prefix.
         if (this.#prefixFill === 0 && at > flushFrom) {
-          ok = relay.backend.write(chunk.subarray(flushFrom, at));
+          ok = relay.writeToBackend(chunk.subarray(flushFrom, at));
         }
         while (this.#prefixFill < 4 && at < length) this.#prefix[this.#prefixFill++] = chunk[at++] as number;
         flushFrom = at;
@@ -136,7 +136,7 @@ export class UseGuard implements ClientFilter {
               this.#refuseAndEnd(relay, 'command too large');
               return false;
             }
-            ok = relay.backend.write(prefix);
+            ok = relay.writeToBackend(prefix);
             this.#startStreaming(payloadLength - 1);
             continue;
           }
@@ -149,7 +149,7 @@ export class UseGuard implements ClientFilter {
           this.#refuseAndEnd(relay, USE_IN_LARGE_QUERY);
           return false;
         }
-        ok = relay.backend.write(prefix);
+        ok = relay.writeToBackend(prefix);
         continue;
       }
       // Fast path: the prefix is in this chunk.
@@ -170,12 +170,12 @@ export class UseGuard implements ClientFilter {
         const check = inspectCommand(chunk.subarray(headerAt, packetEnd), this.#capabilities, this.#scanner);
         at = packetEnd;
         if (check === null) continue;
-        if (packetStart > flushFrom) relay.backend.write(chunk.subarray(flushFrom, packetStart));
+        if (packetStart > flushFrom) relay.writeToBackend(chunk.subarray(flushFrom, packetStart));
         return this.#hold(relay, chunk.subarray(packetStart, packetEnd), check, chunk.subarray(packetEnd));
       }
       if (payloadLength + 4 > COLLECT_LIMIT) {
         if (chunk[headerAt] !== COM_QUERY) {
-          if (packetStart > flushFrom) relay.backend.write(chunk.subarray(flushFrom, packetStart));
+          if (packetStart > flushFrom) relay.writeToBackend(chunk.subarray(flushFrom, packetStart));
           this.#refuseAndEnd(relay, 'command too large');
           return false;
         }
@@ -183,14 +183,14 @@ export class UseGuard implements ClientFilter {
         this.#startStreaming(payloadLength - 1);
         continue;
       }
-      if (packetStart > flushFrom) ok = relay.backend.write(chunk.subarray(flushFrom, packetStart));
+      if (packetStart > flushFrom) ok = relay.writeToBackend(chunk.subarray(flushFrom, packetStart));
       const started = Buffer.allocUnsafe(4 + payloadLength);
       chunk.copy(started, 0, packetStart, length);
       this.#collect = started;
       this.#collectFill = length - packetStart;
       at = flushFrom = length;
     }
-    if (at > flushFrom) ok = relay.backend.write(flushFrom === 0 && at === length ? chunk : chunk.subarray(flushFrom, at));
+    if (at > flushFrom) ok = relay.writeToBackend(flushFrom === 0 && at === length ? chunk : chunk.subarray(flushFrom, at));
     return ok;
   }
 
@@ -255,7 +255,7 @@ export class UseGuard implements ClientFilter {
     if (relay.done || relay.backend.destroyed || relay.client.destroyed) return;
     let ok = true;
     if (refusal === null) {
-      if (!relay.backend.writableEnded) ok = relay.backend.write(packet);
+      if (!relay.backend.writableEnded) ok = relay.writeToBackend(packet);
     } else {
       // The answer follows the command's sequence id.
       refusal[3] = seq;

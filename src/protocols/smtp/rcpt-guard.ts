@@ -159,7 +159,7 @@ export class RcptGuard implements ClientFilter, StreamTap {
           const b = chunk[i] as number;
           eod = b === END_OF_DATA[eod] ? eod + 1 : b === 0x0d ? 1 : 0;
         }
-        ok = relay.backend.write(at === 0 && i === chunk.length ? chunk : chunk.subarray(at, i)) && ok;
+        ok = relay.writeToBackend(at === 0 && i === chunk.length ? chunk : chunk.subarray(at, i)) && ok;
         at = i;
         if (eod === END_OF_DATA.length) {
           this.#mode = COMMAND;
@@ -210,14 +210,14 @@ export class RcptGuard implements ClientFilter, StreamTap {
     } else if (verb.startsWith('DATA')) {
       this.#mode = DATA_WAIT;
       this.#awaiting.push(KIND_DATA);
-      return relay.backend.write(line);
+      return relay.writeToBackend(line);
     } else if (verb.startsWith('STARTTLS') || verb.startsWith('BDAT ')) {
       // The guard must see commands in the clear, and content only as DATA.
       this.#local = verb.startsWith('BDAT') ? '502 5.5.1 BDAT not supported\r\n' : '454 4.7.0 TLS not available now\r\n';
       return true;
     }
     this.#awaiting.push(KIND_COMMAND);
-    return relay.backend.write(line);
+    return relay.writeToBackend(line);
   }
 
   /** Asks the router where `domain` goes; the RCPT passes only when it is this session's backend. */
@@ -231,7 +231,7 @@ export class RcptGuard implements ClientFilter, StreamTap {
       if (reply === null) {
         this.#allowed.add(domain);
         this.#awaiting.push(KIND_COMMAND);
-        relay.backend.write(line);
+        relay.writeToBackend(line);
       } else {
         this.#local = reply;
       }

@@ -50,7 +50,7 @@ class FakeSide {
 function fakeRelay(): { relay: Relay; client: FakeSide; backend: FakeSide } {
   const client = new FakeSide();
   const backend = new FakeSide();
-  const relay = { client, backend, done: false, reason: null, bytesOut: 0 } as unknown as Relay;
+  const relay = { client, backend, done: false, reason: null, bytesOut: 0, writeToBackend: (chunk: Buffer) => backend.write(chunk) } as unknown as Relay;
   return { relay, client, backend };
 }
 

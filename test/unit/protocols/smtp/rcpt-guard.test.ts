@@ -180,7 +180,7 @@ class Session {
   readonly #queue: Buffer[] = [];
 
   constructor(options: { connected?: boolean } = {}) {
-    this.relay = { client: this.client, backend: this.backend, done: false, reason: null, bytesOut: 0 } as unknown as Relay;
+    this.relay = { client: this.client, backend: this.backend, done: false, reason: null, bytesOut: 0, writeToBackend: (chunk: Buffer) => this.backend.write(chunk) } as unknown as Relay;
     if (options.connected !== false) this.guard.connected(HERE, makeLookup(this.lookups));
     this.guard.afterFirstRcpt();
   }
