@@ -10,7 +10,7 @@
  *   node bench/lib/hold-clients.ts --port N [--host H] [--concurrency C]
  */
 import net from 'node:net';
-import { createInterface } from 'node:readline';
+import { reply, serveCommands } from './child-commands.ts';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({ options: { host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string' }, concurrency: { type: 'string', default: '100' } } });
@@ -88,21 +88,7 @@ async function closeAll(): Promise<void> {
   reply({ type: 'closed' });
 }
 
-function reply(message: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(message)}\n`);
-}
-
-let queue: Promise<void> = Promise.resolve();
-createInterface({ input: process.stdin })
-  .on('line', (line) => {
-    const [command, arg] = line.trim().split(/\s+/);
-    queue = queue.then(() => {
-      if (command === 'open') return openUpTo(Number(arg));
-      if (command === 'close') return closeAll();
-      return reply({ type: 'error', message: `unknown command ${line}` });
-    });
-  })
-  .on('close', () => process.exit(0));
-
-process.on('SIGTERM', () => process.exit(0));
-reply({ type: 'ready', pid: process.pid });
+serveCommands({
+  open: ([upTo]) => openUpTo(Number(upTo)),
+  close: () => closeAll(),
+});

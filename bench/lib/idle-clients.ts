@@ -13,7 +13,7 @@
  * Prints {"type":"ready"} at start; exits when stdin closes or on SIGTERM.
  */
 import net from 'node:net';
-import { createInterface } from 'node:readline';
+import { reply, serveCommands } from './child-commands.ts';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
@@ -121,22 +121,8 @@ async function closeAll(): Promise<void> {
   reply({ type: 'closed' });
 }
 
-function reply(message: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(message)}\n`);
-}
-
-let queue: Promise<void> = Promise.resolve();
-createInterface({ input: process.stdin })
-  .on('line', (line) => {
-    const [command, arg] = line.trim().split(/\s+/);
-    queue = queue.then(() => {
-      if (command === 'open') return openUpTo(Number(arg));
-      if (command === 'close') return closeAll();
-      if (command === 'status') return reply({ type: 'status', open: open.size, failed, dropped });
-      return reply({ type: 'error', message: `unknown command ${line}` });
-    });
-  })
-  .on('close', () => process.exit(0));
-
-process.on('SIGTERM', () => process.exit(0));
-reply({ type: 'ready', pid: process.pid });
+serveCommands({
+  open: ([upTo]) => openUpTo(Number(upTo)),
+  close: () => closeAll(),
+  status: () => reply({ type: 'status', open: open.size, failed, dropped }),
+});

@@ -18,7 +18,7 @@
  *
  *   node bench/lib/ws-load.ts --port N [--host H] [--local-address A] [--prefix p] [--interval-ms 10000]
  */
-import { createInterface } from 'node:readline';
+import { reply, serveCommands } from './child-commands.ts';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 
@@ -154,26 +154,16 @@ async function closeAll(): Promise<void> {
   reply({ type: 'closed' });
 }
 
-function reply(message: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(message)}\n`);
-}
-
-let queue: Promise<void> = Promise.resolve();
-createInterface({ input: process.stdin })
-  .on('line', (line) => {
-    const [command, a, b] = line.trim().split(/\s+/);
-    if (command === 'stats') return stats();
-    if (command === 'send') {
-      sending = a === 'on';
-      return reply({ type: 'sending', sending });
-    }
-    queue = queue.then(() => {
-      if (command === 'open') return openUpTo(Number(a), Number(b ?? 500));
-      if (command === 'close') return closeAll();
-      return reply({ type: 'error', message: `unknown command ${line}` });
-    });
-  })
-  .on('close', () => process.exit(0));
-
-process.on('SIGTERM', () => process.exit(0));
-reply({ type: 'ready', pid: process.pid });
+serveCommands(
+  {
+    open: ([upTo, rate]) => openUpTo(Number(upTo), Number(rate ?? 500)),
+    close: () => closeAll(),
+  },
+  {
+    stats: () => stats(),
+    send: ([mode]) => {
+      sending = mode === 'on';
+      reply({ type: 'sending', sending });
+    },
+  },
+);

@@ -486,10 +486,8 @@ describe('Relay: direct handle I/O', { timeout: 30_000 }, () => {
     assert.notEqual(directIo, null, 'process.binding("stream_wrap") changed shape: the relay fell back to socket.write()');
   });
 
-  it('plain TCP sockets on both sides are read and written through their handles', async () => {
-    const h = await makePair();
-    assert.notEqual(h.relay.toBackend, null);
-    assert.notEqual(h.relay.toClient, null);
+  /** One message each way, then a clean close with exact counters. */
+  async function pingPong(h: Harness): Promise<void> {
     h.client.write('ping');
     assert.equal(await h.atBackend.until(4), 'ping');
     h.backendPeer.write('pong');
@@ -498,16 +496,17 @@ describe('Relay: direct handle I/O', { timeout: 30_000 }, () => {
     await assertClosedOnce(h);
     assert.equal(h.relay.bytesIn, 4);
     assert.equal(h.relay.bytesOut, 4);
+  }
+
+  it('plain TCP sockets on both sides are read and written through their handles', async () => {
+    const h = await makePair();
+    assert.notEqual(h.relay.toBackend, null);
+    assert.notEqual(h.relay.toClient, null);
+    await pingPong(h);
   });
 
   it('a plain backend socket without the shared buffer still relays both ways', async () => {
-    const h = await makePair({ plainBackend: true });
-    h.client.write('ping');
-    assert.equal(await h.atBackend.until(4), 'ping');
-    h.backendPeer.write('pong');
-    assert.equal(await h.atClient.until(4), 'pong');
-    h.client.end();
-    await assertClosedOnce(h);
+    await pingPong(await makePair({ plainBackend: true }));
   });
 
   it('replayed bytes still queued in the Writable go out before direct writes', async () => {
