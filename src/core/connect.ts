@@ -25,28 +25,6 @@ function openBackend(endpoint: Endpoint): net.Socket {
     : net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true, onread: BACKEND_ONREAD });
 }
 
-/** Opens one connection; rejects on error or after `timeoutMs`. */
-export function connectEndpoint(endpoint: Endpoint, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = openBackend(endpoint);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`connect timeout after ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onError = (err: Error): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    };
-    socket.once('error', onError);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeListener('error', onError);
-      resolve(socket);
-    });
-  });
-}
-
 export interface Connected {
   readonly socket: net.Socket;
   readonly endpoint: Endpoint;
@@ -240,6 +218,15 @@ export function connectFirst(candidates: readonly Endpoint[], timeoutMs: number,
     dial.context = { resolve, reject } satisfies Settle;
     dial.start();
   });
+}
+
+/** Opens one connection (no breaker accounting); rejects on error or after `timeoutMs`, give or take the sweep's 100 ms. */
+export function connectEndpoint(endpoint: Endpoint, timeoutMs: number): Promise<net.Socket> {
+  return connectFirst([endpoint], timeoutMs).then(socketOf);
+}
+
+function socketOf(connected: Connected): net.Socket {
+  return connected.socket;
 }
 
 /** Delivers a single message to an endpoint and closes (e.g. a PostgreSQL CancelRequest). */
