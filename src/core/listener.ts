@@ -261,8 +261,6 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
       this.#relays.add(relay);
       if (resolver?.onConnect !== undefined) this.#onConnect(resolver, context);
       relay.start(replay);
-      // The client's FIN may have arrived with its opening (`printf req | nc`): ClientConnection consumed that 'end', so the relay never sees it.
-      if (socket.readableEnded && !backend.destroyed) backend.end();
     } catch (err) {
       clearTimeout(timer);
       backend?.destroy();

@@ -129,6 +129,10 @@ export class Relay {
       client.resume();
     }
     backend.resume();
+    // A side whose 'end' came before the relay (a client's FIN with its opening, read by
+    // ClientConnection; a backend's during a protocol's replay) emits no more 'end': pass it on now.
+    if (client.readableEnded) clientOnEnd.call(client);
+    if (backend.readableEnded) backendOnEnd.call(backend);
     // A socket that closed before the handlers were attached emits no more 'close'.
     if (client.closed) socketOnClose.call(client);
     if (backend.closed) socketOnClose.call(backend);

@@ -355,6 +355,32 @@ describe('Relay: closing', { timeout: 30_000 }, () => {
     assert.equal(relay.reason, 'shutdown');
   });
 
+  it("a client 'end' seen before start() (FIN with the opening) still half-closes the backend", async () => {
+    const h = await makePair({ start: false });
+    h.client.end('opening');
+    // The opening phase reads the client to its EOF before the relay exists.
+    h.proxyClient.on('data', () => {});
+    h.proxyClient.resume();
+    await once(h.proxyClient, 'end');
+    h.proxyClient.removeAllListeners('data');
+    h.proxyClient.pause();
+    h.relay.start(Buffer.from('opening'));
+    assert.equal(await within(h.atBackend.end(), 5000, 'backend EOF'), 'opening');
+    await assertClosedOnce(h);
+  });
+
+  it("a backend 'end' seen before start() (during a replay phase) still ends the client", async () => {
+    const h = await makePair({ start: false, backendEndsOnEof: false });
+    h.backendPeer.end('greeting');
+    h.proxyBackend.on('data', () => {});
+    await once(h.proxyBackend, 'end');
+    h.proxyBackend.removeAllListeners('data');
+    h.relay.start(null);
+    await within(h.atClient.ended(), 5000, 'client EOF');
+    h.client.end();
+    await assertClosedOnce(h);
+  });
+
   it('a client socket already closed before start() still triggers relayClosed', async () => {
     const h = await makePair({ start: false });
     h.proxyClient.destroy();
