@@ -98,12 +98,21 @@ export abstract class ServerListener extends ListenerBase implements ProxyListen
   refusedRequest(req: IncomingMessage, res: ServerResponse): boolean {
     if ((req.socket as MarkedSocket)[kOverLimit] !== true) return false;
     req.resume();
-    this.sendError(req, res, this.tooMany());
+    this.sendError(req, res, this.#tooMany());
     return true;
   }
 
-  /** The TOO_MANY refusal; counted as refused, not as an error (core's Listener does the same). */
-  tooMany(): PolyproxyError {
+  /**
+   * maxConnections counted in sessions that start on a raw socket (the
+   * bridge's upgrades): counted as refused, the 503 page, close.
+   */
+  refuseOnSocket(socket: Duplex, req: IncomingMessage, detail?: string): void {
+    this.counters.refused++;
+    this.sendErrorOnSocket(socket, this.#tooMany(), req, detail);
+  }
+
+  /** Refusals count as refused, not as errors (core's Listener does the same). */
+  #tooMany(): PolyproxyError {
     return new PolyproxyError('TOO_MANY', `too many connections to listener ${this.name}`);
   }
 

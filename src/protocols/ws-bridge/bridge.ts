@@ -224,9 +224,8 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
     const id = parseClientId(req.url);
     if (id === null) return this.#refuse(socket, req, badRequest(400, 'the path must be /<ClientId>'));
     if (this.atCapacity(this.counters.open + this.#upgrading)) {
-      this.counters.refused++;
       this.stats.upgradesRefused++;
-      this.sendErrorOnSocket(socket, this.tooMany(), req, 'too many connections');
+      this.refuseOnSocket(socket, req, 'too many connections');
       return;
     }
     if (this.settings.duplicateClientId === 'refuse' && this.#registry.get(id) !== undefined) return this.#refuse(socket, req, duplicateClientId(), id);
