@@ -12,8 +12,9 @@ import { connectFirst, Dial } from './connect.ts';
 import type { Connected, DialOwner } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
+import { ListenerBase } from './listener-base.ts';
+import type { ProxyListener } from './listener-base.ts';
 import type { Logger } from './logger.ts';
-import { errorsTotal } from './metrics.ts';
 import type { Opening, ProtocolModule, ProtocolSession } from './protocol.ts';
 import { Relay } from './relay.ts';
 import type { RelayOwner } from './relay.ts';
@@ -39,34 +40,7 @@ export interface ListenerSettings {
   readonly reusePort: boolean;
 }
 
-/**
- * What the supervisor needs from any listener, whether it runs core's
- * pipeline (Listener) or serves its protocol on its own server (ws-bridge,
- * fastcgi). Drain: stopAccepting → idle (or destroyAll at the deadline).
- */
-export interface ProxyListener {
-  readonly name: string;
-  /** The config's protocol name: postgres, http, ws-bridge... */
-  readonly protocolName: string;
-  readonly counters: ListenerCounters;
-  /** Open sessions (connections in their opening or relayed). */
-  readonly sessions: number;
-  /** Bytes [in, out] of sessions still open (the counters hold finished ones). */
-  liveBytes?(): [number, number];
-  listen(): Promise<AddressInfo>;
-  stopAccepting(): Promise<void>;
-  idle(): Promise<void>;
-  destroyAll(reason: string): void;
-}
-
-export interface ListenerCounters {
-  open: number;
-  total: number;
-  refused: number;
-  failed: number;
-  bytesIn: number;
-  bytesOut: number;
-}
+export type { ListenerCounters, ProxyListener } from './listener-base.ts';
 
 /** Per-session data the relay carries until close. */
 interface SessionContext {
@@ -93,10 +67,9 @@ interface SessionContext {
  *   The first connection, and the first after the cache entry expires, go
  *   the pipeline way and fill the cache.
  */
-export class Listener implements RelayOwner, ProxyListener, DialOwner {
+export class Listener extends ListenerBase implements RelayOwner, ProxyListener, DialOwner {
   readonly settings: ListenerSettings;
   readonly protocol: ProtocolModule;
-  readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
   router: Router;
   tls: TlsServerSettings | null;
   readonly #log: Logger;
@@ -108,10 +81,9 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
   /** The immediate opening's resource id and router cache key, when the fast path applies to this listener at all. */
   readonly #fastResourceId: string | null;
   readonly #fastKey: string;
-  #draining = false;
-  #idleWaiters: Array<() => void> = [];
 
   constructor(settings: ListenerSettings, protocol: ProtocolModule, router: Router, tlsSettings: TlsServerSettings | null, log: Logger) {
+    super(settings.name, settings.protocol);
     this.settings = settings;
     this.protocol = protocol;
     this.router = router;
@@ -122,14 +94,6 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
     this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
     this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
-  }
-
-  get name(): string {
-    return this.settings.name;
-  }
-
-  get protocolName(): string {
-    return this.settings.protocol;
   }
 
   get sessions(): number {
@@ -159,15 +123,9 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
    * closed at once (server.close()'s callback would wait for every session).
    */
   stopAccepting(): Promise<void> {
-    this.#draining = true;
+    this.startDraining();
     if (this.#server.listening) this.#server.close(noop);
     return Promise.resolve();
-  }
-
-  /** Resolves when no session is left. */
-  idle(): Promise<void> {
-    if (this.sessions === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** Ends every session now (the drain deadline passed). */
@@ -222,7 +180,7 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
         idleTimeoutMs: this.settings.idleTimeoutMs,
         resolveContext: () => this.#context(conn, undefined),
         takeOver: () => clearTimeout(timer),
-        failed: (err) => this.#count(err),
+        failed: (err) => this.countFailure(err),
         served: (id) => resources.count(id, 0, 0),
       };
       const opening = await this.protocol.identify(conn, session);
@@ -307,14 +265,8 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
     );
   }
 
-  /** Metrics for a failure answered to a client. */
-  #count(error: PolyproxyError): void {
-    errorsTotal.inc({ listener: this.settings.name, protocol: this.settings.protocol, kind: error.kind });
-    if (error.source !== 'client') this.counters.failed++;
-  }
-
   #refuse(conn: ClientConnection, error: PolyproxyError, resourceId: string | undefined): void {
-    this.#count(error);
+    this.countFailure(error);
     if (error.source === 'client') {
       // Clients that hang up or send garbage are normal on the internet: debug, not error.
       this.#log.debug({ code: error.code, client: conn.remoteAddress, resource: resourceId }, error.message);
@@ -385,15 +337,7 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
 
   #sessionGone(): void {
     this.counters.open--;
-    if (this.sessions === 0 && this.#idleWaiters.length > 0) {
-      const waiters = this.#idleWaiters;
-      this.#idleWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
-  }
-
-  get draining(): boolean {
-    return this.#draining;
+    this.settle();
   }
 }
 

@@ -10,15 +10,13 @@
  * head of STDOUT becomes the HTTP status and headers, the rest is streamed
  * to the client with backpressure; STDERR goes to the log.
  */
-import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError } from '../../core/errors.ts';
 import { EndpointHealth } from '../../core/health.ts';
-import { listenServer } from '../../core/listen.ts';
-import type { ListenerCounters, ProxyListener } from '../../core/listener.ts';
 import type { Logger } from '../../core/logger.ts';
+import { ServerListener } from '../../core/server-listener.ts';
 import { packageVersion } from '../../core/version.ts';
 import { CgiHeadParser } from '../../fastcgi/cgi-head.ts';
 import type { CgiHead } from '../../fastcgi/cgi-head.ts';
@@ -26,7 +24,7 @@ import type { ExchangeHandler, FastCgiConnection } from '../../fastcgi/connectio
 import { FastCgiError } from '../../fastcgi/errors.ts';
 import { encodeNameValuePairs } from '../../fastcgi/name-value.ts';
 import { ConnectionPool } from '../../fastcgi/pool.ts';
-import { sendErrorPage, sendTooLarge, toGatewayError } from './errors.ts';
+import { bodyTooLarge, toGatewayError } from './errors.ts';
 import { Balancer } from './balancer.ts';
 import { BadRequestPath, buildParams, resolveScript } from './params.ts';
 import type { ParamsSettings } from './params.ts';
@@ -60,23 +58,28 @@ const MAX_STDERR_LOG = 8192;
 /** Response headers that describe the FastCGI hop, not the HTTP one. */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
 
-export class FastCgiGateway implements ProxyListener {
+export class FastCgiGateway extends ServerListener {
   readonly settings: GatewaySettings;
-  readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
-  readonly log: Logger;
   /** Core's circuit breaker, set the gateway's way: down at the first failed connect, up when a probe connects. */
   readonly health: EndpointHealth;
   readonly balancer: Balancer;
   readonly pools: readonly ConnectionPool[];
   readonly paramsSettings: ParamsSettings;
-  readonly #server: http.Server;
   readonly #sockets = new Set<Socket>();
-  #draining = false;
-  #idleWaiters: Array<() => void> = [];
 
   constructor(settings: GatewaySettings, log: Logger) {
+    super(
+      { ...settings, protocol: 'fastcgi', errorFormat: 'html' },
+      {
+        keepAliveTimeout: settings.keepAliveTimeoutMs,
+        headersTimeout: settings.requestTimeoutMs,
+        // Bodies may be large uploads: only the head has a deadline; the backend timeout covers the rest.
+        requestTimeout: 0,
+        noDelay: true,
+      },
+      log,
+    );
     this.settings = settings;
-    this.log = log.child({ listener: settings.name, protocol: 'fastcgi' });
     this.health = new EndpointHealth(
       {
         intervalMs: settings.healthCheckIntervalMs,
@@ -104,66 +107,20 @@ export class FastCgiGateway implements ProxyListener {
         }),
     );
     this.paramsSettings = { documentRoot: settings.documentRoot.replace(/\/+$/, ''), index: settings.index, serverSoftware: `polyproxy/${packageVersion()}`, extra: settings.params };
-    this.#server = http.createServer({
-      keepAliveTimeout: settings.keepAliveTimeoutMs,
-      headersTimeout: settings.requestTimeoutMs,
-      // Bodies may be large uploads: only the head has a deadline; the backend timeout covers the rest.
-      requestTimeout: 0,
-      noDelay: true,
+    this.server.on('connection', (socket: Socket) => this.#accept(socket));
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (!this.refusedRequest(req, res)) new Exchange(this, req, res).run();
     });
-    if (settings.maxConnections > 0) this.#server.maxConnections = settings.maxConnections;
-    this.#server.on('connection', (socket: Socket) => this.#accept(socket));
-    this.#server.on('drop', () => this.counters.refused++);
-    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => new Exchange(this, req, res).run());
-    this.#server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
-      this.log.debug({ code: err.code, err: err.message }, 'fastcgi gateway: bad client request');
-      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-      else socket.destroy();
-    });
-    this.#server.on('error', (err) => this.log.error({ err }, 'listener error'));
-  }
-
-  get name(): string {
-    return this.settings.name;
-  }
-
-  get protocolName(): string {
-    return 'fastcgi';
   }
 
   get sessions(): number {
     return this.#sockets.size;
   }
 
-  get draining(): boolean {
-    return this.#draining;
-  }
-
-  get address(): AddressInfo | null {
-    return this.#server.address() as AddressInfo | null;
-  }
-
-  async listen(port = this.settings.port): Promise<AddressInfo> {
-    const address = await listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
+  override async listen(port = this.settings.port): Promise<AddressInfo> {
+    const address = await super.listen(port);
     this.health.start();
     return address;
-  }
-
-  /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
-  stopAccepting(): Promise<void> {
-    this.#draining = true;
-    if (this.#server.listening) this.#server.close(noop);
-    this.#server.closeIdleConnections();
-    this.#maybeIdle();
-    return Promise.resolve();
-  }
-
-  idle(): Promise<void> {
-    if (this.#sockets.size === 0) {
-      if (this.#draining) this.#closeBackends();
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   destroyAll(reason: string): void {
@@ -173,23 +130,19 @@ export class FastCgiGateway implements ProxyListener {
   }
 
   #accept(socket: Socket): void {
-    this.counters.total++;
+    if (!this.admit(socket, this.#sockets.size)) return;
     this.counters.open++;
     this.#sockets.add(socket);
     socket.once('close', () => {
       this.#sockets.delete(socket);
       this.counters.open--;
-      this.#maybeIdle();
+      this.settle();
     });
   }
 
-  #maybeIdle(): void {
-    if (this.#sockets.size > 0) return;
-    if (this.#draining) this.#closeBackends();
-    if (this.#idleWaiters.length === 0) return;
-    const waiters = this.#idleWaiters;
-    this.#idleWaiters = [];
-    for (const resolve of waiters) resolve();
+  /** Draining and no client left: free the backends' kept connections and stop probing. */
+  protected override drained(): void {
+    this.#closeBackends();
   }
 
   #closeBackends(): void {
@@ -322,8 +275,7 @@ class Exchange implements ExchangeHandler {
         if (size > limit) {
           req.removeListener('data', onData);
           req.removeListener('end', onEnd);
-          this.done = true;
-          sendTooLarge(this.res, limit);
+          this.fail(bodyTooLarge(limit));
           resolve(null);
           return;
         }
@@ -538,18 +490,13 @@ class Exchange implements ExchangeHandler {
     if (this.done) return;
     this.done = true;
     const gw = this.gw;
+    gw.countFailure(error);
     if (error.source === 'client') gw.log.debug({ code: error.code, uri: this.req.url }, error.message);
-    else {
-      gw.counters.failed++;
-      gw.log.warn({ code: error.code, uri: this.req.url, backend: this.pool?.endpoint.label }, error.message);
-    }
+    else gw.log.warn({ code: error.code, uri: this.req.url, backend: this.pool?.endpoint.label }, error.message);
     if (this.res.headersSent) {
       this.res.destroy();
       return;
     }
-    const host = this.req.headers.host;
-    sendErrorPage(this.res, error, host, this.req.headers.accept, this.req.method === 'HEAD');
+    gw.sendError(this.req, this.res, error, { resourceId: this.req.headers.host });
   }
 }
-
-function noop(): void {}

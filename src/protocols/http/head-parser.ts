@@ -11,15 +11,13 @@
  * Transfer-Encoding (§6.1), differing Content-Lengths (§6.3), and any
  * Transfer-Encoding whose final coding is not `chunked` on a request.
  */
-import { PolyproxyError } from '../../core/errors.ts';
+import { HttpStatusError } from '../../core/http-error-response.ts';
 
 /** A malformed or oversized head; `status` is what the proxy answers (400, 431, 505, or 502 for a backend). */
-export class HttpParseError extends PolyproxyError {
-  readonly status: number;
+export class HttpParseError extends HttpStatusError {
   constructor(message: string, status = 400, source: 'client' | 'backend' = 'client') {
-    super('PROTOCOL', message, { source });
+    super('PROTOCOL', status, message, { source });
     this.name = 'HttpParseError';
-    this.status = status;
   }
 }
 

@@ -12,14 +12,14 @@
  * stop accepting, wait for clients to leave, and at the deadline close
  * every socket with 1001.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
-import { listenServer } from '../../core/listen.ts';
-import type { ListenerCounters, ProxyListener } from '../../core/listener.ts';
+import { PolyproxyError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
+import { ServerListener } from '../../core/server-listener.ts';
 import { ApiClient } from './api-client.ts';
 import type { ApiAnswer } from './api-client.ts';
 import { handshakeProblem, parseClientId } from './client-id.ts';
@@ -27,6 +27,7 @@ import { BridgeClient, ClientRegistry, kClient } from './client-registry.ts';
 import type { ClientOwner, TaggedSocket } from './client-registry.ts';
 import { announceOpened, heldElsewhere, registerBridge, siblingStats, unregisterBridge } from './cross-worker.ts';
 import type { LocalBridge } from './cross-worker.ts';
+import { apiError, badRequest, duplicateClientId, shuttingDown, upgradeDenied } from './errors.ts';
 import { BridgeStats, formatMetrics, snapshot, sumSnapshots, trackStats, untrackStats } from './metrics.ts';
 import type { StatsSnapshot } from './metrics.ts';
 import { handlePush } from './push.ts';
@@ -60,26 +61,21 @@ const EMPTY = Buffer.alloc(0);
 const OPEN = 1;
 const CLOSED = 3;
 
-export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge, PushTarget {
+export class WsBridgeListener extends ServerListener implements ClientOwner, LocalBridge, PushTarget {
   readonly settings: WsBridgeSettings;
-  readonly counters: ListenerCounters = { open: 0, total: 0, refused: 0, failed: 0, bytesIn: 0, bytesOut: 0 };
   readonly stats = new BridgeStats();
-  readonly #log: Logger;
-  readonly #server: http.Server;
   readonly #wss: WebSocketServer;
   readonly #api: ApiClient;
   readonly #registry: ClientRegistry;
   readonly #ordered: boolean;
   #upgrading = 0;
   #pushing = 0;
-  #draining = false;
-  #idleWaiters: Array<() => void> = [];
   #lastWarn = 0;
   #shutDown: Promise<void> | null = null;
 
   constructor(settings: WsBridgeSettings, log: Logger) {
+    super({ ...settings, protocol: 'ws-bridge', errorFormat: 'text' }, { noDelay: true, keepAliveTimeout: 5000 }, log);
     this.settings = settings;
-    this.#log = log.child({ listener: settings.name, protocol: 'ws-bridge' });
     this.#ordered = settings.ordering === 'ordered';
     this.#api = new ApiClient(
       {
@@ -96,18 +92,8 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
     this.#registry = new ClientRegistry(settings.pingIntervalMs, settings.deadPeerTimeoutMs);
     // No compression (memory per connection, and the API sees plain bodies); no client Set (the registry is the index).
     this.#wss = new WebSocketServer({ noServer: true, clientTracking: false, perMessageDeflate: false, maxPayload: settings.maxMessageBytes });
-    this.#server = http.createServer({ noDelay: true, keepAliveTimeout: 5000 }, (req, res) => this.#onRequest(req, res));
-    this.#server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
-    this.#server.on('clientError', serverOnClientError);
-    this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
-  }
-
-  get name(): string {
-    return this.settings.name;
-  }
-
-  get protocolName(): string {
-    return 'ws-bridge';
+    this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.#onRequest(req, res));
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
   }
 
   get maxMessageBytes(): number {
@@ -119,28 +105,11 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
     return this.counters.open + this.#upgrading + this.stats.requestsInFlight + this.#pushing;
   }
 
-  async listen(port = this.settings.port): Promise<AddressInfo> {
-    const address = await listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
+  override async listen(port = this.settings.port): Promise<AddressInfo> {
+    const address = await super.listen(port);
     registerBridge(this.settings.name, this);
     trackStats(this.settings.name, this.stats);
     return address;
-  }
-
-  get address(): AddressInfo | null {
-    return this.#server.address() as AddressInfo | null;
-  }
-
-  stopAccepting(): Promise<void> {
-    this.#draining = true;
-    if (this.#server.listening) this.#server.close(noop);
-    this.#server.closeIdleConnections();
-    this.#maybeIdle();
-    return Promise.resolve();
-  }
-
-  idle(): Promise<void> {
-    if (this.sessions === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** The drain deadline passed: close every client with 1001, cut off the ones that do not answer. */
@@ -154,7 +123,7 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
       for (const client of this.#registry.values()) if (client.ws.readyState !== CLOSED) client.ws.terminate();
     }, CLOSE_GRACE_MS);
     timer.unref();
-    this.#server.closeAllConnections();
+    this.server.closeAllConnections();
   }
 
   /** Stops everything now (tests, and after a drain): listening socket, sweep timer, API pool. */
@@ -197,7 +166,12 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
 
   pushEnded(): void {
     this.#pushing--;
-    this.#maybeIdle();
+    this.settle();
+  }
+
+  refusePush(req: http.IncomingMessage, res: http.ServerResponse, error: PolyproxyError, close: boolean): void {
+    this.#fail(error);
+    this.sendError(req, res, error, { detail: error.message, close });
   }
 
   // ── ClientOwner: events of accepted connections ──────────────────────
@@ -223,7 +197,7 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
     this.counters.open--;
     if (client.replaced) {
       // The ClientId is still connected (a newer connection took it): the API must not hear it left.
-      this.#maybeIdle();
+      this.settle();
       return;
     }
     const closeReason = client.serverReason ?? reason.toString('utf8');
@@ -234,25 +208,33 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
     this.#delete(client, closeReason);
   }
 
+  /** `ws` closed the client for breaking the protocol (1009 over maxMessageBytes, 1002, 1007...). */
+  clientError(client: BridgeClient, err: Error): void {
+    this.#fail(new PolyproxyError('PROTOCOL', err.message, { source: 'client', cause: err }), client.id);
+  }
+
   // ── upgrades ─────────────────────────────────────────────────────────
 
   #onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     this.counters.total++;
     socket.on('error', noop);
-    if (this.#draining) return this.#refuse(socket, 503, 'the bridge is shutting down');
+    if (this.draining) return this.#refuse(socket, req, shuttingDown());
     const problem = handshakeProblem(req.method, req.headers);
-    if (problem !== null) return this.#refuse(socket, problem === 'Invalid HTTP method' ? 405 : 400, problem);
+    if (problem !== null) return this.#refuse(socket, req, badRequest(problem === 'Invalid HTTP method' ? 405 : 400, problem));
     const id = parseClientId(req.url);
-    if (id === null) return this.#refuse(socket, 400, 'the path must be /<ClientId>');
-    const max = this.settings.maxConnections;
-    if (max > 0 && this.counters.open + this.#upgrading >= max) return this.#refuse(socket, 503, 'too many connections');
-    if (this.settings.duplicateClientId === 'refuse' && this.#registry.get(id) !== undefined) return this.#refuse(socket, 409, 'this ClientId is already connected');
+    if (id === null) return this.#refuse(socket, req, badRequest(400, 'the path must be /<ClientId>'));
+    if (this.atCapacity(this.counters.open + this.#upgrading)) {
+      this.stats.upgradesRefused++;
+      this.refuseOnSocket(socket, req, 'too many connections');
+      return;
+    }
+    if (this.settings.duplicateClientId === 'refuse' && this.#registry.get(id) !== undefined) return this.#refuse(socket, req, duplicateClientId(), id);
     this.#upgrading++;
     this.#admit(req, socket, head, id).then(
       () => this.#upgraded(),
       (err: unknown) => {
-        this.#log.error({ err, clientId: id }, 'ws-bridge upgrade failed');
-        this.#refuse(socket, 500, 'internal error');
+        this.log.error({ err, clientId: id }, 'ws-bridge upgrade failed');
+        this.#refuse(socket, req, new PolyproxyError('INTERNAL', 'internal error', { cause: err }), id);
         this.#upgraded();
       },
     );
@@ -260,30 +242,27 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
 
   #upgraded(): void {
     this.#upgrading--;
-    this.#maybeIdle();
+    this.settle();
   }
 
   async #admit(req: http.IncomingMessage, socket: Duplex, head: Buffer, id: string): Promise<void> {
     if (this.settings.duplicateClientId === 'refuse' && (await heldElsewhere(this.settings.name, id))) {
-      this.#refuse(socket, 409, 'this ClientId is already connected');
+      this.#refuse(socket, req, duplicateClientId(), id);
       return;
     }
     const answer = await this.#api.open(id, req.socket.remoteAddress);
     const approved = answer.outcome === 'ok' && answer.status >= 200 && answer.status < 300 && answer.body.equals(OK);
-    if (answer.outcome !== 'ok') this.#apiFailed('GET', id, answer);
+    const failure = answer.outcome === 'ok' ? null : this.#apiFailed('GET', id, answer);
     if (socket.destroyed || !socket.writable) {
+      // Nobody to answer, but the API failed all the same.
+      if (failure !== null) this.countFailure(failure);
       if (approved) this.#delete(null, 'the client left before the upgrade completed', id);
       return;
     }
-    if (answer.outcome === 'timeout') return this.#refuse(socket, 504, 'the API did not answer in time');
-    if (answer.outcome !== 'ok') return this.#refuse(socket, 502, 'the API is unavailable');
-    if (!approved) {
-      // "Other strings are treated as error messages" (ws2api): the client sees the API's text.
-      const text = answer.body.length > 0 && !answer.binary ? answer.body.subarray(0, 1024).toString('utf8') : 'not allowed to connect';
-      return this.#refuse(socket, 403, text);
-    }
-    if (this.#draining) {
-      this.#refuse(socket, 503, 'the bridge is shutting down');
+    if (failure !== null) return this.#refuse(socket, req, failure, id);
+    if (!approved) return this.#refuse(socket, req, upgradeDenied(answer), id);
+    if (this.draining) {
+      this.#refuse(socket, req, shuttingDown(), id);
       this.#delete(null, 'the bridge is shutting down', id);
       return;
     }
@@ -303,7 +282,7 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
     ws.on('message', wsOnMessage);
     ws.on('close', wsOnClose);
     ws.on('pong', wsOnPong);
-    ws.on('error', noop);
+    ws.on('error', wsOnError);
     this.stats.connectionsOpened++;
     this.stats.connectionsOpen++;
     this.counters.open++;
@@ -320,17 +299,20 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
       existing.ws.close(CLOSE_REPLACED, 'replaced by a newer connection');
     }
     if (this.settings.duplicateClientId === 'replace') announceOpened(this.settings.name, id, now);
-    this.#log.debug({ clientId: id }, 'ws-bridge client connected');
+    this.log.debug({ clientId: id }, 'ws-bridge client connected');
   }
 
-  /** An HTTP refusal on the raw socket, as `ws` does (abortHandshake), then close. */
-  #refuse(socket: Duplex, status: number, text: string): void {
-    this.counters.refused++;
+  /** A refused upgrade: counted, then an HTTP response on the raw socket, as `ws` does (abortHandshake), and close. */
+  #refuse(socket: Duplex, req: http.IncomingMessage, error: PolyproxyError, clientId?: string): void {
     this.stats.upgradesRefused++;
-    if (socket.destroyed || !socket.writable) return;
-    const body = Buffer.from(text, 'utf8');
-    socket.once('finish', socket.destroy);
-    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n\r\n${text}`);
+    this.#fail(error, clientId);
+    this.sendErrorOnSocket(socket, error, req, error.message);
+  }
+
+  /** Counts a failure answered to a client or the API; the API's own failures were logged by #apiFailed. */
+  #fail(error: PolyproxyError, clientId?: string): void {
+    this.countFailure(error);
+    if (error.source === 'client') this.log.debug({ code: error.code, clientId }, error.message);
   }
 
   // ── API requests for accepted clients ────────────────────────────────
@@ -341,7 +323,7 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
 
   #posted(client: BridgeClient, answer: ApiAnswer): void {
     if (answer.outcome !== 'ok') {
-      this.#apiFailed('POST', client.id, answer);
+      this.countFailure(this.#apiFailed('POST', client.id, answer));
     } else if (answer.status >= 200 && answer.status < 300) {
       const ws = client.ws;
       if (answer.body.length > 0 && ws.readyState === OPEN) {
@@ -349,10 +331,10 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
         this.counters.bytesOut += answer.body.length;
       }
     } else {
-      this.#log.debug({ clientId: client.id, status: answer.status }, 'ws-bridge: the API answered a message with a non-2xx status; nothing sent back');
+      this.log.debug({ clientId: client.id, status: answer.status }, 'ws-bridge: the API answered a message with a non-2xx status; nothing sent back');
     }
     if (this.#ordered) this.#next(client);
-    else this.#maybeIdle();
+    else this.settle();
   }
 
   /** `ordered`: the client's previous request finished; start the next one. */
@@ -361,7 +343,7 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
     if (item === undefined) {
       client.busy = false;
       if (client.ws.isPaused && client.ws.readyState === OPEN) client.ws.resume();
-      this.#maybeIdle();
+      this.settle();
       return;
     }
     if (item.closeReason !== null) this.#delete(client, item.closeReason);
@@ -370,22 +352,23 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
 
   #delete(client: BridgeClient | null, reason: string, id = client?.id ?? ''): void {
     this.#api.close(id, reason).then((answer) => {
-      if (answer.outcome !== 'ok') this.#apiFailed('DELETE', id, answer);
+      if (answer.outcome !== 'ok') this.countFailure(this.#apiFailed('DELETE', id, answer));
       if (client !== null && this.#ordered) this.#next(client);
-      else this.#maybeIdle();
+      else this.settle();
     });
   }
 
-  #apiFailed(method: string, clientId: string, answer: ApiAnswer): void {
-    this.counters.failed++;
+  /** Logs an API request that failed (rate-limited) and returns the failure for the caller to count and answer. */
+  #apiFailed(method: string, clientId: string, answer: ApiAnswer): PolyproxyError {
     const now = Date.now();
     const fields = { clientId, method, outcome: answer.outcome, status: answer.status, error: answer.error };
     if (now - this.#lastWarn >= WARN_INTERVAL_MS) {
       this.#lastWarn = now;
-      this.#log.warn(fields, 'ws-bridge: API request failed');
+      this.log.warn(fields, 'ws-bridge: API request failed');
     } else {
-      this.#log.debug(fields, 'ws-bridge: API request failed');
+      this.log.debug(fields, 'ws-bridge: API request failed');
     }
+    return apiError(answer);
   }
 
   // ── plain HTTP on the bridge port: pushes and metrics ────────────────
@@ -396,8 +379,8 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
     const path = query >= 0 ? target.slice(0, query) : target;
     if (path === this.settings.metricsPath && (req.method === 'GET' || req.method === 'HEAD')) {
       this.#serveMetrics(res).catch((err: unknown) => {
-        this.#log.error({ err }, 'ws-bridge: metrics failed');
-        if (!res.headersSent) res.writeHead(500).end();
+        this.log.error({ err }, 'ws-bridge: metrics failed');
+        this.#answer(req, res, new PolyproxyError('INTERNAL', 'internal error', { cause: err }));
       });
       return;
     }
@@ -407,14 +390,20 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
       return;
     }
     if (id !== null && req.method === 'GET') {
-      plain(res, 426, 'this is a WebSocket endpoint: connect with Upgrade: websocket', { upgrade: 'websocket' });
+      this.#answer(req, res, badRequest(426, 'this is a WebSocket endpoint: connect with Upgrade: websocket'), { upgrade: 'websocket' });
       return;
     }
     if (id !== null) {
-      plain(res, 405, 'POST /<ClientId> pushes a message; GET with Upgrade connects', { allow: 'GET, POST' });
+      this.#answer(req, res, badRequest(405, 'POST /<ClientId> pushes a message; GET with Upgrade connects'), { allow: 'GET, POST' });
       return;
     }
-    plain(res, 404, 'not found', {});
+    this.#answer(req, res, new PolyproxyError('NOT_FOUND', 'not found', { source: 'client' }));
+  }
+
+  /** A plain HTTP request the bridge does not serve, answered on its keep-alive connection. */
+  #answer(req: http.IncomingMessage, res: http.ServerResponse, error: PolyproxyError, headers?: Record<string, string>): void {
+    this.#fail(error);
+    this.sendError(req, res, error, { detail: error.message, close: false, headers });
   }
 
   async #serveMetrics(res: http.ServerResponse): Promise<void> {
@@ -425,12 +414,8 @@ export class WsBridgeListener implements ProxyListener, ClientOwner, LocalBridge
 
   // ── drain ────────────────────────────────────────────────────────────
 
-  #maybeIdle(): void {
-    if (this.sessions !== 0) return;
-    const waiters = this.#idleWaiters;
-    this.#idleWaiters = [];
-    for (const resolve of waiters) resolve();
-    if (this.#draining) void this.#shutdown();
+  protected override drained(): void {
+    void this.#shutdown();
   }
 
   #shutdown(): Promise<void> {
@@ -448,19 +433,6 @@ const OK = Buffer.from('ok');
 
 function noop(): void {}
 
-function plain(res: http.ServerResponse, status: number, text: string, headers: Record<string, string>): void {
-  res.writeHead(status, { ...headers, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) }).end(text);
-}
-
-/** A malformed request on the bridge port: 400 when the socket can still take it, as node:http does by default. */
-function serverOnClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-}
-
 // Module-level handlers shared by every connection: `this` is the WebSocket.
 
 function wsOnMessage(this: TaggedSocket, data: RawData, isBinary: boolean): void {
@@ -474,6 +446,11 @@ function wsOnClose(this: TaggedSocket, _code: number, reason: Buffer): void {
   const client = this[kClient];
   if (client === undefined) return;
   client.owner.clientClosed(client, reason);
+}
+
+function wsOnError(this: TaggedSocket, err: Error): void {
+  const client = this[kClient];
+  if (client !== undefined) client.owner.clientError(client, err);
 }
 
 function wsOnPong(this: TaggedSocket): void {

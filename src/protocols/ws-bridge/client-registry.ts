@@ -23,6 +23,8 @@ export type TaggedSocket = WebSocket & { [kClient]?: BridgeClient };
 export interface ClientOwner {
   clientMessage(client: BridgeClient, data: Buffer, binary: boolean): void;
   clientClosed(client: BridgeClient, reason: Buffer): void;
+  /** `ws` saw the client break the protocol (an oversized or malformed frame); it closes the connection itself. */
+  clientError(client: BridgeClient, err: Error): void;
 }
 
 export class BridgeClient {

@@ -3,11 +3,14 @@
  * with a body → that body goes to the client as one message. 200 `ok` when
  * delivered (here or by a sibling worker), 404 when the client is connected
  * to no worker, 413 over maxMessageBytes, 503 when a sibling did not answer
- * in time and nobody delivered.
+ * in time and nobody delivered. Refusals are PolyproxyErrors the listener
+ * counts and answers through core's error pages (errors.ts).
  */
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { PolyproxyError } from '../../core/errors.ts';
 import { pushElsewhere } from './cross-worker.ts';
+import { clientNotConnected, pushUndecided, tooLarge } from './errors.ts';
 import type { BridgeStats } from './metrics.ts';
 
 export interface PushTarget {
@@ -19,6 +22,8 @@ export interface PushTarget {
   /** Counts a push as a session until it is answered (drain waits for it). */
   pushStarted(): void;
   pushEnded(): void;
+  /** Counts the failure and answers it; `close` when the request's body was left unread. */
+  refusePush(req: IncomingMessage, res: ServerResponse, error: PolyproxyError, close: boolean): void;
 }
 
 const OCTETS = 'application/octet-stream';
@@ -26,7 +31,7 @@ const OCTETS = 'application/octet-stream';
 export function handlePush(target: PushTarget, clientId: string, req: IncomingMessage, res: ServerResponse): void {
   const declared = Number(req.headers['content-length']);
   if (declared > target.maxMessageBytes) {
-    answer(res, 413, `push body over maxMessageBytes (${target.maxMessageBytes})`, true);
+    target.refusePush(req, res, tooLarge(target.maxMessageBytes), true);
     return;
   }
   target.pushStarted();
@@ -48,39 +53,37 @@ export function handlePush(target: PushTarget, clientId: string, req: IncomingMe
   });
   req.once('end', () => {
     if (over) {
-      answer(res, 413, `push body over maxMessageBytes (${target.maxMessageBytes})`, true);
+      target.refusePush(req, res, tooLarge(target.maxMessageBytes), true);
       target.pushEnded();
       return;
     }
     const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
     const type = req.headers['content-type'];
     const binary = (typeof type === 'string' && type.toLowerCase().startsWith(OCTETS)) || !isUtf8(body);
-    void deliver(target, clientId, body, binary, res).finally(() => target.pushEnded());
+    void deliver(target, clientId, body, binary, req, res).finally(() => target.pushEnded());
   });
   req.once('close', () => {
     if (!req.complete) target.pushEnded();
   });
 }
 
-async function deliver(target: PushTarget, clientId: string, body: Buffer, binary: boolean, res: ServerResponse): Promise<void> {
+async function deliver(target: PushTarget, clientId: string, body: Buffer, binary: boolean, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (target.deliver(clientId, body, binary)) {
-    answer(res, 200, 'ok', false);
+    delivered(res);
     return;
   }
   const elsewhere = await pushElsewhere(target.name, clientId, body, binary);
   if (elsewhere.delivered) {
-    answer(res, 200, 'ok', false);
+    delivered(res);
   } else if (elsewhere.missing > 0) {
-    answer(res, 503, 'not every bridge worker answered; the client may be connected', false);
+    target.refusePush(req, res, pushUndecided(), false);
   } else {
     target.stats.pushesNotFound++;
-    answer(res, 404, 'client not connected', false);
+    target.refusePush(req, res, clientNotConnected(), false);
   }
 }
 
-function answer(res: ServerResponse, status: number, text: string, close: boolean): void {
+function delivered(res: ServerResponse): void {
   if (res.headersSent || res.destroyed) return;
-  const headers: Record<string, string | number> = { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) };
-  if (close) headers.connection = 'close';
-  res.writeHead(status, headers).end(text);
+  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 2 }).end('ok');
 }

@@ -17,7 +17,7 @@ class FakeSocket {
   }
 }
 
-const owner: ClientOwner = { clientMessage() {}, clientClosed() {} };
+const owner: ClientOwner = { clientMessage() {}, clientClosed() {}, clientError() {} };
 
 function client(registry: ClientRegistry, id: string, now: number): { c: BridgeClient; ws: FakeSocket } {
   const ws = new FakeSocket();
