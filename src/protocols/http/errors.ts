@@ -6,7 +6,7 @@
  */
 import type { PolyproxyError } from '../../core/errors.ts';
 import { HttpParseError } from './head-parser.ts';
-import { ConnectionLimitError } from './pool.ts';
+import { ConnectionLimitError } from '../../core/pool.ts';
 
 const STATUS: Record<string, number> = {
   NOT_FOUND: 404,

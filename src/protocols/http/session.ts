@@ -25,8 +25,10 @@ import { ChunkedFramer } from './chunked.ts';
 import { errorResponse } from './errors.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
 import { parseRequestHead, parseResponseHead } from './head-parser.ts';
-import { ConnectionLimitError, idleSocketEvent } from './pool.ts';
-import type { BackendPool, Grant, PoolWaiter } from './pool.ts';
+import { mayRetry } from '../../core/retry.ts';
+import type { PoolWaiter, WaitTicket } from '../../core/pool.ts';
+import { ConnectionLimitError, idleSocketEvent, kOwnHandlers } from './pool.ts';
+import type { BackendPool } from './pool.ts';
 import { forwardingFields, requestHeadBytes, responseHeadBytes } from './rewrite.ts';
 import type { ForwardInfo } from './rewrite.ts';
 
@@ -43,9 +45,8 @@ export interface HttpSettings {
 }
 
 const kSession = Symbol('polyproxy.http.session');
-/** Set on a backend socket while the backend handlers are attached: they stay across pooled reuse. */
-const kHandlers = Symbol('polyproxy.http.handlers');
-type SessionSocket = Socket & { [kSession]?: HttpSession | undefined; [kHandlers]?: boolean };
+/** kOwnHandlers: set on a backend socket while the backend handlers are attached; they stay across pooled reuse. */
+type SessionSocket = Socket & { [kSession]?: HttpSession | undefined; [kOwnHandlers]?: boolean };
 
 const EMPTY = Buffer.alloc(0);
 
@@ -116,8 +117,10 @@ export class HttpSession implements RelayOwner {
   #resolveMs = 0;
   #cacheHit = false;
   /** While waiting for a connection slot (the endpoint was at its limit). */
-  #waiter: PoolWaiter | null = null;
+  #waiter: WaitTicket | null = null;
   #waitReject: ((err: PolyproxyError) => void) | null = null;
+  /** Times this request was sent again (core/retry.ts decides). */
+  #retries = 0;
   /** An upgraded connection keeps its slot until the relay closes. */
   #upgradedSlot = false;
   #ctx: ResolveContext | null = null;
@@ -373,21 +376,20 @@ export class HttpSession implements RelayOwner {
     this.pool.release(this.backendLabel);
   }
 
-  #waitForSlot(label: string): Promise<Grant> {
-    return new Promise<Grant>((resolve, reject) => {
-      const waiter = this.pool.enqueue(
-        label,
-        (grant) => {
+  #waitForSlot(label: string): Promise<Socket | null> {
+    return new Promise<Socket | null>((resolve, reject) => {
+      const waiter = this.pool.enqueue(label, {
+        poolGranted: (grant) => {
           this.#waiter = null;
           this.#waitReject = null;
           resolve(grant);
         },
-        (err) => {
+        poolFailed: (err) => {
           this.#waiter = null;
           this.#waitReject = null;
           reject(err);
         },
-      );
+      } satisfies PoolWaiter<Socket>);
       if (waiter === null) {
         reject(new ConnectionLimitError(label, `${this.pool.maxQueue} requests already waiting`));
         return;
@@ -401,11 +403,11 @@ export class HttpSession implements RelayOwner {
     this.backend = socket;
     const owned = socket as SessionSocket;
     owned[kSession] = this;
-    if (owned[kHandlers] !== true) {
+    if (owned[kOwnHandlers] !== true) {
       // Attached once per connection; between requests (idle in the pool) they dispatch to the pool.
       // Backend sockets read through the shared buffer (connect.ts creates them with onread): the
       // callback is switched from the relay's to ours, so no Buffer or 'data' event per read.
-      owned[kHandlers] = true;
+      owned[kOwnHandlers] = true;
       if (!adoptSharedReadBuffer(socket, backendOnRead)) socket.on('data', backendOnData);
       socket.on('end', backendOnEnd);
       socket.on('error', backendOnError);
@@ -429,7 +431,7 @@ export class HttpSession implements RelayOwner {
     if (this.#deadlineKind === BACKEND_DEADLINE) this.#deadlineKind = NO_DEADLINE;
     if (reuse) {
       // The pool times idle sockets out; the handlers stay and dispatch to the pool.
-      this.pool.put(this.backendLabel, socket, true);
+      this.pool.put(this.backendLabel, socket);
     } else {
       socket.on('error', noop);
       socket.destroy();
@@ -642,6 +644,7 @@ export class HttpSession implements RelayOwner {
     this.bState = RESP_HEAD;
     this.state = READ_HEAD;
     this.#scanned = 0;
+    this.#retries = 0;
     this.#setDeadline(CLIENT_DEADLINE, this.buf.length > 0 ? this.settings.requestTimeoutMs : this.settings.keepAliveTimeoutMs);
     if (this.buf.length > 0) this.#tryHead(this.buf, false);
     if (this.state === READ_HEAD) {
@@ -660,7 +663,7 @@ export class HttpSession implements RelayOwner {
     const backend = this.backend as Socket;
     this.backend = null;
     (backend as SessionSocket)[kSession] = undefined;
-    (backend as SessionSocket)[kHandlers] = false;
+    (backend as SessionSocket)[kOwnHandlers] = false;
     backend.removeListener('data', backendOnData);
     backend.removeListener('end', backendOnEnd);
     backend.removeListener('error', backendOnError);
@@ -709,10 +712,22 @@ export class HttpSession implements RelayOwner {
 
   onBackendGone(err: Error | null): void {
     if (this.backend === null) return;
-    // A pooled connection the backend closed while idle: retry once on a fresh one,
-    // only when nothing came back and the request had no body (so nothing is sent twice that matters).
+    // The request's head (and body) went out: sent again only under core's rule (idempotent method,
+    // a reused connection closed before any response byte, a body-less request, once).
     const req = this.req as HttpHead;
-    if (this.backendReused && !this.#gotBackendBytes && req.framing === 'none' && this.state !== FINISHED) {
+    if (
+      this.state !== FINISHED &&
+      mayRetry({
+        method: req.method,
+        requestSent: true,
+        reusedConnection: this.backendReused,
+        connectionClosed: err === null || isConnectionClosed(err),
+        responseStarted: this.#gotBackendBytes,
+        replayable: req.framing === 'none',
+        retries: this.#retries,
+      })
+    ) {
+      this.#retries++;
       this.#releaseBackend(false, true);
       this.backendReused = false;
       void this.#retry();
@@ -903,6 +918,12 @@ export function normalizeHost(host: string | undefined): string | undefined {
   if (name.endsWith('.')) name = name.slice(0, -1);
   if (name === '' || !/^[a-z0-9._\-[\]:]+$/.test(name)) return undefined;
   return name;
+}
+
+/** A socket error that means the peer closed the connection (vs. a local or protocol failure). */
+function isConnectionClosed(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 function sessionOnTimeout(session: HttpSession): void {
