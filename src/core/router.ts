@@ -15,6 +15,8 @@
  *   to be down until woken, and `connect` waits for it instead.
  */
 import { LRUCache } from 'lru-cache';
+import { roundRobin } from './balance.ts';
+import type { Rotation } from './balance.ts';
 import type { ColdStarts } from './cold-start.ts';
 import { connectFirst } from './connect.ts';
 import type { Connected } from './connect.ts';
@@ -69,7 +71,7 @@ export interface RouteDecision {
 const TTL_RESOLUTION_MS = 50;
 
 /** Round-robin positions, keyed by the Route object so every id sharing a static route shares its rotation. */
-const rotation = new WeakMap<Route, { next: number }>();
+const rotation = new WeakMap<Route, Rotation>();
 
 export class Router {
   readonly #options: RouterOptions;
@@ -282,7 +284,7 @@ function cacheKey(protocol: string, resourceId: string): string {
   return `${protocol}\0${resourceId}`;
 }
 
-/** Pick phase: round-robin first choice, the rest as ordered fallbacks. */
+/** Pick phase: round-robin first choice, the rest as ordered fallbacks (one rotation per Route). */
 function pick(entry: RouteEntry): readonly Endpoint[] {
   const list = entry.endpoints;
   if (list.length < 2) return list;
@@ -291,10 +293,7 @@ function pick(entry: RouteEntry): readonly Endpoint[] {
     state = { next: 0 };
     rotation.set(entry.route, state);
   }
-  const start = state.next % list.length;
-  state.next = (start + 1) % list.length;
-  if (start === 0) return list;
-  return [...list.slice(start), ...list.slice(0, start)];
+  return roundRobin(list, state);
 }
 
 async function withTimeout<T>(value: T | Promise<T>, ms: number, name: string): Promise<T> {

@@ -5,6 +5,7 @@
  * `readResponse`, `waitForResponse(s)` with the request's callbacks, or
  * `responses()` yielding responses as they finish).
  */
+import { mayRetry } from '../core/retry.ts';
 import type { FastCgiConnection } from './connection.ts';
 import type { ExchangeHandler } from './connection.ts';
 import { FastCgiError } from './errors.ts';
@@ -208,13 +209,16 @@ export class FastCgiClient {
     const params = encodeNameValuePairs(request.params);
     const body = request.content?.body() ?? null;
     const replayable = body === null || body instanceof Uint8Array;
-    for (let attempt = 0; ; attempt++) {
+    for (let retries = 0; ; retries++) {
       const conn = await pool.acquire();
+      const reused = conn.requests > 0;
       try {
         return await this.#exchange(server, pool, conn, request, id, params, body);
       } catch (err) {
-        // A kept-alive connection the server had closed: retry once on a fresh one when the body can be sent again.
-        if (attempt === 0 && replayable && err instanceof FastCgiError && err.retryable && err.code === 'FCGI_ERR_CONNECTION_CLOSED') continue;
+        // Sent again only under core's rule: an idempotent method on a kept-alive connection the server
+        // closed before any output (php-fpm recycling a worker), with a body that can be sent again.
+        const closed = err instanceof FastCgiError && err.code === 'FCGI_ERR_CONNECTION_CLOSED';
+        if (closed && mayRetry({ method: request.method, requestSent: true, reusedConnection: reused, connectionClosed: true, responseStarted: conn.responded, replayable, retries })) continue;
         throw err;
       }
     }

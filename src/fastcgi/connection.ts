@@ -71,8 +71,6 @@ export class FastCgiConnection {
   readonly socket: net.Socket;
   /** Requests completed on this connection. */
   requests = 0;
-  /** Set by a pool: when the connection went idle. */
-  idleSince = 0;
   #handler: ExchangeHandler | null = null;
   #keepConn = false;
   #reusable = true;
@@ -108,6 +106,11 @@ export class FastCgiConnection {
   /** True when a request is in flight. */
   get busy(): boolean {
     return this.#handler !== null;
+  }
+
+  /** True once the application sent any byte for the current (or last) request. */
+  get responded(): boolean {
+    return this.#gotOutput;
   }
 
   /** True when the connection can carry another request. */

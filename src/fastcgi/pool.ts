@@ -1,5 +1,7 @@
 /**
- * Connections to one FastCGI server, reused with FCGI_KEEP_CONN.
+ * Connections to one FastCGI server, reused with FCGI_KEEP_CONN: core's
+ * EndpointPool (src/core/pool.ts) holding FastCgiConnections, plus the
+ * opening of new ones.
  *
  * A php-fpm worker serves one connection until it closes, so an idle kept
  * connection pins a worker: `maxConnections` (active + idle) must not exceed
@@ -7,6 +9,9 @@
  * behind idle ones. Past the cap, requests wait FIFO for a connection.
  */
 import type { Endpoint } from '../core/endpoint.ts';
+import { EndpointPool, PoolClosedError, evictIdle } from '../core/pool.ts';
+import type { PoolKind, PoolWaiter } from '../core/pool.ts';
+import type { PolyproxyError } from '../core/errors.ts';
 import { FastCgiConnection } from './connection.ts';
 import { FastCgiError } from './errors.ts';
 
@@ -22,160 +27,117 @@ export interface PoolOptions {
   readonly queueTimeoutMs: number;
 }
 
-interface Waiter {
-  resolve(conn: FastCgiConnection): void;
-  reject(err: unknown): void;
-  timer: NodeJS.Timeout;
+/** FastCGI connections, as core's pool sees them. */
+export const FASTCGI_KIND: PoolKind<FastCgiConnection> = {
+  reusable: (conn) => conn.reusable,
+  close: (conn) => conn.destroy(),
+  park: (conn) => {
+    conn.onIdleClose = evictIdle;
+  },
+  unpark: (conn) => {
+    conn.onIdleClose = null;
+  },
+  // Nothing is read between requests: a FastCGI connection with no request in flight destroys itself on any byte.
+  handOver: noop,
+};
+
+/** One request waiting for a slot. */
+class Acquire implements PoolWaiter<FastCgiConnection> {
+  readonly pool: ConnectionPool;
+  readonly resolve: (conn: FastCgiConnection) => void;
+  readonly reject: (err: unknown) => void;
+
+  constructor(pool: ConnectionPool, resolve: (conn: FastCgiConnection) => void, reject: (err: unknown) => void) {
+    this.pool = pool;
+    this.resolve = resolve;
+    this.reject = reject;
+  }
+
+  poolGranted(conn: FastCgiConnection | null): void {
+    if (conn !== null) this.resolve(conn);
+    else this.pool.openUnderSlot().then(this.resolve, this.reject);
+  }
+
+  poolFailed(err: PolyproxyError): void {
+    this.reject(this.pool.failure(err));
+  }
 }
 
 export class ConnectionPool {
   readonly endpoint: Endpoint;
   readonly options: PoolOptions;
-  #idle: FastCgiConnection[] = [];
-  #active = 0;
-  #connecting = 0;
-  #waiters: Waiter[] = [];
-  #sweeper: NodeJS.Timeout | null = null;
-  #closed = false;
-  readonly #dropIdle = (conn: FastCgiConnection): void => {
-    const i = this.#idle.indexOf(conn);
-    if (i >= 0) this.#idle.splice(i, 1);
-    this.#serveWaiters();
-  };
+  readonly #pool: EndpointPool<FastCgiConnection>;
+  readonly #key: string;
 
   constructor(endpoint: Endpoint, options: PoolOptions) {
     this.endpoint = endpoint;
     this.options = options;
+    this.#key = endpoint.label;
+    this.#pool = new EndpointPool(FASTCGI_KIND, {
+      maxConnectionsPerEndpoint: options.maxConnections,
+      maxIdlePerEndpoint: options.maxIdle,
+      idleTimeoutMs: options.idleTimeoutMs,
+      queueTimeoutMs: options.queueTimeoutMs,
+      maxQueue: Infinity,
+    });
   }
 
   get idleCount(): number {
-    return this.#idle.length;
+    return this.#pool.idleCount(this.#key);
   }
 
+  /** Connections held by requests (and being opened). */
   get activeCount(): number {
-    return this.#active;
+    return this.#pool.openCount(this.#key) - this.#pool.idleCount(this.#key);
   }
 
-  /** A connection for one request: the newest idle one, a new one, or the next one freed. `reused` tells which. */
+  /** A connection for one request: the newest idle one, a new one, or the next one freed. */
   acquire(): Promise<FastCgiConnection> {
-    if (this.#closed) return Promise.reject(new FastCgiError('FCGI_ERR_CONNECTION_CLOSED', `the pool for ${this.endpoint.label} is closed`));
-    const idle = this.#takeIdle();
+    if (this.#pool.closed) return Promise.reject(this.#closedError());
+    const idle = this.#pool.take(this.#key);
     if (idle !== null) return Promise.resolve(idle);
-    if (this.#hasRoom()) return this.#open();
+    if (this.#pool.tryReserve(this.#key)) return this.openUnderSlot();
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const i = this.#waiters.indexOf(waiter);
-          if (i >= 0) this.#waiters.splice(i, 1);
-          reject(new FastCgiError('FCGI_ERR_QUEUE_TIMEOUT', `no free connection to ${this.endpoint.label} within ${this.options.queueTimeoutMs} ms (maxConnections ${this.options.maxConnections})`, { retryable: true }));
-        }, this.options.queueTimeoutMs),
-      };
-      this.#waiters.push(waiter);
+      const waiter = new Acquire(this, resolve, reject);
+      if (this.#pool.enqueue(this.#key, waiter) === null) reject(this.#closedError());
     });
   }
 
   /** Gives a connection back after its request ended; a reusable one is kept or handed to a waiter. */
   release(conn: FastCgiConnection): void {
-    this.#active--;
-    if (!conn.reusable || this.#closed) {
-      conn.destroy();
-      this.#serveWaiters();
-      return;
-    }
-    const waiter = this.#waiters.shift();
-    if (waiter !== undefined) {
-      clearTimeout(waiter.timer);
-      this.#active++;
-      waiter.resolve(conn);
-      return;
-    }
-    if (this.#idle.length >= this.options.maxIdle) {
-      conn.destroy();
-      return;
-    }
-    conn.idleSince = Date.now();
-    conn.onIdleClose = this.#dropIdle;
-    this.#idle.push(conn);
-    this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(100, Math.min(this.options.idleTimeoutMs, 1000))).unref();
+    this.#pool.put(this.#key, conn);
   }
 
   /** Drops a connection that failed or was abandoned mid-request. */
   discard(conn: FastCgiConnection): void {
-    this.#active--;
     conn.destroy();
-    this.#serveWaiters();
+    this.#pool.release(this.#key);
   }
 
   /** Closes idle connections and fails waiters; connections in use close when released. */
   close(): void {
-    this.#closed = true;
-    for (const conn of this.#idle) conn.destroy();
-    this.#idle = [];
-    for (const waiter of this.#waiters) {
-      clearTimeout(waiter.timer);
-      waiter.reject(new FastCgiError('FCGI_ERR_CONNECTION_CLOSED', `the pool for ${this.endpoint.label} is closed`));
-    }
-    this.#waiters = [];
-    if (this.#sweeper !== null) clearInterval(this.#sweeper);
-    this.#sweeper = null;
+    this.#pool.close();
   }
 
-  #hasRoom(): boolean {
-    return this.options.maxConnections === 0 || this.#active + this.#connecting + this.#idle.length < this.options.maxConnections;
-  }
-
-  #takeIdle(): FastCgiConnection | null {
-    while (this.#idle.length > 0) {
-      const conn = this.#idle.pop() as FastCgiConnection;
-      conn.onIdleClose = null;
-      if (conn.reusable) {
-        this.#active++;
-        return conn;
-      }
-      conn.destroy();
-    }
-    return null;
-  }
-
-  async #open(): Promise<FastCgiConnection> {
-    this.#connecting++;
+  /** @internal Opens a connection under a slot already taken; the slot is given back when that fails. */
+  async openUnderSlot(): Promise<FastCgiConnection> {
     try {
-      const conn = await FastCgiConnection.open(this.endpoint, { connectTimeoutMs: this.options.connectTimeoutMs });
-      this.#active++;
-      return conn;
-    } finally {
-      this.#connecting--;
+      return await FastCgiConnection.open(this.endpoint, { connectTimeoutMs: this.options.connectTimeoutMs });
+    } catch (err) {
+      this.#pool.release(this.#key);
+      throw err;
     }
   }
 
-  /** A slot was freed: open a connection for the first waiter. */
-  #serveWaiters(): void {
-    if (this.#closed || this.#waiters.length === 0) return;
-    const idle = this.#takeIdle();
-    if (idle !== null) {
-      const waiter = this.#waiters.shift() as Waiter;
-      clearTimeout(waiter.timer);
-      waiter.resolve(idle);
-      return;
-    }
-    if (!this.#hasRoom()) return;
-    const waiter = this.#waiters.shift() as Waiter;
-    clearTimeout(waiter.timer);
-    this.#open().then(waiter.resolve, waiter.reject);
+  /** @internal The FastCGI error for a failed wait. */
+  failure(err: PolyproxyError): FastCgiError {
+    if (err instanceof PoolClosedError) return this.#closedError();
+    return new FastCgiError('FCGI_ERR_QUEUE_TIMEOUT', `no free connection to ${this.endpoint.label} within ${this.options.queueTimeoutMs} ms (maxConnections ${this.options.maxConnections})`, { retryable: true });
   }
 
-  #sweep(): void {
-    const cutoff = Date.now() - this.options.idleTimeoutMs;
-    while (this.#idle.length > 0 && (this.#idle[0] as FastCgiConnection).idleSince <= cutoff) {
-      const conn = this.#idle.shift() as FastCgiConnection;
-      conn.onIdleClose = null;
-      conn.destroy();
-    }
-    if (this.#idle.length === 0 && this.#sweeper !== null) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = null;
-    }
+  #closedError(): FastCgiError {
+    return new FastCgiError('FCGI_ERR_CONNECTION_CLOSED', `the pool for ${this.endpoint.label} is closed`);
   }
 }
+
+function noop(): void {}

@@ -5,16 +5,20 @@
  * supervisor drains it like any listener.
  *
  * Per request: path → script and params (params.ts) → a backend chosen by
- * the balancer among those up (core's breaker) → a pooled FCGI_KEEP_CONN
- * connection → BEGIN_REQUEST + PARAMS (+ the body or its stream) → the CGI
+ * core's picker (src/core/balance.ts) among those up (core's breaker) → a
+ * pooled FCGI_KEEP_CONN connection (core's pool through the FastCGI
+ * library's ConnectionPool) → BEGIN_REQUEST + PARAMS (+ the body or its stream) → the CGI
  * head of STDOUT becomes the HTTP status and headers, the rest is streamed
  * to the client with backpressure; STDERR goes to the log.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.ts';
+import { roundRobin, shuffled } from '../../core/balance.ts';
+import type { Rotation } from '../../core/balance.ts';
 import { PolyproxyError } from '../../core/errors.ts';
 import { EndpointHealth } from '../../core/health.ts';
+import { mayRetry } from '../../core/retry.ts';
 import type { Logger } from '../../core/logger.ts';
 import { ServerListener } from '../../core/server-listener.ts';
 import { packageVersion } from '../../core/version.ts';
@@ -25,7 +29,6 @@ import { FastCgiError } from '../../fastcgi/errors.ts';
 import { encodeNameValuePairs } from '../../fastcgi/name-value.ts';
 import { ConnectionPool } from '../../fastcgi/pool.ts';
 import { bodyTooLarge, toGatewayError } from './errors.ts';
-import { Balancer } from './balancer.ts';
 import { BadRequestPath, buildParams, resolveScript } from './params.ts';
 import type { ParamsSettings } from './params.ts';
 
@@ -62,8 +65,9 @@ export class FastCgiGateway extends ServerListener {
   readonly settings: GatewaySettings;
   /** Core's circuit breaker, set the gateway's way: down at the first failed connect, up when a probe connects. */
   readonly health: EndpointHealth;
-  readonly balancer: Balancer;
   readonly pools: readonly ConnectionPool[];
+  readonly #poolOf = new Map<Endpoint, ConnectionPool>();
+  readonly #rotation: Rotation = { next: 0 };
   readonly paramsSettings: ParamsSettings;
   readonly #sockets = new Set<Socket>();
 
@@ -94,7 +98,6 @@ export class FastCgiGateway extends ServerListener {
       this.log,
     );
     this.health.watch(settings.backends, 'tcp', true);
-    this.balancer = new Balancer(settings.backends, this.health, settings.balance);
     this.pools = settings.backends.map(
       (endpoint) =>
         new ConnectionPool(endpoint, {
@@ -106,11 +109,19 @@ export class FastCgiGateway extends ServerListener {
           queueTimeoutMs: settings.backendTimeoutMs,
         }),
     );
+    for (const pool of this.pools) this.#poolOf.set(pool.endpoint, pool);
     this.paramsSettings = { documentRoot: settings.documentRoot.replace(/\/+$/, ''), index: settings.index, serverSoftware: `polyproxy/${packageVersion()}`, extra: settings.params };
     this.server.on('connection', (socket: Socket) => this.#accept(socket));
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       if (!this.refusedRequest(req, res)) new Exchange(this, req, res).run();
     });
+  }
+
+  /** The backends to try for one request, in order (round-robin or shuffled), minus those whose breaker is open. */
+  candidates(): readonly ConnectionPool[] {
+    const backends = this.settings.backends;
+    const ordered = this.settings.balance === 'random' ? shuffled(backends) : roundRobin(backends, this.#rotation);
+    return this.health.usable(ordered).map((endpoint) => this.#poolOf.get(endpoint) as ConnectionPool);
   }
 
   get sessions(): number {
@@ -162,7 +173,6 @@ class Exchange implements ExchangeHandler {
   readonly res: ServerResponse;
   conn: FastCgiConnection | null = null;
   pool: ConnectionPool | null = null;
-  backend = -1;
   bodyMode = BODY_NONE;
   buffered: Buffer | null = null;
   params: Buffer | null = null;
@@ -175,7 +185,8 @@ class Exchange implements ExchangeHandler {
   flushQueued = false;
   stderr: Buffer[] | null = null;
   stderrBytes = 0;
-  attempts = 0;
+  /** Times the request was sent again (core/retry.ts decides). */
+  retries = 0;
   done = false;
   readonly onRequestData = (chunk: Buffer): void => {
     this.gw.counters.bytesIn += chunk.length;
@@ -294,11 +305,11 @@ class Exchange implements ExchangeHandler {
   /** Picks a backend among those up and gets a connection; a failed connect marks it down and tries the next. */
   async connect(): Promise<void> {
     const gw = this.gw;
-    const candidates = gw.balancer.candidates();
+    const candidates = gw.candidates();
     if (candidates.length === 0) return this.fail(new PolyproxyError('UNAVAILABLE', 'every fastcgi backend is down', { source: 'backend' }));
     let last: unknown = null;
-    for (const index of candidates) {
-      const pool = gw.pools[index] as ConnectionPool;
+    // Failover before any byte reaches a backend (like core's Dial): each candidate once.
+    for (const pool of candidates) {
       let conn: FastCgiConnection;
       try {
         conn = await pool.acquire();
@@ -314,7 +325,6 @@ class Exchange implements ExchangeHandler {
       }
       this.conn = conn;
       this.pool = pool;
-      this.backend = index;
       this.begin();
       return;
     }
@@ -323,7 +333,6 @@ class Exchange implements ExchangeHandler {
 
   begin(): void {
     const conn = this.conn as FastCgiConnection;
-    this.attempts++;
     const stream = this.bodyMode === BODY_STREAM;
     conn.begin(this.params as Buffer, this, { keepConn: true, timeoutMs: this.gw.settings.backendTimeoutMs, stdin: this.buffered, endStdin: !stream });
     if (stream) {
@@ -460,8 +469,22 @@ class Exchange implements ExchangeHandler {
     this.req.removeListener('end', this.onRequestEnd);
     this.logStderr();
     if (this.done) return;
-    // A kept-alive connection php-fpm had closed (a worker recycled by pm.max_requests): once more on a fresh one.
-    if (err.retryable && err.code === 'FCGI_ERR_CONNECTION_CLOSED' && this.attempts === 1 && this.bodyMode !== BODY_STREAM && this.headParser !== null) {
+    // A kept-alive connection php-fpm had closed (a worker recycled by pm.max_requests) as the request went out:
+    // sent again on another connection only under core's rule (idempotent method, nothing came back, body held).
+    if (
+      conn !== null &&
+      err.code === 'FCGI_ERR_CONNECTION_CLOSED' &&
+      mayRetry({
+        method: this.req.method ?? 'GET',
+        requestSent: true,
+        reusedConnection: conn.requests > 0,
+        connectionClosed: true,
+        responseStarted: conn.responded,
+        replayable: this.bodyMode !== BODY_STREAM,
+        retries: this.retries,
+      })
+    ) {
+      this.retries++;
       this.connect().catch(this.onUnexpected);
       return;
     }

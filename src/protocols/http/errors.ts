@@ -6,7 +6,7 @@
  */
 import type { PolyproxyError } from '../../core/errors.ts';
 import { errorResponse as coreErrorResponse } from '../../core/http-error-response.ts';
-import { ConnectionLimitError } from './pool.ts';
+import { ConnectionLimitError } from '../../core/pool.ts';
 
 export { statusOf } from '../../core/http-error-response.ts';
 

@@ -7,28 +7,35 @@
  *   the chunked framer, never buffered whole) → parse the response head →
  *   stream the response → backend back to the pool → next request.
  *
- * A 101 answer to an Upgrade request hands both sockets to core's Relay.
- * Socket handlers are module-level functions that find their session
- * through a symbol field. Backpressure both ways: a false write() pauses the
- * other side until 'drain'.
+ * The session is the coordinator: the connection's state, routing,
+ * deadlines, errors and endings. Its parts, each made once per connection:
+ * `request` (request.ts: heads and request bodies), `response`
+ * (response.ts: response heads and bodies) and `slot` (backend-slot.ts: the
+ * backend connection, its pool slot, core's retry rule). A 101 answer to an
+ * Upgrade request hands both sockets to core's Relay. Socket handlers are
+ * module-level functions that find their session through a symbol field.
+ * Backpressure both ways: a false write() pauses the other side until
+ * 'drain'.
  */
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
 import type { ProtocolSession } from '../../core/protocol.ts';
 import type { ResolveContext } from '../../core/resolver.ts';
-import type { RouteDecision } from '../../core/router.ts';
-import { backendOnRead as relayBackendOnRead, Relay } from '../../core/relay.ts';
+import type { Router, RouteDecision } from '../../core/router.ts';
+import { Relay } from '../../core/relay.ts';
 import type { RelayOwner } from '../../core/relay.ts';
-import { adoptSharedReadBuffer, borrowBytes, reclaimLent, settleBorrowed } from '../../core/shared-read-buffer.ts';
-import { ChunkedFramer } from './chunked.ts';
+import { adoptSharedReadBuffer, reclaimLent } from '../../core/shared-read-buffer.ts';
+import { BackendSlot } from './backend-slot.ts';
+import type { SlotOwner } from './backend-slot.ts';
 import { errorResponse } from './errors.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
-import { parseRequestHead, parseResponseHead } from './head-parser.ts';
-import { ConnectionLimitError, idleSocketEvent } from './pool.ts';
-import type { BackendPool, Grant, PoolWaiter } from './pool.ts';
-import { forwardingFields, requestHeadBytes, responseHeadBytes } from './rewrite.ts';
-import type { ForwardInfo } from './rewrite.ts';
+import type { BackendPool } from './pool.ts';
+import { FINISHED, READ_HEAD, REQ_BODY, ROUTING, RequestReader, UPGRADED } from './request.ts';
+import type { RequestOwner } from './request.ts';
+import { RESP_BODY, ResponseWriter } from './response.ts';
+import type { ResponseOwner } from './response.ts';
+import { responseHeadBytes } from './rewrite.ts';
 
 export interface HttpSettings {
   readonly limits: HeadLimits;
@@ -43,23 +50,9 @@ export interface HttpSettings {
 }
 
 const kSession = Symbol('polyproxy.http.session');
-/** Set on a backend socket while the backend handlers are attached: they stay across pooled reuse. */
-const kHandlers = Symbol('polyproxy.http.handlers');
-type SessionSocket = Socket & { [kSession]?: HttpSession | undefined; [kHandlers]?: boolean };
+type SessionSocket = Socket & { [kSession]?: HttpSession | undefined };
 
 const EMPTY = Buffer.alloc(0);
-
-// Client side states.
-const READ_HEAD = 0;
-const ROUTING = 1;
-const REQ_BODY = 2;
-const REQ_DONE = 3;
-const UPGRADED = 4;
-const FINISHED = 5;
-
-// Backend side states.
-const RESP_HEAD = 0;
-const RESP_BODY = 1;
 
 // What the session's deadline guards.
 const NO_DEADLINE = 0;
@@ -68,45 +61,23 @@ const CLIENT_DEADLINE = 1;
 /** A request is in flight: the backend must not stay silent longer (504). */
 const BACKEND_DEADLINE = 2;
 
-export class HttpSession implements RelayOwner {
+export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, SlotOwner {
   readonly client: Socket;
   readonly settings: HttpSettings;
+  readonly limits: HeadLimits;
+  readonly proto: string;
   readonly pool: BackendPool;
   readonly core: ProtocolSession;
+  readonly request: RequestReader;
+  readonly response: ResponseWriter;
+  readonly slot: BackendSlot;
   readonly done: Promise<void>;
   #resolveDone!: () => void;
   state = READ_HEAD;
-  /** Client bytes read but not consumed (a partial head, or what was pipelined). */
-  buf: Buffer = EMPTY;
-  #scanned = 0;
-  req: HttpHead | null = null;
   resourceId: string | undefined = undefined;
-  reqRemaining = 0;
-  reqFramer: ChunkedFramer | null = null;
-  reqDone = false;
   clientEnded = false;
-  backend: Socket | null = null;
-  backendLabel = '';
-  backendReused = false;
-  /** The request head as sent, to retry once on a fresh connection when a pooled one was stale. */
-  #sentHead: Buffer = EMPTY;
-  /** Set when `req.raw` is a view into the shared read buffer (copied before the request waits for anything). */
-  #reqTransient = false;
-  /** Per connection: the client address and scheme, and the forwarding fields last built (for `#forwardingHost`). */
-  #forwardInfo: ForwardInfo | null = null;
-  #forwarding: Buffer | null = null;
-  #forwardingHost: string | undefined = undefined;
   #rawHost: string | undefined = undefined;
   #normalizedHost: string | undefined = undefined;
-  bState = RESP_HEAD;
-  bBuf: Buffer = EMPTY;
-  #bScanned = 0;
-  res: HttpHead | null = null;
-  resRemaining = 0;
-  resFramer: ChunkedFramer | null = null;
-  responseStarted = false;
-  #gotBackendBytes = false;
-  closeAfter = false;
   /** One lazy timer per session (see #setDeadline): what it guards, and until when (Date.now() ms). */
   #timer: NodeJS.Timeout | null = null;
   #timerAt = 0;
@@ -115,18 +86,18 @@ export class HttpSession implements RelayOwner {
   #deadlineMs = 0;
   #resolveMs = 0;
   #cacheHit = false;
-  /** While waiting for a connection slot (the endpoint was at its limit). */
-  #waiter: PoolWaiter | null = null;
-  #waitReject: ((err: PolyproxyError) => void) | null = null;
-  /** An upgraded connection keeps its slot until the relay closes. */
-  #upgradedSlot = false;
   #ctx: ResolveContext | null = null;
 
   constructor(client: Socket, leftover: Buffer | null, settings: HttpSettings, pool: BackendPool, core: ProtocolSession) {
     this.client = client;
     this.settings = settings;
+    this.limits = settings.limits;
+    this.proto = settings.proto;
     this.pool = pool;
     this.core = core;
+    this.request = new RequestReader(this);
+    this.response = new ResponseWriter(this);
+    this.slot = new BackendSlot(this, pool);
     this.done = new Promise((resolve) => {
       this.#resolveDone = resolve;
     });
@@ -140,80 +111,65 @@ export class HttpSession implements RelayOwner {
     client.on('drain', clientOnDrain);
     client.setNoDelay?.(true);
     this.#setDeadline(CLIENT_DEADLINE, settings.requestTimeoutMs);
-    if (leftover !== null) this.onClientBytes(leftover, false);
+    if (leftover !== null) this.request.onClientBytes(leftover, false);
     if (this.state === READ_HEAD) client.resume();
   }
 
-  // ---- client side ---------------------------------------------------------
+  // ---- what the parts read -------------------------------------------------
 
-  /**
-   * `transient`: the chunk is a view into the shared read buffer, valid only
-   * during this call — what must outlive it (a partial head, pipelined
-   * bytes) is copied, body bytes are written through the borrowed spare.
-   */
-  onClientBytes(chunk: Buffer, transient: boolean): void {
-    switch (this.state) {
-      case READ_HEAD:
-        if (this.buf.length === 0) {
-          this.#tryHead(chunk, transient);
-        } else {
-          this.buf = Buffer.concat([this.buf, chunk]);
-          this.#tryHead(this.buf, false);
-        }
-        return;
-      case REQ_BODY:
-        this.#feedBody(chunk, transient);
-        return;
-      case ROUTING:
-      case REQ_DONE:
-        // Pipelined: keep it for after the response, and stop reading. One read is
-        // kept whatever its size (reads are at most 256 KiB); more than that must fit the limit.
-        if (this.buf.length === 0) {
-          this.buf = transient ? Buffer.from(chunk) : chunk;
-        } else {
-          this.buf = Buffer.concat([this.buf, chunk]);
-          if (this.buf.length > this.settings.limits.maxHeadBytes * 2) {
-            this.#fail(new PolyproxyError('PROTOCOL', 'too many pipelined bytes', { source: 'client' }));
-            return;
-          }
-        }
-        this.client.pause();
-        return;
-      default:
-        return;
-    }
+  get router(): Router {
+    return this.core.router;
   }
 
-  /** Parses a request head from `buf` (this.buf itself, or a transient read while this.buf is empty). */
-  #tryHead(buf: Buffer, transient: boolean): void {
-    if (buf.length === 0) return;
-    let parsed: { value: HttpHead; consumed: number } | undefined;
-    try {
-      parsed = parseRequestHead(buf, this.settings.limits, this.#scanned);
-    } catch (err) {
-      this.#fail(toPolyproxyError(err));
-      return;
+  get connectTimeoutMs(): number {
+    return this.core.connectTimeoutMs;
+  }
+
+  get finished(): boolean {
+    return this.state === FINISHED;
+  }
+
+  get backendSocket(): Socket | null {
+    return this.slot.backend;
+  }
+
+  get currentRequest(): HttpHead {
+    return this.request.req as HttpHead;
+  }
+
+  resolveContext(): ResolveContext {
+    let ctx = this.#ctx;
+    if (ctx === null) {
+      ctx = this.core.resolveContext();
+      this.#ctx = ctx;
     }
-    if (parsed === undefined) {
-      this.buf = transient ? Buffer.from(buf) : buf;
-      this.#scanned = buf.length;
-      // From the first bytes of a head on, the request timeout runs (not the keep-alive one).
-      if (this.#deadlineKind !== CLIENT_DEADLINE || this.#deadlineMs !== this.settings.requestTimeoutMs) this.#setDeadline(CLIENT_DEADLINE, this.settings.requestTimeoutMs);
-      return;
-    }
-    this.#scanned = 0;
+    return ctx;
+  }
+
+  telemetry(): string {
+    if (!this.settings.telemetryHeaders) return '';
+    return `x-proxy-resolve-ms: ${this.#resolveMs.toFixed(3)}\r\nx-proxy-cache: ${this.#cacheHit ? 'hit' : 'miss'}\r\nx-proxy-pool: ${this.slot.reused ? 'reused' : 'new'}\r\n`;
+  }
+
+  // ---- request side --------------------------------------------------------
+
+  headPending(): void {
+    // From the first bytes of a head on, the request timeout runs (not the keep-alive one).
+    if (this.#deadlineKind !== CLIENT_DEADLINE || this.#deadlineMs !== this.settings.requestTimeoutMs) this.#setDeadline(CLIENT_DEADLINE, this.settings.requestTimeoutMs);
+  }
+
+  headReceived(head: HttpHead): void {
     this.#deadlineKind = NO_DEADLINE;
-    const head = parsed.value;
-    const rest = parsed.consumed === buf.length ? EMPTY : buf.subarray(parsed.consumed);
-    this.buf = transient && rest.length > 0 ? Buffer.from(rest) : rest;
-    this.req = head;
-    this.#reqTransient = transient;
     this.state = ROUTING;
-    // A body is read once the backend can take it (#sendRequest resumes). A request without one
+    // A body is read once the backend can take it (request.send resumes). A request without one
     // keeps the client reading: no readStop/readStart per request; a client that pipelines is
-    // paused when those bytes arrive (onClientBytes).
+    // paused when those bytes arrive (request.onClientBytes).
     if (head.framing !== 'none') this.client.pause();
     this.#route(head);
+  }
+
+  requestFailed(err: PolyproxyError): void {
+    this.#fail(err);
   }
 
   #route(head: HttpHead): void {
@@ -233,36 +189,16 @@ export class HttpSession implements RelayOwner {
     }
     const started = this.settings.telemetryHeaders ? performance.now() : 0;
     // Fast path: a cached route and an idle pooled connection need no promise.
-    const decision = this.core.router.cached(host, this.#resolveContext());
-    if (decision !== undefined) {
-      const label = (decision.candidates[0] as Endpoint).label;
-      const socket = this.pool.take(label);
-      if (socket !== null) {
-        this.#routed(decision, started);
-        this.backendLabel = label;
-        this.backendReused = true;
-        this.#adoptBackend(socket);
-        this.#sendRequest(head);
-        return;
-      }
+    const decision = this.core.router.cached(host, this.resolveContext());
+    if (decision !== undefined && this.slot.takeIdle((decision.candidates[0] as Endpoint).label)) {
+      this.#routed(decision, started);
+      this.request.send(this.slot.backend as Socket);
+      return;
     }
     // Slow path (resolve, connect or wait for a slot): nothing more is read meanwhile.
     this.client.pause();
-    // The head is needed after this call: off the shared read buffer.
-    if (this.#reqTransient) {
-      head.raw = Buffer.from(head.raw);
-      this.#reqTransient = false;
-    }
-    void this.#routeAsync(head, host, decision, started);
-  }
-
-  #resolveContext(): ResolveContext {
-    let ctx = this.#ctx;
-    if (ctx === null) {
-      ctx = this.core.resolveContext();
-      this.#ctx = ctx;
-    }
-    return ctx;
+    this.request.keepHead();
+    void this.#routeAsync(host, decision, started);
   }
 
   #routed(decision: RouteDecision, started: number): void {
@@ -273,377 +209,79 @@ export class HttpSession implements RelayOwner {
     }
   }
 
-  async #routeAsync(head: HttpHead, host: string, cached: RouteDecision | undefined, started: number): Promise<void> {
+  async #routeAsync(host: string, cached: RouteDecision | undefined, started: number): Promise<void> {
     try {
-      const decision = cached ?? (await this.core.router.route(host, this.#resolveContext()));
+      const decision = cached ?? (await this.core.router.route(host, this.resolveContext()));
       this.#routed(decision, started);
       const timeoutMs = decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs;
-      await this.#attachBackend(decision, timeoutMs);
+      await this.slot.attach(decision, timeoutMs);
     } catch (err) {
       const error = toPolyproxyError(err);
       this.#fail(error.resourceId === undefined && error.kind !== 'PROTOCOL' ? new PolyproxyError(error.kind, error.message, { source: error.source, resourceId: host, cause: error }) : error);
       return;
     }
     if (this.state === FINISHED) return;
-    this.#sendRequest(head);
-  }
-
-  /** The backend is attached: the head, and whatever body is already here, leave in one write (writev). */
-  #sendRequest(head: HttpHead): void {
-    let info = this.#forwardInfo;
-    if (info === null) {
-      info = { clientAddress: this.client.remoteAddress ?? '', proto: this.settings.proto };
-      this.#forwardInfo = info;
-    }
-    let forwarding = this.#forwarding;
-    if (forwarding === null || this.#forwardingHost !== head.host) {
-      forwarding = forwardingFields(head.host, info);
-      this.#forwarding = forwarding;
-      this.#forwardingHost = head.host;
-    }
-    this.#sentHead = requestHeadBytes(head, info, forwarding);
-    const backend = this.backend as Socket;
-    if (head.framing === 'none') {
-      this.#startBackendRequest();
-      this.#requestComplete(this.buf);
-    } else {
-      backend.cork();
-      this.#startBackendRequest();
-      this.state = REQ_BODY;
-      this.reqRemaining = head.contentLength;
-      this.reqFramer = head.framing === 'chunked' ? new ChunkedFramer('client') : null;
-      const pending = this.buf;
-      this.buf = EMPTY;
-      if (pending.length > 0) this.#feedBody(pending, false);
-      if (this.state === REQ_BODY && this.backend !== null && this.backend.writableNeedDrain !== true) this.client.resume();
-      backend.uncork();
-    }
-  }
-
-  /**
-   * Slot accounting (pool.ts): from here on this request holds a slot on
-   * `backendLabel` — with the socket in `backend` once adopted, until
-   * #releaseBackend gives both back (or the relay closes, after an upgrade).
-   */
-  async #attachBackend(decision: RouteDecision, timeoutMs: number): Promise<void> {
-    const first = decision.candidates[0] as Endpoint;
-    const pool = this.pool;
-    let socket = pool.take(first.label);
-    this.backendLabel = first.label;
-    if (socket === null && !pool.tryReserve(first.label)) {
-      socket = await this.#waitForSlot(first.label);
-      if (this.state === FINISHED) {
-        if (socket === null) pool.release(first.label);
-        else pool.put(first.label, socket);
-        return;
-      }
-    }
-    this.backendReused = socket !== null;
-    if (socket === null) socket = await this.#connectWithSlot(decision, timeoutMs);
-    if (this.state === FINISHED) {
-      pool.put(this.backendLabel, socket); // unused: idle, or straight to a waiter
-      return;
-    }
-    this.#adoptBackend(socket);
-  }
-
-  /** Opens a connection under the slot held on `backendLabel`; the slot is given back when it fails. */
-  async #connectWithSlot(decision: RouteDecision, timeoutMs: number): Promise<Socket> {
-    let connected;
-    try {
-      connected = await this.core.router.connect(decision, timeoutMs);
-    } catch (err) {
-      this.pool.release(this.backendLabel);
-      throw err;
-    }
-    const label = connected.endpoint.label;
-    if (label !== this.backendLabel) {
-      // Failover to another candidate: the slot follows the connection.
-      this.pool.release(this.backendLabel);
-      this.pool.adopt(label);
-      this.backendLabel = label;
-    }
-    return connected.socket;
-  }
-
-  /** Closes a connection that was never used and frees its slot. */
-  #dropConnection(socket: Socket): void {
-    socket.on('error', noop);
-    socket.destroy();
-    this.pool.release(this.backendLabel);
-  }
-
-  #waitForSlot(label: string): Promise<Grant> {
-    return new Promise<Grant>((resolve, reject) => {
-      const waiter = this.pool.enqueue(
-        label,
-        (grant) => {
-          this.#waiter = null;
-          this.#waitReject = null;
-          resolve(grant);
-        },
-        (err) => {
-          this.#waiter = null;
-          this.#waitReject = null;
-          reject(err);
-        },
-      );
-      if (waiter === null) {
-        reject(new ConnectionLimitError(label, `${this.pool.maxQueue} requests already waiting`));
-        return;
-      }
-      this.#waiter = waiter;
-      this.#waitReject = reject;
-    });
-  }
-
-  #adoptBackend(socket: Socket): void {
-    this.backend = socket;
-    const owned = socket as SessionSocket;
-    owned[kSession] = this;
-    if (owned[kHandlers] !== true) {
-      // Attached once per connection; between requests (idle in the pool) they dispatch to the pool.
-      // Backend sockets read through the shared buffer (connect.ts creates them with onread): the
-      // callback is switched from the relay's to ours, so no Buffer or 'data' event per read.
-      owned[kHandlers] = true;
-      if (!adoptSharedReadBuffer(socket, backendOnRead)) socket.on('data', backendOnData);
-      socket.on('end', backendOnEnd);
-      socket.on('error', backendOnError);
-      socket.on('close', backendOnClose);
-      socket.on('drain', backendOnDrain);
-    }
-    this.#setDeadline(BACKEND_DEADLINE, this.settings.backendTimeoutMs);
-    this.bState = RESP_HEAD;
-    this.bBuf = EMPTY;
-    this.#bScanned = 0;
-    this.#gotBackendBytes = false;
-    if (socket.readableFlowing !== true) socket.resume();
-  }
-
-  /** Gives the backend connection and its slot back: to the pool when `reuse`, else closed (`keepSlot`: the slot stays with this request, for a retry). */
-  #releaseBackend(reuse: boolean, keepSlot = false): void {
-    const socket = this.backend;
-    if (socket === null) return;
-    this.backend = null;
-    (socket as SessionSocket)[kSession] = undefined;
-    if (this.#deadlineKind === BACKEND_DEADLINE) this.#deadlineKind = NO_DEADLINE;
-    if (reuse) {
-      // The pool times idle sockets out; the handlers stay and dispatch to the pool.
-      this.pool.put(this.backendLabel, socket, true);
-    } else {
-      socket.on('error', noop);
-      socket.destroy();
-      if (!keepSlot) this.pool.release(this.backendLabel);
-    }
-  }
-
-  #startBackendRequest(): void {
-    (this.backend as Socket).write(this.#sentHead);
-  }
-
-  #feedBody(chunk: Buffer, transient: boolean): void {
-    const backend = this.backend as Socket;
-    let end: number;
-    if (this.reqFramer !== null) {
-      try {
-        end = this.reqFramer.feed(chunk);
-      } catch (err) {
-        this.#fail(toPolyproxyError(err));
-        return;
-      }
-    } else if (chunk.length < this.reqRemaining) {
-      end = -1;
-      this.reqRemaining -= chunk.length;
-    } else {
-      end = this.reqRemaining;
-      this.reqRemaining = 0;
-    }
-    const body = end < 0 || end === chunk.length ? chunk : chunk.subarray(0, end);
-    let ok = true;
-    if (body.length > 0) {
-      this.#touchBackend();
-      if (transient) {
-        ok = backend.write(borrowBytes(body));
-        settleBorrowed(backend);
-      } else {
-        ok = backend.write(body);
-      }
-    }
-    if (end >= 0) {
-      const rest = end === chunk.length ? EMPTY : chunk.subarray(end);
-      this.#requestComplete(transient && rest.length > 0 ? Buffer.from(rest) : rest);
-    } else if (!ok) {
-      this.client.pause();
-    }
-  }
-
-  /** The whole request reached the backend; `rest` is what the client pipelined after it (the client is paused when there is some). */
-  #requestComplete(rest: Buffer): void {
-    this.reqDone = true;
-    this.state = REQ_DONE;
-    this.buf = rest;
-    if (rest.length > 0) this.client.pause();
+    this.request.send(this.slot.backend as Socket);
   }
 
   // ---- backend side --------------------------------------------------------
 
-  /** `transient` as for onClientBytes. */
-  onBackendBytes(chunk: Buffer, transient: boolean): void {
-    this.#gotBackendBytes = true;
-    this.#touchBackend();
-    if (this.bState === RESP_BODY) {
-      this.#feedResponse(chunk, transient);
-      return;
-    }
-    if (this.bBuf.length === 0) {
-      this.#tryResponseHead(chunk, transient);
-    } else {
-      this.bBuf = Buffer.concat([this.bBuf, chunk]);
-      this.#tryResponseHead(this.bBuf, false);
-    }
+  backendAttached(): void {
+    this.#setDeadline(BACKEND_DEADLINE, this.settings.backendTimeoutMs);
+    this.response.attached();
+  }
+
+  backendDetached(): void {
+    if (this.#deadlineKind === BACKEND_DEADLINE) this.#deadlineKind = NO_DEADLINE;
+  }
+
+  backendBytes(chunk: Buffer, transient: boolean): void {
+    this.response.onBackendBytes(chunk, transient);
   }
 
   /** A silent backend times out from its last activity, as a socket timeout would. */
-  #touchBackend(): void {
+  backendActivity(): void {
     if (this.#deadlineKind === BACKEND_DEADLINE) this.#deadline = Date.now() + this.#deadlineMs;
   }
 
-  #tryResponseHead(buf: Buffer, transient: boolean): void {
-    const req = this.req as HttpHead;
-    while (buf.length > 0) {
-      let parsed: { value: HttpHead; consumed: number } | undefined;
-      try {
-        parsed = parseResponseHead(buf, req.method, this.settings.limits, this.#bScanned);
-      } catch (err) {
-        this.#backendFailed(toPolyproxyError(err));
-        return;
-      }
-      if (parsed === undefined) {
-        this.bBuf = transient ? Buffer.from(buf) : buf;
-        this.#bScanned = buf.length;
-        return;
-      }
-      this.#bScanned = 0;
-      // `head.raw` may be a view into the shared read buffer: used during this call only.
-      const head = parsed.value;
-      const rest = parsed.consumed === buf.length ? EMPTY : buf.subarray(parsed.consumed);
-      buf = rest;
-      this.bBuf = EMPTY;
-      if (head.status === 101) {
-        if (req.upgrade === undefined) {
-          this.#backendFailed(new PolyproxyError('BACKEND_UNREACHABLE', 'backend switched protocols without an Upgrade request', { source: 'backend' }));
-          return;
-        }
-        this.#upgrade(head, transient && rest.length > 0 ? Buffer.from(rest) : rest);
-        return;
-      }
-      if (head.status < 200) {
-        // Interim responses (100 Continue, 103 Early Hints) pass through to HTTP/1.1 clients (RFC 9110 §15.2).
-        if (req.minor === 1) this.client.write(responseHeadBytes(head, 1, false, ''));
-        continue;
-      }
-      this.res = head;
-      this.closeAfter = !req.keepAlive || head.framing === 'close' || this.clientEnded;
-      const client = this.client;
-      const extra = this.#telemetry();
-      if (head.framing === 'length' && rest.length === head.contentLength) {
-        // The whole response is here (the common small response): one buffer, one write.
-        const out = responseHeadBytes(head, req.minor, this.closeAfter, extra, rest.length);
-        rest.copy(out, out.length - rest.length);
-        this.responseStarted = true;
-        this.bState = RESP_BODY;
-        client.write(out);
-        this.#responseComplete(EMPTY);
-        return;
-      }
-      const headBytes = responseHeadBytes(head, req.minor, this.closeAfter, extra);
-      if (head.framing === 'none' || rest.length === 0) {
-        this.responseStarted = true;
-        this.bState = RESP_BODY;
-        this.resRemaining = head.contentLength;
-        this.resFramer = head.framing === 'chunked' ? new ChunkedFramer('backend') : null;
-        client.write(headBytes);
-        if (head.framing === 'none') this.#responseComplete(rest);
-        return;
-      }
-      // Head and the first body bytes in one writev. Corked, a borrowed buffer would stay
-      // queued past this call, so these bytes get their own copy.
-      client.cork();
-      client.write(headBytes);
-      this.responseStarted = true;
-      this.bState = RESP_BODY;
-      this.resRemaining = head.contentLength;
-      this.resFramer = head.framing === 'chunked' ? new ChunkedFramer('backend') : null;
-      this.#feedResponse(transient ? Buffer.from(rest) : rest, false);
-      client.uncork();
-      return;
-    }
+  pauseBackend(): void {
+    this.slot.backend?.pause();
   }
 
-  #telemetry(): string {
-    if (!this.settings.telemetryHeaders) return '';
-    return `x-proxy-resolve-ms: ${this.#resolveMs.toFixed(3)}\r\nx-proxy-cache: ${this.#cacheHit ? 'hit' : 'miss'}\r\nx-proxy-pool: ${this.backendReused ? 'reused' : 'new'}\r\n`;
+  backendDrained(): void {
+    if (this.state === REQ_BODY) this.client.resume();
   }
 
-  #feedResponse(chunk: Buffer, transient: boolean): void {
-    const head = this.res as HttpHead;
-    let end: number;
-    if (head.framing === 'close') {
-      end = -1;
-    } else if (this.resFramer !== null) {
-      try {
-        end = this.resFramer.feed(chunk);
-      } catch (err) {
-        this.#backendFailed(toPolyproxyError(err));
-        return;
-      }
-    } else if (chunk.length < this.resRemaining) {
-      end = -1;
-      this.resRemaining -= chunk.length;
-    } else {
-      end = this.resRemaining;
-      this.resRemaining = 0;
-    }
-    const body = end < 0 || end === chunk.length ? chunk : chunk.subarray(0, end);
-    let ok = true;
-    if (body.length > 0) {
-      if (transient) {
-        ok = this.client.write(borrowBytes(body));
-        settleBorrowed(this.client);
-      } else {
-        ok = this.client.write(body);
-      }
-    }
-    // Bytes past the response only matter by being there: the connection is not reused.
-    if (end >= 0) this.#responseComplete(end === chunk.length ? EMPTY : chunk.subarray(end));
-    else if (!ok) this.backend?.pause();
+  resend(): void {
+    this.request.resend(this.slot.backend as Socket);
+  }
+
+  retryFailed(err: unknown): void {
+    this.#fail(toPolyproxyError(err));
   }
 
   /** The response's framing says it is complete; `extra` is anything the backend sent past it. */
-  #responseComplete(extra: Buffer): void {
-    const reusable = this.reqDone && extra.length === 0 && (this.res as HttpHead).keepAlive;
-    this.#releaseBackend(reusable);
-    if (!this.reqDone) this.closeAfter = true;
+  responseComplete(extra: Buffer): void {
+    const reqDone = this.request.reqDone;
+    const reusable = reqDone && extra.length === 0 && (this.response.res as HttpHead).keepAlive;
+    this.slot.release(reusable);
+    if (!reqDone) this.response.closeAfter = true;
     this.#nextRequest();
   }
 
   #nextRequest(): void {
     if (this.state === FINISHED) return;
-    if (this.closeAfter || !this.reqDone) {
+    const request = this.request;
+    if (this.response.closeAfter || !request.reqDone) {
       this.#finish(true);
       return;
     }
-    this.req = null;
-    this.res = null;
-    this.resFramer = null;
-    this.reqFramer = null;
-    this.reqDone = false;
-    this.responseStarted = false;
-    this.bState = RESP_HEAD;
+    request.reset();
+    this.response.reset();
+    this.slot.retries = 0;
     this.state = READ_HEAD;
-    this.#scanned = 0;
-    this.#setDeadline(CLIENT_DEADLINE, this.buf.length > 0 ? this.settings.requestTimeoutMs : this.settings.keepAliveTimeoutMs);
-    if (this.buf.length > 0) this.#tryHead(this.buf, false);
+    this.#setDeadline(CLIENT_DEADLINE, request.buf.length > 0 ? this.settings.requestTimeoutMs : this.settings.keepAliveTimeoutMs);
+    if (request.buf.length > 0) request.tryHead(request.buf, false);
     if (this.state === READ_HEAD) {
       const client = this.client;
       if (this.clientEnded) this.#finish(true);
@@ -653,72 +291,52 @@ export class HttpSession implements RelayOwner {
     }
   }
 
-  #upgrade(head: HttpHead, rest: Buffer): void {
-    const req = this.req as HttpHead;
+  switchProtocols(head: HttpHead, rest: Buffer): void {
+    const req = this.request.req as HttpHead;
     this.client.write(responseHeadBytes(head, req.minor, false, ''));
     if (rest.length > 0) this.client.write(rest);
-    const backend = this.backend as Socket;
-    this.backend = null;
-    (backend as SessionSocket)[kSession] = undefined;
-    (backend as SessionSocket)[kHandlers] = false;
-    backend.removeListener('data', backendOnData);
-    backend.removeListener('end', backendOnEnd);
-    backend.removeListener('error', backendOnError);
-    backend.removeListener('close', backendOnClose);
-    backend.removeListener('drain', backendOnDrain);
-    // Reads go back to the relay's callback (a no-op when the socket uses 'data' events).
-    adoptSharedReadBuffer(backend, relayBackendOnRead);
+    const backend = this.slot.detachForRelay();
     this.#clearDeadline();
-    backend.pause();
     const client = this.client;
     this.#detachClient();
     client.pause();
     this.state = UPGRADED;
-    this.#upgradedSlot = true;
-    const replay = this.buf.length > 0 ? this.buf : null;
-    this.buf = EMPTY;
+    const request = this.request;
+    const replay = request.buf.length > 0 ? request.buf : null;
+    request.buf = EMPTY;
     const relay = new Relay(client, backend, this, this.core.idleTimeoutMs, null);
     relay.start(replay);
   }
 
   /** Core's Relay calls this when an upgraded connection is over. */
   relayClosed(): void {
-    if (this.#upgradedSlot) {
-      this.#upgradedSlot = false;
-      this.pool.release(this.backendLabel);
-    }
+    this.slot.relayClosed();
     this.state = FINISHED;
     this.#resolveDone();
   }
 
-  #backendFailed(err: PolyproxyError): void {
-    this.#releaseBackend(false);
-    if (!this.responseStarted) this.#fail(err);
+  backendFailed(err: PolyproxyError): void {
+    this.slot.release(false);
+    if (!this.response.responseStarted) this.#fail(err);
     else this.#finish(false);
   }
 
-  onBackendEnd(): void {
-    if (this.bState === RESP_BODY && (this.res as HttpHead).framing === 'close') {
-      this.#releaseBackend(false);
-      this.closeAfter = true;
+  backendEnded(): void {
+    const response = this.response;
+    if (response.bState === RESP_BODY && (response.res as HttpHead).framing === 'close') {
+      this.slot.release(false);
+      response.closeAfter = true;
       this.#finish(true);
       return;
     }
-    this.onBackendGone(null);
+    this.backendGone(null);
   }
 
-  onBackendGone(err: Error | null): void {
-    if (this.backend === null) return;
-    // A pooled connection the backend closed while idle: retry once on a fresh one,
-    // only when nothing came back and the request had no body (so nothing is sent twice that matters).
-    const req = this.req as HttpHead;
-    if (this.backendReused && !this.#gotBackendBytes && req.framing === 'none' && this.state !== FINISHED) {
-      this.#releaseBackend(false, true);
-      this.backendReused = false;
-      void this.#retry();
-      return;
-    }
-    this.#backendFailed(
+  backendGone(err: Error | null): void {
+    if (this.slot.backend === null) return;
+    // The request went out: sent again only when core's rule allows (backend-slot.ts).
+    if (this.state !== FINISHED && this.slot.retry(this.request.req as HttpHead, err, this.response.gotBackendBytes)) return;
+    this.backendFailed(
       new PolyproxyError('BACKEND_UNREACHABLE', err === null ? 'the backend closed the connection before the response was complete' : `backend error: ${err.message}`, {
         source: 'backend',
         resourceId: this.resourceId,
@@ -726,31 +344,9 @@ export class HttpSession implements RelayOwner {
     );
   }
 
-  /** Runs under the slot the stale connection held on `backendLabel`. */
-  async #retry(): Promise<void> {
-    try {
-      let decision;
-      try {
-        decision = await this.core.router.route(this.resourceId as string, this.#resolveContext());
-      } catch (err) {
-        this.pool.release(this.backendLabel);
-        throw err;
-      }
-      const socket = await this.#connectWithSlot(decision, decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs);
-      if (this.state === FINISHED) {
-        this.#dropConnection(socket);
-        return;
-      }
-      this.#adoptBackend(socket);
-      this.#startBackendRequest();
-    } catch (err) {
-      this.#fail(toPolyproxyError(err));
-    }
-  }
-
   onBackendTimeout(): void {
     const err = new PolyproxyError('TIMEOUT', `the backend did not answer within ${this.settings.backendTimeoutMs} ms`, { source: 'backend', resourceId: this.resourceId });
-    this.#backendFailed(err);
+    this.backendFailed(err);
   }
 
   // ---- endings -------------------------------------------------------------
@@ -759,14 +355,14 @@ export class HttpSession implements RelayOwner {
   #fail(err: PolyproxyError): void {
     if (this.state === FINISHED) return;
     this.core.failed(err);
-    this.#releaseBackend(false);
-    if (this.responseStarted || this.client.destroyed) {
+    this.slot.release(false);
+    if (this.response.responseStarted || this.client.destroyed) {
       this.#finish(false);
       return;
     }
-    const req = this.req;
+    const req = this.request.req;
     const accept = req?.accept;
-    this.responseStarted = true;
+    this.response.responseStarted = true;
     this.client.write(errorResponse(err, err.resourceId ?? this.resourceId, accept, req?.method === 'HEAD'));
     this.#finish(true);
   }
@@ -776,15 +372,9 @@ export class HttpSession implements RelayOwner {
     if (this.state === FINISHED) return;
     this.state = FINISHED;
     this.#clearDeadline();
-    this.#releaseBackend(false);
-    if (this.#waiter !== null) {
-      // Client gone while waiting for a slot: out of the queue; #route's catch sees FINISHED.
-      this.pool.cancel(this.#waiter);
-      const reject = this.#waitReject as (err: PolyproxyError) => void;
-      this.#waiter = null;
-      this.#waitReject = null;
-      reject(new PolyproxyError('INTERNAL', 'the client went away while waiting for a backend connection', { source: 'client' }));
-    }
+    this.slot.release(false);
+    // Client gone while waiting for a slot: out of the queue; #routeAsync's catch sees FINISHED.
+    this.slot.cancelWait(new PolyproxyError('INTERNAL', 'the client went away while waiting for a backend connection', { source: 'client' }));
     const client = this.client;
     this.#detachClient();
     client.on('error', noop);
@@ -806,7 +396,7 @@ export class HttpSession implements RelayOwner {
   onClientEnd(): void {
     this.clientEnded = true;
     if (this.state === READ_HEAD) {
-      if (this.buf.length > 0) this.#fail(new PolyproxyError('PROTOCOL', 'client closed the connection in the middle of a request head', { source: 'client' }));
+      if (this.request.buf.length > 0) this.#fail(new PolyproxyError('PROTOCOL', 'client closed the connection in the middle of a request head', { source: 'client' }));
       else this.#finish(true);
     } else if (this.state === REQ_BODY) {
       this.#finish(false);
@@ -816,12 +406,8 @@ export class HttpSession implements RelayOwner {
 
   onClientDrain(): void {
     if (this.state === FINISHED) return;
-    if (this.bState === RESP_BODY) this.backend?.resume();
+    if (this.response.bState === RESP_BODY) this.slot.backend?.resume();
     else if (this.state === READ_HEAD && !this.clientEnded) this.client.resume();
-  }
-
-  onBackendDrain(): void {
-    if (this.state === REQ_BODY) this.client.resume();
   }
 
   /**
@@ -865,11 +451,11 @@ export class HttpSession implements RelayOwner {
     }
     this.#deadlineKind = NO_DEADLINE;
     if (kind === BACKEND_DEADLINE) {
-      if (this.backend !== null) this.onBackendTimeout();
+      if (this.slot.backend !== null) this.onBackendTimeout();
       return;
     }
     if (this.state !== READ_HEAD) return;
-    if (this.buf.length > 0) this.#fail(new PolyproxyError('HANDSHAKE_TIMEOUT', `request head not received within ${this.settings.requestTimeoutMs} ms`, { source: 'client' }));
+    if (this.request.buf.length > 0) this.#fail(new PolyproxyError('HANDSHAKE_TIMEOUT', `request head not received within ${this.settings.requestTimeoutMs} ms`, { source: 'client' }));
     else this.#finish(true);
   }
 
@@ -910,13 +496,13 @@ function sessionOnTimeout(session: HttpSession): void {
 }
 
 function clientOnData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession]?.onClientBytes(chunk, false);
+  this[kSession]?.request.onClientBytes(chunk, false);
 }
 /** onread callback of plain client sockets: `buffer` is the shared read buffer, valid during the call. */
 function clientOnRead(this: SessionSocket, nread: number, buffer: Buffer): boolean {
   const session = this[kSession];
   // No session (finished, draining the client before close): discard.
-  if (session !== undefined) session.onClientBytes(buffer.subarray(0, nread), true);
+  if (session !== undefined) session.request.onClientBytes(buffer.subarray(0, nread), true);
   return true;
 }
 function clientOnEnd(this: SessionSocket): void {
@@ -931,37 +517,6 @@ function clientOnClose(this: SessionSocket): void {
 function clientOnDrain(this: SessionSocket): void {
   reclaimLent(this);
   this[kSession]?.onClientDrain();
-}
-function backendOnData(this: SessionSocket, chunk: Buffer): void {
-  const session = this[kSession];
-  if (session !== undefined) session.onBackendBytes(chunk, false);
-  else idleSocketEvent(this);
-}
-/** onread callback of backend sockets while the http session owns them (and while idle in the pool). */
-function backendOnRead(this: SessionSocket, nread: number, buffer: Buffer): boolean {
-  const session = this[kSession];
-  if (session !== undefined) session.onBackendBytes(buffer.subarray(0, nread), true);
-  else idleSocketEvent(this);
-  return true;
-}
-function backendOnEnd(this: SessionSocket): void {
-  const session = this[kSession];
-  if (session !== undefined) session.onBackendEnd();
-  else idleSocketEvent(this);
-}
-function backendOnError(this: SessionSocket, err: Error): void {
-  const session = this[kSession];
-  if (session !== undefined) session.onBackendGone(err);
-  else idleSocketEvent(this);
-}
-function backendOnClose(this: SessionSocket): void {
-  const session = this[kSession];
-  if (session !== undefined) session.onBackendGone(null);
-  else idleSocketEvent(this);
-}
-function backendOnDrain(this: SessionSocket): void {
-  reclaimLent(this);
-  this[kSession]?.onBackendDrain();
 }
 
 function noop(): void {}

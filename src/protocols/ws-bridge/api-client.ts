@@ -5,12 +5,18 @@
  * original's http.Transport: at most `maxConnections` (requests past it
  * wait, first come first served), at most `maxIdle` kept between requests
  * (LIFO, so the pool shrinks back after a burst), and an idle one closes
- * its socket after `idleTimeoutMs`. (undici's own Pool caps connections
- * but not idle ones.) Never throws: every outcome is an `ApiAnswer` the
- * bridge maps to its side (upgrade status, message back, counters).
+ * its socket after `idleTimeoutMs`. The Clients live in core's
+ * EndpointPool (src/core/pool.ts, one key: the API origin): undici's own
+ * Pool caps connections but cannot cap idle ones (`maxIdle`), and the
+ * proxy has one pool implementation. Requests wait for a connection
+ * without a deadline of their own (their `timeoutMs` starts once sent).
+ * Never throws: every outcome is an `ApiAnswer` the bridge maps to its
+ * side (upgrade status, message back, counters).
  */
 import { isUtf8 } from 'node:buffer';
 import { Client } from 'undici';
+import { EndpointPool } from '../../core/pool.ts';
+import type { PoolKind, PoolWaiter } from '../../core/pool.ts';
 import type { BridgeStats } from './metrics.ts';
 
 export interface ApiClientSettings {
@@ -48,16 +54,42 @@ const TEXT = 'text/plain; charset=utf-8';
 const OCTETS = 'application/octet-stream';
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
+/** undici Clients (one connection each, pipelining 1), as core's pool sees them. */
+const CLIENT_KIND: PoolKind<Client> = {
+  reusable: (client) => !client.destroyed && !client.closed,
+  close: (client) => {
+    client.close().catch(noop);
+  },
+  // An idle Client closes its own socket after keepAliveTimeout and reconnects when used again.
+  park: noop,
+  unpark: noop,
+  handOver: noop,
+};
+
+/** A request waiting for a connection. */
+class Acquire implements PoolWaiter<Client> {
+  readonly api: ApiClient;
+  readonly resolve: (client: Client) => void;
+
+  constructor(api: ApiClient, resolve: (client: Client) => void) {
+    this.api = api;
+    this.resolve = resolve;
+  }
+
+  poolGranted(client: Client | null): void {
+    this.resolve(client ?? this.api.newClient());
+  }
+
+  poolFailed(): void {
+    // Only on shutdown: the request goes out on a connection of its own, closed after it.
+    this.resolve(this.api.newClient());
+  }
+}
+
 export class ApiClient {
   readonly #origin: string;
   readonly #clientOptions: Client.Options;
-  readonly #maxConnections: number;
-  readonly #maxIdle: number;
-  /** Connections not in use, most recently used last. */
-  readonly #idle: Client[] = [];
-  /** Requests waiting for a connection (all `maxConnections` busy). */
-  readonly #waiting: Array<(client: Client) => void> = [];
-  #connections = 0;
+  readonly #pool: EndpointPool<Client>;
   readonly #basePath: string;
   readonly #maxResponseBytes: number;
   readonly #stats: BridgeStats;
@@ -68,8 +100,13 @@ export class ApiClient {
     this.#maxResponseBytes = settings.maxResponseBytes;
     this.#stats = stats;
     this.#origin = url.origin;
-    this.#maxConnections = settings.maxConnections;
-    this.#maxIdle = settings.maxIdle;
+    this.#pool = new EndpointPool(CLIENT_KIND, {
+      maxConnectionsPerEndpoint: settings.maxConnections,
+      maxIdlePerEndpoint: settings.maxIdle,
+      idleTimeoutMs: settings.idleTimeoutMs,
+      queueTimeoutMs: 0,
+      maxQueue: Infinity,
+    });
     this.#clientOptions = {
       pipelining: 1,
       keepAliveTimeout: settings.idleTimeoutMs,
@@ -82,11 +119,11 @@ export class ApiClient {
 
   /** Connections the pool holds (busy + idle); idle ones may have closed their socket already. */
   get connections(): number {
-    return this.#connections;
+    return this.#pool.openCount(this.#origin);
   }
 
   get idleConnections(): number {
-    return this.#idle.length;
+    return this.#pool.idleCount(this.#origin);
   }
 
   /** The path a ClientId's requests go to. */
@@ -109,41 +146,30 @@ export class ApiClient {
     return this.#send('DELETE', clientId, Buffer.from(reason, 'utf8'), false, undefined);
   }
 
-  /** Waits for requests in flight, then closes the pool's connections. */
-  async shutdown(): Promise<void> {
-    const idle = this.#idle.splice(0);
-    this.#connections -= idle.length;
-    await Promise.all(idle.map((c) => c.close().catch(noop)));
+  /** Closes the idle connections; requests in flight finish, and their connections close after them. */
+  shutdown(): Promise<void> {
+    this.#pool.close();
+    return Promise.resolve();
+  }
+
+  /** @internal A new connection (under a slot, or one of its own after shutdown). */
+  newClient(): Client {
+    return new Client(this.#origin, this.#clientOptions);
   }
 
   #acquire(): Client | Promise<Client> {
-    const idle = this.#idle.pop();
-    if (idle !== undefined) return idle;
-    if (this.#connections < this.#maxConnections) {
-      this.#connections++;
-      return new Client(this.#origin, this.#clientOptions);
-    }
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    const pool = this.#pool;
+    const idle = pool.take(this.#origin);
+    if (idle !== null) return idle;
+    if (pool.closed || pool.tryReserve(this.#origin)) return this.newClient();
+    return new Promise((resolve) => {
+      if (pool.enqueue(this.#origin, new Acquire(this, resolve)) === null) resolve(this.newClient());
+    });
   }
 
   #release(client: Client): void {
-    if (client.destroyed || client.closed) {
-      this.#connections--;
-      // Its slot is free: a waiting request gets a fresh connection.
-      const next = this.#waiting.shift();
-      if (next !== undefined) {
-        this.#connections++;
-        next(new Client(this.#origin, this.#clientOptions));
-      }
-      return;
-    }
-    const next = this.#waiting.shift();
-    if (next !== undefined) next(client);
-    else if (this.#idle.length < this.#maxIdle) this.#idle.push(client);
-    else {
-      this.#connections--;
-      client.close().catch(noop);
-    }
+    // A closed pool closes what is given back; a Client that closed itself frees its slot for a waiter.
+    this.#pool.put(this.#origin, client);
   }
 
   async #send(method: 'GET' | 'POST' | 'DELETE', clientId: string, body: Buffer | null, binary: boolean, forwardedFor: string | undefined): Promise<ApiAnswer> {

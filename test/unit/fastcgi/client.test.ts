@@ -114,18 +114,35 @@ describe('FastCGI client', () => {
     client.close();
   });
 
-  it('retries once on a fresh connection when a kept one was closed by the server', async () => {
-    let served = 0;
+  /** Answers a connection's first request; a later one on the same connection is read and the connection closed unanswered (a worker recycled as the request arrived). */
+  async function recycling(): Promise<{ address: string; seen: string[] }> {
+    const seen: string[] = [];
+    const served = new Map<number, number>();
     const s = await server((req) => {
-      served++;
-      answer(req, `\r\n#${req.connection}`);
-      // Like a php-fpm worker recycled by pm.max_requests: the kept connection closes after its answer.
-      if (served === 1) req.socket.end();
+      seen.push(`${req.params.get('REQUEST_METHOD')} #${req.connection}`);
+      const n = (served.get(req.connection) ?? 0) + 1;
+      served.set(req.connection, n);
+      if (n > 1) req.socket.destroy();
+      else answer(req, `\r\n#${req.connection}`);
     });
+    return { address: s.address, seen };
+  }
+
+  it('retries an idempotent request once on a fresh connection when a kept one closes before any output', async () => {
+    const s = await recycling();
     const client = new FastCgiClient();
     assert.equal((await client.sendRequest(s.address, new GetRequest('/x.php'))).text(), '#1');
-    await new Promise((r) => setImmediate(r));
-    assert.equal((await client.sendRequest(s.address, new PostRequest('/x.php', 'body'))).text(), '#2');
+    assert.equal((await client.sendRequest(s.address, new GetRequest('/x.php'))).text(), '#2');
+    assert.deepEqual(s.seen, ['GET #1', 'GET #1', 'GET #2']);
+    client.close();
+  });
+
+  it('never sends a POST twice: a kept connection closing after it was sent fails it (core retry rule)', async () => {
+    const s = await recycling();
+    const client = new FastCgiClient();
+    assert.equal((await client.sendRequest(s.address, new GetRequest('/x.php'))).text(), '#1');
+    await assert.rejects(client.sendRequest(s.address, new PostRequest('/x.php', 'body')), isCode('FCGI_ERR_CONNECTION_CLOSED'));
+    assert.deepEqual(s.seen, ['GET #1', 'POST #1']);
     client.close();
   });
 
