@@ -2,12 +2,12 @@
 import type { ListenerConfig } from '../config/schema.ts';
 import type { ProtocolModule } from '../core/protocol.ts';
 import { MAX_OPENING_BUFFER as MONGODB_MAX_OPENING_BUFFER } from './mongodb/wire.ts';
-import { createMongoProtocol } from './mongodb/index.ts';
-import { createHttpProtocol } from './http/index.ts';
-import { MAX_OPENING_BYTES as MYSQL_MAX_OPENING_BYTES, createMysqlProtocol } from './mysql/index.ts';
-import { createPostgresProtocol } from './postgres/index.ts';
-import { createSmtpProtocol } from './smtp/index.ts';
-import { createTcpProtocol } from './tcp/index.ts';
+import { createMongoProtocol } from './mongodb/protocol.ts';
+import { createHttpProtocol } from './http/connection.ts';
+import { MAX_OPENING_BYTES as MYSQL_MAX_OPENING_BYTES, createMysqlProtocol } from './mysql/handshake.ts';
+import { createPostgresProtocol } from './postgres/opening.ts';
+import { createSmtpProtocol } from './smtp/session.ts';
+import { createTcpProtocol } from './tcp/opening.ts';
 
 export function createProtocol(listener: ListenerConfig, name: string): ProtocolModule {
   switch (listener.protocol) {
