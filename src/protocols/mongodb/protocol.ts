@@ -11,6 +11,7 @@ import { BackendReader } from '../../core/backend-reader.ts';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { ClientConnection } from '../../core/client-connection.ts';
+import { Deadline } from '../../core/deadline.ts';
 import { PolyproxyError } from '../../core/errors.ts';
 import type { Opening, ProtocolModule } from '../../core/protocol.ts';
 import { ObjectId } from './bson.ts';
@@ -98,21 +99,19 @@ export class MongoProtocol implements ProtocolModule {
 /** Reads exactly `count` replies from a backend that has no relay yet, within `timeoutMs`. */
 async function readReplies(backend: Socket, count: number, timeoutMs: number): Promise<ServerReply[]> {
   const reader = new BackendReader(backend, "the proxy's hello");
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new PolyproxyError('BACKEND_UNREACHABLE', `backend did not answer the proxy's hello within ${timeoutMs} ms`, { source: 'backend' })), timeoutMs);
-  });
+  const deadline = new Deadline(timeoutMs);
+  const late = (): PolyproxyError => new PolyproxyError('BACKEND_UNREACHABLE', `backend did not answer the proxy's hello within ${timeoutMs} ms`, { source: 'backend' });
   try {
     const replies: ServerReply[] = [];
     while (replies.length < count) {
-      const reply = await Promise.race([reader.read(parseServerReply), late]);
+      const reply = await deadline.wait(reader.read(parseServerReply), late);
       if (reply.opCode === OP_MSG && (reply.flags & MSG_MORE_TO_COME) !== 0) throw new PolyproxyError('PROTOCOL', 'backend streamed a reply the proxy did not ask for', { source: 'backend' });
       replies.push(reply);
     }
     if (reader.leftover() !== null) throw new PolyproxyError('PROTOCOL', 'backend sent bytes nobody asked for', { source: 'backend' });
     return replies;
   } finally {
-    clearTimeout(timer);
+    deadline.clear();
     reader.dispose();
   }
 }

@@ -21,6 +21,7 @@ import { BackendReader } from '../../core/backend-reader.ts';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { ClientConnection } from '../../core/client-connection.ts';
+import { Deadline } from '../../core/deadline.ts';
 import { PolyproxyError } from '../../core/errors.ts';
 import type { Opening, ProtocolModule } from '../../core/protocol.ts';
 import { MysqlReplyError, encodeFailure } from './errors.ts';
@@ -251,39 +252,4 @@ function makeScramble(): Buffer {
   const bytes = randomBytes(SCRAMBLE_LENGTH);
   for (let i = 0; i < bytes.length; i++) bytes[i] = ((bytes[i] as number) % 94) + 33; // printable, never NUL
   return bytes;
-}
-
-/** One deadline over several waits; the error says who was late. */
-class Deadline {
-  readonly #timer: NodeJS.Timeout;
-  #expired = false;
-  #onExpire: (() => void) | null = null;
-
-  constructor(ms: number) {
-    this.#timer = setTimeout(() => {
-      this.#expired = true;
-      this.#onExpire?.();
-    }, ms);
-  }
-
-  wait<T>(promise: Promise<T>, late: () => PolyproxyError): Promise<T> {
-    if (this.#expired) return Promise.reject(late());
-    return new Promise<T>((resolve, reject) => {
-      this.#onExpire = () => reject(late());
-      promise.then(
-        (value) => {
-          this.#onExpire = null;
-          resolve(value);
-        },
-        (err: unknown) => {
-          this.#onExpire = null;
-          reject(err as Error);
-        },
-      );
-    });
-  }
-
-  clear(): void {
-    clearTimeout(this.#timer);
-  }
 }

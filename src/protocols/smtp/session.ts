@@ -34,6 +34,7 @@ import os from 'node:os';
 import type { Socket } from 'node:net';
 import { BackendReader } from '../../core/backend-reader.ts';
 import type { ClientConnection } from '../../core/client-connection.ts';
+import { within } from '../../core/deadline.ts';
 import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
 import type { Opening, ProtocolModule, ProtocolSession } from '../../core/protocol.ts';
 import type { RouteDecision } from '../../core/router.ts';
@@ -243,17 +244,8 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
     if (start === undefined) throw new PolyproxyError('INTERNAL', 'SMTP session state missing');
     const reader = new BackendReader(backend, 'the SMTP greeting');
     const resourceId = opening.resourceId;
-    const read = async (what: string): Promise<Reply> => {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new PolyproxyError('BACKEND_UNREACHABLE', `the backend did not answer ${what} within ${options.replayTimeoutMs} ms`, { source: 'backend', resourceId })), options.replayTimeoutMs);
-      });
-      try {
-        return await Promise.race([reader.read(readReply), late]);
-      } finally {
-        clearTimeout(timer);
-      }
-    };
+    const read = (what: string): Promise<Reply> =>
+      within(reader.read(readReply), options.replayTimeoutMs, () => new PolyproxyError('BACKEND_UNREACHABLE', `the backend did not answer ${what} within ${options.replayTimeoutMs} ms`, { source: 'backend', resourceId }));
     const refused = (what: string, r: Reply): SmtpReplyError => {
       // The backend's own refusal; anything but a 5xx becomes "try again later".
       const text = r.code >= 500 && r.code < 600 ? r.raw : `421 4.3.0 Service for ${resourceId} temporarily unavailable, closing connection\r\n`;
