@@ -37,6 +37,15 @@ export interface ListenerSettings {
   readonly maxOpeningBytes: number;
   /** Share the port with sibling worker processes (SO_REUSEPORT). */
   readonly reusePort: boolean;
+  /** ALPN protocols offered when the listener terminates TLS (added to every TLS settings it is given). */
+  readonly alpnProtocols?: readonly string[];
+}
+
+/** What a reload hands each running listener for its new connections. */
+export interface ListenerUpdate {
+  readonly router: Router;
+  /** The listener's certificates as the new config names them (null without `tls`). */
+  readonly tls: TlsServerSettings | null;
 }
 
 /**
@@ -57,6 +66,12 @@ export interface ProxyListener {
   stopAccepting(): Promise<void>;
   idle(): Promise<void>;
   destroyAll(reason: string): void;
+  /**
+   * Applies a reload's router and certificates to new connections; open
+   * sessions keep theirs. A listener without it keeps what it started with
+   * until a restart.
+   */
+  reconfigure?(update: ListenerUpdate): void;
 }
 
 export interface ListenerCounters {
@@ -115,7 +130,7 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
     this.settings = settings;
     this.protocol = protocol;
     this.router = router;
-    this.tls = tlsSettings;
+    this.tls = withAlpn(tlsSettings, settings.alpnProtocols);
     const immediate = protocol.immediateOpening;
     this.#fastResourceId = immediate !== undefined && protocol.replay === undefined && isPlainOpening(immediate) ? immediate.resourceId : null;
     this.#fastKey = this.#fastResourceId === null ? '' : routeCacheKey(settings.protocol, this.#fastResourceId);
@@ -126,6 +141,11 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
 
   get name(): string {
     return this.settings.name;
+  }
+
+  reconfigure(update: ListenerUpdate): void {
+    this.router = update.router;
+    this.tls = withAlpn(update.tls, this.settings.alpnProtocols);
   }
 
   get protocolName(): string {
@@ -426,6 +446,10 @@ function isPlainOpening(opening: Opening): boolean {
     opening.clientFilter === undefined &&
     opening.onClose === undefined
   );
+}
+
+function withAlpn(tls: TlsServerSettings | null, alpnProtocols: readonly string[] | undefined): TlsServerSettings | null {
+  return tls === null || alpnProtocols === undefined ? tls : { ...tls, alpnProtocols };
 }
 
 function noop(): void {}
