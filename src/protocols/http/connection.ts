@@ -16,7 +16,7 @@ import { BackendPool } from './pool.ts';
 import { HttpSession } from './session.ts';
 import type { HttpSettings } from './session.ts';
 
-/** The http listener's config fields this module reads (src/config/schema.ts). */
+/** The http listener's config fields this module reads (config.ts). */
 export interface HttpProtocolOptions {
   readonly tls?: unknown;
   readonly maxHeadBytes?: number;

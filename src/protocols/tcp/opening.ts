@@ -21,7 +21,7 @@ import { PolyproxyError } from '../../core/errors.ts';
 import type { Opening, ProtocolModule } from '../../core/protocol.ts';
 import { readFirstBytes } from './first-bytes.ts';
 
-/** The tcp listener's config fields this module reads (src/config/schema.ts). */
+/** The tcp listener's config fields this module reads (config.ts). */
 export interface TcpProtocolOptions {
   /** Present: a fixed backend, the router is not consulted per client. */
   readonly backend?: unknown;
