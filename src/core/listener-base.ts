@@ -6,7 +6,9 @@
  * waiters).
  */
 import type { AddressInfo } from 'node:net';
+import type { TlsServerSettings } from './client-connection.ts';
 import type { PolyproxyError } from './errors.ts';
+import type { Router } from './router.ts';
 import { errorsTotal } from './metrics.ts';
 
 /**
@@ -26,6 +28,19 @@ export interface ProxyListener {
   stopAccepting(): Promise<void>;
   idle(): Promise<void>;
   destroyAll(reason: string): void;
+  /**
+   * Applies a reload's router and certificates to new connections; open
+   * sessions keep theirs. A listener without it keeps what it started with
+   * until a restart.
+   */
+  reconfigure?(update: ListenerUpdate): void;
+}
+
+/** What a reload hands each running listener for its new connections. */
+export interface ListenerUpdate {
+  readonly router: Router;
+  /** The listener's certificates as the new config names them (null without `tls`). */
+  readonly tls: TlsServerSettings | null;
 }
 
 /** Read at scrape time (metrics.ts perListener); updated only on rare events, never per chunk. */

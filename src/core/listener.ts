@@ -13,7 +13,7 @@ import type { Connected, DialOwner } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
 import { ListenerBase } from './listener-base.ts';
-import type { ProxyListener } from './listener-base.ts';
+import type { ListenerUpdate, ProxyListener } from './listener-base.ts';
 import type { Logger } from './logger.ts';
 import type { Opening, ProtocolModule, ProtocolSession } from './protocol.ts';
 import { Relay } from './relay.ts';
@@ -38,9 +38,11 @@ export interface ListenerSettings {
   readonly maxOpeningBytes: number;
   /** Share the port with sibling worker processes (SO_REUSEPORT). */
   readonly reusePort: boolean;
+  /** ALPN protocols offered when the listener terminates TLS (added to every TLS settings it is given). */
+  readonly alpnProtocols?: readonly string[];
 }
 
-export type { ListenerCounters, ProxyListener } from './listener-base.ts';
+export type { ListenerCounters, ListenerUpdate, ProxyListener } from './listener-base.ts';
 
 /** Per-session data the relay carries until close. */
 interface SessionContext {
@@ -87,13 +89,18 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     this.settings = settings;
     this.protocol = protocol;
     this.router = router;
-    this.tls = tlsSettings;
+    this.tls = withAlpn(tlsSettings, settings.alpnProtocols);
     const immediate = protocol.immediateOpening;
     this.#fastResourceId = immediate !== undefined && protocol.replay === undefined && isPlainOpening(immediate) ? immediate.resourceId : null;
     this.#fastKey = this.#fastResourceId === null ? '' : routeCacheKey(settings.protocol, this.#fastResourceId);
     this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
     this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
+  }
+
+  reconfigure(update: ListenerUpdate): void {
+    this.router = update.router;
+    this.tls = withAlpn(update.tls, this.settings.alpnProtocols);
   }
 
   get sessions(): number {
@@ -370,6 +377,10 @@ function isPlainOpening(opening: Opening): boolean {
     opening.clientFilter === undefined &&
     opening.onClose === undefined
   );
+}
+
+function withAlpn(tls: TlsServerSettings | null, alpnProtocols: readonly string[] | undefined): TlsServerSettings | null {
+  return tls === null || alpnProtocols === undefined ? tls : { ...tls, alpnProtocols };
 }
 
 function noop(): void {}

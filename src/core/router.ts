@@ -23,7 +23,7 @@ import type { Connected } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { parseEndpoint } from './endpoint.ts';
 import { PolyproxyError, ResolveError, toPolyproxyError } from './errors.ts';
-import type { EndpointHealth } from './health.ts';
+import type { EndpointHealth, ProbeKind } from './health.ts';
 import { resolveDuration } from './metrics.ts';
 import type { ResolveContext, Resolver, Route } from './resolver.ts';
 import type { SsrfGuard } from './ssrf-guard.ts';
@@ -45,6 +45,8 @@ export interface RouterOptions {
   readonly health?: EndpointHealth;
   /** Cold-start gate shared by every router of the process; none = routes' coldStart is ignored. */
   readonly coldStarts?: ColdStarts;
+  /** How `health` probes a routed endpoint, by the protocol that routed it (the protocol descriptors' healthProbe); unlisted: a TCP connect. */
+  readonly probeKinds?: ReadonlyMap<string, ProbeKind>;
 }
 
 /** A cached, checked answer for one resource id. */
@@ -248,8 +250,7 @@ export class Router {
       resolveDuration.observe({ source: source.name, outcome: route === null || route === undefined ? 'pass' : 'found' }, (performance.now() - started) / 1000);
       if (route === null || route === undefined) continue;
       const endpoints = await this.#check(resourceId, route, source);
-      // http backends can be probed with a GET; the rest with a connect.
-      this.#options.health?.watch(endpoints, ctx.protocol === 'http' ? 'http' : 'tcp');
+      this.#options.health?.watch(endpoints, this.#options.probeKinds?.get(ctx.protocol) ?? 'tcp');
       return { resourceId, route, source, endpoints };
     }
     throw lastNotFound ?? new ResolveError('NOT_FOUND', `no route for "${resourceId}"`);

@@ -1,55 +1,39 @@
-/** Protocol modules by config name. */
-import type { ListenerConfig } from '../config/schema.ts';
-import type { ProtocolModule } from '../core/protocol.ts';
-import { MAX_OPENING_BUFFER as MONGODB_MAX_OPENING_BUFFER } from './mongodb/wire.ts';
-import { createMongoProtocol } from './mongodb/index.ts';
-import { createHttpProtocol } from './http/index.ts';
-import { MAX_OPENING_BYTES as MYSQL_MAX_OPENING_BYTES, createMysqlProtocol } from './mysql/index.ts';
-import { createPostgresProtocol } from './postgres/index.ts';
-import { createSmtpProtocol } from './smtp/index.ts';
-import { createTcpProtocol } from './tcp/index.ts';
+/**
+ * Every protocol the proxy speaks: one descriptor per line
+ * (core/protocol-descriptor.ts). The config's listener schema is composed
+ * from this table, and its "protocol must be one of" lists the names in
+ * this order.
+ */
+import type { ProbeKind } from '../core/health.ts';
+import type { ProtocolDescriptor } from '../core/protocol-descriptor.ts';
+import { fastcgiProtocol } from './fastcgi/index.ts';
+import { httpProtocol } from './http/index.ts';
+import { mongodbProtocol } from './mongodb/index.ts';
+import { mysqlProtocol } from './mysql/index.ts';
+import { postgresProtocol } from './postgres/index.ts';
+import { smtpProtocol } from './smtp/index.ts';
+import { tcpProtocol } from './tcp/index.ts';
+import { wsBridgeProtocol } from './ws-bridge/index.ts';
 
-export function createProtocol(listener: ListenerConfig, name: string): ProtocolModule {
-  switch (listener.protocol) {
-    case 'postgres':
-      return createPostgresProtocol();
-    case 'mongodb':
-      return createMongoProtocol();
-    case 'mysql':
-      return createMysqlProtocol({ handshakeTimeoutMs: listener.handshakeTimeoutMs, serverVersion: listener.serverVersion });
-    case 'tcp':
-      return createTcpProtocol(name, listener);
-    case 'smtp':
-      return createSmtpProtocol({ routeBy: listener.routeBy, hostname: listener.hostname, maxLineLength: listener.maxLineLength, replayTimeoutMs: listener.connectTimeoutMs });
-    case 'http':
-      return createHttpProtocol(listener);
-    case 'ws-bridge':
-      // Serves on its own HTTP server (src/protocols/ws-bridge/), not through core's pipeline.
-      throw new Error(`listener ${name}: ws-bridge is not a pipeline protocol`);
-    case 'fastcgi':
-      // Serves on its own HTTP server (src/protocols/fastcgi/), not through core's pipeline.
-      throw new Error(`listener ${name}: fastcgi is not a pipeline protocol`);
-  }
+export const PROTOCOLS = [
+  postgresProtocol,
+  tcpProtocol,
+  mongodbProtocol,
+  mysqlProtocol,
+  smtpProtocol,
+  httpProtocol,
+  wsBridgeProtocol,
+  fastcgiProtocol,
+] as const satisfies readonly ProtocolDescriptor[];
+
+const byName: ReadonlyMap<string, ProtocolDescriptor> = new Map(PROTOCOLS.map((p) => [p.name, p]));
+
+/** The descriptor of a validated listener's `protocol`. */
+export function protocolOf(listener: { readonly protocol: string }): ProtocolDescriptor {
+  const descriptor = byName.get(listener.protocol);
+  if (descriptor === undefined) throw new Error(`unknown protocol "${listener.protocol}"`);
+  return descriptor;
 }
 
-/** How many opening bytes a protocol may buffer before the client is refused. */
-export function maxOpeningBytes(listener: ListenerConfig): number {
-  switch (listener.protocol) {
-    case 'postgres':
-      return 16 * 1024;
-    case 'mongodb':
-      return MONGODB_MAX_OPENING_BUFFER;
-    case 'mysql':
-      return MYSQL_MAX_OPENING_BYTES;
-    case 'tcp':
-      return 64 * 1024;
-    case 'smtp':
-      // Pipelined commands before routing (routeBy: rcpt), each at most maxLineLength.
-      return 64 * 1024;
-    case 'http':
-      return listener.maxHeadBytes;
-    case 'ws-bridge':
-    case 'fastcgi':
-      return 0;
-  }
-}
+/** How each protocol's routed endpoints are health-probed (Router's probeKinds). */
+export const HEALTH_PROBES: ReadonlyMap<string, ProbeKind> = new Map(PROTOCOLS.map((p) => [p.name, p.healthProbe ?? 'tcp']));

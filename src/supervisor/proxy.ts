@@ -1,13 +1,13 @@
 /**
  * Builds one process's proxy from a validated config: resolver sources, the
- * router, and a Listener per configured listener. Used directly when
- * `workers: 1` and inside each worker otherwise.
+ * router, and one listener per configured listener, made by its protocol's
+ * descriptor (src/protocols/index.ts). Used directly when `workers: 1` and
+ * inside each worker otherwise.
  */
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import type { Config, ListenerConfig } from '../config/schema.ts';
 import type { TlsServerSettings } from '../core/client-connection.ts';
-import { Listener } from '../core/listener.ts';
 import type { ProxyListener } from '../core/listener.ts';
 import type { ListenerStats, ProxyStats } from '../admin/source.ts';
 import { ColdStarts } from '../core/cold-start.ts';
@@ -23,9 +23,7 @@ import type { ResolverSource } from '../core/router.ts';
 import { SniMatcher, sniCallback } from '../core/sni.ts';
 import { SsrfGuard } from '../core/ssrf-guard.ts';
 import { StaticRoutes } from '../core/static-routes.ts';
-import { createProtocol, maxOpeningBytes } from '../protocols/index.ts';
-import { createFastCgiGateway } from '../protocols/fastcgi/index.ts';
-import { createWsBridgeListener } from '../protocols/ws-bridge/index.ts';
+import { HEALTH_PROBES, protocolOf } from '../protocols/index.ts';
 import { loadResolverModule } from '../resolvers/module.ts';
 
 export interface BoundListener {
@@ -86,7 +84,7 @@ async function buildRouting(config: Config, health: EndpointHealth, coldStarts: 
   const sources: ResolverSource[] = [];
   if (config.resolver.module !== undefined) sources.push({ name: 'module', resolver: await loadResolverModule(config.resolver.module, config, version) });
   sources.push({ name: 'routes', resolver: new StaticRoutes(config.routes) });
-  const routerOptions = { guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, coldStarts };
+  const routerOptions = { guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, probeKinds: HEALTH_PROBES, coldStarts };
   const router = new Router({ ...routerOptions, sources });
   // A listener's fixed backend is written by the operator, not chosen by a
   // resolver from tenant input, so it skips the SSRF guard.
@@ -121,42 +119,13 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
   try {
     for (const listenerConfig of config.listeners) {
       const name = listenerName(listenerConfig);
-      if (listenerConfig.protocol === 'ws-bridge') {
-        // Its own HTTP server, no router: src/protocols/ws-bridge/.
-        const bridge = createWsBridgeListener(listenerConfig, { port: options.ports?.get(name) ?? listenerConfig.port, reusePort: options.reusePort ?? false }, log);
-        const address = await bridge.listen();
-        listeners.push(bridge);
-        bound.push({ name, protocol: listenerConfig.protocol, host: address.address, port: address.port });
-        continue;
-      }
-      if (listenerConfig.protocol === 'fastcgi') {
-        // HTTP in, FastCGI out over its own backends and HTTP server: src/protocols/fastcgi/.
-        const gateway = createFastCgiGateway(listenerConfig, { name, port: options.ports?.get(name) ?? listenerConfig.port, reusePort: options.reusePort ?? false }, log);
-        const address = await gateway.listen();
-        listeners.push(gateway);
-        bound.push({ name, protocol: listenerConfig.protocol, host: address.address, port: address.port });
-        continue;
-      }
-      const listenerRouter = routing.routers.get(name) ?? routing.router;
-      const listener = new Listener(
-        {
-          name,
-          protocol: listenerConfig.protocol,
-          host: listenerConfig.host,
-          port: options.ports?.get(name) ?? listenerConfig.port,
-          connectTimeoutMs: listenerConfig.connectTimeoutMs,
-          // SMTP: an idle relayed session ends at the RFC 5321 command timeout unless idleTimeoutMs is set.
-          idleTimeoutMs: listenerConfig.protocol === 'smtp' && listenerConfig.idleTimeoutMs === 0 ? listenerConfig.commandTimeoutMs : listenerConfig.idleTimeoutMs,
-          handshakeTimeoutMs: listenerConfig.handshakeTimeoutMs,
-          maxConnections: listenerConfig.maxConnections,
-          maxOpeningBytes: maxOpeningBytes(listenerConfig),
-          reusePort: options.reusePort ?? false,
-        },
-        createProtocol(listenerConfig, name),
-        listenerRouter,
-        tlsSettings(listenerConfig),
+      const listener = protocolOf(listenerConfig).create(listenerConfig, {
+        port: options.ports?.get(name) ?? listenerConfig.port,
+        reusePort: options.reusePort ?? false,
         log,
-      );
+        router: routing.routers.get(name) ?? routing.router,
+        tls: tlsSettings(listenerConfig),
+      });
       const address = await listener.listen();
       listeners.push(listener);
       bound.push({ name, protocol: listenerConfig.protocol, host: address.address, port: address.port });
@@ -227,11 +196,9 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
       // Every certificate is read before anything is swapped: a bad file leaves the running config whole.
       const nextTls = new Map(next.listeners.map((l) => [l.name, tlsSettings(l)] as const));
       for (const listener of listeners) {
-        if (!(listener instanceof Listener)) continue;
         const router = nextRouting.routers.get(listener.name);
         if (router === undefined) continue; // removed from the file: keeps running until a restart
-        listener.router = router;
-        listener.tls = nextTls.get(listener.name) ?? null;
+        listener.reconfigure?.({ router, tls: nextTls.get(listener.name) ?? null });
       }
       routing = nextRouting;
       current = next;
@@ -291,7 +258,6 @@ function tlsSettings(listener: ListenerConfig): TlsServerSettings | null {
     requestCert: config.ca !== undefined,
     requireClientCert: config.requireClientCert,
     ...(matcher.size === 0 ? {} : { sniCallback: sniCallback(matcher) }),
-    ...(listener.protocol === 'http' ? { alpnProtocols: HTTP_ALPN } : {}),
   };
 }
 
@@ -308,6 +274,3 @@ function listenerChanges(from: Config, to: Config): string[] {
   for (const name of before.keys()) warnings.push(`listener ${name} was removed from the file: it keeps running until the next restart`);
   return warnings;
 }
-
-/** ALPN the http listener offers: HTTP/1.1 only (no HTTP/2 yet), so h2-capable clients fall back. */
-const HTTP_ALPN = ['http/1.1'] as const;

@@ -1,36 +1,39 @@
-/** The fastcgi listener: builds a FastCgiGateway from its validated config. */
-import type { ListenerConfig } from '../../config/schema.ts';
+/**
+ * The fastcgi protocol (core/protocol-descriptor.ts, issue #7): not a
+ * pipeline protocol, the gateway serves HTTP on its own server (gateway.ts)
+ * and speaks FastCGI to its own `backends`; no router, no reload yet.
+ */
 import { parseEndpoint } from '../../core/endpoint.ts';
-import type { Logger } from '../../core/logger.ts';
+import type { ProtocolDescriptor } from '../../core/protocol-descriptor.ts';
+import { checkFastCgiListener, fastcgiListenerSchema } from './config.ts';
 import { FastCgiGateway } from './gateway.ts';
 
-export { FastCgiGateway } from './gateway.ts';
-export type { GatewaySettings } from './gateway.ts';
-
-type FastCgiListenerConfig = Extract<ListenerConfig, { protocol: 'fastcgi' }>;
-
-export function createFastCgiGateway(config: FastCgiListenerConfig, options: { name: string; port: number; reusePort: boolean }, log: Logger): FastCgiGateway {
-  return new FastCgiGateway(
-    {
-      name: options.name,
-      host: config.host,
-      port: options.port,
-      reusePort: options.reusePort,
-      backends: config.backends.map((b) => parseEndpoint(b)),
-      balance: config.balance,
-      documentRoot: config.documentRoot,
-      index: config.index,
-      params: config.params,
-      connectTimeoutMs: config.connectTimeoutMs,
-      backendTimeoutMs: config.backendTimeoutMs,
-      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-      requestTimeoutMs: config.requestTimeoutMs,
-      healthCheckIntervalMs: config.healthCheckIntervalMs,
-      maxConnectionsPerBackend: config.maxConnectionsPerBackend,
-      backendIdleTimeoutMs: config.backendIdleTimeoutMs,
-      maxBufferedBodyBytes: config.maxBufferedBodyBytes,
-      maxConnections: config.maxConnections,
-    },
-    log,
-  );
-}
+export const fastcgiProtocol: ProtocolDescriptor<typeof fastcgiListenerSchema> = {
+  name: 'fastcgi',
+  schema: fastcgiListenerSchema,
+  check: checkFastCgiListener,
+  create: (listener, ctx) =>
+    new FastCgiGateway(
+      {
+        name: listener.name,
+        host: listener.host,
+        port: ctx.port,
+        reusePort: ctx.reusePort,
+        backends: listener.backends.map((b) => parseEndpoint(b)),
+        balance: listener.balance,
+        documentRoot: listener.documentRoot,
+        index: listener.index,
+        params: listener.params,
+        connectTimeoutMs: listener.connectTimeoutMs,
+        backendTimeoutMs: listener.backendTimeoutMs,
+        keepAliveTimeoutMs: listener.keepAliveTimeoutMs,
+        requestTimeoutMs: listener.requestTimeoutMs,
+        healthCheckIntervalMs: listener.healthCheckIntervalMs,
+        maxConnectionsPerBackend: listener.maxConnectionsPerBackend,
+        backendIdleTimeoutMs: listener.backendIdleTimeoutMs,
+        maxBufferedBodyBytes: listener.maxBufferedBodyBytes,
+        maxConnections: listener.maxConnections,
+      },
+      ctx.log,
+    ),
+};

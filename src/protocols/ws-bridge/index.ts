@@ -1,35 +1,34 @@
 /**
- * The WebSocket ↔ HTTP bridge (ws2api protocol, DESIGN.md §3). Not a
- * pipeline protocol: it runs its own HTTP server (bridge.ts) and is built
- * by supervisor/proxy.ts for `protocol: ws-bridge`.
+ * The ws-bridge protocol (core/protocol-descriptor.ts, DESIGN.md §3 ws2api):
+ * not a pipeline protocol, it serves WebSocket clients on its own HTTP server
+ * (bridge.ts) and calls the API; no router, no reload yet.
  */
-import type { ListenerConfig } from '../../config/schema.ts';
-import type { Logger } from '../../core/logger.ts';
+import type { ProtocolDescriptor } from '../../core/protocol-descriptor.ts';
 import { WsBridgeListener } from './bridge.ts';
+import { checkWsBridgeListener, wsBridgeListenerSchema } from './config.ts';
 
-export { WsBridgeListener, CLOSE_REPLACED } from './bridge.ts';
-export type { WsBridgeSettings } from './bridge.ts';
-
-type WsBridgeConfig = Extract<ListenerConfig, { protocol: 'ws-bridge' }>;
-
-export function createWsBridgeListener(config: WsBridgeConfig, options: { port: number; reusePort: boolean }, log: Logger): WsBridgeListener {
-  return new WsBridgeListener(
-    {
-      name: config.name,
-      host: config.host,
-      port: options.port,
-      reusePort: options.reusePort,
-      maxConnections: config.maxConnections,
-      api: config.api,
-      metricsPath: config.metricsPath,
-      ordering: config.ordering,
-      duplicateClientId: config.duplicateClientId,
-      pingIntervalMs: config.pingIntervalMs,
-      deadPeerTimeoutMs: config.deadPeerTimeoutMs,
-      maxMessageBytes: config.maxMessageBytes,
-      connectTimeoutMs: config.connectTimeoutMs,
-      pool: config.pool,
-    },
-    log,
-  );
-}
+export const wsBridgeProtocol: ProtocolDescriptor<typeof wsBridgeListenerSchema> = {
+  name: 'ws-bridge',
+  schema: wsBridgeListenerSchema,
+  check: checkWsBridgeListener,
+  create: (listener, ctx) =>
+    new WsBridgeListener(
+      {
+        name: listener.name,
+        host: listener.host,
+        port: ctx.port,
+        reusePort: ctx.reusePort,
+        maxConnections: listener.maxConnections,
+        api: listener.api,
+        metricsPath: listener.metricsPath,
+        ordering: listener.ordering,
+        duplicateClientId: listener.duplicateClientId,
+        pingIntervalMs: listener.pingIntervalMs,
+        deadPeerTimeoutMs: listener.deadPeerTimeoutMs,
+        maxMessageBytes: listener.maxMessageBytes,
+        connectTimeoutMs: listener.connectTimeoutMs,
+        pool: listener.pool,
+      },
+      ctx.log,
+    ),
+};

@@ -20,7 +20,7 @@ import type { ListenerSettings } from '../../../src/core/listener.ts';
 import type { ConnectionInfo, ConnectionSummary, Resolver, Route } from '../../../src/core/resolver.ts';
 import { Router } from '../../../src/core/router.ts';
 import { SsrfGuard } from '../../../src/core/ssrf-guard.ts';
-import { createTcpProtocol } from '../../../src/protocols/tcp/index.ts';
+import { createTcpProtocol } from '../../../src/protocols/tcp/opening.ts';
 
 const silent = pino({ level: 'silent' });
 

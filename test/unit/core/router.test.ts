@@ -10,6 +10,7 @@ import type { FailureKind } from '../../../src/core/errors.ts';
 import { StaticRoutes } from '../../../src/core/static-routes.ts';
 import type { ResolveContext, ResolveResult, Resolver, Route } from '../../../src/core/resolver.ts';
 import type { Endpoint } from '../../../src/core/endpoint.ts';
+import type { EndpointHealth, ProbeKind } from '../../../src/core/health.ts';
 
 const CTX: ResolveContext = { protocol: 'postgres', listener: 'pg', clientAddress: '127.0.0.1', clientPort: 40000, tls: undefined };
 const TCP_CTX: ResolveContext = { ...CTX, protocol: 'tcp', listener: 'tcp' };
@@ -643,5 +644,23 @@ describe('Router: guard phase', () => {
     ];
     const router = makeRouter([always({ endpoint: 'db.internal:5432' })], { guard: loopbackGuard(lookup) });
     assert.match((await failsWith(router.route('x', CTX), 'FORBIDDEN')).message, /db\.internal resolves to 10\.1\.2\.3/);
+  });
+});
+
+describe('Router: health probe kind', () => {
+  /** Records the probe kind of every watch; every endpoint usable. */
+  function recordingHealth(kinds: ProbeKind[]): EndpointHealth {
+    return { watch: (_endpoints: readonly Endpoint[], kind: ProbeKind) => kinds.push(kind), usable: (candidates: readonly Endpoint[]) => candidates } as unknown as EndpointHealth;
+  }
+
+  it("endpoints are watched with the kind listed for the routing protocol, else a connect", async () => {
+    const kinds: ProbeKind[] = [];
+    const router = makeRouter([always({ endpoint: ['127.0.0.1:1', '127.0.0.1:2'] })], { health: recordingHealth(kinds), probeKinds: new Map([['web', 'http']]) });
+    await router.route('a', { ...CTX, protocol: 'web' });
+    await router.route('a', CTX);
+    assert.deepEqual(kinds, ['http', 'tcp']);
+    const unlisted = makeRouter([always({ endpoint: '127.0.0.1:1' })], { health: recordingHealth(kinds) });
+    await unlisted.route('a', { ...CTX, protocol: 'web' });
+    assert.deepEqual(kinds, ['http', 'tcp', 'tcp']);
   });
 });

@@ -4,7 +4,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ClientConnection } from '../../../../src/core/client-connection.ts';
-import { createTcpProtocol } from '../../../../src/protocols/tcp/index.ts';
+import { createTcpProtocol } from '../../../../src/protocols/tcp/opening.ts';
 
 /** A connected (server-side socket, client socket) pair on loopback. */
 let server: net.Server;

@@ -1,7 +1,7 @@
 /** The tcp listener's routing fields: backend or routes/resolver, routeBy sni, first-bytes limits. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, parseConfig } from '../../../src/config/load.ts';
+import { ConfigError, parseConfig } from '../../../../src/config/load.ts';
 
 function problem(raw: unknown): string {
   try {

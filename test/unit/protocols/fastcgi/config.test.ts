@@ -1,7 +1,7 @@
 /** The fastcgi listener's config: defaults, required fields, and the common fields it refuses. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, parseConfig } from '../../../src/config/load.ts';
+import { ConfigError, parseConfig } from '../../../../src/config/load.ts';
 
 const base = { protocol: 'fastcgi', port: 0, backends: ['127.0.0.1:9000', 'unix:/run/php/php-fpm.sock'], documentRoot: '/var/www/html' };
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { ClientConnection } from '../../../../src/core/client-connection.ts';
-import { createMysqlProtocol } from '../../../../src/protocols/mysql/index.ts';
+import { createMysqlProtocol } from '../../../../src/protocols/mysql/handshake.ts';
 import {
   CLIENT_CONNECT_WITH_DB,
   CLIENT_DEPRECATE_EOF,

@@ -1,0 +1,99 @@
+/**
+ * The PostgreSQL listener. identify: SSLRequest / GSSENCRequest negotiation,
+ * then the StartupMessage, whose `database` (default: `user`) is the
+ * resource id; a CancelRequest goes straight to the backend that issued its
+ * key. replay: the StartupMessage, so the backend runs the real
+ * authentication with the client. relay: bytes, with a tap on the first
+ * backend messages to learn the cancel key.
+ */
+import type { ClientConnection } from '../../core/client-connection.ts';
+import type { Endpoint } from '../../core/endpoint.ts';
+import { PolyproxyError } from '../../core/errors.ts';
+import type { Opening, ProtocolModule } from '../../core/protocol.ts';
+import type { StreamTap } from '../../core/relay.ts';
+import { forwardCancelToSiblings, lookupCancelKey, registerCancelKey, unregisterCancelKey } from './cancel-registry.ts';
+import { encodeError } from './errors.ts';
+import { BackendKeyScanner, parseStartupPacket } from './parse.ts';
+
+const ANSWER_SSL_YES = Buffer.from('S');
+const ANSWER_NO = Buffer.from('N');
+
+export function createPostgresProtocol(): ProtocolModule {
+  return { name: 'postgres', identify, encodeError };
+}
+
+async function identify(conn: ClientConnection): Promise<Opening | null> {
+  // SSLRequest and GSSENCRequest may each come once before the StartupMessage (as in PostgreSQL).
+  let sslAsked = false;
+  let gssAsked = false;
+  while (true) {
+    const packet = await conn.read(parseStartupPacket);
+    switch (packet.type) {
+      case 'ssl':
+        if (sslAsked) throw new PolyproxyError('PROTOCOL', 'duplicate SSL negotiation request', { source: 'client' });
+        sslAsked = true;
+        if (!conn.tlsAvailable) {
+          conn.write(ANSWER_NO);
+          continue;
+        }
+        // Bytes pipelined behind the SSLRequest would be read as plaintext: refuse them (CVE-2021-23214).
+        if (conn.hasBuffered) throw new PolyproxyError('PROTOCOL', 'received unencrypted data after SSL request', { source: 'client' });
+        conn.write(ANSWER_SSL_YES);
+        await conn.upgradeToTls();
+        continue;
+      case 'gssenc':
+        if (gssAsked) throw new PolyproxyError('PROTOCOL', 'duplicate GSSAPI negotiation request', { source: 'client' });
+        gssAsked = true;
+        conn.write(ANSWER_NO);
+        continue;
+      case 'cancel': {
+        const endpoint = lookupCancelKey(packet.key);
+        if (endpoint !== undefined) return { resourceId: '(cancel)', replay: packet.raw, endpoint };
+        // Not ours: maybe a sibling worker's. PostgreSQL never answers a cancel, so just close.
+        forwardCancelToSiblings(packet.key, packet.raw);
+        return null;
+      }
+      case 'startup': {
+        const user = packet.params.get('user') as string;
+        const database = packet.params.get('database') || user;
+        const certProblem = conn.clientCertProblem();
+        if (certProblem !== null) throw new PolyproxyError('TLS_REQUIRED', certProblem, { source: 'client', resourceId: database });
+        const session = new PostgresSession();
+        return {
+          resourceId: database,
+          replay: packet.raw,
+          backendTap: session,
+          onConnected: (endpoint) => session.connected(endpoint),
+          onClose: () => session.close(),
+        };
+      }
+    }
+  }
+}
+
+/** Per-session state: learns the backend's cancel key and forgets it at close. */
+class PostgresSession implements StreamTap {
+  #scanner: BackendKeyScanner | null = new BackendKeyScanner();
+  #endpoint: Endpoint | null = null;
+  #key: string | null = null;
+
+  connected(endpoint: Endpoint): void {
+    this.#endpoint = endpoint;
+  }
+
+  inspect(chunk: Buffer): boolean {
+    const scanner = this.#scanner;
+    if (scanner === null) return true;
+    const done = scanner.push(chunk);
+    if (this.#key === null && scanner.key !== null && this.#endpoint !== null) {
+      this.#key = scanner.key;
+      registerCancelKey(this.#key, this.#endpoint);
+    }
+    if (done) this.#scanner = null; // idle sessions keep only the key
+    return done;
+  }
+
+  close(): void {
+    if (this.#key !== null && this.#endpoint !== null) unregisterCancelKey(this.#key, this.#endpoint);
+  }
+}
