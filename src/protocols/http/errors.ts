@@ -28,6 +28,7 @@ const REASON: Record<number, string> = {
   408: 'Request Timeout',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
+  501: 'Not Implemented',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
@@ -77,6 +78,7 @@ function publicDetail(err: PolyproxyError, status: number, resourceId: string | 
       return 'The request did not arrive in time.';
     case 431:
     case 400:
+    case 501:
     case 505:
       return err.message;
     default:

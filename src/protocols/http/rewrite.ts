@@ -7,7 +7,10 @@
  *
  * Heads are copied, not rebuilt: the request or status line and every kept
  * field line go out as the bytes that came in (runs of kept lines in one
- * copy), so no string is made per field and nothing needs encoding.
+ * copy), so no string is made per field and nothing needs encoding. The
+ * exception is a request with an absolute-form target: the backend gets the
+ * origin form and a Host made from the target's authority (RFC 9112
+ * §3.2.2), the authority the request was routed by.
  */
 import { bytesAre } from './head-parser.ts';
 import type { HttpHead } from './head-parser.ts';
@@ -57,7 +60,12 @@ function isForwarded(head: HttpHead, k: number): boolean {
 }
 
 function keepRequestField(head: HttpHead, k: number): boolean {
-  return !(head.forwarded && isForwarded(head, k)) && !isHopByHop(head, k);
+  return !(head.forwarded && isForwarded(head, k)) && !isHopByHop(head, k) && !(head.absoluteForm && isHost(head, k));
+}
+
+function isHost(head: HttpHead, k: number): boolean {
+  const name = head.fields[k] as number;
+  return (head.fields[k + 1] as number) - name === 4 && bytesAre(head.raw, name, 'host');
 }
 
 function keepResponseField(head: HttpHead, k: number): boolean {
@@ -150,10 +158,12 @@ const HTTP11 = Buffer.from('HTTP/1.1 ', 'latin1');
 export function requestHeadBytes(head: HttpHead, info: ForwardInfo, forwarding: Buffer | null = null): Buffer {
   const fwd = head.forwarded ? mergedForwardingFields(head, info) : (forwarding ?? forwardingFields(head.host, info));
   const tail = head.upgrade !== undefined ? Buffer.from(`connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`, 'latin1') : head.minor === 0 ? CONNECTION_KEEP_ALIVE : null;
-  // At most this long: the head as received (dropped fields make it shorter) plus what is added.
-  const out = Buffer.allocUnsafe(head.raw.length + fwd.length + (tail === null ? 0 : tail.length));
-  // The request line as sent (the parser accepts exactly "method SP target SP HTTP/1.x").
-  let at = head.raw.copy(out, 0, 0, head.lineEnd);
+  const host = head.absoluteForm ? `host: ${head.host as string}\r\n` : '';
+  // At most this long: the head as received (dropped fields and an origin-form target make it shorter) plus what is added.
+  const out = Buffer.allocUnsafe(head.raw.length + host.length + fwd.length + (tail === null ? 0 : tail.length));
+  // The request line as sent (the parser accepts exactly "method SP target SP HTTP/1.x"), or with the
+  // target in origin form and the received Host replaced (RFC 9112 §3.2.2: a proxy MUST do both).
+  let at = head.absoluteForm ? out.write(`${head.method} ${head.originTarget} HTTP/1.${head.minor}\r\n${host}`, 0, 'latin1') : head.raw.copy(out, 0, 0, head.lineEnd);
   at = copyFields(head, out, at, keepRequestField);
   at += fwd.copy(out, at);
   if (tail !== null) at += tail.copy(out, at);
