@@ -93,6 +93,13 @@ export interface HttpHead {
   readonly forwarded: boolean;
   /** The Accept field's value (to answer errors in a format the client takes). */
   readonly accept: string | undefined;
+  /**
+   * A Host, Content-Length or Transfer-Encoding line has whitespace around
+   * its value other than one SP after the colon. Parsers disagree on such
+   * whitespace (llhttp reads `chunked<HTAB>` as another coding), so the
+   * rewriter sends these lines as `name: value` (issue 15).
+   */
+  readonly untidy: boolean;
 }
 
 /**
@@ -121,6 +128,7 @@ class ParsedHead implements HttpHead {
   readonly connection: readonly string[];
   readonly forwarded: boolean;
   readonly accept: string | undefined;
+  readonly untidy: boolean;
 
   constructor(
     raw: Buffer,
@@ -156,6 +164,7 @@ class ParsedHead implements HttpHead {
     this.connection = fields.connection;
     this.forwarded = fields.forwarded;
     this.accept = fields.accept;
+    this.untidy = fields.untidy;
   }
 
   get method(): string {
@@ -400,12 +409,13 @@ interface Fields {
   expect: string | undefined;
   forwarded: boolean;
   accept: string | undefined;
+  untidy: boolean;
 }
 
 /** Header field lines between `pos` and the blank line ending at `end` (§5); offsets recorded relative to `base`. */
 function parseFields(buf: Buffer, base: number, pos: number, end: number, limits: HeadLimits, source: 'client' | 'backend'): Fields {
   const status = source === 'client' ? 400 : 502;
-  const fields: Fields = { spans: [], host: undefined, hostCount: 0, contentLength: -1, te: 0, teChunked: 0, teFinalChunked: false, connection: [], upgrade: undefined, expect: undefined, forwarded: false, accept: undefined };
+  const fields: Fields = { spans: [], host: undefined, hostCount: 0, contentLength: -1, te: 0, teChunked: 0, teFinalChunked: false, connection: [], upgrade: undefined, expect: undefined, forwarded: false, accept: undefined, untidy: false };
   const spans = fields.spans;
   const last = end - 2; // the blank line's CR
   while (pos < last) {
@@ -445,6 +455,7 @@ function noteField(fields: Fields, buf: Buffer, name: number, nameEnd: number, v
   switch (nameEnd - name) {
     case 4:
       if (bytesAre(buf, name, 'host')) {
+        if (!tidy(buf, nameEnd, value, valueEnd)) fields.untidy = true;
         fields.hostCount++;
         fields.host = buf.toString('latin1', value, valueEnd);
       }
@@ -471,7 +482,10 @@ function noteField(fields: Fields, buf: Buffer, name: number, nameEnd: number, v
       }
       return;
     case 14:
-      if (bytesAre(buf, name, 'content-length')) noteContentLength(fields, buf, value, valueEnd, status, source);
+      if (bytesAre(buf, name, 'content-length')) {
+        noteContentLength(fields, buf, value, valueEnd, status, source);
+        if (!tidy(buf, nameEnd, value, valueEnd)) fields.untidy = true;
+      }
       return;
     case 15:
     case 16:
@@ -481,9 +495,15 @@ function noteField(fields: Fields, buf: Buffer, name: number, nameEnd: number, v
         if ((rest === 3 && bytesAre(buf, name + 12, 'for')) || (rest === 4 && bytesAre(buf, name + 12, 'host')) || (rest === 5 && bytesAre(buf, name + 12, 'proto'))) fields.forwarded = true;
       } else if (nameEnd - name === 17 && bytesAre(buf, name, 'transfer-encoding')) {
         noteTransferEncoding(fields, buf, value, valueEnd, status, source);
+        if (!tidy(buf, nameEnd, value, valueEnd)) fields.untidy = true;
       }
       return;
   }
+}
+
+/** The value follows the colon directly or after one SP, and the line's CR follows it (offsets in `buf`). */
+export function tidy(buf: Buffer, nameEnd: number, value: number, valueEnd: number): boolean {
+  return buf[valueEnd] === CR && (value === nameEnd + 1 || (value === nameEnd + 2 && buf[nameEnd + 1] === 0x20));
 }
 
 /** Leading and trailing OWS: SP and HTAB only (RFC 9110 §5.6.3). */

@@ -2,12 +2,13 @@
  * The request head the backend gets for an absolute-form target (issue 15,
  * RFC 9112 §3.2.2): origin form, the received Host replaced by the target's
  * authority (the one the request was routed by), X-Forwarded-Host the same;
- * an origin-form head is copied byte for byte.
+ * an origin-form head is copied byte for byte. Host and framing lines with
+ * whitespace other parsers may misread go out as `name: value`.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseRequestHead } from '../../../../src/protocols/http/head-parser.ts';
-import { requestHeadBytes } from '../../../../src/protocols/http/rewrite.ts';
+import { parseRequestHead, parseResponseHead } from '../../../../src/protocols/http/head-parser.ts';
+import { requestHeadBytes, responseHeadBytes } from '../../../../src/protocols/http/rewrite.ts';
 
 const info = { clientAddress: '::ffff:10.0.0.9', proto: 'http' };
 const head = (text: string) => {
@@ -32,5 +33,21 @@ describe('requestHeadBytes', () => {
       const out = requestHeadBytes(head(text), info).toString('latin1');
       assert.ok(out.startsWith(text.slice(0, -2)), out);
     }
+  });
+
+  it('sends Host and framing lines with unusual whitespace as "name: value", other lines as received', () => {
+    const out = requestHeadBytes(head('POST / HTTP/1.1\r\nHost:\ta.test \r\nX-A:\t1\t\r\nTransfer-Encoding: gzip ,\tchunked\t\r\nX-B: 2\r\n\r\n'), info).toString('latin1');
+    assert.ok(out.startsWith('POST / HTTP/1.1\r\nHost: a.test\r\nX-A:\t1\t\r\nTransfer-Encoding: gzip ,\tchunked\r\nX-B: 2\r\n'), out);
+    const tidy = 'POST / HTTP/1.1\r\nHost:a.test\r\nContent-Length: 5\r\n';
+    assert.ok(requestHeadBytes(head(`${tidy}\r\n`), info).toString('latin1').startsWith(tidy));
+  });
+
+  it('does the same for responses (llhttp reads "chunked<HTAB>" as another coding)', () => {
+    const parsed = parseResponseHead(Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\nX-A: 1 \r\n\r\n', 'latin1'), 'GET');
+    assert.ok(parsed !== undefined);
+    assert.equal(responseHeadBytes(parsed.value, 1, false, '').toString('latin1'), 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1 \r\n\r\n');
+    const length = parseResponseHead(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length:\t5\t\r\n\r\n', 'latin1'), 'GET');
+    assert.ok(length !== undefined);
+    assert.equal(responseHeadBytes(length.value, 1, true, '').toString('latin1'), 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nconnection: close\r\n\r\n');
   });
 });
