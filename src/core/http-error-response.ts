@@ -136,6 +136,7 @@ function publicDetail(err: PolyproxyError, status: number, resourceId: string | 
     case 413:
     case 426:
     case 431:
+    case 501:
     case 505:
       // About the client's own request.
       return err.message;

@@ -210,16 +210,43 @@ describe('http listener', () => {
       'GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.b.test\r\n\r\n',
       'GET / HTTP/1.1\r\n\r\n',
       'GET /a b HTTP/1.1\r\nHost: a.test\r\n\r\n',
+      // Issue 15: 0xA0 next to framing values, repeated Content-Lengths, chunk extensions outside the grammar.
+      'POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: \xa0chunked\r\n\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip,\xa0chunked\xa0\r\n\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\xa0\r\n\r\nabcde',
+      'POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5, 5\r\n\r\nabcde',
+      'POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nabcde',
+      'POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n2;\r\nab\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n2;a="b\r\nab\r\n0\r\n\r\n',
+      'GET http://user@a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n',
     ];
     for (const attempt of attempts) {
-      const answer = await raw(port, attempt);
+      const answer = await raw(port, Buffer.from(attempt, 'latin1'));
       assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/, JSON.stringify(attempt));
       assert.match(answer, /connection: close/);
+      // The proxy's own page, not a backend's 400 passed through.
+      assert.match(answer, /x-polyproxy-error: PP_ERR_PROTOCOL\r\n/, JSON.stringify(attempt));
       const after = await get('a.test', '/after');
       assert.equal(after.status, 200);
     }
     const big = await raw(port, `GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: ${'x'.repeat(70 * 1024)}\r\n\r\n`);
     assert.match(big, /^HTTP\/1\.1 431 /);
+  });
+
+  it('routes an absolute-form request by its target, which the backend gets in origin form with that Host (issue 15)', async () => {
+    // Routed by Host, this went to a.test's backend, which acts on the target's authority (RFC 9112 §3.2.2).
+    const suspended = await raw(port, 'GET http://forbidden.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n');
+    assert.match(suspended, /^HTTP\/1\.1 403 /);
+    const routed = await raw(port, 'GET HTTP://A.test:8080/abs?x=1 HTTP/1.1\r\nHost: nowhere.test\r\nConnection: close\r\n\r\n');
+    assert.match(routed, /^HTTP\/1\.1 200 /);
+    const seen = JSON.parse(routed.slice(routed.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+    assert.deepEqual([seen.tag, seen.url, seen.host, seen.xfh], ['A', '/abs?x=1', 'A.test:8080', 'A.test:8080']);
+    // Asterisk form: routed by Host, forwarded as is. CONNECT: no tunnels (501).
+    const star = await raw(port, 'OPTIONS * HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n');
+    assert.match(star, /"tag":"A","url":"\*"/);
+    const connect = await raw(port, 'CONNECT forbidden.test:443 HTTP/1.1\r\nHost: a.test\r\n\r\n');
+    assert.match(connect, /^HTTP\/1\.1 501 Not Implemented\r\n/);
+    assert.match(connect, /x-polyproxy-error: PP_ERR_PROTOCOL\r\n/);
   });
 
   it('keeps framing right for HEAD, 204 and 304 on one keep-alive connection, pipelined', async () => {

@@ -5,24 +5,35 @@
  * extensions and trailers so that it and the next hop agree on the end.
  *
  * Refused (PolyproxyError PROTOCOL): a size that is not hex or too large,
- * bare LF or CR, controls in extensions or trailers, a chunk not followed by
- * CRLF, obs-fold in trailers, over-long size lines or trailer sections.
+ * bare LF or CR, chunk extensions outside the chunk-ext grammar (an empty
+ * name, an unclosed quote, controls: issue 15), trailer lines that are not
+ * field lines, a chunk not followed by CRLF, obs-fold in trailers,
+ * over-long size lines or trailer sections.
  */
-import { HttpParseError } from './head-parser.ts';
+import { HttpParseError, QDTEXT, TCHAR, VALUE_CHAR } from './head-parser.ts';
 
+// The chunk-size line: chunk-size *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ) CRLF (§7.1.1).
 const SIZE_START = 0;
 const SIZE = 1;
-const SIZE_WS = 2; //  BWS after the size, before ';' or CR
-const EXT = 3; //      inside chunk extensions, until CR
-const SIZE_LF = 4;
-const DATA = 5;
-const DATA_CR = 6;
-const DATA_LF = 7;
-const TRAILER_START = 8; // start of a trailer line (or the final CRLF)
-const TRAILER = 9;
-const TRAILER_LF = 10;
-const FINAL_LF = 11;
-const DONE = 12;
+const BWS_SEMI = 2; //        BWS after the size or a value: only ';' may follow
+const EXT_NAME_START = 3; //  after ';': BWS, then a token
+const EXT_NAME = 4;
+const EXT_NAME_WS = 5; //     BWS after a name: '=' or ';'
+const EXT_VALUE_START = 6; // after '=': BWS, then a token or a quoted-string
+const EXT_VALUE = 7;
+const EXT_QUOTED = 8;
+const EXT_QUOTED_PAIR = 9;
+const EXT_VALUE_END = 10; //  just after a closing quote
+const SIZE_LF = 11;
+const DATA = 12;
+const DATA_CR = 13;
+const DATA_LF = 14;
+const TRAILER_START = 15; //  start of a trailer field line (or the final CRLF)
+const TRAILER_NAME = 16;
+const TRAILER_VALUE = 17;
+const TRAILER_LF = 18;
+const FINAL_LF = 19;
+const DONE = 20;
 
 /** Longest chunk-size line (size + extensions) accepted. */
 const MAX_LINE = 4096;
@@ -78,24 +89,12 @@ export class ChunkedFramer {
           } else if (c === 0x0d) {
             this.#state = SIZE_LF;
           } else if (c === 0x3b) {
-            this.#state = EXT;
+            this.#state = EXT_NAME_START;
           } else if (c === 0x20 || c === 0x09) {
-            this.#state = SIZE_WS;
+            this.#state = BWS_SEMI;
           } else {
             this.#fail('invalid chunk size');
           }
-          break;
-        }
-        case SIZE_WS: {
-          const c = buf[i] as number;
-          if (c === 0x3b) this.#state = EXT;
-          else if (c !== 0x20 && c !== 0x09) this.#fail('invalid chunk size line');
-          break;
-        }
-        case EXT: {
-          const c = buf[i] as number;
-          if (c === 0x0d) this.#state = SIZE_LF;
-          else if ((c < 0x20 && c !== 0x09) || c === 0x7f) this.#fail('invalid character in chunk extension');
           break;
         }
         case SIZE_LF:
@@ -119,14 +118,21 @@ export class ChunkedFramer {
           const c = buf[i] as number;
           if (c === 0x0d) this.#state = FINAL_LF;
           else if (c === 0x20 || c === 0x09) this.#fail('obs-fold in trailer');
-          else if (c < 0x21 || c === 0x7f || c === 0x3a) this.#fail('invalid trailer field');
-          else this.#state = TRAILER;
+          else if (TCHAR[c] === 1) this.#state = TRAILER_NAME;
+          else this.#fail('invalid trailer field');
           break;
         }
-        case TRAILER: {
+        case TRAILER_NAME: {
+          // A trailer line is a field line (§7.1.2): token ":" value, as in the head.
+          const c = buf[i] as number;
+          if (c === 0x3a) this.#state = TRAILER_VALUE;
+          else if (TCHAR[c] !== 1) this.#fail('invalid trailer field name');
+          break;
+        }
+        case TRAILER_VALUE: {
           const c = buf[i] as number;
           if (c === 0x0d) this.#state = TRAILER_LF;
-          else if ((c < 0x20 && c !== 0x09) || c === 0x7f) this.#fail('invalid character in trailer');
+          else if (VALUE_CHAR[c] !== 1) this.#fail('invalid character in trailer');
           break;
         }
         case TRAILER_LF:
@@ -139,6 +145,10 @@ export class ChunkedFramer {
           return i + 1;
         case DONE:
           return i;
+        default:
+          // Chunk extensions: rare, checked against the grammar so that no next hop reads the line otherwise.
+          this.#extension(buf[i] as number);
+          break;
       }
       i++;
       if (this.#state <= SIZE_LF) {
@@ -148,6 +158,61 @@ export class ChunkedFramer {
       }
     }
     return this.#state === DONE ? i : -1;
+  }
+
+  /** One byte of the chunk-size line after the size: the chunk-ext grammar (§7.1.1), with BWS (RFC 9110 §5.6.3). */
+  #extension(c: number): void {
+    const ws = c === 0x20 || c === 0x09;
+    switch (this.#state) {
+      case BWS_SEMI:
+        if (c === 0x3b) this.#state = EXT_NAME_START;
+        else if (!ws) this.#fail('invalid chunk size line');
+        return;
+      case EXT_NAME_START:
+        if (TCHAR[c] === 1) this.#state = EXT_NAME;
+        else if (!ws) this.#fail('invalid chunk extension name');
+        return;
+      case EXT_NAME:
+        if (TCHAR[c] === 1) return;
+        if (c === 0x0d) this.#state = SIZE_LF;
+        else if (c === 0x3b) this.#state = EXT_NAME_START;
+        else if (c === 0x3d) this.#state = EXT_VALUE_START;
+        else if (ws) this.#state = EXT_NAME_WS;
+        else this.#fail('invalid chunk extension name');
+        return;
+      case EXT_NAME_WS:
+        if (c === 0x3b) this.#state = EXT_NAME_START;
+        else if (c === 0x3d) this.#state = EXT_VALUE_START;
+        else if (!ws) this.#fail('invalid chunk extension');
+        return;
+      case EXT_VALUE_START:
+        if (TCHAR[c] === 1) this.#state = EXT_VALUE;
+        else if (c === 0x22) this.#state = EXT_QUOTED;
+        else if (!ws) this.#fail('invalid chunk extension value');
+        return;
+      case EXT_VALUE:
+        if (TCHAR[c] === 1) return;
+        if (c === 0x0d) this.#state = SIZE_LF;
+        else if (c === 0x3b) this.#state = EXT_NAME_START;
+        else if (ws) this.#state = BWS_SEMI;
+        else this.#fail('invalid chunk extension value');
+        return;
+      case EXT_QUOTED:
+        if (c === 0x22) this.#state = EXT_VALUE_END;
+        else if (c === 0x5c) this.#state = EXT_QUOTED_PAIR;
+        else if (QDTEXT[c] !== 1) this.#fail('invalid chunk extension value');
+        return;
+      case EXT_QUOTED_PAIR:
+        if (VALUE_CHAR[c] === 1) this.#state = EXT_QUOTED;
+        else this.#fail('invalid chunk extension value');
+        return;
+      case EXT_VALUE_END:
+        if (c === 0x0d) this.#state = SIZE_LF;
+        else if (c === 0x3b) this.#state = EXT_NAME_START;
+        else if (ws) this.#state = BWS_SEMI;
+        else this.#fail('invalid chunk extension value');
+        return;
+    }
   }
 
   #fail(message: string): never {

@@ -7,9 +7,12 @@
  *
  * Heads are copied, not rebuilt: the request or status line and every kept
  * field line go out as the bytes that came in (runs of kept lines in one
- * copy), so no string is made per field and nothing needs encoding.
+ * copy), so no string is made per field and nothing needs encoding. The
+ * exception is a request with an absolute-form target: the backend gets the
+ * origin form and a Host made from the target's authority (RFC 9112
+ * §3.2.2), the authority the request was routed by.
  */
-import { bytesAre } from './head-parser.ts';
+import { bytesAre, tidy } from './head-parser.ts';
 import type { HttpHead } from './head-parser.ts';
 
 /** Never removed because a Connection header names them: they frame the message or route it. */
@@ -57,7 +60,12 @@ function isForwarded(head: HttpHead, k: number): boolean {
 }
 
 function keepRequestField(head: HttpHead, k: number): boolean {
-  return !(head.forwarded && isForwarded(head, k)) && !isHopByHop(head, k);
+  return !(head.forwarded && isForwarded(head, k)) && !isHopByHop(head, k) && !(head.absoluteForm && isHost(head, k));
+}
+
+function isHost(head: HttpHead, k: number): boolean {
+  const name = head.fields[k] as number;
+  return (head.fields[k + 1] as number) - name === 4 && bytesAre(head.raw, name, 'host');
 }
 
 function keepResponseField(head: HttpHead, k: number): boolean {
@@ -90,6 +98,44 @@ function copyFields(head: HttpHead, out: Buffer, at: number, keep: (head: HttpHe
     }
   }
   if (runStart >= 0) at += raw.copy(out, at, runStart, runEnd);
+  return at;
+}
+
+/** Host, Content-Length or Transfer-Encoding: the lines HttpHead.untidy is about. */
+function isFramingOrHost(head: HttpHead, k: number): boolean {
+  const name = head.fields[k] as number;
+  switch ((head.fields[k + 1] as number) - name) {
+    case 4:
+      return bytesAre(head.raw, name, 'host');
+    case 14:
+      return bytesAre(head.raw, name, 'content-length');
+    case 17:
+      return bytesAre(head.raw, name, 'transfer-encoding');
+  }
+  return false;
+}
+
+/**
+ * copyFields for a head whose Host or framing lines have unusual
+ * whitespace around their values (HttpHead.untidy): those lines go out as
+ * `name: value`, so that no next hop reads the whitespace as part of the
+ * value. Never longer than the line received (it had whitespace to lose).
+ */
+function copyFieldsTidied(head: HttpHead, out: Buffer, at: number, keep: (head: HttpHead, k: number) => boolean): number {
+  const raw = head.raw;
+  const f = head.fields;
+  for (let k = 0; k < f.length; k += 4) {
+    if (!keep(head, k)) continue;
+    const nameEnd = f[k + 1] as number;
+    if (isFramingOrHost(head, k) && !tidy(raw, nameEnd, f[k + 2] as number, f[k + 3] as number)) {
+      at += raw.copy(out, at, f[k] as number, nameEnd);
+      at += COLON_SP.copy(out, at);
+      at += raw.copy(out, at, f[k + 2] as number, f[k + 3] as number);
+      at += CRLF.copy(out, at);
+    } else {
+      at += raw.copy(out, at, f[k] as number, k + 4 < f.length ? (f[k + 4] as number) : raw.length - 2);
+    }
+  }
   return at;
 }
 
@@ -136,6 +182,7 @@ function mergedForwardingFields(head: HttpHead, info: ForwardInfo): Buffer {
 }
 
 const CRLF = Buffer.from('\r\n', 'latin1');
+const COLON_SP = Buffer.from(': ', 'latin1');
 const CONNECTION_KEEP_ALIVE = Buffer.from('connection: keep-alive\r\n', 'latin1');
 const CONNECTION_CLOSE = Buffer.from('connection: close\r\n', 'latin1');
 const CONNECTION_UPGRADE = Buffer.from('connection: upgrade\r\n', 'latin1');
@@ -150,11 +197,13 @@ const HTTP11 = Buffer.from('HTTP/1.1 ', 'latin1');
 export function requestHeadBytes(head: HttpHead, info: ForwardInfo, forwarding: Buffer | null = null): Buffer {
   const fwd = head.forwarded ? mergedForwardingFields(head, info) : (forwarding ?? forwardingFields(head.host, info));
   const tail = head.upgrade !== undefined ? Buffer.from(`connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`, 'latin1') : head.minor === 0 ? CONNECTION_KEEP_ALIVE : null;
-  // At most this long: the head as received (dropped fields make it shorter) plus what is added.
-  const out = Buffer.allocUnsafe(head.raw.length + fwd.length + (tail === null ? 0 : tail.length));
-  // The request line as sent (the parser accepts exactly "method SP target SP HTTP/1.x").
-  let at = head.raw.copy(out, 0, 0, head.lineEnd);
-  at = copyFields(head, out, at, keepRequestField);
+  const host = head.absoluteForm ? `host: ${head.host as string}\r\n` : '';
+  // At most this long: the head as received (dropped fields and an origin-form target make it shorter) plus what is added.
+  const out = Buffer.allocUnsafe(head.raw.length + host.length + fwd.length + (tail === null ? 0 : tail.length));
+  // The request line as sent (the parser accepts exactly "method SP target SP HTTP/1.x"), or with the
+  // target in origin form and the received Host replaced (RFC 9112 §3.2.2: a proxy MUST do both).
+  let at = head.absoluteForm ? out.write(`${head.method} ${head.originTarget} HTTP/1.${head.minor}\r\n${host}`, 0, 'latin1') : head.raw.copy(out, 0, 0, head.lineEnd);
+  at = head.untidy ? copyFieldsTidied(head, out, at, keepRequestField) : copyFields(head, out, at, keepRequestField);
   at += fwd.copy(out, at);
   if (tail !== null) at += tail.copy(out, at);
   at += CRLF.copy(out, at);
@@ -174,7 +223,7 @@ export function responseHeadBytes(head: HttpHead, clientMinor: number, close: bo
   // "HTTP/1.x " becomes "HTTP/1.1 " (9 bytes either way).
   let at = HTTP11.copy(out, 0);
   at += head.raw.copy(out, at, 9, head.lineEnd);
-  at = copyFields(head, out, at, keepResponseField);
+  at = head.untidy ? copyFieldsTidied(head, out, at, keepResponseField) : copyFields(head, out, at, keepResponseField);
   if (tail !== null) at += tail.copy(out, at);
   if (extra.length > 0) at += out.write(extra, at, 'latin1');
   at += CRLF.copy(out, at);

@@ -51,7 +51,7 @@ describe('parseRequestHead', () => {
   });
 
   it('reads framing, keep-alive, upgrade and expect', () => {
-    const post = parseRequestHead(b('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nContent-Length: 10\r\nExpect: 100-Continue\r\n\r\n'))?.value;
+    const post = parseRequestHead(b('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nExpect: 100-Continue\r\n\r\n'))?.value;
     assert.equal(post?.framing, 'length');
     assert.equal(post?.contentLength, 10);
     assert.equal(post?.expectContinue, true);
@@ -209,5 +209,100 @@ describe('errors and hosts', () => {
     assert.equal(normalizeHost('a/b'), undefined);
     assert.equal(normalizeHost(''), undefined);
     assert.equal(normalizeHost('a:b'), undefined);
+  });
+});
+
+// Issue 15 (request smuggling): each case was accepted before the fix.
+describe('issue 15: framing fields, request targets and chunk extensions', () => {
+  const req = (fields: string, line = 'POST / HTTP/1.1'): Buffer => b(`${line}\r\nHost: a\r\n${fields}\r\n`);
+  const res = (fields: string): Buffer => b(`HTTP/1.1 200 OK\r\n${fields}\r\n`);
+
+  it('refuses 0xA0 (or any byte but SP/HTAB) around Transfer-Encoding and Content-Length values: 400, 502 from a backend', () => {
+    for (const field of ['Transfer-Encoding: \xa0chunked', 'Transfer-Encoding: chunked\xa0', 'Transfer-Encoding: gzip,\xa0chunked\xa0', 'Transfer-Encoding: gzip\xa0, chunked', 'Transfer-Encoding: \x0bchunked', 'Transfer-Encoding: chunked\x0c']) {
+      assert.throws(() => parseRequestHead(req(`${field}\r\n`)), isProtocol(400), JSON.stringify(field));
+      assert.throws(() => parseResponseHead(res(`${field}\r\n`), 'GET'), isProtocol(502), JSON.stringify(field));
+    }
+    for (const field of ['Content-Length: 1000\xa0', 'Content-Length: \xa0\xa05', 'Content-Length: 5,\xa05', 'Content-Length: 5\xa0', 'Content-Length: +5', 'Content-Length: 5\x0b']) {
+      assert.throws(() => parseRequestHead(req(`${field}\r\n`)), isProtocol(400), JSON.stringify(field));
+      assert.throws(() => parseResponseHead(res(`${field}\r\n`), 'GET'), isProtocol(502), JSON.stringify(field));
+    }
+    // SP and HTAB are the optional whitespace (RFC 9110 §5.6.3): still accepted.
+    assert.equal(parseRequestHead(req('Content-Length: \t5 \t\r\n'))?.value.contentLength, 5);
+    assert.equal(parseRequestHead(req('Transfer-Encoding: \tgzip ,\tCHUNKED \r\n'))?.value.framing, 'chunked');
+    assert.equal(parseRequestHead(req('Transfer-Encoding: gzip;q="a b", chunked\r\n'))?.value.framing, 'chunked');
+    assert.equal(parseResponseHead(res('Content-Length:\t7\t\r\n'), 'GET')?.value.contentLength, 7);
+    assert.equal(parseResponseHead(res('Transfer-Encoding: gzip\r\n'), 'GET')?.value.framing, 'close');
+  });
+
+  it('refuses chunked applied twice or with parameters, and non-token codings, in responses too (502)', () => {
+    for (const field of ['Transfer-Encoding: chunked, chunked', 'Transfer-Encoding: chunked;x=1', 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked', 'Transfer-Encoding: "chunked"', 'Transfer-Encoding: gzip;q', 'Transfer-Encoding: ']) {
+      assert.throws(() => parseRequestHead(req(`${field}\r\n`)), isProtocol(400), JSON.stringify(field));
+      assert.throws(() => parseResponseHead(res(`${field}\r\n`), 'GET'), isProtocol(502), JSON.stringify(field));
+    }
+  });
+
+  it('refuses any repeated Content-Length, equal or not (RFC 9112 §6.3; as nginx and llhttp)', () => {
+    for (const fields of ['Content-Length: 1000,1000\r\n', 'Content-Length: 5\r\nContent-Length: 5\r\n', 'Content-Length: 5, 5\r\n', 'Content-Length: 5,\r\n', 'Content-Length: ,5\r\n', 'Content-Length: 0\r\nContent-Length: 0\r\n']) {
+      assert.throws(() => parseRequestHead(req(fields)), isProtocol(400), JSON.stringify(fields));
+      assert.throws(() => parseResponseHead(res(fields), 'GET'), isProtocol(502), JSON.stringify(fields));
+    }
+    assert.equal(parseRequestHead(req('Content-Length: 007\r\n'))?.value.contentLength, 7);
+  });
+
+  it('takes the host from an absolute-form target (RFC 9112 §3.2.2), refusing userinfo, empty hosts and other schemes', () => {
+    const abs = parseRequestHead(b('GET http://Suspended.TEST:8080/p?q=1 HTTP/1.1\r\nHost: allowed.test\r\n\r\n'))?.value;
+    assert.equal(abs?.host, 'Suspended.TEST:8080');
+    assert.equal(abs?.absoluteForm, true);
+    assert.equal(abs?.originTarget, '/p?q=1');
+    assert.equal(abs?.target, 'http://Suspended.TEST:8080/p?q=1');
+    assert.equal(parseRequestHead(b('GET HTTPS://a.test?x HTTP/1.1\r\nHost: a.test\r\n\r\n'))?.value.originTarget, '/?x');
+    assert.equal(parseRequestHead(b('GET http://[::1]:80 HTTP/1.0\r\n\r\n'))?.value.host, '[::1]:80');
+    // §3.2.4: OPTIONS with an empty path goes to the origin server as "*".
+    assert.equal(parseRequestHead(b('OPTIONS http://a.test HTTP/1.1\r\nHost: a.test\r\n\r\n'))?.value.originTarget, '*');
+    const origin = parseRequestHead(b('GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n'))?.value;
+    assert.equal(origin?.absoluteForm, false);
+    assert.equal(origin?.originTarget, '/x');
+    const star = parseRequestHead(b('OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n'))?.value;
+    assert.equal(star?.host, 'a.test');
+    assert.equal(star?.originTarget, '*');
+    for (const line of ['GET http://user@a.test/ HTTP/1.1', 'GET http:///x HTTP/1.1', 'GET http://:80/ HTTP/1.1', 'GET ftp://a.test/ HTTP/1.1', 'GET http:/a.test/ HTTP/1.1', 'GET http://a.test\\x/ HTTP/1.1', 'GET a.test:80 HTTP/1.1', 'GET foo HTTP/1.1', 'GET * HTTP/1.1', 'OPTIONS *x HTTP/1.1']) {
+      assert.throws(() => parseRequestHead(b(`${line}\r\nHost: a.test\r\n\r\n`)), isProtocol(400), line);
+    }
+    // An HTTP/1.1 request still needs its Host field (§3.2).
+    assert.throws(() => parseRequestHead(b('GET http://a.test/ HTTP/1.1\r\n\r\n')), isProtocol(400));
+  });
+
+  it('refuses CONNECT with 501: the listener is no tunnel', () => {
+    assert.throws(() => parseRequestHead(b('CONNECT suspended.test:443 HTTP/1.1\r\nHost: allowed.test\r\n\r\n')), isProtocol(501));
+    assert.throws(() => parseRequestHead(b('CONNECT / HTTP/1.1\r\nHost: allowed.test\r\n\r\n')), isProtocol(501));
+  });
+
+  it('refuses chunk extensions outside the chunk-ext grammar (RFC 9112 §7.1.1)', () => {
+    const ok = ['2;a\r\nab\r\n0\r\n\r\n', '2;a=b\r\nab\r\n0\r\n\r\n', '2 ; a = "b;\\"c" ;d\r\nab\r\n0\r\n\r\n', '2;a="" \t;b=c\r\nab\r\n0;x\r\n\r\n', '2;a="\xe9\\\xe9"\r\nab\r\n0\r\n\r\n'];
+    for (const text of ok) {
+      const bytes = b(text);
+      assert.equal(new ChunkedFramer().feed(bytes), bytes.length, JSON.stringify(text));
+      for (let cut = 1; cut < bytes.length; cut++) {
+        const framer = new ChunkedFramer();
+        assert.equal(framer.feed(bytes, 0, cut), -1);
+        assert.equal(framer.feed(bytes, cut), bytes.length, `${JSON.stringify(text)} cut ${cut}`);
+      }
+    }
+    const bad = ['2;\r\n', '2;;a\r\n', '2; \r\n', '2;a=\r\n', '2;a="b\r\n', '2;a="b\\\r\n', '2;a=b c\r\n', '2;a=b \r\n', '2;a b\r\n', '2;a="b"c\r\n', '2;a=@\r\n', '2;=b\r\n', '2;a="\x7f"\r\n', '2;a\xa0\r\n', '2 \r\n'];
+    for (const text of bad) assert.throws(() => new ChunkedFramer().feed(b(text)), isProtocol(400), JSON.stringify(text));
+    assert.throws(() => new ChunkedFramer('backend').feed(b('2;\r\n')), isProtocol(502));
+  });
+
+  it('refuses trailer lines that are not field lines (RFC 9112 §7.1.2)', () => {
+    const trailers = b('0\r\nX-T: a b\xe9\r\nY:\r\n\r\n');
+    assert.equal(new ChunkedFramer().feed(trailers), trailers.length);
+    for (const text of ['0\r\nX T: a\r\n\r\n', '0\r\nX\r\n\r\n', '0\r\nX :a\r\n\r\n', '0\r\nX\xa0: a\r\n\r\n', '0\r\n"X": a\r\n\r\n']) {
+      assert.throws(() => new ChunkedFramer().feed(b(text)), isProtocol(400), JSON.stringify(text));
+    }
+  });
+
+  it('trims only SP and HTAB from Connection tokens', () => {
+    assert.deepEqual(parseRequestHead(b('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\xa0, \tX-A \r\n\r\n'))?.value.connection, ['close\xa0', 'x-a']);
+    assert.equal(parseRequestHead(b('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\xa0\r\n\r\n'))?.value.keepAlive, true);
   });
 });
