@@ -22,6 +22,7 @@ import type { ResourceRow } from './resource-stats.ts';
 import type { ResolveContext, Resolver } from './resolver.ts';
 import { routeCacheKey } from './router.ts';
 import type { RouteDecision, RouteEntry, Router } from './router.ts';
+import { callHook } from './tenant-code.ts';
 
 export interface ListenerSettings {
   readonly name: string;
@@ -302,7 +303,7 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
   }
 
   #onConnect(resolver: Resolver, context: SessionContext): void {
-    callHook(this.#log, 'onConnect', () =>
+    callHook('onConnect', () =>
       resolver.onConnect?.(context.resourceId, { protocol: this.settings.protocol, listener: this.settings.name, clientAddress: context.clientAddress, endpoint: context.endpoint.label }),
     );
   }
@@ -362,7 +363,7 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
     }
     const durationMs = Date.now() - relay.startedAt;
     if (resolver?.onDisconnect !== undefined) {
-      callHook(this.#log, 'onDisconnect', () =>
+      callHook('onDisconnect', () =>
         resolver.onDisconnect?.(context.resourceId, {
           protocol: this.settings.protocol,
           listener: this.settings.name,
@@ -399,15 +400,6 @@ export class Listener implements RelayOwner, ProxyListener, DialOwner {
 
 function abortOnHandshakeTimeout(conn: ClientConnection, ms: number): void {
   conn.abort(new PolyproxyError('HANDSHAKE_TIMEOUT', `client did not complete its opening within ${ms} ms`, { source: 'client' }));
-}
-
-/** User hooks must never break a session. */
-function callHook(log: Logger, name: string, fn: () => void): void {
-  try {
-    fn();
-  } catch (err) {
-    log.error({ err, hook: name }, 'resolver hook threw');
-  }
 }
 
 function endpointsOf(decision: RouteDecision): readonly Endpoint[] {
