@@ -21,6 +21,7 @@ import { log } from './logger.ts';
 import { resolverHookErrors } from './metrics.ts';
 import type { Resolver } from './resolver.ts';
 
+/** The `hook` label. `wake` counts only a wake() promise no handler could be attached to: a wake that fails is the cold start's to report. */
 export type HookName = 'resolve' | 'onConnect' | 'onDisconnect' | 'track' | 'purge' | 'stats' | 'wake';
 
 const HOOKS = ['onConnect', 'onDisconnect', 'track', 'purge', 'stats'] as const;
