@@ -23,6 +23,7 @@ import type { ResourceRow } from './resource-stats.ts';
 import type { ResolveContext, Resolver } from './resolver.ts';
 import { routeCacheKey } from './router.ts';
 import type { RouteDecision, RouteEntry, Router } from './router.ts';
+import { callHook } from './tenant-code.ts';
 
 export interface ListenerSettings {
   readonly name: string;
@@ -267,7 +268,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   }
 
   #onConnect(resolver: Resolver, context: SessionContext): void {
-    callHook(this.#log, 'onConnect', () =>
+    callHook('onConnect', () =>
       resolver.onConnect?.(context.resourceId, { protocol: this.settings.protocol, listener: this.settings.name, clientAddress: context.clientAddress, endpoint: context.endpoint.label }),
     );
   }
@@ -321,7 +322,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     }
     const durationMs = Date.now() - relay.startedAt;
     if (resolver?.onDisconnect !== undefined) {
-      callHook(this.#log, 'onDisconnect', () =>
+      callHook('onDisconnect', () =>
         resolver.onDisconnect?.(context.resourceId, {
           protocol: this.settings.protocol,
           listener: this.settings.name,
@@ -350,15 +351,6 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
 
 function abortOnHandshakeTimeout(conn: ClientConnection, ms: number): void {
   conn.abort(new PolyproxyError('HANDSHAKE_TIMEOUT', `client did not complete its opening within ${ms} ms`, { source: 'client' }));
-}
-
-/** User hooks must never break a session. */
-function callHook(log: Logger, name: string, fn: () => void): void {
-  try {
-    fn();
-  } catch (err) {
-    log.error({ err, hook: name }, 'resolver hook threw');
-  }
 }
 
 function endpointsOf(decision: RouteDecision): readonly Endpoint[] {

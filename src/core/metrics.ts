@@ -82,6 +82,13 @@ export const resolveDuration = new Histogram({
   registers: [registry],
 });
 
+export const resolverHookErrors = new Counter({
+  name: 'polyproxy_resolver_hook_errors_total',
+  help: 'Resolver calls that failed in tenant code (threw, rejected, returned a hostile value or an invalid route), by hook.',
+  labelNames: ['hook'] as const,
+  registers: [registry],
+});
+
 function cacheCounter(name: string, help: string, field: 'hits' | 'misses'): void {
   new Counter({
     name,

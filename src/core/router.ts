@@ -9,6 +9,10 @@
  *   that was checked.
  * - Balancing returns every candidate, first choice first: the connect loop
  *   falls back to the others before any byte reaches a backend.
+ * - A resolver is tenant code (tenant-code.ts): whatever it throws, rejects
+ *   or returns fails only the lookup; every awaited answer (promise,
+ *   thenable) gets the same deadline; its Route is checked and copied once
+ *   (route-check.ts) and the copy is what the cache holds.
  * - Health: endpoints whose circuit breaker is open are left out of the
  *   candidates; when none is left the route fails fast with UNAVAILABLE.
  *   Routes with a cold start skip that filter: their backend is expected
@@ -26,7 +30,9 @@ import { PolyproxyError, ResolveError, toPolyproxyError } from './errors.ts';
 import type { EndpointHealth, ProbeKind } from './health.ts';
 import { resolveDuration } from './metrics.ts';
 import type { ResolveContext, Resolver, Route } from './resolver.ts';
+import { checkRoute } from './route-check.ts';
 import type { SsrfGuard } from './ssrf-guard.ts';
+import { adopt, callHook, describeError, hookFailed, thenOf } from './tenant-code.ts';
 
 export interface ResolverSource {
   /** Shown in logs and errors: "module", "routes", "backend"... */
@@ -52,7 +58,10 @@ export interface RouterOptions {
 /** A cached, checked answer for one resource id. */
 export interface RouteEntry {
   readonly resourceId: string;
+  /** The checked copy of the resolver's answer. */
   readonly route: Route;
+  /** The object the resolver returned: round-robin state is kept per answer, so ids sharing one static route share a rotation. */
+  readonly answer: object;
   readonly source: ResolverSource;
   /** Checked endpoints, in the route's order. */
   readonly endpoints: readonly Endpoint[];
@@ -72,8 +81,8 @@ export interface RouteDecision {
  */
 const TTL_RESOLUTION_MS = 50;
 
-/** Round-robin positions, keyed by the Route object so every id sharing a static route shares its rotation. */
-const rotation = new WeakMap<Route, Rotation>();
+/** Round-robin positions, keyed by the resolver's answer so every id sharing a static route shares its rotation. */
+const rotation = new WeakMap<object, Rotation>();
 
 export class Router {
   readonly #options: RouterOptions;
@@ -221,25 +230,22 @@ export class Router {
     }
     // A lookup in flight started before this purge: its answer is stale.
     for (const key of [...this.#inflight.keys()]) if (key.endsWith(suffix)) this.#inflight.delete(key);
-    for (const source of this.#options.sources) {
-      try {
-        source.resolver.purge?.(resourceId);
-      } catch {
-        // A resolver's purge hook failing must not stop the purge.
-      }
-    }
+    // A resolver's purge hook failing must not stop the purge.
+    for (const { resolver } of this.#options.sources) if (resolver.purge !== undefined) callHook('purge', () => resolver.purge?.(resourceId));
     return n;
   }
 
   async #lookup(resourceId: string, ctx: ResolveContext): Promise<RouteEntry> {
     let lastNotFound: PolyproxyError | undefined;
     for (const source of this.#options.sources) {
-      let route: Route | null | undefined;
+      let answer: unknown;
       const started = performance.now();
       try {
-        route = await withTimeout(source.resolver.resolve(resourceId, ctx), this.#options.resolveTimeoutMs, source.name);
+        answer = source.resolver.resolve(resourceId, ctx);
+        const then = thenOf(answer);
+        if (then !== undefined) answer = await withDeadline(adopt('resolve', answer as object, then), this.#options.resolveTimeoutMs, source.name);
       } catch (err) {
-        const error = toPolyproxyError(err);
+        const error = resolveFailure(err, source.name);
         resolveDuration.observe({ source: source.name, outcome: error.kind.toLowerCase() }, (performance.now() - started) / 1000);
         if (error.kind === 'NOT_FOUND') {
           lastNotFound = error;
@@ -247,26 +253,30 @@ export class Router {
         }
         throw error;
       }
-      resolveDuration.observe({ source: source.name, outcome: route === null || route === undefined ? 'pass' : 'found' }, (performance.now() - started) / 1000);
-      if (route === null || route === undefined) continue;
+      resolveDuration.observe({ source: source.name, outcome: answer === null || answer === undefined ? 'pass' : 'found' }, (performance.now() - started) / 1000);
+      if (answer === null || answer === undefined) continue;
+      let route: Route;
+      try {
+        route = checkRoute(answer, source.name, resourceId);
+      } catch (err) {
+        hookFailed('resolve', err);
+        throw err;
+      }
       const endpoints = await this.#check(resourceId, route, source);
       this.#options.health?.watch(endpoints, this.#options.probeKinds?.get(ctx.protocol) ?? 'tcp');
-      return { resourceId, route, source, endpoints };
+      return { resourceId, route, answer: answer as object, source, endpoints };
     }
     throw lastNotFound ?? new ResolveError('NOT_FOUND', `no route for "${resourceId}"`);
   }
 
-  /** Guard phase: parse and SSRF-check every endpoint of the route. */
+  /** Guard phase: parse and SSRF-check every endpoint of the (checked) route. */
   async #check(resourceId: string, route: Route, source: ResolverSource): Promise<Endpoint[]> {
     const raw = typeof route.endpoint === 'string' ? [route.endpoint] : route.endpoint;
-    if (!Array.isArray(raw) || raw.length === 0) {
-      throw new PolyproxyError('INTERNAL', `resolver "${source.name}" returned a route without endpoints for "${resourceId}"`);
-    }
     const checked: Endpoint[] = [];
     for (const text of raw) {
       let endpoint: Endpoint;
       try {
-        endpoint = parseEndpoint(String(text));
+        endpoint = parseEndpoint(text);
       } catch (err) {
         throw new PolyproxyError('INTERNAL', `resolver "${source.name}" returned a bad endpoint for "${resourceId}": ${(err as Error).message}`);
       }
@@ -289,23 +299,46 @@ function cacheKey(protocol: string, resourceId: string): string {
 function pick(entry: RouteEntry): readonly Endpoint[] {
   const list = entry.endpoints;
   if (list.length < 2) return list;
-  let state = rotation.get(entry.route);
+  let state = rotation.get(entry.answer);
   if (state === undefined) {
     state = { next: 0 };
-    rotation.set(entry.route, state);
+    rotation.set(entry.answer, state);
   }
   return roundRobin(list, state);
 }
 
-async function withTimeout<T>(value: T | Promise<T>, ms: number, name: string): Promise<T> {
-  if (!(value instanceof Promise) || ms <= 0) return value;
+/**
+ * A resolver's awaited answer, whatever kind of thenable it was, fails with
+ * TIMEOUT after `ms` (0 = no deadline). The tenant's promise may settle
+ * later or never: only our own promise is raced.
+ */
+async function withDeadline(answer: Promise<unknown>, ms: number, name: string): Promise<unknown> {
+  if (ms <= 0) return answer;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new ResolveError('TIMEOUT', `resolver "${name}" did not answer within ${ms} ms`)), ms);
   });
   try {
-    return await Promise.race([value, timeout]);
+    return await Promise.race([answer, timeout]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * What a failed resolve means for the client: a ResolveError (or a
+ * look-alike with a contract code) as thrown; anything else — a bug, a
+ * hostile value — is INTERNAL, counted as a hook error.
+ */
+function resolveFailure(err: unknown, name: string): PolyproxyError {
+  let error: PolyproxyError;
+  try {
+    // instanceof and toPolyproxyError read the value: a proxy or getter may throw.
+    if (err instanceof PolyproxyError) return err;
+    error = toPolyproxyError(err);
+  } catch {
+    error = new PolyproxyError('INTERNAL', `resolver "${name}" threw ${describeError(err)}`);
+  }
+  if (!(error instanceof ResolveError)) hookFailed('resolve', err);
+  return error;
 }

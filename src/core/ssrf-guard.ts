@@ -24,8 +24,9 @@ export interface GuardOptions {
   allowPrivateBackends: boolean;
   /**
    * Allowlist: CIDRs ("127.0.0.0/8", "fd00::/8"), single IPs ("10.0.0.5",
-   * "::1"), or "unix:/some/prefix" for unix socket paths (prefix match on the
-   * normalized path).
+   * "::1"), or "unix:/some/dir" for unix socket paths: the normalized path
+   * itself or anything under it, matched by whole path components
+   * ("unix:/run/pg" admits /run/pg/.s.PGSQL.5432, not /run/pgbouncer.sock).
    */
   allowBackends: readonly string[];
 }
@@ -321,9 +322,15 @@ function normalizeUnixPath(path: string): string | null {
   return posix.normalize(path);
 }
 
+/** A normalized path as a directory prefix ending in "/", so prefixes match whole components only. */
+function unixDir(path: string): string {
+  return path.endsWith('/') ? path : `${path}/`;
+}
+
 export class SsrfGuard {
   readonly #allowPrivate: boolean;
   readonly #allowCidrs: readonly Cidr[];
+  /** Allowed unix paths, each with a trailing "/": a path matches when it is one of them or lies under it. */
   readonly #allowUnix: readonly string[];
   readonly #lookup: HostLookup;
 
@@ -333,7 +340,7 @@ export class SsrfGuard {
     for (const entry of options.allowBackends) {
       SsrfGuard.validateAllowEntry(entry);
       const text = entry.trim();
-      if (text.startsWith(UNIX_PREFIX)) unix.push(normalizeUnixPath(text.slice(UNIX_PREFIX.length)) as string);
+      if (text.startsWith(UNIX_PREFIX)) unix.push(unixDir(normalizeUnixPath(text.slice(UNIX_PREFIX.length)) as string));
       else cidrs.push(parseCidr(text));
     }
     this.#allowPrivate = options.allowPrivateBackends;
@@ -417,7 +424,7 @@ export class SsrfGuard {
 
   #checkUnix(endpoint: Extract<Endpoint, { type: 'unix' }>): Endpoint {
     const path = normalizeUnixPath(endpoint.path);
-    if (path !== null && this.#allowUnix.some((prefix) => path.startsWith(prefix))) {
+    if (path !== null && this.#allowUnix.some((dir) => path.startsWith(dir) || (path.length === dir.length - 1 && dir.startsWith(path)))) {
       return path === endpoint.path ? endpoint : { type: 'unix', path, label: endpoint.label };
     }
     throw new ResolveError(

@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../config/load.ts';
 import type { Resolver, ResolverModuleExport } from '../core/resolver.ts';
+import { describeError, tenantResolver } from '../core/tenant-code.ts';
 
 /** `version` > 0 loads the file afresh (a reload): ESM caches a module by URL, so the URL gets a query. */
 export async function loadResolverModule(file: string, config: unknown, version = 0): Promise<Resolver> {
@@ -18,8 +19,12 @@ export async function loadResolverModule(file: string, config: unknown, version 
   }
   const exported = mod.default;
   const resolver = typeof exported === 'function' ? await exported(config) : exported;
-  if (resolver === null || typeof resolver !== 'object' || typeof resolver.resolve !== 'function') {
-    throw new ConfigError(`resolver.module: ${file} must default-export a Resolver (an object with resolve()) or a function returning one`);
+  const shape = `${file} must default-export a Resolver (an object with resolve()) or a function returning one`;
+  if (resolver === null || typeof resolver !== 'object') throw new ConfigError(`resolver.module: ${shape}`);
+  try {
+    // Read once, here: the proxy calls the copy, never the user's getters or traps.
+    return tenantResolver(resolver);
+  } catch (err) {
+    throw new ConfigError(`resolver.module: ${shape}: ${describeError(err)}`);
   }
-  return resolver;
 }

@@ -213,17 +213,15 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
       await Promise.all(listeners.map((l) => l.stopAccepting()));
       const open = listeners.reduce((n, l) => n + l.sessions, 0);
       if (open > 0) log.info({ sessions: open, timeoutMs }, 'draining: waiting for open sessions');
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<'deadline'>((resolve) => {
-        timer = setTimeout(resolve, timeoutMs, 'deadline');
-      });
-      const outcome = await Promise.race([Promise.all(listeners.map((l) => l.idle())).then(() => 'idle' as const), deadline]);
-      clearTimeout(timer);
-      if (outcome === 'deadline') {
+      if ((await idleWithin(listeners, timeoutMs)) === 'deadline') {
         const left = listeners.reduce((n, l) => n + l.sessions, 0);
         log.warn({ sessions: left }, 'drain deadline passed: closing remaining sessions');
         for (const l of listeners) l.destroyAll('shutdown');
-        await Promise.all(listeners.map((l) => l.idle()));
+        // A hard deadline: a session whose pipeline still awaits tenant code
+        // (a resolve, a wake) is closed to its client but cannot hold the exit.
+        if ((await idleWithin(listeners, DESTROY_GRACE_MS)) === 'deadline') {
+          log.warn({ sessions: listeners.reduce((n, l) => n + l.sessions, 0) }, 'drain: sessions still pending after closing them; exiting anyway');
+        }
       }
     },
   };
@@ -273,4 +271,20 @@ function listenerChanges(from: Config, to: Config): string[] {
   }
   for (const name of before.keys()) warnings.push(`listener ${name} was removed from the file: it keeps running until the next restart`);
   return warnings;
+}
+
+/** How long closed sessions get to unwind after the drain deadline before the drain returns regardless. */
+const DESTROY_GRACE_MS = 1000;
+
+/** 'idle' once no listener has a session left, or 'deadline' after `ms`, whichever comes first. */
+async function idleWithin(listeners: readonly ProxyListener[], ms: number): Promise<'idle' | 'deadline'> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'deadline'>((resolve) => {
+    timer = setTimeout(resolve, ms, 'deadline');
+  });
+  try {
+    return await Promise.race([Promise.all(listeners.map((l) => l.idle())).then(() => 'idle' as const), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

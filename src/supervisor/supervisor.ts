@@ -22,6 +22,8 @@ const RESTART_DELAY_MS = 1000;
 const ADMIN_TIMEOUT_MS = 5000;
 /** A reload may load a resolver module and read certificates. */
 const RELOAD_TIMEOUT_MS = 15000;
+/** After the drain deadline, how long a worker gets to exit (its own grace is 1 s) before it is killed. */
+const WORKER_EXIT_GRACE_MS = 5000;
 
 export interface Supervisor {
   readonly bound: readonly BoundListener[];
@@ -136,7 +138,18 @@ export async function runSupervisor(config: Config): Promise<Supervisor> {
       stopping = true;
       const exits = [...children].map((child) => new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve()))));
       for (const child of children) if (child.connected) child.send({ type: 'drain' } satisfies SupervisorMessage);
+      // A worker drains within the deadline unless tenant code blocks its event loop (a resolve that never returns): then nothing in it can run.
+      const kill = setTimeout(killStuck, config.shutdownTimeoutSeconds * 1000 + WORKER_EXIT_GRACE_MS, children);
       await Promise.all(exits);
+      clearTimeout(kill);
     },
   };
+}
+
+function killStuck(children: ReadonlySet<ChildProcess>): void {
+  for (const child of children) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    log.error({ worker: child.pid }, 'worker did not exit after the drain deadline: killing it');
+    child.kill('SIGKILL');
+  }
 }

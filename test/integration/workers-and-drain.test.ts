@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 import pg from 'pg';
-import { startCli, writeConfig } from '../helpers/cli.ts';
+import { ROOT, startCli, writeConfig } from '../helpers/cli.ts';
+import type { RunningCli } from '../helpers/cli.ts';
 import { PG_HOST, PG_PORT, PG_USER, ensureDatabases, pgDirect, postgresMissing } from '../helpers/services.ts';
 
 async function config(extra: Record<string, unknown>): Promise<string> {
@@ -125,6 +126,71 @@ test('the drain deadline closes sessions that outstay it', async (t) => {
   assert.equal(code, 0);
   await ended; // the proxy closed the session at the deadline
   assert.ok(proxy.logs.some((l) => l.msg === 'drain deadline passed: closing remaining sessions'));
+});
+
+/** Starts a pg client whose connection stays in the proxy's opening: the hostile resolver never answers for `database`. */
+function stuckClient(port: number, database: string): pg.Client {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: PG_USER, database });
+  client.on('error', () => {});
+  client.connect().catch(() => {});
+  return client;
+}
+
+/** Resolves with how long the process took to exit, or with Infinity after `ms` (it is then killed). */
+async function exitWithin(proxy: RunningCli, ms: number): Promise<number> {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<number>((resolve) => {
+    timer = setTimeout(resolve, ms, Infinity);
+  });
+  const elapsed = await Promise.race([proxy.exited.then(() => Date.now() - started), late]);
+  clearTimeout(timer);
+  if (elapsed === Infinity) proxy.child.kill('SIGKILL');
+  return elapsed;
+}
+
+test('the drain deadline is hard: a session stuck in a resolve that never settles does not hold the exit (issue 16)', async (t) => {
+  const skip = await postgresMissing();
+  if (skip !== null) return t.skip(skip);
+  const file = await config({ workers: 1, shutdownTimeoutSeconds: 0.5, resolver: { module: `${ROOT}/test/fixtures/hostile-resolver.ts`, timeoutMs: 60000 } });
+  const proxy = await startCli(['--config', file]);
+  const client = stuckClient(proxy.port('pg'), 'pp_hung_async');
+  try {
+    await proxy.waitForLog((l) => l.msg === 'hostile resolver: hung');
+    proxy.child.kill('SIGTERM');
+    // Deadline 500 ms, then 1 s for closed sessions to unwind; the resolver's own 60 s timeout must not matter.
+    const elapsed = await exitWithin(proxy, 8000);
+    assert.ok(elapsed < 4000, `exited after ${elapsed} ms`);
+    assert.equal((await proxy.exited).code, 0);
+    assert.ok(proxy.logs.some((l) => l.msg === 'drain: sessions still pending after closing them; exiting anyway'));
+  } finally {
+    await client.end().catch(() => {});
+  }
+});
+
+test('workers: 2 — a worker blocked by a resolve that never returns is killed after the drain deadline (issue 16)', async (t) => {
+  const skip = await postgresMissing();
+  if (skip !== null) return t.skip(skip);
+  const file = await config({ workers: 2, shutdownTimeoutSeconds: 0.5, resolver: { module: `${ROOT}/test/fixtures/hostile-resolver.ts` } });
+  const proxy = await startCli(['--config', file]);
+  const client = stuckClient(proxy.port('pg'), 'pp_spin');
+  try {
+    const spinning = await proxy.waitForLog((l) => l.msg === 'hostile resolver: spinning');
+    proxy.child.kill('SIGTERM');
+    const elapsed = await exitWithin(proxy, 15000);
+    assert.ok(elapsed < 9000, `exited after ${elapsed} ms`);
+    assert.ok(proxy.logs.some((l) => l.msg === 'worker did not exit after the drain deadline: killing it' && l.worker === spinning.pid));
+  } finally {
+    await client.end().catch(() => {});
+    // Should the supervisor not kill it, a spinning worker must not outlive the test.
+    for (const pid of proxy.ready.pids ?? []) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
 });
 
 test('SIGHUP reloads the file and does not stop the proxy (workers: 2)', async (t) => {

@@ -11,6 +11,7 @@ import { StaticRoutes } from '../../../src/core/static-routes.ts';
 import type { ResolveContext, ResolveResult, Resolver, Route } from '../../../src/core/resolver.ts';
 import type { Endpoint } from '../../../src/core/endpoint.ts';
 import type { EndpointHealth, ProbeKind } from '../../../src/core/health.ts';
+import { resolverHookErrors } from '../../../src/core/metrics.ts';
 
 const CTX: ResolveContext = { protocol: 'postgres', listener: 'pg', clientAddress: '127.0.0.1', clientPort: 40000, tls: undefined };
 const TCP_CTX: ResolveContext = { ...CTX, protocol: 'tcp', listener: 'tcp' };
@@ -662,5 +663,129 @@ describe('Router: health probe kind', () => {
     const unlisted = makeRouter([always({ endpoint: '127.0.0.1:1' })], { health: recordingHealth(kinds) });
     await unlisted.route('a', { ...CTX, protocol: 'web' });
     assert.deepEqual(kinds, ['http', 'tcp', 'tcp']);
+  });
+});
+
+/** Runs `fn` with unhandled rejections captured instead of failing the run; returns them. */
+async function unhandledDuring(fn: () => Promise<void>): Promise<unknown[]> {
+  const seen: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => {
+    seen.push(reason);
+  };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    await fn();
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+  return seen;
+}
+
+async function hookErrors(hook: string): Promise<number> {
+  const metric = await resolverHookErrors.get();
+  return metric.values.find((v) => v.labels.hook === hook)?.value ?? 0;
+}
+
+describe('Router: a resolver is tenant code (issue 16)', () => {
+  it('a thenable that never settles fails with TIMEOUT like a promise (defect 2)', { timeout: 5000 }, async () => {
+    const never = { then: (): void => {} };
+    const router = makeRouter([{ name: 'hung', resolver: { resolve: () => never as unknown as Route } }], { resolveTimeoutMs: 30 });
+    const err = await failsWith(router.route('x', CTX), 'TIMEOUT');
+    assert.match(err.message, /hung/);
+  });
+
+  it('a thenable (Bluebird-like) that answers is awaited; one that rejects fails the lookup', async () => {
+    const answers = { then: (ok: (r: Route) => void): void => void setImmediate(ok, { endpoint: '127.0.0.1:7' }) };
+    assert.equal(hostPort((await makeRouter([{ resolve: () => answers as unknown as Route }]).route('x', CTX)).candidates[0]), '127.0.0.1:7');
+    const rejects = { then: (_: unknown, fail: (e: unknown) => void): void => fail(new ResolveError('FORBIDDEN', 'no')) };
+    await failsWith(makeRouter([{ resolve: () => rejects as unknown as Route }]).route('x', CTX), 'FORBIDDEN');
+    const throwing = {
+      then(): void {
+        throw new Error('then threw');
+      },
+    };
+    await failsWith(makeRouter([{ resolve: () => throwing as unknown as Route }]).route('x', CTX), 'INTERNAL');
+  });
+
+  it('a ttlMs that is a Symbol or an object whose valueOf throws fails the lookup, without an unhandled rejection (defect 1)', async () => {
+    for (const ttlMs of [Symbol('ttl'), { valueOf: () => { throw new Error('valueOf'); } }]) {
+      const router = makeRouter([always({ endpoint: '127.0.0.1:1', ttlMs } as unknown as Route)]);
+      const unhandled = await unhandledDuring(async () => {
+        const err = await failsWith(router.route('x', CTX), 'INTERNAL');
+        assert.match(err.message, /ttlMs/);
+      });
+      assert.deepEqual(unhandled, []);
+      assert.equal(router.stats().entries, 0);
+    }
+  });
+
+  it("a route timeoutMs that is not a number ('abc') is refused, naming the field (defect 6)", async () => {
+    const before = await hookErrors('resolve');
+    const err = await failsWith(makeRouter([{ name: 'mod', resolver: always({ endpoint: '127.0.0.1:1', timeoutMs: 'abc' } as unknown as Route) }]).route('x', CTX), 'INTERNAL');
+    assert.match(err.message, /resolver "mod" returned a bad route for "x": timeoutMs/);
+    assert.equal(await hookErrors('resolve'), before + 1);
+  });
+
+  it('the route is read once: a cache hit uses the checked copy, and a getter is not asked again', async () => {
+    let reads = 0;
+    const answer = {
+      get endpoint(): string {
+        reads++;
+        return reads === 1 ? '127.0.0.1:5' : 'not an endpoint';
+      },
+    };
+    const router = makeRouter([{ resolve: () => answer as Route }]);
+    assert.equal(hostPort((await router.route('x', CTX)).candidates[0]), '127.0.0.1:5');
+    const hit = await router.route('x', CTX);
+    assert.equal(hit.cacheHit, true);
+    assert.equal(hostPort(hit.candidates[0]), '127.0.0.1:5');
+    assert.equal(reads, 1);
+  });
+
+  it('a resolve that throws a hostile value (a proxy whose traps throw) fails with INTERNAL and is counted', async () => {
+    const hostile = new Proxy(
+      {},
+      {
+        get: () => {
+          throw new Error('trap');
+        },
+        has: () => {
+          throw new Error('trap');
+        },
+        getPrototypeOf: () => {
+          throw new Error('trap');
+        },
+      },
+    );
+    const before = await hookErrors('resolve');
+    const router = makeRouter([
+      {
+        resolve: () => {
+          throw hostile;
+        },
+      },
+    ]);
+    await failsWith(router.route('x', CTX), 'INTERNAL');
+    await failsWith(makeRouter([{ resolve: () => Promise.reject(hostile) }]).route('x', CTX), 'INTERNAL');
+    assert.equal(await hookErrors('resolve'), before + 2);
+  });
+
+  it('a purge hook that throws or rejects neither stops the purge nor surfaces as an unhandled rejection (defect 1)', async () => {
+    const before = await hookErrors('purge');
+    const rejecting: Resolver = { resolve: () => ({ endpoint: '127.0.0.1:1' }), purge: () => Promise.reject(new Error('purge')) as unknown as void };
+    const throwing: Resolver = {
+      resolve: () => null,
+      purge: () => {
+        throw new Error('purge');
+      },
+    };
+    const router = makeRouter([throwing, rejecting]);
+    await router.route('x', CTX);
+    const unhandled = await unhandledDuring(async () => {
+      assert.equal(router.purge('x'), 1);
+    });
+    assert.deepEqual(unhandled, []);
+    assert.equal(await hookErrors('purge'), before + 2);
   });
 });

@@ -359,7 +359,18 @@ describe('SsrfGuard.check', () => {
     await assert.rejects(strict(['unix:/var/run/mysqld/'], noLookup).check(sock), isForbidden);
     assert.deepEqual(await strict(['unix:/var/run/postgresql/'], noLookup).check(sock), sock);
     assert.deepEqual(await strict(['unix:/var/run/'], noLookup).check(sock), sock);
-    assert.deepEqual(await strict(['unix:/var/run/post'], noLookup).check(sock), sock);
+    assert.deepEqual(await strict(['unix:/var/run/postgresql'], noLookup).check(sock), sock);
+    assert.deepEqual(await strict(['unix:/var/run/postgresql/.s.PGSQL.5432'], noLookup).check(sock), sock);
+    assert.deepEqual(await strict(['unix:/'], noLookup).check(sock), sock);
+  });
+
+  it('unix prefixes match whole path components, not string prefixes (issue 16, defect 7)', async () => {
+    const sock = parseEndpoint('unix:/var/run/postgresql/.s.PGSQL.5432');
+    await assert.rejects(strict(['unix:/var/run/postgres'], noLookup).check(sock), isForbidden);
+    await assert.rejects(strict(['unix:/var/run/post'], noLookup).check(sock), isForbidden);
+    await assert.rejects(strict(['unix:/var/run/postgresql/.s.PGSQL'], noLookup).check(sock), isForbidden);
+    await assert.rejects(strict(['unix:/run/pg.sock'], noLookup).check(parseEndpoint('unix:/run/pg.sock.evil')), isForbidden);
+    assert.deepEqual(await strict(['unix:/run/pg.sock'], noLookup).check(parseEndpoint('unix:/run/pg.sock')), parseEndpoint('unix:/run/pg.sock'));
   });
 
   it('unix paths are normalized before the prefix match, and the normalized path is returned', async () => {

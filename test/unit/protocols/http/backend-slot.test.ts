@@ -35,7 +35,8 @@ before(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   endpoint = parseEndpoint(`127.0.0.1:${(server.address() as AddressInfo).port}`);
-  decision = { entry: { resourceId: 'app.test', route: { endpoint: endpoint.label }, source: { name: 'test', resolver: { resolve: () => null } }, endpoints: [endpoint] }, candidates: [endpoint], cacheHit: false };
+  const route = { endpoint: endpoint.label };
+  decision = { entry: { resourceId: 'app.test', route, answer: route, source: { name: 'test', resolver: { resolve: () => null } }, endpoints: [endpoint] }, candidates: [endpoint], cacheHit: false };
 });
 
 after(async () => {

@@ -1,0 +1,95 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { PolyproxyError } from '../../../src/core/errors.ts';
+import { checkRoute, MAX_ENDPOINT_LENGTH, MAX_ROUTE_ENDPOINTS } from '../../../src/core/route-check.ts';
+
+function refused(answer: unknown, field: RegExp): void {
+  assert.throws(
+    () => checkRoute(answer, 'mod', 'shop'),
+    (err: unknown) => {
+      assert.ok(err instanceof PolyproxyError);
+      assert.equal(err.kind, 'INTERNAL');
+      assert.match(err.message, /^resolver "mod" returned a bad route for "shop": /);
+      assert.match(err.message, field);
+      return true;
+    },
+  );
+}
+
+const ok = { endpoint: '127.0.0.1:5432' };
+
+describe('checkRoute', () => {
+  it('copies a valid route, every field', () => {
+    const wake = async (): Promise<void> => {};
+    const answer = { endpoint: ['127.0.0.1:1', 'unix:/run/pg.sock'], replicas: ['127.0.0.1:2'], timeoutMs: 1500, ttlMs: 0, metadata: { plan: 'free' }, coldStart: { wake }, extra: 'ignored' };
+    const route = checkRoute(answer, 'mod', 'shop');
+    assert.deepEqual({ ...route, coldStart: undefined }, { endpoint: ['127.0.0.1:1', 'unix:/run/pg.sock'], replicas: ['127.0.0.1:2'], timeoutMs: 1500, ttlMs: 0, metadata: { plan: 'free' }, coldStart: undefined });
+    assert.notEqual(route.endpoint, answer.endpoint);
+    assert.notEqual(route.metadata, answer.metadata);
+    assert.equal(typeof route.coldStart?.wake, 'function');
+    assert.deepEqual(checkRoute(ok, 'mod', 'shop'), ok);
+    assert.deepEqual(checkRoute({ ...ok, ttlMs: null, metadata: Object.create(null) as object }, 'mod', 'shop'), { ...ok, metadata: {} });
+  });
+
+  it('refuses each bad field, naming it', () => {
+    for (const answer of ['127.0.0.1:1', 5, [ok], true]) refused(answer, /route must be an object/);
+    for (const endpoint of [undefined, 5, [], [5], [''], '', 'x'.repeat(MAX_ENDPOINT_LENGTH + 1), Array(MAX_ROUTE_ENDPOINTS + 1).fill('127.0.0.1:1'), { 0: '127.0.0.1:1' }]) {
+      refused({ endpoint }, /endpoint /);
+    }
+    for (const replicas of ['127.0.0.1:1', [7], Array(MAX_ROUTE_ENDPOINTS + 1).fill('127.0.0.1:1')]) refused({ ...ok, replicas }, /replicas /);
+    for (const timeoutMs of ['abc', '100', 0, -1, Number.NaN, Infinity, 2 ** 31, Symbol('t'), 10n, { valueOf: () => 5 }]) refused({ ...ok, timeoutMs }, /timeoutMs /);
+    for (const ttlMs of ['abc', -1, Number.NaN, Infinity, Symbol('t'), { valueOf: () => 5 }]) refused({ ...ok, ttlMs }, /ttlMs /);
+    for (const metadata of ['x', 5, [1], new Map(), new Date(), () => {}]) refused({ ...ok, metadata }, /metadata /);
+    for (const coldStart of ['x', () => {}]) refused({ ...ok, coldStart }, /coldStart must/);
+    for (const coldStart of [{}, { wake: 'soon' }]) refused({ ...ok, coldStart }, /coldStart\.wake must be a function/);
+  });
+
+  it('a getter or proxy trap that throws is a bad route naming the field, not a crash', () => {
+    refused(
+      {
+        get endpoint(): string {
+          throw new Error('getter');
+        },
+      },
+      /endpoint could not be read: Error: getter/,
+    );
+    refused(
+      new Proxy(ok, {
+        get: (target, key) => {
+          if (key === 'ttlMs') throw new Error('trap');
+          return Reflect.get(target, key);
+        },
+      }),
+      /ttlMs could not be read/,
+    );
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    refused({ ...ok, metadata: revoked.proxy }, /metadata could not be read/);
+  });
+
+  it('coldStart.wake is called on its object and fails as a readable Error whatever it throws', async () => {
+    const owner = {
+      woken: 0,
+      wake(this: { woken: number }): Promise<void> {
+        this.woken++;
+        return Promise.resolve();
+      },
+    };
+    await checkRoute({ ...ok, coldStart: owner }, 'mod', 'shop').coldStart?.wake();
+    assert.equal(owner.woken, 1);
+    const hostile = {
+      [Symbol.toPrimitive]: (): never => {
+        throw new Error('no');
+      },
+    };
+    for (const wake of [
+      () => {
+        throw hostile;
+      },
+      () => Promise.reject(hostile),
+      () => ({ then: (_: unknown, fail: (e: unknown) => void) => fail(hostile) }),
+    ]) {
+      await assert.rejects(checkRoute({ ...ok, coldStart: { wake } }, 'mod', 'shop').coldStart?.wake() as Promise<void>, (err: unknown) => err instanceof Error && typeof err.message === 'string');
+    }
+  });
+});
