@@ -24,6 +24,7 @@ export function createWsBridgeListener(config: WsBridgeConfig, options: { port: 
       metricsPath: config.metricsPath,
       ordering: config.ordering,
       duplicateClientId: config.duplicateClientId,
+      onApiFailure: config.onApiFailure,
       pingIntervalMs: config.pingIntervalMs,
       deadPeerTimeoutMs: config.deadPeerTimeoutMs,
       maxMessageBytes: config.maxMessageBytes,
