@@ -5,6 +5,7 @@
  *
  *   client GET /<id> Upgrade ─▶ GET <api><id>      accepted only on body `ok`
  *   client message          ─▶ POST <api><id>     non-empty 2xx body ─▶ message back
+ *                                                   failed ─▶ per onApiFailure: nothing, error message, close 1011
  *   client close            ─▶ DELETE <api><id>   body: the close reason
  *   API POST /<id>          ─▶ message to the client (404 if no worker holds it)
  *
@@ -27,7 +28,7 @@ import { BridgeClient, ClientRegistry, kClient } from './client-registry.ts';
 import type { ClientOwner, TaggedSocket } from './client-registry.ts';
 import { announceOpened, heldElsewhere, registerBridge, siblingStats, unregisterBridge } from './cross-worker.ts';
 import type { LocalBridge } from './cross-worker.ts';
-import { apiError, badRequest, duplicateClientId, shuttingDown, upgradeDenied } from './errors.ts';
+import { API_UNAVAILABLE_REASON, CLOSE_API_UNAVAILABLE, apiError, apiFailureMessage, badRequest, duplicateClientId, shuttingDown, upgradeDenied } from './errors.ts';
 import { BridgeStats, formatMetrics, snapshot, sumSnapshots, trackStats, untrackStats } from './metrics.ts';
 import type { StatsSnapshot } from './metrics.ts';
 import { handlePush } from './push.ts';
@@ -44,6 +45,8 @@ export interface WsBridgeSettings {
   readonly metricsPath: string;
   readonly ordering: 'ordered' | 'parallel';
   readonly duplicateClientId: 'replace' | 'refuse';
+  /** What a client learns when its message's POST fails: nothing, an error message, or a 1011 close. */
+  readonly onApiFailure: 'drop' | 'error-message' | 'close';
   readonly pingIntervalMs: number;
   readonly deadPeerTimeoutMs: number;
   readonly maxMessageBytes: number;
@@ -323,7 +326,7 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
 
   #posted(client: BridgeClient, answer: ApiAnswer): void {
     if (answer.outcome !== 'ok') {
-      this.countFailure(this.#apiFailed('POST', client.id, answer));
+      this.#messageLost(client, this.#apiFailed('POST', client.id, answer));
     } else if (answer.status >= 200 && answer.status < 300) {
       const ws = client.ws;
       if (answer.body.length > 0 && ws.readyState === OPEN) {
@@ -335,6 +338,26 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
     }
     if (this.#ordered) this.#next(client);
     else this.settle();
+  }
+
+  /**
+   * A message whose POST failed is lost: counted, and the client told as
+   * `onApiFailure` says. With `close`, messages already queued behind it
+   * still go to the API, then the DELETE with the close reason (`ordered`).
+   */
+  #messageLost(client: BridgeClient, error: PolyproxyError): void {
+    this.stats.messagesFailed++;
+    this.countFailure(error);
+    const ws = client.ws;
+    if (ws.readyState !== OPEN) return;
+    if (this.settings.onApiFailure === 'error-message') {
+      const message = apiFailureMessage(error);
+      ws.send(message, { binary: false });
+      this.counters.bytesOut += message.length;
+    } else if (this.settings.onApiFailure === 'close') {
+      client.serverReason ??= API_UNAVAILABLE_REASON;
+      ws.close(CLOSE_API_UNAVAILABLE, API_UNAVAILABLE_REASON);
+    }
   }
 
   /** `ordered`: the client's previous request finished; start the next one. */

@@ -22,6 +22,14 @@ export const wsBridgeListenerSchema = z.strictObject({
   pingIntervalMs: positiveMs.default(30000),
   /** A client silent (no pong, no message) this long is cut off. */
   deadPeerTimeoutMs: positiveMs.default(70000),
+  /**
+   * A client message whose POST fails (API down, timeout, 5xx) is lost;
+   * what the client learns of it (issue 15): `drop` nothing (ws2api's
+   * behaviour), `error-message` a text message
+   * `{"error":"api_unavailable"|"api_timeout","status":502|504}`, `close`
+   * a close with 1011 "API unavailable" (RFC 6455 §7.4.1).
+   */
+  onApiFailure: z.enum(['drop', 'error-message', 'close']).default('drop'),
   /** Largest WebSocket message, push body or API response, in bytes. */
   maxMessageBytes: z.number().int().min(1).max(100 * 1024 * 1024).default(1024 * 1024),
   pool: z

@@ -19,6 +19,25 @@ export function apiError(answer: ApiAnswer): PolyproxyError {
   return new PolyproxyError('BACKEND_UNREACHABLE', 'the API is unavailable', { source: 'backend' });
 }
 
+/**
+ * `onApiFailure: error-message`: the text message a client gets when the
+ * API failed one of its messages. Fixed JSON, built once (nothing
+ * allocated per failure); `status` is what an upgrade failing the same way
+ * is answered: {"error":"api_timeout","status":504} for no answer within
+ * `pool.timeoutMs`, {"error":"api_unavailable","status":502} for the rest.
+ */
+const API_TIMEOUT_MESSAGE = Buffer.from('{"error":"api_timeout","status":504}');
+const API_UNAVAILABLE_MESSAGE = Buffer.from('{"error":"api_unavailable","status":502}');
+
+/** The error message for an `apiError` failure. */
+export function apiFailureMessage(error: PolyproxyError): Buffer {
+  return error.kind === 'TIMEOUT' ? API_TIMEOUT_MESSAGE : API_UNAVAILABLE_MESSAGE;
+}
+
+/** `onApiFailure: close`: RFC 6455 §7.4.1, 1011 "an unexpected condition prevented it from fulfilling the request". */
+export const CLOSE_API_UNAVAILABLE = 1011;
+export const API_UNAVAILABLE_REASON = 'API unavailable';
+
 /** The API answered the upgrade's GET with something else than `ok`: "other strings are treated as error messages" (ws2api). */
 export function upgradeDenied(answer: ApiAnswer): PolyproxyError {
   const text = answer.body.length > 0 && !answer.binary ? answer.body.subarray(0, MAX_REFUSAL_TEXT).toString('utf8') : 'not allowed to connect';

@@ -23,6 +23,7 @@ export const wsBridgeProtocol: ProtocolDescriptor<typeof wsBridgeListenerSchema>
         metricsPath: listener.metricsPath,
         ordering: listener.ordering,
         duplicateClientId: listener.duplicateClientId,
+        onApiFailure: listener.onApiFailure,
         pingIntervalMs: listener.pingIntervalMs,
         deadPeerTimeoutMs: listener.deadPeerTimeoutMs,
         maxMessageBytes: listener.maxMessageBytes,

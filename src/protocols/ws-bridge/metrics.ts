@@ -1,10 +1,11 @@
 /**
  * ws-bridge figures (DESIGN.md §3: connections_opened, connections_closed,
  * requests_started, requests_failed, requests_succeeded; plus open
- * connections and in-flight requests). The bridge only bumps integers in a
- * `BridgeStats`; prom-client reads them when the shared registry is
- * scraped, and `formatMetrics` writes the same series for the bridge's own
- * `metricsPath` (only this listener's, summed over the workers).
+ * connections, in-flight requests and messages lost to API failures).
+ * The bridge only bumps integers in a `BridgeStats`; prom-client reads
+ * them when the shared registry is scraped, and `formatMetrics` writes the
+ * same series for the bridge's own `metricsPath` (only this listener's,
+ * summed over the workers).
  */
 import { Counter, Gauge } from 'prom-client';
 import { registry } from '../../core/metrics.ts';
@@ -17,6 +18,8 @@ export class BridgeStats {
   requestsStarted = 0;
   requestsFailed = 0;
   requestsSucceeded = 0;
+  /** Client messages lost: their POST failed (also in requestsFailed), whatever onApiFailure told the client. */
+  messagesFailed = 0;
   pushesDelivered = 0;
   pushesNotFound = 0;
   connectionsOpen = 0;
@@ -39,6 +42,7 @@ export const METRICS: readonly MetricSpec[] = [
   { name: 'polyproxy_wsbridge_requests_started_total', help: 'Requests sent to the API (GET on upgrade, POST per message, DELETE on close).', type: 'counter', field: 'requestsStarted' },
   { name: 'polyproxy_wsbridge_requests_failed_total', help: 'API requests without a usable answer: unreachable, timed out, 5xx, or too large.', type: 'counter', field: 'requestsFailed' },
   { name: 'polyproxy_wsbridge_requests_succeeded_total', help: 'API requests answered with a status below 500.', type: 'counter', field: 'requestsSucceeded' },
+  { name: 'polyproxy_wsbridge_messages_failed_total', help: 'Client messages lost because their POST to the API failed (unreachable, timed out, 5xx, or too large).', type: 'counter', field: 'messagesFailed' },
   { name: 'polyproxy_wsbridge_pushes_delivered_total', help: 'API pushes (POST /<ClientId>) delivered to a connected client.', type: 'counter', field: 'pushesDelivered' },
   { name: 'polyproxy_wsbridge_pushes_not_found_total', help: 'API pushes answered 404: the client is connected to no worker.', type: 'counter', field: 'pushesNotFound' },
   { name: 'polyproxy_wsbridge_connections_open', help: 'WebSocket connections open now.', type: 'gauge', field: 'connectionsOpen' },

@@ -48,6 +48,7 @@ async function bridge(name: string, apiUrl: string, overrides: Partial<WsBridgeS
     metricsPath: '/metrics',
     ordering: 'ordered',
     duplicateClientId: 'replace',
+    onApiFailure: 'drop',
     pingIntervalMs: 30000,
     deadPeerTimeoutMs: 60000,
     maxMessageBytes: 1024,
@@ -175,6 +176,7 @@ describe('ws-bridge listener: failures', () => {
     client.ws.send('hello');
     await until(async () => (await errorCounts('wsb-post')).BACKEND_UNREACHABLE === 1);
     assert.equal(b.counters.failed, 1);
+    assert.equal(b.stats.messagesFailed, 1);
     assert.equal((await push(port, 'carol', 'still here')).status, 200);
     assert.equal((await client.received(1))[0]?.data.toString(), 'still here');
     await client.close();

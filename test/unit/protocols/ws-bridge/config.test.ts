@@ -12,6 +12,7 @@ test('ws-bridge listener: defaults', () => {
   assert.equal(l.metricsPath, '/metrics');
   assert.equal(l.ordering, 'ordered');
   assert.equal(l.duplicateClientId, 'replace');
+  assert.equal(l.onApiFailure, 'drop');
   assert.equal(l.pingIntervalMs, 30000);
   assert.equal(l.deadPeerTimeoutMs, 70000);
   assert.equal(l.maxMessageBytes, 1024 * 1024);
@@ -32,10 +33,18 @@ test('ws-bridge listener: bad fields are named', () => {
   assert.match(problem({ api: undefined }), /listeners\.0\.api/);
   assert.match(problem({ ordering: 'random' }), /listeners\.0\.ordering/);
   assert.match(problem({ duplicateClientId: 'both' }), /listeners\.0\.duplicateClientId/);
+  assert.match(problem({ onApiFailure: 'retry' }), /listeners\.0\.onApiFailure/);
   assert.match(problem({ metricsPath: 'metrics' }), /listeners\.0\.metricsPath/);
   assert.match(problem({ pingIntervalMs: 1000, deadPeerTimeoutMs: 1000 }), /listeners\.0\.deadPeerTimeoutMs/);
   assert.match(problem({ backend: '127.0.0.1:1' }), /listeners\.0\.backend/);
   assert.match(problem({ tls: { cert: 'c', key: 'k' } }), /listeners\.0\.tls/);
   assert.match(problem({ pool: { maxIdle: -1 } }), /listeners\.0\.pool\.maxIdle/);
   assert.match(problem({ pool: { maxIdel: 1 } }), /maxIdel/);
+});
+
+test('ws-bridge listener: onApiFailure takes drop, error-message, close', () => {
+  for (const mode of ['drop', 'error-message', 'close']) {
+    const l = parseConfig(listener({ onApiFailure: mode }), process.cwd()).listeners[0];
+    assert.equal(l?.protocol === 'ws-bridge' && l.onApiFailure, mode);
+  }
 });

@@ -11,7 +11,7 @@ test('formatMetrics: one series per metric for the listener, Prometheus text', (
   assert.match(text, /^# HELP polyproxy_wsbridge_connections_opened_total .+\n# TYPE polyproxy_wsbridge_connections_opened_total counter\npolyproxy_wsbridge_connections_opened_total\{listener="w\\"s"\} 3\n/);
   assert.match(text, /# TYPE polyproxy_wsbridge_requests_in_flight gauge\npolyproxy_wsbridge_requests_in_flight\{listener="w\\"s"\} 2\n/);
   assert.equal(text.split('\n').filter((l) => l.startsWith('polyproxy_')).length, METRICS.length);
-  for (const name of ['connections_opened_total', 'connections_closed_total', 'requests_started_total', 'requests_failed_total', 'requests_succeeded_total', 'connections_open', 'requests_in_flight']) {
+  for (const name of ['connections_opened_total', 'connections_closed_total', 'requests_started_total', 'requests_failed_total', 'requests_succeeded_total', 'messages_failed_total', 'connections_open', 'requests_in_flight']) {
     assert.ok(text.includes(`polyproxy_wsbridge_${name}{`), name);
   }
 });
