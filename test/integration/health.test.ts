@@ -82,7 +82,8 @@ describe('health checks and circuit breakers (http, balanced route)', () => {
       logLevel: 'warn',
       admin: { port: 0 },
       security: { allowPrivateBackends: true },
-      health: { intervalMs: PROBE_MS, timeoutMs: 200, fall: 1, rise: 1, openMs: 60000, httpPath: '/healthz' },
+      // A generous probe timeout: a killed backend refuses at once, and a loaded test machine must not time out the live one.
+      health: { intervalMs: PROBE_MS, timeoutMs: 2000, fall: 1, rise: 1, openMs: 60000, httpPath: '/healthz' },
       routes: { 'app.test': [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`] },
       listeners: [{ name: 'web', protocol: 'http', host: '127.0.0.1', port: 0, connectTimeoutMs: 2000 }],
     });
