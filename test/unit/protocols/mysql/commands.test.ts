@@ -5,7 +5,9 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { UseScanner, changeUserDatabase, inspectCommand } from '../../../../src/protocols/mysql/commands.ts';
+import fc from 'fast-check';
+import { ANSI_QUOTES_QUOTING, DEFAULT_QUOTING, NO_BACKSLASH_ESCAPES_QUOTING, SqlReading, UseScanner, changeUserDatabase, inspectCommand } from '../../../../src/protocols/mysql/commands.ts';
+import type { QuotingRules } from '../../../../src/protocols/mysql/commands.ts';
 import { CLIENT_SECURE_CONNECTION } from '../../../../src/protocols/mysql/packets.ts';
 
 function scanWhole(sql: string): string[] | null {
@@ -37,7 +39,16 @@ const CASES: Array<[string, string[] | null]> = [
   ['/*M!100100 use beta*/', ['beta']],
   ['select 1; use beta', ['beta']],
   ["select 'x; use alpha'; USE gamma", ['gamma']],
-  ['select "a\\"; use alpha"; select 2', null],
+  // Under ANSI_QUOTES "a\" is an identifier that ends at its second quote: the USE is real there.
+  ['select "a\\"; use alpha"; select 2', ['alpha']],
+  // NO_BACKSLASH_ESCAPES: the string ends at the second quote (issue 15: the guard's bypass).
+  ["select 'x\\'; use elsewhere; select database(); -- '", ['elsewhere']],
+  ["select 'x\\\\'; use elsewhere", ['elsewhere']],
+  ["select 'it''s; use alpha'", null],
+  // Readings in order (default, ANSI_QUOTES, NO_BACKSLASH_ESCAPES), each name once.
+  ['select "x\\"; use a"; use `b`', ['b', 'a']],
+  ["select 'x\\' ; use a ; '; use b", ['b', 'a']],
+  ['select `x\\`; use b', ['b']],
   ['select `;use alpha`', null],
   ['select 1 -- ; use alpha', null],
   ['select 1 /* ; use alpha */', null],
@@ -66,6 +77,47 @@ describe('UseScanner', () => {
     const found = scanWhole(`use ${'a'.repeat(300)}`);
     assert.equal(found?.length, 1);
     assert.notEqual(found?.[0], 'a'.repeat(256));
+  });
+});
+
+function read(sql: string, rules: QuotingRules): string[] | null {
+  const reading = new SqlReading(rules);
+  const bytes = Buffer.from(sql);
+  reading.feed(bytes, 0, bytes.length);
+  reading.finish();
+  return reading.found;
+}
+
+describe('SqlReading: one sql_mode each', () => {
+  const hidden = "select 'x\\'; use elsewhere; -- '";
+  it('the default mode reads a backslash-escaped quote as part of the string', () => {
+    assert.equal(read(hidden, DEFAULT_QUOTING), null);
+  });
+  it('NO_BACKSLASH_ESCAPES ends the string at the quote after the backslash', () => {
+    assert.deepEqual(read(hidden, NO_BACKSLASH_ESCAPES_QUOTING), ['elsewhere']);
+  });
+  it('ANSI_QUOTES: "..." is an identifier without escapes, \'...\' still escapes', () => {
+    assert.deepEqual(read('select "x\\"; use a; -- "', ANSI_QUOTES_QUOTING), ['a']);
+    assert.equal(read(hidden, ANSI_QUOTES_QUOTING), null);
+    assert.equal(read('select "x\\"; use a; -- "', DEFAULT_QUOTING), null);
+  });
+});
+
+describe('UseScanner: every reading', () => {
+  const alphabet = fc.constantFrom('u', 's', 'e', ' ', ';', "'", '"', '`', '\\', 'a', '-', '#', '\n', '/', '*');
+  it('scan() (lazy re-reads) finds what feeding all readings at once finds, for any query and split', () => {
+    fc.assert(
+      fc.property(fc.array(alphabet, { maxLength: 40 }), fc.nat(), (chars, cutSeed) => {
+        const sql = chars.join('');
+        const bytes = Buffer.from(sql);
+        const whole = new UseScanner().scan(bytes, 0, bytes.length);
+        const cut = cutSeed % (bytes.length + 1);
+        assert.deepEqual(whole, scanSplit(sql, cut));
+        const union = [DEFAULT_QUOTING, ANSI_QUOTES_QUOTING, NO_BACKSLASH_ESCAPES_QUOTING].flatMap((rules) => read(sql, rules) ?? []);
+        assert.deepEqual(new Set(whole ?? []), new Set(union));
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
 
