@@ -217,7 +217,18 @@ export function rewriteEhloReply(backend: Reply, greeting: string, offerStartTls
   return formatReply(250, lines);
 }
 
-/** The EHLO reply the proxy gives before it knows the backend (STARTTLS first, routeBy: rcpt). */
+/**
+ * The EHLO reply that offers STARTTLS before the backend is known (routeBy:
+ * ehlo on a TLS listener). It names nothing else: a client that goes on in
+ * plaintext talks to a backend whose extensions (PIPELINING, SIZE limits,
+ * ENHANCEDSTATUSCODES) the proxy has not seen, and one that upgrades greets
+ * again and gets the backend's own list (RFC 3207 4.2).
+ */
+export function startTlsEhloReply(greeting: string): string {
+  return formatReply(250, [greeting, 'STARTTLS']);
+}
+
+/** The EHLO reply the proxy gives while it answers the transaction itself (routeBy: rcpt, until the first routable RCPT). */
 export function localEhloReply(greeting: string, offerStartTls: boolean): string {
   const lines = [greeting, 'PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'SIZE'];
   if (offerStartTls) lines.push('STARTTLS');
