@@ -50,6 +50,11 @@ function isSpace(c: number): boolean {
   return c === 0x20 || (c >= 0x09 && c <= 0x0d);
 }
 
+/** What may follow `--` to make it a comment: whitespace or a control character (my_isspace || my_iscntrl in sql_lex.cc). */
+function endsDoubleDash(c: number): boolean {
+  return c <= 0x20 || c === 0x7f;
+}
+
 /** Identifier characters: [A-Za-z0-9_$] and any non-ASCII byte. */
 function isWordChar(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x24 || c >= 0x80;
@@ -81,6 +86,8 @@ export class SqlReading {
   #back = START;
   #quote = 0;
   #exec = false;
+  /** Where the `*\/` closing an executable comment returns: it is trivia, so a statement start or USE gap goes on. */
+  #execBack = BODY;
   /** First word of the statement, lowercased, up to 4 bytes (only "use" matters). */
   #word = 0;
   #wordLength = 0;
@@ -99,6 +106,7 @@ export class SqlReading {
     this.#state = START;
     this.#back = START;
     this.#exec = false;
+    this.#execBack = BODY;
     this.#wordLength = 0;
     this.#nameLength = 0;
     this.#nameTooLong = false;
@@ -113,6 +121,12 @@ export class SqlReading {
         case START:
           if (isSpace(c) || c === 0x3b /* ; */) break;
           if (this.#comment(c, START)) break;
+          if (this.#exec && c === 0x2a) {
+            // `/*!*\/use other` runs `use other`.
+            this.#execBack = START;
+            this.#state = EXEC_STAR;
+            break;
+          }
           if (isWordChar(c)) {
             this.#state = WORD;
             this.#word = 0;
@@ -140,17 +154,20 @@ export class SqlReading {
             break;
           }
           if (this.#exec && c === 0x2a /* * */) {
+            this.#execBack = BODY;
             this.#state = EXEC_STAR;
             break;
           }
           this.#comment(c, BODY);
           break;
         case EXEC_STAR:
-          this.#state = BODY;
           if (c === 0x2f /* / */) {
             this.#exec = false;
+            this.#state = this.#execBack;
             break;
           }
+          // A lone '*' was code.
+          this.#state = BODY;
           continue;
         case SQUOTE:
           if (c === 0x5c /* \ */) {
@@ -188,7 +205,12 @@ export class SqlReading {
           this.#notComment();
           continue;
         case DASH2:
-          if (isSpace(c)) {
+          if (c === 0x0a) {
+            // `--\n` is a comment that ends at once: the next line is code.
+            this.#state = this.#back;
+            break;
+          }
+          if (endsDoubleDash(c)) {
             this.#state = LINE_COMMENT;
             break;
           }
@@ -228,6 +250,11 @@ export class SqlReading {
         case GAP:
           if (isSpace(c)) break;
           if (this.#comment(c, GAP)) break;
+          if (this.#exec && c === 0x2a) {
+            this.#execBack = GAP;
+            this.#state = EXEC_STAR;
+            break;
+          }
           this.#nameLength = 0;
           this.#nameTooLong = false;
           if (c === 0x60 || c === 0x22 || c === 0x27) {

@@ -62,6 +62,15 @@ const CASES: Array<[string, string[] | null]> = [
   ['use', null],
   ['select 1', null],
   ['--use beta', null],
+  // Issue 15 fuzzing: what MariaDB runs (checked with `select database()` after each).
+  // `--` then a newline is a comment that ends at that newline: the next line is code.
+  ['select 1 --\n;use beta', ['beta']],
+  // `--` then any control character opens a comment, so the quote after it is no string.
+  ["select 1 --\x01 '\n;use beta; -- '", ['beta']],
+  // The `*/` closing an executable comment is trivia: a statement (or a USE name) goes on after it.
+  ['/*!*/use beta', ['beta']],
+  ['use /*!*/ beta', ['beta']],
+  ['/*!select 1*/ use beta', null],
 ];
 
 describe('UseScanner', () => {
