@@ -46,11 +46,11 @@ function referenceStartup(bytes: Buffer): Outcome {
   if (length < 8 || length > MAX_STARTUP_PACKET) return 'reject';
   if (bytes.length < 8) return 'wait';
   const code = bytes.readUInt32BE(4);
-  const special = new Map([
+  const special = new Map<number, readonly [number, number, string]>([
     [SSL_REQUEST_CODE, [8, 8, 'ssl']],
     [GSSENC_REQUEST_CODE, [8, 8, 'gssenc']],
     [CANCEL_REQUEST_CODE, [16, 268, 'cancel']],
-  ] as const);
+  ]);
   const rule = special.get(code);
   if (rule !== undefined ? length < rule[0] || length > rule[1] : Math.floor(code / 65536) !== 3) return 'reject';
   if (bytes.length < length) return 'wait';
