@@ -214,6 +214,11 @@ export class SqlReading {
             this.#state = LINE_COMMENT;
             break;
           }
+          if (c === 0x2d) {
+            // `---`: the first '-' was code; the last two may still open a comment.
+            this.#back = BODY;
+            break;
+          }
           this.#notComment();
           continue;
         case SLASH:

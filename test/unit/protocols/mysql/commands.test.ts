@@ -71,6 +71,9 @@ const CASES: Array<[string, string[] | null]> = [
   ['/*!*/use beta', ['beta']],
   ['use /*!*/ beta', ['beta']],
   ['/*!select 1*/ use beta', null],
+  // `---`: the first dash is code, the next two open a comment.
+  ["select 1 --- '\n1;use beta; -- '", ['beta']],
+  ['select 1 ---x; use beta', ['beta']],
 ];
 
 describe('UseScanner', () => {
