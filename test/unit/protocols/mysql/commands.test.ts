@@ -5,7 +5,6 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import fc from 'fast-check';
 import { ANSI_QUOTES_QUOTING, DEFAULT_QUOTING, NO_BACKSLASH_ESCAPES_QUOTING, SqlReading, UseScanner, changeUserDatabase, inspectCommand } from '../../../../src/protocols/mysql/commands.ts';
 import type { QuotingRules } from '../../../../src/protocols/mysql/commands.ts';
 import { CLIENT_SECURE_CONNECTION } from '../../../../src/protocols/mysql/packets.ts';
@@ -112,24 +111,6 @@ describe('SqlReading: one sql_mode each', () => {
     assert.deepEqual(read('select "x\\"; use a; -- "', ANSI_QUOTES_QUOTING), ['a']);
     assert.equal(read(hidden, ANSI_QUOTES_QUOTING), null);
     assert.equal(read('select "x\\"; use a; -- "', DEFAULT_QUOTING), null);
-  });
-});
-
-describe('UseScanner: every reading', () => {
-  const alphabet = fc.constantFrom('u', 's', 'e', ' ', ';', "'", '"', '`', '\\', 'a', '-', '#', '\n', '/', '*');
-  it('scan() (lazy re-reads) finds what feeding all readings at once finds, for any query and split', () => {
-    fc.assert(
-      fc.property(fc.array(alphabet, { maxLength: 40 }), fc.nat(), (chars, cutSeed) => {
-        const sql = chars.join('');
-        const bytes = Buffer.from(sql);
-        const whole = new UseScanner().scan(bytes, 0, bytes.length);
-        const cut = cutSeed % (bytes.length + 1);
-        assert.deepEqual(whole, scanSplit(sql, cut));
-        const union = [DEFAULT_QUOTING, ANSI_QUOTES_QUOTING, NO_BACKSLASH_ESCAPES_QUOTING].flatMap((rules) => read(sql, rules) ?? []);
-        assert.deepEqual(new Set(whole ?? []), new Set(union));
-      }),
-      { numRuns: 5000 },
-    );
   });
 });
 
