@@ -201,6 +201,30 @@ test('USE of a database on the same backend works, USE of one routed elsewhere i
   }
 });
 
+test('USE hidden behind a backslash is refused under NO_BACKSLASH_ESCAPES and ANSI_QUOTES (issue 15)', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const conn = await connect({ database: 'pp_my_alpha', multipleStatements: true });
+  try {
+    // Under this sql_mode the string ends at the quote after the backslash: the server would run the USE.
+    await conn.query("SET SESSION sql_mode='NO_BACKSLASH_ESCAPES'");
+    await assert.rejects(conn.query("select 'x\\'; use pp_my_beta; select database(); -- '"), { errno: 1044 });
+    assert.equal(await databaseOf(conn), 'pp_my_alpha');
+    // ANSI_QUOTES: "..." is an identifier, where a backslash escapes nothing.
+    await conn.query("SET SESSION sql_mode='ANSI_QUOTES'");
+    await assert.rejects(conn.query('select 1 as "x\\"; use pp_my_beta; select 2 as "y"'), { errno: 1044 });
+    assert.equal(await databaseOf(conn), 'pp_my_alpha');
+    // The same mode set inside the query itself.
+    await conn.query("SET SESSION sql_mode=DEFAULT");
+    await assert.rejects(conn.query("SET SESSION sql_mode='NO_BACKSLASH_ESCAPES'; select 'x\\'; use pp_my_beta; -- '"), { errno: 1044 });
+    assert.equal(await databaseOf(conn), 'pp_my_alpha');
+    // A string with a backslash escape and no hidden USE still runs.
+    const [rows] = await conn.query<mysql.RowDataPacket[]>("select 'a\\\\b; use pp_my_gamma' as v");
+    assert.equal(rows[0]?.v, 'a\\b; use pp_my_gamma');
+  } finally {
+    await conn.end();
+  }
+});
+
 test('the mariadb CLI `use` (COM_INIT_DB) is refused for another backend and works on the same one', async (t) => {
   if (skip !== null) return t.skip(skip);
   const ok = await cli(['-P', String(port), '-u', MY_USER, '-D', 'pp_my_alpha', '-e', 'use pp_my_gamma; select database()']);

@@ -198,9 +198,10 @@ test('routeBy ehlo: a client refused on EHLO can QUIT cleanly', async () => {
 test('a plaintext client on a TLS listener that greeted with an unrouted domain gets 550 on its next command and may greet again', async () => {
   const r = raw('mail-tls');
   await r.reply();
-  // The proxy answers the plaintext EHLO itself (to offer STARTTLS): no routing yet.
+  // The proxy answers the plaintext EHLO itself (to offer STARTTLS): no routing yet, and no
+  // extension the backend may lack (PIPELINING, ENHANCEDSTATUSCODES, SIZE: issue 15).
   r.send('EHLO unknown.test\r\n');
-  assert.ok((await r.reply())?.lines.includes('STARTTLS'));
+  assert.deepEqual((await r.reply())?.lines.slice(1), ['STARTTLS']);
   assert.equal((await r.command('MAIL FROM:<a@example.org>')).slice(0, 9), '550 5.1.2');
   assert.equal((await r.command('MAIL FROM:<a@example.org>')).slice(0, 9), '503 5.5.1');
   r.send('EHLO alpha.test\r\n');

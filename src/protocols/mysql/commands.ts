@@ -8,6 +8,15 @@
  * (`-- `, `#`, `/* *\/`), and reads MySQL's executable comments (`/*! ... *\/`,
  * `/*M! ... *\/`) as code, since the server runs what is inside them.
  * It does not see SQL built at run time (PREPARE / EXECUTE IMMEDIATE).
+ *
+ * Where a string ends depends on the session's sql_mode, which the proxy
+ * cannot know for sure: NO_BACKSLASH_ESCAPES makes `\` an ordinary character
+ * in every string, ANSI_QUOTES makes `"..."` an identifier (no escapes in
+ * it), and either can be switched by the very query being scanned or
+ * hidden in `SET STATEMENT`. So the scan reads the query under each of the
+ * three quoting rules these modes produce and reports the USE statements
+ * of all of them (see UseScanner): `select 'x\'; use other; -- '` is a plain
+ * select by default but switches databases under NO_BACKSLASH_ESCAPES.
  */
 import { CLIENT_SECURE_CONNECTION, COM_CHANGE_USER, COM_INIT_DB, COM_QUERY } from './packets.ts';
 
@@ -41,19 +50,44 @@ function isSpace(c: number): boolean {
   return c === 0x20 || (c >= 0x09 && c <= 0x0d);
 }
 
+/** What may follow `--` to make it a comment: whitespace or a control character (my_isspace || my_iscntrl in sql_lex.cc). */
+function endsDoubleDash(c: number): boolean {
+  return c <= 0x20 || c === 0x7f;
+}
+
 /** Identifier characters: [A-Za-z0-9_$] and any non-ASCII byte. */
 function isWordChar(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x24 || c >= 0x80;
 }
 
-export class UseScanner {
+/** How backslashes behave inside quotes under one sql_mode. */
+export interface QuotingRules {
+  /** `\` escapes the next byte inside '...' (off under NO_BACKSLASH_ESCAPES). */
+  readonly escapeInSingle: boolean;
+  /** `\` escapes the next byte inside "..." (off under NO_BACKSLASH_ESCAPES or ANSI_QUOTES). */
+  readonly escapeInDouble: boolean;
+}
+
+/** The three distinct readings: the default, ANSI_QUOTES, and NO_BACKSLASH_ESCAPES (with or without ANSI_QUOTES). */
+export const DEFAULT_QUOTING: QuotingRules = { escapeInSingle: true, escapeInDouble: true };
+export const ANSI_QUOTES_QUOTING: QuotingRules = { escapeInSingle: true, escapeInDouble: false };
+export const NO_BACKSLASH_ESCAPES_QUOTING: QuotingRules = { escapeInSingle: false, escapeInDouble: false };
+
+/** One reading of a query under one set of quoting rules. */
+export class SqlReading {
   /** Database names of the `USE` statements seen so far; null while there are none. */
   found: string[] | null = null;
+  /** A backslash was met inside a quote: another sql_mode could read this query differently. */
+  sawQuotedBackslash = false;
+  readonly #escapeInSingle: boolean;
+  readonly #escapeInDouble: boolean;
   #state = START;
   /** Where a comment or string returns to when it ends. */
   #back = START;
   #quote = 0;
   #exec = false;
+  /** Where the `*\/` closing an executable comment returns: it is trivia, so a statement start or USE gap goes on. */
+  #execBack = BODY;
   /** First word of the statement, lowercased, up to 4 bytes (only "use" matters). */
   #word = 0;
   #wordLength = 0;
@@ -61,11 +95,18 @@ export class UseScanner {
   #nameLength = 0;
   #nameTooLong = false;
 
+  constructor(rules: QuotingRules = DEFAULT_QUOTING) {
+    this.#escapeInSingle = rules.escapeInSingle;
+    this.#escapeInDouble = rules.escapeInDouble;
+  }
+
   reset(): void {
     this.found = null;
+    this.sawQuotedBackslash = false;
     this.#state = START;
     this.#back = START;
     this.#exec = false;
+    this.#execBack = BODY;
     this.#wordLength = 0;
     this.#nameLength = 0;
     this.#nameTooLong = false;
@@ -80,6 +121,12 @@ export class UseScanner {
         case START:
           if (isSpace(c) || c === 0x3b /* ; */) break;
           if (this.#comment(c, START)) break;
+          if (this.#exec && c === 0x2a) {
+            // `/*!*\/use other` runs `use other`.
+            this.#execBack = START;
+            this.#state = EXEC_STAR;
+            break;
+          }
           if (isWordChar(c)) {
             this.#state = WORD;
             this.#word = 0;
@@ -107,22 +154,32 @@ export class UseScanner {
             break;
           }
           if (this.#exec && c === 0x2a /* * */) {
+            this.#execBack = BODY;
             this.#state = EXEC_STAR;
             break;
           }
           this.#comment(c, BODY);
           break;
         case EXEC_STAR:
-          this.#state = BODY;
           if (c === 0x2f /* / */) {
             this.#exec = false;
+            this.#state = this.#execBack;
             break;
           }
+          // A lone '*' was code.
+          this.#state = BODY;
           continue;
         case SQUOTE:
+          if (c === 0x5c /* \ */) {
+            this.sawQuotedBackslash = true;
+            if (this.#escapeInSingle) this.#state = QUOTE_ESCAPE;
+          } else if (c === 0x27) this.#state = BODY;
+          break;
         case DQUOTE:
-          if (c === 0x5c /* \ */) this.#state = QUOTE_ESCAPE;
-          else if (c === this.#quote) this.#state = BODY;
+          if (c === 0x5c) {
+            this.sawQuotedBackslash = true;
+            if (this.#escapeInDouble) this.#state = QUOTE_ESCAPE;
+          } else if (c === 0x22) this.#state = BODY;
           break;
         case QUOTE_ESCAPE:
           this.#state = this.#quote === 0x27 ? SQUOTE : DQUOTE;
@@ -148,8 +205,18 @@ export class UseScanner {
           this.#notComment();
           continue;
         case DASH2:
-          if (isSpace(c)) {
+          if (c === 0x0a) {
+            // `--\n` is a comment that ends at once: the next line is code.
+            this.#state = this.#back;
+            break;
+          }
+          if (endsDoubleDash(c)) {
             this.#state = LINE_COMMENT;
+            break;
+          }
+          if (c === 0x2d) {
+            // `---`: the first '-' was code; the last two may still open a comment.
+            this.#back = BODY;
             break;
           }
           this.#notComment();
@@ -188,6 +255,11 @@ export class UseScanner {
         case GAP:
           if (isSpace(c)) break;
           if (this.#comment(c, GAP)) break;
+          if (this.#exec && c === 0x2a) {
+            this.#execBack = GAP;
+            this.#state = EXEC_STAR;
+            break;
+          }
           this.#nameLength = 0;
           this.#nameTooLong = false;
           if (c === 0x60 || c === 0x22 || c === 0x27) {
@@ -293,6 +365,60 @@ export class UseScanner {
 }
 
 /**
+ * The USE statements of a query under every quoting rule a session may be
+ * in. A whole query (`scan`) is read the default way first and again under
+ * the other rules only when it has a backslash inside a quote (nothing else
+ * reads differently); a query streamed in pieces (`feed`) is read all three
+ * ways at once, since the backslash may come after bytes already passed.
+ * The union is what the guard checks: a false alarm needs a string that
+ * hides `; USE <db on another backend>` behind a backslash.
+ */
+export class UseScanner {
+  readonly #readings = [new SqlReading(DEFAULT_QUOTING), new SqlReading(ANSI_QUOTES_QUOTING), new SqlReading(NO_BACKSLASH_ESCAPES_QUOTING)] as const;
+
+  /** Database names of the USE statements seen under any reading; null while there are none. */
+  get found(): string[] | null {
+    let found: string[] | null = null;
+    for (const reading of this.#readings) {
+      if (reading.found === null) continue;
+      found ??= [];
+      for (const name of reading.found) if (!found.includes(name)) found.push(name);
+    }
+    return found;
+  }
+
+  reset(): void {
+    for (const reading of this.#readings) reading.reset();
+  }
+
+  /** Streams bytes [from, to) of the query text through every reading. */
+  feed(buf: Buffer, from: number, to: number): void {
+    for (const reading of this.#readings) reading.feed(buf, from, to);
+  }
+
+  finish(): void {
+    for (const reading of this.#readings) reading.finish();
+  }
+
+  /** Reads a whole query text [from, to) and returns its USE targets under any reading (null: none); leaves the scanner reset. */
+  scan(buf: Buffer, from: number, to: number): string[] | null {
+    const [first, ansi, noEscapes] = this.#readings;
+    this.reset();
+    first.feed(buf, from, to);
+    first.finish();
+    if (first.sawQuotedBackslash) {
+      ansi.feed(buf, from, to);
+      ansi.finish();
+      noEscapes.feed(buf, from, to);
+      noEscapes.finish();
+    }
+    const found = this.found;
+    this.reset();
+    return found;
+  }
+}
+
+/**
  * The database a COM_CHANGE_USER payload (command byte included) switches
  * to ('' for none), or null when the payload is malformed.
  */
@@ -331,11 +457,7 @@ export function inspectCommand(payload: Buffer, capabilities: number, scanner: U
     case COM_INIT_DB:
       return { databases: [payload.toString('utf8', 1)] };
     case COM_QUERY: {
-      scanner.reset();
-      scanner.feed(payload, 1, payload.length);
-      scanner.finish();
-      const found = scanner.found;
-      scanner.found = null;
+      const found = scanner.scan(payload, 1, payload.length);
       return found === null ? null : { databases: found };
     }
     case COM_CHANGE_USER: {

@@ -265,7 +265,8 @@ export function buildGreeting(g: Greeting): Buffer {
   at += 2;
   fixed[at] = data.length + 1; // auth-plugin-data length, NUL included
   // 10 reserved bytes (MariaDB puts extended capabilities in the last 4; we offer none).
-  return Buffer.concat([head, Buffer.from(`${g.serverVersion}\0`), fixed, part2, Buffer.from(`${g.plugin}\0`)]);
+  // Latin-1, as parseGreeting reads them: a name passed on keeps its bytes.
+  return Buffer.concat([head, Buffer.from(`${g.serverVersion}\0`, 'latin1'), fixed, part2, Buffer.from(`${g.plugin}\0`, 'latin1')]);
 }
 
 /** Parses a server greeting; a malformed one is the backend's fault. */
@@ -395,14 +396,15 @@ export function buildHandshakeResponse(h: BackendResponse): Buffer {
     parts.push(Buffer.from([h.authResponse.length]), h.authResponse);
   } else parts.push(h.authResponse, Buffer.from([0]));
   if ((caps & CLIENT_CONNECT_WITH_DB) !== 0) parts.push(Buffer.from(`${h.database}\0`));
-  if ((caps & CLIENT_PLUGIN_AUTH) !== 0) parts.push(Buffer.from(`${h.plugin}\0`));
+  // The plugin name is read as Latin-1 (parseGreeting, parseHandshakeResponse): written back the same, its bytes survive.
+  if ((caps & CLIENT_PLUGIN_AUTH) !== 0) parts.push(Buffer.from(`${h.plugin}\0`, 'latin1'));
   if ((caps & CLIENT_CONNECT_ATTRS) !== 0) parts.push(lenencBytes(h.rawAttributes ?? Buffer.alloc(0)));
   return Buffer.concat(parts);
 }
 
 /** AuthSwitchRequest: 0xFE, plugin name, the plugin's challenge (NUL-terminated, as servers send it). */
 export function buildAuthSwitchRequest(plugin: string, data: Buffer): Buffer {
-  return Buffer.concat([Buffer.from([0xfe]), Buffer.from(`${plugin}\0`), data, Buffer.from([0])]);
+  return Buffer.concat([Buffer.from([0xfe]), Buffer.from(`${plugin}\0`, 'latin1'), data, Buffer.from([0])]);
 }
 
 // ---- OK / ERR ---------------------------------------------------------------

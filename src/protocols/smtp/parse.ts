@@ -99,6 +99,23 @@ export interface MailPath {
 }
 
 /**
+ * Where `char` first occurs in `text` from `from` outside a quoted string
+ * (RFC 5321 4.1.2 Quoted-string, `\` escaping one character), or -1. A
+ * quoted local part may hold '>', '@' and spaces: `<"a>b"@example.com>`
+ * is a mailbox at example.com, as the backend reads it.
+ */
+function indexOutsideQuotes(text: string, char: string, from: number): number {
+  let quoted = false;
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    if (quoted && c === '\\') i++;
+    else if (c === '"') quoted = !quoted;
+    else if (c === char && !quoted) return i;
+  }
+  return -1;
+}
+
+/**
  * Parses the argument of `MAIL FROM:` (`keyword` FROM) or `RCPT TO:` (TO).
  * Accepts the common lenient forms (space after the colon, no brackets).
  */
@@ -109,12 +126,12 @@ export function parsePath(arg: string, keyword: 'FROM' | 'TO'): MailPath {
   let path: string;
   let params: string;
   if (rest.startsWith('<')) {
-    const close = rest.indexOf('>');
+    const close = indexOutsideQuotes(rest, '>', 1);
     if (close < 0) throw syntaxError('unterminated <address>');
     path = rest.slice(1, close);
     params = rest.slice(close + 1).trim();
   } else {
-    const space = rest.indexOf(' ');
+    const space = indexOutsideQuotes(rest, ' ', 0);
     path = space < 0 ? rest : rest.slice(0, space);
     params = space < 0 ? '' : rest.slice(space + 1).trim();
   }
@@ -124,7 +141,9 @@ export function parsePath(arg: string, keyword: 'FROM' | 'TO'): MailPath {
     path = routeEnd < 0 ? '' : path.slice(routeEnd + 1);
   }
   if (path === '' && keyword === 'TO') throw syntaxError('empty recipient');
-  const at = path.lastIndexOf('@');
+  // The domain follows the last '@' outside the quoted local part.
+  let at = -1;
+  for (let i = indexOutsideQuotes(path, '@', 0); i >= 0; i = indexOutsideQuotes(path, '@', i + 1)) at = i;
   let domain = at < 0 ? '' : path.slice(at + 1).toLowerCase();
   if (domain.endsWith('.')) domain = domain.slice(0, -1);
   if (at >= 0 && domain === '') throw syntaxError('address without a domain after @');
@@ -217,7 +236,18 @@ export function rewriteEhloReply(backend: Reply, greeting: string, offerStartTls
   return formatReply(250, lines);
 }
 
-/** The EHLO reply the proxy gives before it knows the backend (STARTTLS first, routeBy: rcpt). */
+/**
+ * The EHLO reply that offers STARTTLS before the backend is known (routeBy:
+ * ehlo on a TLS listener). It names nothing else: a client that goes on in
+ * plaintext talks to a backend whose extensions (PIPELINING, SIZE limits,
+ * ENHANCEDSTATUSCODES) the proxy has not seen, and one that upgrades greets
+ * again and gets the backend's own list (RFC 3207 4.2).
+ */
+export function startTlsEhloReply(greeting: string): string {
+  return formatReply(250, [greeting, 'STARTTLS']);
+}
+
+/** The EHLO reply the proxy gives while it answers the transaction itself (routeBy: rcpt, until the first routable RCPT). */
 export function localEhloReply(greeting: string, offerStartTls: boolean): string {
   const lines = [greeting, 'PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'SIZE'];
   if (offerStartTls) lines.push('STARTTLS');

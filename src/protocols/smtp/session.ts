@@ -39,7 +39,7 @@ import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
 import type { Opening, ProtocolModule, ProtocolSession } from '../../core/protocol.ts';
 import type { RouteDecision } from '../../core/router.ts';
 import { SmtpReplyError, encodeFailure, failureReply, refusesInSession } from './errors.ts';
-import { commandLineParser, extensionParams, heloDomain, localEhloReply, parseCommand, parsePath, replyParser, rewriteEhloReply } from './parse.ts';
+import { commandLineParser, extensionParams, heloDomain, localEhloReply, parseCommand, parsePath, replyParser, rewriteEhloReply, startTlsEhloReply } from './parse.ts';
 import type { Reply } from './parse.ts';
 import { RcptGuard } from './rcpt-guard.ts';
 
@@ -142,7 +142,8 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
           }
           greeted = { verb, arg, domain };
           mail = null;
-          reply(verb === 'EHLO' ? localEhloReply(greeting(domain), offerTls).trimEnd() : `250 ${hostname}`);
+          const ehloReply = options.routeBy === 'ehlo' ? startTlsEhloReply(greeting(domain)) : localEhloReply(greeting(domain), offerTls);
+          reply(verb === 'EHLO' ? ehloReply.trimEnd() : `250 ${hostname}`);
           continue;
         }
         case 'STARTTLS':

@@ -11,6 +11,9 @@ export const MAX_CLIENT_ID_LENGTH = 256;
 
 const PCHARS = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})+$/;
 
+/** `.` and `..`, also percent-encoded: URL parsers and API servers resolve `%2e%2e` as `..` (WHATWG URL, double-dot segment). */
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
 /**
  * `/abc`, `/abc/`, `/abc?x=1` → `abc`. Returns null for a target without a
  * usable first segment (`/`, `//x`, `*`, absolute-form) or with more path
@@ -27,7 +30,7 @@ export function parseClientId(target: string | undefined): string | null {
   if (slash >= end) slash = -1;
   if (slash >= 0 && slash !== end - 1) return null;
   const id = target.slice(1, slash >= 0 ? slash : end);
-  if (id.length === 0 || id.length > MAX_CLIENT_ID_LENGTH || !PCHARS.test(id) || id === '.' || id === '..') return null;
+  if (id.length === 0 || id.length > MAX_CLIENT_ID_LENGTH || !PCHARS.test(id) || DOT_SEGMENT.test(id)) return null;
   return id;
 }
 

@@ -5,7 +5,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { UseScanner, changeUserDatabase, inspectCommand } from '../../../../src/protocols/mysql/commands.ts';
+import { ANSI_QUOTES_QUOTING, DEFAULT_QUOTING, NO_BACKSLASH_ESCAPES_QUOTING, SqlReading, UseScanner, changeUserDatabase, inspectCommand } from '../../../../src/protocols/mysql/commands.ts';
+import type { QuotingRules } from '../../../../src/protocols/mysql/commands.ts';
 import { CLIENT_SECURE_CONNECTION } from '../../../../src/protocols/mysql/packets.ts';
 
 function scanWhole(sql: string): string[] | null {
@@ -37,7 +38,16 @@ const CASES: Array<[string, string[] | null]> = [
   ['/*M!100100 use beta*/', ['beta']],
   ['select 1; use beta', ['beta']],
   ["select 'x; use alpha'; USE gamma", ['gamma']],
-  ['select "a\\"; use alpha"; select 2', null],
+  // Under ANSI_QUOTES "a\" is an identifier that ends at its second quote: the USE is real there.
+  ['select "a\\"; use alpha"; select 2', ['alpha']],
+  // NO_BACKSLASH_ESCAPES: the string ends at the second quote (issue 15: the guard's bypass).
+  ["select 'x\\'; use elsewhere; select database(); -- '", ['elsewhere']],
+  ["select 'x\\\\'; use elsewhere", ['elsewhere']],
+  ["select 'it''s; use alpha'", null],
+  // Readings in order (default, ANSI_QUOTES, NO_BACKSLASH_ESCAPES), each name once.
+  ['select "x\\"; use a"; use `b`', ['b', 'a']],
+  ["select 'x\\' ; use a ; '; use b", ['b', 'a']],
+  ['select `x\\`; use b', ['b']],
   ['select `;use alpha`', null],
   ['select 1 -- ; use alpha', null],
   ['select 1 /* ; use alpha */', null],
@@ -51,6 +61,18 @@ const CASES: Array<[string, string[] | null]> = [
   ['use', null],
   ['select 1', null],
   ['--use beta', null],
+  // Issue 15 fuzzing: what MariaDB runs (checked with `select database()` after each).
+  // `--` then a newline is a comment that ends at that newline: the next line is code.
+  ['select 1 --\n;use beta', ['beta']],
+  // `--` then any control character opens a comment, so the quote after it is no string.
+  ["select 1 --\x01 '\n;use beta; -- '", ['beta']],
+  // The `*/` closing an executable comment is trivia: a statement (or a USE name) goes on after it.
+  ['/*!*/use beta', ['beta']],
+  ['use /*!*/ beta', ['beta']],
+  ['/*!select 1*/ use beta', null],
+  // `---`: the first dash is code, the next two open a comment.
+  ["select 1 --- '\n1;use beta; -- '", ['beta']],
+  ['select 1 ---x; use beta', ['beta']],
 ];
 
 describe('UseScanner', () => {
@@ -66,6 +88,29 @@ describe('UseScanner', () => {
     const found = scanWhole(`use ${'a'.repeat(300)}`);
     assert.equal(found?.length, 1);
     assert.notEqual(found?.[0], 'a'.repeat(256));
+  });
+});
+
+function read(sql: string, rules: QuotingRules): string[] | null {
+  const reading = new SqlReading(rules);
+  const bytes = Buffer.from(sql);
+  reading.feed(bytes, 0, bytes.length);
+  reading.finish();
+  return reading.found;
+}
+
+describe('SqlReading: one sql_mode each', () => {
+  const hidden = "select 'x\\'; use elsewhere; -- '";
+  it('the default mode reads a backslash-escaped quote as part of the string', () => {
+    assert.equal(read(hidden, DEFAULT_QUOTING), null);
+  });
+  it('NO_BACKSLASH_ESCAPES ends the string at the quote after the backslash', () => {
+    assert.deepEqual(read(hidden, NO_BACKSLASH_ESCAPES_QUOTING), ['elsewhere']);
+  });
+  it('ANSI_QUOTES: "..." is an identifier without escapes, \'...\' still escapes', () => {
+    assert.deepEqual(read('select "x\\"; use a; -- "', ANSI_QUOTES_QUOTING), ['a']);
+    assert.equal(read(hidden, ANSI_QUOTES_QUOTING), null);
+    assert.equal(read('select "x\\"; use a; -- "', DEFAULT_QUOTING), null);
   });
 });
 

@@ -193,6 +193,18 @@ describe('ERR and AuthSwitchRequest packets', () => {
     assert.deepEqual(parseErr(errPacket(2, 1045, '28000', 'Access denied').subarray(4)), { code: 1045, sqlState: '28000', message: 'Access denied' });
   });
 
+  it('passes a backend plugin name on byte for byte, as Latin-1 both ways (issue 15 fuzzing)', () => {
+    // A greeting's plugin 0x80 is read as Latin-1; written as UTF-8 it became c2 80.
+    const greeting = parseGreeting(buildGreeting({ serverVersion: 'v\u00e9', connectionId: 1, capabilities: BASE_CAPS, charset: 8, status: 2, scramble: Buffer.alloc(20, 1), plugin: 'p\u0080' }));
+    assert.equal(greeting.serverVersion, 'v\u00e9');
+    assert.equal(greeting.plugin, 'p\u0080');
+    assert.deepEqual(buildAuthSwitchRequest(greeting.plugin, Buffer.alloc(0)), hex('fe 708000 00'));
+    const response = buildHandshakeResponse({ capabilities: BASE_CAPS, maxPacket: 0, charset: 8, user: 'u', authResponse: Buffer.alloc(0), database: '', plugin: greeting.plugin, rawAttributes: null });
+    assert.deepEqual(response.subarray(-3), hex('708000'));
+    const parsed = parseHandshakeResponse(response);
+    assert.equal(parsed.type === 'response' && parsed.plugin, 'p\u0080');
+  });
+
   it('carries any plugin name and its challenge in an AuthSwitchRequest', () => {
     const data = Buffer.from('0123456789abcdefghij');
     const bytes = buildAuthSwitchRequest('caching_sha2_password', data);

@@ -13,10 +13,13 @@ test('parseClientId: the first path segment, as sent', () => {
 });
 
 test('parseClientId: no usable id → null', () => {
-  for (const target of [undefined, '', '/', '//', '//x', '/a/b', '*', 'http://h/a', '/a b', '/%zz', '/%2', '/.', '/..', '/é', '/a"b', '/a<b', `/${'x'.repeat(MAX_CLIENT_ID_LENGTH + 1)}`, '/?x', '/a/b?x']) {
+  for (const target of [undefined, '', '/', '//', '//x', '/a/b', '*', 'http://h/a', '/a b', '/%zz', '/%2', '/.', '/..', '/%2e', '/%2E%2e', '/.%2e', '/%2e.', '/%2e%2e/', '/é', '/a"b', '/a<b', `/${'x'.repeat(MAX_CLIENT_ID_LENGTH + 1)}`, '/?x', '/a/b?x']) {
     assert.equal(parseClientId(target), null, String(target));
   }
   assert.equal(parseClientId(`/${'x'.repeat(MAX_CLIENT_ID_LENGTH)}`)?.length, MAX_CLIENT_ID_LENGTH);
+  // Issue 15 fuzzing: an id appended to the API URL must stay a segment there; `%2e%2e` resolves as `..`.
+  assert.equal(new URL('http://api.example/clients/%2e%2e').pathname, '/');
+  assert.equal(parseClientId('/%2e%2e%2e'), '%2e%2e%2e');
 });
 
 const good = { upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
