@@ -11,7 +11,7 @@
 import net from 'node:net';
 import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
-import { adoptSharedReadBuffer } from '../../src/core/shared-read-buffer.ts';
+import { adoptSharedReadBuffer } from '../../src/core/io/socket-onread.ts';
 
 const { values } = parseArgs({ options: { port: { type: 'string', default: '0' } } });
 const received = new WeakMap<Socket, { bytes: number }>();

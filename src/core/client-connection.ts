@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import { PolyproxyError } from './errors.ts';
+import { tlsVerifyError } from './io/tls-verify.ts';
 import type { TlsInfo } from './resolver.ts';
 import type { SniCallback } from './sni.ts';
 
@@ -146,7 +147,7 @@ export class ClientConnection {
     });
     const peer = secure.getPeerCertificate();
     const cn = peer !== null && typeof peer === 'object' && peer.subject !== undefined ? peer.subject.CN : undefined;
-    this.#certError = settings.requestCert ? verifyError(secure) : 'no certificate requested';
+    this.#certError = settings.requestCert ? tlsVerifyError(secure) : 'no certificate requested';
     this.#tls = {
       servername: typeof (secure as { servername?: unknown }).servername === 'string' ? (secure as unknown as { servername: string }).servername : undefined,
       authorized: this.#certError === null,
@@ -284,20 +285,6 @@ export class ClientConnection {
       waiter.reject(err);
     }
   }
-}
-
-/**
- * The OpenSSL verdict on the client's certificate chain. Node computes
- * `authorized` only for sockets a tls.Server created, not for a TLSSocket
- * wrapped around an existing connection (STARTTLS-style upgrades), so ask
- * the handle directly, as tls.Server does. No certificate counts as an error.
- */
-function verifyError(socket: tls.TLSSocket): string | null {
-  const handle = (socket as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
-  if (typeof handle?.verifyError !== 'function') return socket.authorized ? null : 'certificate could not be verified';
-  const err = handle.verifyError();
-  if (err === null || err === undefined) return null;
-  return err.code === 'UNABLE_TO_GET_ISSUER_CERT' && Object.keys(socket.getPeerCertificate() ?? {}).length === 0 ? 'none presented' : (err.code ?? err.message);
 }
 
 function destroyIfOpen(socket: Socket): void {

@@ -14,7 +14,7 @@ import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError } from './errors.ts';
 import type { EndpointHealth } from './health.ts';
 import { backendOnRead } from './relay.ts';
-import { onreadOption } from './shared-read-buffer.ts';
+import { onreadOption } from './io/shared-read-buffer.ts';
 
 const BACKEND_ONREAD = onreadOption(backendOnRead);
 

@@ -11,26 +11,60 @@
  */
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { adoptSharedReadBuffer, borrowRead, lendSpare, reclaimLent, returnLent, settleBorrowed, takeRead, usesSharedReadBuffer } from './shared-read-buffer.ts';
-import { directHandleOf, directIo, stopReading } from './stream-handle.ts';
-import type { DirectIo, StreamHandle, WriteReq } from './stream-handle.ts';
+import { borrowRead, lendSpare, reclaimLent, returnLent, settleBorrowed, takeRead } from './io/shared-read-buffer.ts';
+import { adoptSharedReadBuffer, usesSharedReadBuffer } from './io/socket-onread.ts';
+import { directHandleOf, handleOwner, lastReadResult, newWriteReq, passReadToSocket, releaseWriteReq, stopReading, takeOverReads, WRITE_DONE, WRITE_QUEUED, writeReqOwner, writeToHandle } from './io/stream-handle.ts';
+import type { HandleOnRead, StreamHandle, WriteReq } from './io/stream-handle.ts';
+import { ioSupport } from './io/support.ts';
 
 const kRelay = Symbol('polyproxy.relay');
-/** On a handle the relay reads directly: net.Socket's own onread, for EOF and errors. */
-const kStreamOnRead = Symbol('polyproxy.streamOnRead');
 
 type RelaySocket = Socket & { [kRelay]?: Relay };
-type OnRead = (this: StreamHandle, arrayBuffer?: ArrayBuffer) => unknown;
 
-/** A write request reused while writes complete at once; a queued one stays with its write until oncomplete. */
-type DirectReq = WriteReq & { relay: Relay | null; toBackend: boolean; lent: Buffer | null };
+// How a side is read (RelaySide.readMode), chosen in Relay.start().
+/** 'data' events: TLS sockets, or a socket that cannot use the shared buffer. */
+export const READ_EVENTS = 0;
+/** net.Socket's onread callback, through the shared read buffer (io/shared-read-buffer.ts). */
+export const READ_SHARED = 1;
+/** The libuv handle's own onread, past net.Socket (io/stream-handle.ts). */
+export const READ_HANDLE = 2;
 
-/** Writes into one side's handle, bypassing its Writable (core/stream-handle.ts). */
-interface DirectWriter {
-  readonly handle: StreamHandle;
-  req: DirectReq | null;
-  /** The queued write in flight: the source stops reading until it lands. */
-  pending: DirectReq | null;
+// How bytes reach a side (RelaySide.writeMode), chosen in Relay.start().
+/** socket.write(): TLS sockets, direct I/O off, sockets with a stream timeout. */
+export const WRITE_SOCKET = 0;
+/**
+ * The handle's writeBuffer(), past the Writable — except for a chunk that
+ * other bytes may be ahead of (a direct write still queued, bytes in the
+ * Writable from a replay or a filter's answer, after end()): that one takes
+ * socket.write(), which keeps the order.
+ */
+export const WRITE_DIRECT = 1;
+
+/**
+ * One socket of a relay and how the relay reads and writes it, chosen once
+ * when the relay starts; per chunk the handlers only follow the choice.
+ */
+export class RelaySide {
+  readonly relay: Relay;
+  readonly socket: Socket;
+  /** The other socket: its reads are written here, and it stops reading while such a write is queued. */
+  readonly source: Socket;
+  readMode = READ_EVENTS;
+  writeMode = WRITE_SOCKET;
+  /** The socket's handle with WRITE_DIRECT. */
+  handle: StreamHandle | null = null;
+  /** The request for direct writes, reused while they complete at once; a queued one stays with its write. */
+  req: WriteReq | null = null;
+  /** The queued direct write in flight: the source stops reading until it lands. */
+  pending: WriteReq | null = null;
+  /** The spare that write points into (io/shared-read-buffer.ts lendSpare), back to the free list when it lands. */
+  lent: Buffer | null = null;
+
+  constructor(relay: Relay, socket: Socket, source: Socket) {
+    this.relay = relay;
+    this.socket = socket;
+    this.source = source;
+  }
 }
 
 /** Watches backend bytes at the start of a session; returns true when it has seen enough. The chunk is only valid during the call: copy what you keep. */
@@ -77,10 +111,8 @@ export class Relay {
   reason: string | null = null;
   /** Whatever the owner needs at close (resource id, endpoint...). */
   context: unknown = null;
-  /** Direct writes to the backend (from direct client reads), when both are plain TCP. */
-  toBackend: DirectWriter | null = null;
-  /** Direct writes to the client (from direct backend reads). */
-  toClient: DirectWriter | null = null;
+  readonly clientSide: RelaySide;
+  readonly backendSide: RelaySide;
   #closed = 0;
   #done = false;
   // Intrusive list of relays with idle timeouts, for the shared sweep.
@@ -96,6 +128,8 @@ export class Relay {
     this.clientFilter = clientFilter;
     this.startedAt = Date.now();
     this.lastActive = coarseNow;
+    this.clientSide = new RelaySide(this, client, backend);
+    this.backendSide = new RelaySide(this, backend, client);
   }
 
   /** Attaches handlers and starts both directions. `replay` is written to the backend first. */
@@ -107,20 +141,25 @@ export class Relay {
     client.setNoDelay?.(true);
     backend.setNoDelay?.(true);
     // Plain TCP sockets read through the shared buffer; TLS sockets use 'data' events.
-    const clientShared = adoptSharedReadBuffer(client, clientOnRead);
-    if (!clientShared) client.on('data', clientOnData);
+    const clientSide = this.clientSide;
+    const backendSide = this.backendSide;
+    clientSide.readMode = adoptSharedReadBuffer(client, clientOnRead) ? READ_SHARED : READ_EVENTS;
+    if (clientSide.readMode === READ_EVENTS) client.on('data', clientOnData);
     client.on('end', clientOnEnd);
     client.on('error', clientOnError);
     client.on('close', socketOnClose);
     client.on('drain', clientOnDrain);
-    const backendShared = usesSharedReadBuffer(backend);
-    if (!backendShared) backend.on('data', backendOnData);
+    backendSide.readMode = usesSharedReadBuffer(backend) ? READ_SHARED : READ_EVENTS;
+    if (backendSide.readMode === READ_EVENTS) backend.on('data', backendOnData);
     backend.on('end', backendOnEnd);
     backend.on('error', backendOnError);
     backend.on('close', socketOnClose);
     backend.on('drain', backendOnDrain);
     if (this.idleTimeoutMs > 0) idleList.add(this);
-    if (directIo !== null) this.#goDirect(clientShared, backendShared);
+    if (ioSupport.directIo) {
+      goDirect(clientSide, clientHandleOnRead);
+      goDirect(backendSide, backendHandleOnRead);
+    }
     if (replay !== null && replay.length > 0) {
       this.bytesIn += replay.length;
       if (!(this.clientFilter === null ? backend.write(replay) : this.clientFilter.push(this, replay))) client.pause();
@@ -139,26 +178,13 @@ export class Relay {
   }
 
   /**
-   * Plain TCP sides read and write through their handles from here on
-   * (core/stream-handle.ts); TLS sides keep their sockets' methods.
-   */
-  #goDirect(clientShared: boolean, backendShared: boolean): void {
-    const clientHandle = directHandleOf(this.client);
-    const backendHandle = directHandleOf(this.backend);
-    if (clientHandle !== null) this.toClient = { handle: clientHandle, req: null, pending: null };
-    if (backendHandle !== null) this.toBackend = { handle: backendHandle, req: null, pending: null };
-    if (clientShared && clientHandle !== null) readDirectly(clientHandle, this, clientHandleOnRead);
-    if (backendShared && backendHandle !== null) readDirectly(backendHandle, this, backendHandleOnRead);
-  }
-
-  /**
    * For client filters: writes bytes the filter owns (never a borrowed
    * chunk) to the backend, through its handle when it can. false = stop the
    * client: the bytes were queued, and the client resumes once they land
    * (or on the backend's 'drain').
    */
   writeToBackend(chunk: Buffer): boolean {
-    return forward(this, true, chunk, false);
+    return forward(this.backendSide, chunk, false);
   }
 
   /** Ends the session now (idle timeout, shutdown deadline). */
@@ -185,7 +211,7 @@ function clientOnData(this: RelaySocket, chunk: Buffer): void {
   const relay = this[kRelay] as Relay;
   relay.bytesIn += chunk.length;
   relay.lastActive = coarseNow;
-  if (!(relay.clientFilter === null ? relay.backend.write(chunk) : relay.clientFilter.push(relay, chunk))) this.pause();
+  if (!(relay.clientFilter === null ? forward(relay.backendSide, chunk, false) : relay.clientFilter.push(relay, chunk))) this.pause();
 }
 
 function backendOnData(this: RelaySocket, chunk: Buffer): void {
@@ -193,7 +219,7 @@ function backendOnData(this: RelaySocket, chunk: Buffer): void {
   relay.bytesOut += chunk.length;
   relay.lastActive = coarseNow;
   if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
-  if (!relay.client.write(chunk)) this.pause();
+  if (!forward(relay.clientSide, chunk, false)) this.pause();
 }
 
 /** onread callback for accepted client sockets; returning false stops reading until the peer drains. */
@@ -203,9 +229,7 @@ function clientOnRead(this: RelaySocket, nread: number): boolean {
   relay.lastActive = coarseNow;
   // A filter may keep the chunk, so it gets its own copy.
   if (relay.clientFilter !== null) return relay.clientFilter.push(relay, takeRead(nread));
-  const ok = relay.backend.write(borrowRead(nread));
-  settleBorrowed(relay.backend);
-  return ok;
+  return forward(relay.backendSide, borrowRead(nread), true);
 }
 
 /**
@@ -223,109 +247,95 @@ export function backendOnRead(this: RelaySocket, nread: number): boolean {
   relay.lastActive = coarseNow;
   const chunk = borrowRead(nread);
   if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
-  const ok = relay.client.write(chunk);
-  settleBorrowed(relay.client);
-  return ok;
+  return forward(relay.clientSide, chunk, true);
 }
 
-// ---- direct reads and writes (core/stream-handle.ts) -----------------------
+// ---- direct reads and writes (io/stream-handle.ts) -------------------------
 
-function readDirectly(handle: StreamHandle, relay: Relay, onread: OnRead): void {
-  handle[kStreamOnRead] = handle.onread;
-  handle[kRelay] = relay;
-  handle.onread = onread;
+/**
+ * A plain-TCP side reads and writes through its handle from here on; a
+ * side without one (TLS, direct I/O off, a stream timeout) keeps its
+ * socket's methods. Direct reads need the shared buffer, where they land.
+ */
+function goDirect(side: RelaySide, onread: HandleOnRead): void {
+  const handle = directHandleOf(side.socket);
+  if (handle === null) return;
+  side.handle = handle;
+  side.writeMode = WRITE_DIRECT;
+  if (side.readMode !== READ_SHARED) return;
+  takeOverReads(handle, side.relay, onread);
+  side.readMode = READ_HANDLE;
 }
 
 /** A client handle's onread while relayed: bytes go straight to the backend's handle. */
 function clientHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
-  const io = directIo as DirectIo;
-  const nread = io.state[io.kReadBytesOrError] as number;
-  const relay = this[kRelay] as Relay | undefined;
+  const nread = lastReadResult();
+  const relay = handleOwner(this) as Relay | undefined;
   // EOF and errors take net.Socket's own path ('end', 'error'), which the relay's handlers follow.
-  if (nread <= 0 || relay === undefined) return (this[kStreamOnRead] as OnRead).call(this, arrayBuffer);
+  if (nread <= 0 || relay === undefined) return passReadToSocket(this, arrayBuffer);
   relay.bytesIn += nread;
   relay.lastActive = coarseNow;
   // A filter may keep the chunk, so it gets its own copy.
-  const ok = relay.clientFilter === null ? forward(relay, true, borrowRead(nread), true) : relay.clientFilter.push(relay, takeRead(nread));
+  const ok = relay.clientFilter === null ? forward(relay.backendSide, borrowRead(nread), true) : relay.clientFilter.push(relay, takeRead(nread));
   if (!ok) stopReading(this);
   return undefined;
 }
 
 /** A backend handle's onread while relayed. */
 function backendHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
-  const io = directIo as DirectIo;
-  const nread = io.state[io.kReadBytesOrError] as number;
-  const relay = this[kRelay] as Relay | undefined;
-  if (nread <= 0 || relay === undefined) return (this[kStreamOnRead] as OnRead).call(this, arrayBuffer);
+  const nread = lastReadResult();
+  const relay = handleOwner(this) as Relay | undefined;
+  if (nread <= 0 || relay === undefined) return passReadToSocket(this, arrayBuffer);
   relay.bytesOut += nread;
   relay.lastActive = coarseNow;
   const chunk = borrowRead(nread);
   if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
-  if (!forward(relay, false, chunk, true)) stopReading(this);
+  if (!forward(relay.clientSide, chunk, true)) stopReading(this);
   return undefined;
 }
 
 /**
- * Writes a borrowed chunk to the backend (toBackend) or the client. Returns
- * false when the source must stop reading: the write was queued, and its
- * completion resumes the source. Falls back to the socket's write() while
- * anything is queued in its Writable (replayed bytes), after end(), or for
- * TLS peers, so bytes never overtake each other.
+ * Writes a chunk to `to` the way its writeMode says. `borrowed`: the chunk
+ * is a view of the spare (io/shared-read-buffer.ts), valid until the next
+ * read. Returns false when the source must stop reading: the write was
+ * queued, and its completion (or the socket's 'drain') resumes the source.
  */
-function forward(relay: Relay, toBackend: boolean, chunk: Buffer, borrowed: boolean): boolean {
-  const peer = toBackend ? relay.backend : relay.client;
-  const writer = toBackend ? relay.toBackend : relay.toClient;
-  if (writer === null || writer.pending !== null || peer.destroyed || peer.writableEnded || peer.writableLength > 0) {
+function forward(to: RelaySide, chunk: Buffer, borrowed: boolean): boolean {
+  const peer = to.socket;
+  if (to.writeMode === WRITE_SOCKET || to.pending !== null || peer.writableLength > 0 || peer.writableEnded || peer.destroyed) {
     const ok = peer.write(chunk);
     if (borrowed) settleBorrowed(peer);
     return ok;
   }
-  const io = directIo as DirectIo;
-  let req = writer.req;
-  if (req === null) req = writer.req = newReq(io, relay, toBackend);
-  req.handle = writer.handle;
-  const err = writer.handle.writeBuffer(req, chunk);
-  if (err !== 0) {
-    peer.destroy(writeError(err));
+  let req = to.req;
+  if (req === null) req = to.req = newWriteReq(to.handle as StreamHandle, to, sideWriteComplete);
+  const result = writeToHandle(req, chunk);
+  if (result === WRITE_DONE) return true;
+  if (result !== WRITE_QUEUED) {
+    peer.destroy(writeError(result));
     return false;
   }
-  if (io.state[io.kLastWriteWasAsync] === 0) return true;
   // Queued: the write keeps the chunk's memory (a borrowed one is the spare) until it completes.
-  req.buffer = chunk;
-  req.lent = borrowed ? lendSpare() : null;
-  req.oncomplete = onDirectWriteComplete as WriteReq['oncomplete'];
-  writer.pending = req;
-  writer.req = null;
+  to.lent = borrowed ? lendSpare() : null;
+  to.pending = req;
+  to.req = null;
   return false;
 }
 
-function newReq(io: DirectIo, relay: Relay, toBackend: boolean): DirectReq {
-  const req = new io.WriteWrap() as DirectReq;
-  req.relay = relay;
-  req.toBackend = toBackend;
-  req.lent = null;
-  req.buffer = null;
-  req.oncomplete = null;
-  return req;
-}
-
-function onDirectWriteComplete(this: DirectReq, status: number): void {
-  const relay = this.relay as Relay;
-  const toBackend = this.toBackend;
-  const writer = (toBackend ? relay.toBackend : relay.toClient) as DirectWriter;
-  writer.pending = null;
-  if (this.lent !== null) returnLent(this.lent);
-  this.lent = null;
-  this.buffer = null;
-  this.relay = null;
-  const peer = toBackend ? relay.backend : relay.client;
+/** A queued direct write finished: free its spare, resume the source. */
+function sideWriteComplete(this: WriteReq, status: number): void {
+  const side = writeReqOwner(this) as RelaySide;
+  releaseWriteReq(this);
+  side.pending = null;
+  if (side.lent !== null) returnLent(side.lent);
+  side.lent = null;
+  const peer = side.socket;
   if (peer.destroyed) return;
   if (status < 0) {
     peer.destroy(writeError(status));
     return;
   }
-  const source = toBackend ? relay.client : relay.backend;
-  if (!source.destroyed) source.resume();
+  if (!side.source.destroyed) side.source.resume();
 }
 
 function writeError(status: number): NodeJS.ErrnoException {

@@ -13,7 +13,7 @@
  */
 import type { Socket } from 'node:net';
 import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
-import { borrowBytes, settleBorrowed } from '../../core/shared-read-buffer.ts';
+import { borrowBytes, settleBorrowed } from '../../core/io/shared-read-buffer.ts';
 import { ChunkedFramer } from './chunked.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
 import { parseResponseHead } from './head-parser.ts';

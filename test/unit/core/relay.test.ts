@@ -1,13 +1,17 @@
-import { afterEach, describe, it } from 'node:test';
+import { after, afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
-import { backendOnRead, Relay } from '../../../src/core/relay.ts';
-import { onreadOption } from '../../../src/core/shared-read-buffer.ts';
-import { directIo } from '../../../src/core/stream-handle.ts';
+import { readFile } from 'node:fs/promises';
+import tls from 'node:tls';
+import { backendOnRead, READ_EVENTS, READ_HANDLE, READ_SHARED, Relay, WRITE_DIRECT, WRITE_SOCKET } from '../../../src/core/relay.ts';
+import { onreadOption } from '../../../src/core/io/shared-read-buffer.ts';
+import { ioSupport } from '../../../src/core/io/support.ts';
 import type { RelayOwner, StreamTap } from '../../../src/core/relay.ts';
+import { makeTestPki } from '../../helpers/certs.ts';
+import type { TestPki } from '../../helpers/certs.ts';
 
 // ---------------------------------------------------------------------------
 // Harness: test client ⇄ [proxyClient | Relay | proxyBackend] ⇄ backendPeer
@@ -507,11 +511,9 @@ describe('Relay: backpressure', { timeout: 30_000 }, () => {
   });
 });
 
+// These run in both passes of `npm test`: with direct I/O (the default) and
+// with POLYPROXY_DIRECT_IO=0, where every side keeps its socket's methods.
 describe('Relay: direct handle I/O', { timeout: 30_000 }, () => {
-  it('this Node offers the stream bindings the relay drives directly', () => {
-    assert.notEqual(directIo, null, 'process.binding("stream_wrap") changed shape: the relay fell back to socket.write()');
-  });
-
   /** One message each way, then a clean close with exact counters. */
   async function pingPong(h: Harness): Promise<void> {
     h.client.write('ping');
@@ -524,10 +526,12 @@ describe('Relay: direct handle I/O', { timeout: 30_000 }, () => {
     assert.equal(h.relay.bytesOut, 4);
   }
 
-  it('plain TCP sockets on both sides are read and written through their handles', async () => {
+  it('plain TCP sides are read and written through their handles unless direct I/O is off', async () => {
     const h = await makePair();
-    assert.notEqual(h.relay.toBackend, null);
-    assert.notEqual(h.relay.toClient, null);
+    for (const side of [h.relay.clientSide, h.relay.backendSide]) {
+      assert.equal(side.readMode, ioSupport.directIo ? READ_HANDLE : READ_SHARED);
+      assert.equal(side.writeMode, ioSupport.directIo ? WRITE_DIRECT : WRITE_SOCKET);
+    }
     await pingPong(h);
   });
 
@@ -572,10 +576,9 @@ describe('Relay: direct handle I/O', { timeout: 30_000 }, () => {
     h.backendPeer.pause();
     h.client.on('error', () => {});
     const chunk = Buffer.alloc(1024 * 1024, 0x63);
-    const toBackend = h.relay.toBackend;
-    assert.notEqual(toBackend, null);
-    // Fill the loopback buffers until a direct write has to queue.
-    while (toBackend?.pending === null) {
+    const backendSide = h.relay.backendSide;
+    // Fill the loopback buffers until a write has to queue (direct, or in the Writable with direct I/O off).
+    while (backendSide.pending === null && h.proxyBackend.writableLength === 0) {
       if (!h.client.write(chunk)) await Promise.race([once(h.client, 'drain'), tick()]);
       await tick();
     }
@@ -611,6 +614,62 @@ describe('Relay: direct handle I/O', { timeout: 30_000 }, () => {
     h.backendPeer.resume();
     await assertClosedOnce(h);
     assert.equal(h.relay.bytesOut, size);
+  });
+});
+
+describe('Relay: TLS client', { timeout: 30_000 }, () => {
+  let pki: TestPki | null = null;
+  after(async () => {
+    await pki?.cleanup();
+  });
+
+  it("a TLS client's 'data' chunks reach a slow plain backend intact, through its handle unless direct I/O is off", async () => {
+    pki = await makeTestPki({ serverNames: ['localhost'] });
+    const ca = await readFile(pki.caCert);
+    const secureContext = tls.createSecureContext({ cert: await readFile(pki.serverCert), key: await readFile(pki.serverKey) });
+    const proxyServer = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    const backendServer = net.createServer({ allowHalfOpen: true });
+    const [proxyPort, backendPort] = await Promise.all([listen(proxyServer), listen(backendServer)]);
+    const accepted = once(proxyServer, 'connection') as Promise<[net.Socket]>;
+    const client = tls.connect({ host: '127.0.0.1', port: proxyPort, servername: 'localhost', ca });
+    sockets.push(client);
+    const [plain] = await accepted;
+    const proxyClient = new tls.TLSSocket(plain, { isServer: true, secureContext });
+    sockets.push(plain, proxyClient);
+    await Promise.all([once(client, 'secureConnect'), once(proxyClient, 'secure')]);
+    const backendAccepted = once(backendServer, 'connection') as Promise<[net.Socket]>;
+    const proxyBackend = net.connect({ host: '127.0.0.1', port: backendPort, allowHalfOpen: true, onread: onreadOption(backendOnRead) });
+    sockets.push(proxyBackend);
+    const [backendPeer] = await backendAccepted;
+    sockets.push(backendPeer);
+    backendPeer.pause();
+    const relay = new Relay(proxyClient, proxyBackend, { relayClosed: () => {} }, 0, null);
+    relay.start(null);
+    assert.deepEqual([relay.clientSide.readMode, relay.clientSide.writeMode], [READ_EVENTS, WRITE_SOCKET]);
+    assert.equal(relay.backendSide.writeMode, ioSupport.directIo ? WRITE_DIRECT : WRITE_SOCKET);
+
+    const size = 16 * 1024 * 1024;
+    const data = randomBytes(size);
+    const sent = createHash('sha256').update(data).digest('hex');
+    client.write(data);
+    // The backend reads nothing until the proxy had to hold the client back.
+    while (relay.backendSide.pending === null && proxyBackend.writableLength === 0) await tick();
+    const hash = createHash('sha256');
+    let total = 0;
+    backendPeer.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      total += chunk.length;
+    });
+    backendPeer.resume();
+    while (total < size) await tick();
+    assert.equal(total, size);
+    assert.equal(hash.digest('hex'), sent);
+    assert.equal(relay.bytesIn, size);
+    backendPeer.end('bye');
+    let reply = '';
+    client.on('data', (chunk: Buffer) => (reply += chunk.toString()));
+    await once(client, 'end');
+    assert.equal(reply, 'bye');
   });
 });
 

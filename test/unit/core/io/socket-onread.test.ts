@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, test } from 'node:test';
-import { adoptSharedReadBuffer, takeRead, usesSharedReadBuffer } from '../../../src/core/shared-read-buffer.ts';
+import { takeRead } from '../../../../src/core/io/shared-read-buffer.ts';
+import { adoptSharedReadBuffer, usesSharedReadBuffer } from '../../../../src/core/io/socket-onread.ts';
+import { ioSupport } from '../../../../src/core/io/support.ts';
 
 const servers: net.Server[] = [];
 after(() => {
@@ -23,6 +25,7 @@ function acceptOne(): Promise<{ accepted: net.Socket; client: net.Socket }> {
 // handle.useUserBuffer). This test fails if a Node upgrade removes them, so the
 // relay's silent fallback to 'data' events cannot go unnoticed.
 test('accepted sockets switch to the shared read buffer on this Node', async () => {
+  assert.equal(ioSupport.socketOnread, true, "net.Socket's onread fields changed: accepted sockets fell back to 'data' events");
   const { accepted, client } = await acceptOne();
   const chunks: Buffer[] = [];
   let done!: () => void;

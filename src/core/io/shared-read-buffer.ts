@@ -13,11 +13,11 @@
  * RSS (bench/RESULTS.md has the side-by-side runs).
  */
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 
 /** 256 KiB: bulk transfers need 4× fewer read callbacks than with 64 KiB. */
 const READ_SIZE = 256 * 1024;
-const readBuffer = Buffer.allocUnsafeSlow(READ_SIZE);
+/** The one read buffer; socket-onread.ts points accepted sockets at it. */
+export const readBuffer = Buffer.allocUnsafeSlow(READ_SIZE);
 
 export type ReadCallback = (this: Socket, nread: number, buffer: Buffer) => boolean;
 
@@ -100,7 +100,7 @@ export function settleBorrowed(peer: Socket): void {
 }
 
 /**
- * For writes that bypass the socket's Writable (core/stream-handle.ts):
+ * For writes that bypass the socket's Writable (io/stream-handle.ts):
  * the borrowed chunk just written was queued, so its memory leaves with the
  * write and a new spare takes its place. Give it back with returnLent()
  * when the write completes.
@@ -127,50 +127,4 @@ export function reclaimLent(socket: Socket): void {
   if (lent === undefined || lent === null) return;
   (socket as LendingSocket)[kLent] = null;
   if (freeList.length < MAX_FREE) freeList.push(lent);
-}
-
-interface ReadSymbols {
-  readonly buffer: symbol;
-  readonly callback: symbol;
-  readonly generator: symbol;
-}
-
-let symbols: ReadSymbols | null | undefined;
-
-/**
- * Switches a socket Node created for us (an accepted connection) to the
- * shared read buffer, as if it had been made with `onread`. net.Server has
- * no `onread` option, so this sets the same fields net.Socket's constructor
- * sets, found by their symbol descriptions. Returns false (and changes
- * nothing) where that is not possible — a TLS socket, or a Node whose
- * internals differ — and the caller keeps using 'data' events.
- * Precondition: the socket is paused and its readable buffer is empty.
- */
-export function adoptSharedReadBuffer(socket: Socket, callback: ReadCallback): boolean {
-  if (socket instanceof TLSSocket || socket.readableLength > 0) return false;
-  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (buf: Buffer) => void } | null })._handle;
-  if (handle === null || handle === undefined || typeof handle.useUserBuffer !== 'function') return false;
-  if (symbols === undefined) symbols = findSymbols(socket);
-  if (symbols === null) return false;
-  const fields = socket as unknown as Record<symbol, unknown>;
-  fields[symbols.buffer] = readBuffer;
-  fields[symbols.callback] = callback;
-  fields[symbols.generator] = null;
-  handle.useUserBuffer(readBuffer);
-  return true;
-}
-
-/** True when the socket reads through the shared buffer. */
-export function usesSharedReadBuffer(socket: Socket): boolean {
-  const found = symbols ?? findSymbols(socket);
-  return found !== null && (socket as unknown as Record<symbol, unknown>)[found.buffer] === readBuffer;
-}
-
-function findSymbols(socket: Socket): ReadSymbols | null {
-  const named = new Map(Object.getOwnPropertySymbols(socket).map((s) => [s.description, s]));
-  const buffer = named.get('kBuffer');
-  const callback = named.get('kBufferCb');
-  const generator = named.get('kBufferGen');
-  if (buffer === undefined || callback === undefined || generator === undefined) return null;
-  return { buffer, callback, generator };
 }
