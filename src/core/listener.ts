@@ -15,7 +15,7 @@ import { PolyproxyError, toPolyproxyError } from './errors.ts';
 import { ListenerBase } from './listener-base.ts';
 import type { ProxyListener } from './listener-base.ts';
 import type { Logger } from './logger.ts';
-import type { Opening, ProtocolModule, ProtocolSession } from './protocol.ts';
+import type { DrainTarget, Opening, ProtocolModule, ProtocolSession } from './protocol.ts';
 import { Relay } from './relay.ts';
 import type { RelayOwner } from './relay.ts';
 import { resources } from './resource-stats.ts';
@@ -78,6 +78,8 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   readonly #relays = new Set<Relay>();
   /** Fast-path connections waiting for their backend. */
   readonly #dials = new Set<Dial>();
+  /** Openings their protocol serves itself (http), told about the drain instead of aborted. */
+  readonly #drainTargets = new Map<ClientConnection, DrainTarget>();
   /** The immediate opening's resource id and router cache key, when the fast path applies to this listener at all. */
   readonly #fastResourceId: string | null;
   readonly #fastKey: string;
@@ -125,15 +127,27 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   stopAccepting(): Promise<void> {
     this.startDraining();
     if (this.#server.listening) this.#server.close(noop);
+    for (const target of this.#drainTargets.values()) target.drain(false);
     return Promise.resolve();
   }
 
-  /** Ends every session now (the drain deadline passed). */
+  /**
+   * Ends every session now (the drain deadline passed). A client still in
+   * its opening gets the protocol's SHUTTING_DOWN error; a relayed session
+   * is not parsed by the proxy, so it is only closed.
+   */
   destroyAll(reason: string): void {
-    for (const conn of this.#openings) conn.abort(new PolyproxyError('UNAVAILABLE', 'the proxy is shutting down', { source: 'internal' }));
+    const shutdown = new PolyproxyError('SHUTTING_DOWN', 'the proxy is shutting down', { source: 'internal' });
+    for (const conn of this.#openings) {
+      const target = this.#drainTargets.get(conn);
+      if (target !== undefined) target.drain(true);
+      // A pending read fails and #run's refusal answers; otherwise (routing, connecting, waiting on the backend) answer now.
+      else if (conn.reading) conn.abort(shutdown);
+      else conn.abort(shutdown, this.#encode(shutdown, undefined, conn));
+    }
     for (const dial of this.#dials) {
       dial.cancel();
-      this.dialFailed(dial, new PolyproxyError('UNAVAILABLE', 'the proxy is shutting down', { source: 'internal' }));
+      this.dialFailed(dial, shutdown);
     }
     for (const relay of this.#relays) relay.destroy(reason);
   }
@@ -182,6 +196,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         takeOver: () => clearTimeout(timer),
         failed: (err) => this.countFailure(err),
         served: (id) => resources.count(id, 0, 0),
+        onDrain: (target) => {
+          this.#drainTargets.set(conn, target);
+          if (this.draining) target.drain(false);
+        },
       };
       const opening = await this.protocol.identify(conn, session);
       clearTimeout(timer);
@@ -273,17 +291,21 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     } else {
       this.#log.warn({ code: error.code, client: conn.remoteAddress, resource: resourceId }, error.message);
     }
-    let bytes: Buffer | null = null;
+    this.#closeOpening(conn, this.#encode(error, resourceId, conn));
+  }
+
+  #encode(error: PolyproxyError, resourceId: string | undefined, conn: ClientConnection): Buffer | null {
     try {
-      bytes = this.protocol.encodeError(error, resourceId, conn);
+      return this.protocol.encodeError(error, resourceId, conn);
     } catch (err) {
       this.#log.error({ err }, 'protocol failed to encode an error');
+      return null;
     }
-    this.#closeOpening(conn, bytes);
   }
 
   #closeOpening(conn: ClientConnection, bytes: Buffer | null): void {
     conn.close(bytes);
+    this.#drainTargets.delete(conn);
     if (this.#openings.delete(conn)) this.#sessionGone();
   }
 
