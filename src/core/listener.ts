@@ -134,11 +134,6 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     return address;
   }
 
-  /** Accepting is paused: out of file descriptors. */
-  get paused(): boolean {
-    return this.#fdPause !== null;
-  }
-
   /**
    * Out of file descriptors (EMFILE/ENFILE): counted, logged once per
    * FD_LOG_INTERVAL_MS, and the listening socket closes for up to
