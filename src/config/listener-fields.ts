@@ -72,6 +72,6 @@ export const listenerFields = {
   idleTimeoutMs: z.number().int().min(0).default(0),
   /** Time a client has to complete its opening (startup packet, TLS handshake). */
   handshakeTimeoutMs: positiveMs.default(10000),
-  /** Concurrent connections on this listener; 0 = unlimited. */
+  /** Concurrent connections on this listener; 0 = a share of the open-files limit (core/fd-limit.ts), unlimited only when that limit is unknown. */
   maxConnections: z.number().int().min(0).default(0),
 };

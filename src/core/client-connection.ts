@@ -44,6 +44,8 @@ export class ClientConnection {
   #error: Error | null = null;
   #tls: TlsInfo | undefined = undefined;
   #certError: string | null = null;
+  /** abort() ended the connection while the proxy was not reading (the socket may still flush an error). */
+  #cut = false;
   #onData = (chunk: Buffer): void => this.#receive(chunk);
   #onEnd = (): void => this.#abortWith(new PolyproxyError('PROTOCOL', 'client closed the connection during its opening', { source: 'client' }));
   #onError = (err: Error): void => this.#abortWith(new PolyproxyError('PROTOCOL', `client socket error: ${err.message}`, { source: 'client', cause: err }));
@@ -66,8 +68,14 @@ export class ClientConnection {
     return this.#tlsSettings !== null;
   }
 
+  /** The client left, or abort() ended the connection. */
   get closed(): boolean {
-    return this.socket.destroyed;
+    return this.socket.destroyed || this.#cut;
+  }
+
+  /** A read() is waiting for the client's bytes. */
+  get reading(): boolean {
+    return this.#waiter !== null;
   }
 
   /** Waits until `parse` recognises a complete message in the buffered bytes. */
@@ -179,14 +187,18 @@ export class ClientConnection {
     return { socket, leftover };
   }
 
-  /** Fails a pending read (handshake timeout, shutdown). */
-  abort(err: Error): void {
-    if (this.#waiter !== null) this.#abortWith(err);
-    else {
-      // Not waiting for bytes (mid TLS handshake, or past the opening): cut the connection.
-      this.#abortWith(err);
-      this.socket.destroy();
-    }
+  /**
+   * Fails a pending read (handshake timeout, shutdown). Not waiting for
+   * bytes (mid TLS handshake, routing, connecting, waiting on the backend):
+   * ends the connection now, after `bytes` (the protocol's error) if given.
+   */
+  abort(err: Error, bytes: Buffer | null = null): void {
+    const reading = this.#waiter !== null;
+    this.#abortWith(err);
+    if (reading) return;
+    this.#cut = true;
+    if (bytes === null) this.socket.destroy();
+    else this.close(bytes);
   }
 
   /** Writes the native error (if any) and closes; a client that will not read is cut off after a grace period. */

@@ -12,6 +12,7 @@
 import net from 'node:net';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError } from './errors.ts';
+import { fdExhaustedError, isFdExhaustion } from './fd-limit.ts';
 import type { EndpointHealth } from './health.ts';
 import { backendOnRead } from './relay.ts';
 import { onreadOption } from './io/shared-read-buffer.ts';
@@ -129,6 +130,13 @@ function dialOnError(this: DialSocket, err: Error): void {
   release(this);
   this.destroy();
   pendingDials.remove(dial);
+  if (isFdExhaustion(err)) {
+    // No descriptor for any candidate either, and not the backend's fault: no breaker accounting.
+    dial.socket = null;
+    dial.endpoint = null;
+    dial.owner.dialFailed(dial, fdExhaustedError(err));
+    return;
+  }
   attemptFailed(dial, err.message);
 }
 

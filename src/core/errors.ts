@@ -15,7 +15,8 @@ export type FailureKind =
   | 'PROTOCOL' //           the client broke the protocol (malformed/oversized opening)
   | 'HANDSHAKE_TIMEOUT' //  the client did not finish its opening in time
   | 'TLS_REQUIRED' //       client certificate or TLS missing where it is required
-  | 'TOO_MANY'; //          listener connection limit reached
+  | 'TOO_MANY' //           listener connection limit reached
+  | 'SHUTTING_DOWN'; //     the drain deadline passed before the client's opening finished
 
 export type FailureSource = 'client' | 'backend' | 'resolver' | 'internal';
 
@@ -60,6 +61,7 @@ function defaultSource(kind: FailureKind): FailureSource {
       return 'client';
     case 'INTERNAL':
     case 'TOO_MANY':
+    case 'SHUTTING_DOWN':
       return 'internal';
     default:
       return 'resolver';

@@ -32,6 +32,7 @@ const STATUS: Record<FailureKind, number> = {
   HANDSHAKE_TIMEOUT: 408,
   TLS_REQUIRED: 403,
   TOO_MANY: 503,
+  SHUTTING_DOWN: 503,
   INTERNAL: 500,
 };
 
@@ -123,6 +124,7 @@ function publicDetail(err: PolyproxyError, status: number, resourceId: string | 
     case 403:
       return `Access to ${host} is forbidden.`;
     case 503:
+      if (err.kind === 'SHUTTING_DOWN') return 'The proxy is shutting down.';
       return err.kind === 'TOO_MANY' ? 'Too many connections.' : `${host[0]?.toUpperCase()}${host.slice(1)} is unavailable.`;
     case 504:
       return `The backend for ${host} did not answer in time.`;

@@ -12,10 +12,12 @@ import { connectFirst, Dial } from './connect.ts';
 import type { Connected, DialOwner } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
+import { isFdExhaustion } from './fd-limit.ts';
 import { ListenerBase } from './listener-base.ts';
 import type { ListenerUpdate, ProxyListener } from './listener-base.ts';
 import type { Logger } from './logger.ts';
-import type { Opening, ProtocolModule, ProtocolSession } from './protocol.ts';
+import { fdExhaustedTotal } from './metrics.ts';
+import type { DrainTarget, Opening, ProtocolModule, ProtocolSession } from './protocol.ts';
 import { Relay } from './relay.ts';
 import type { RelayOwner } from './relay.ts';
 import { resources } from './resource-stats.ts';
@@ -44,6 +46,11 @@ export interface ListenerSettings {
 }
 
 export type { ListenerCounters, ListenerUpdate, ProxyListener } from './listener-base.ts';
+
+/** Out of descriptors: accepting pauses this long at most (a session closing resumes it sooner). */
+export const FD_PAUSE_MS = 1000;
+/** Out of descriptors: one log line per this long, with the count since the last one. */
+export const FD_LOG_INTERVAL_MS = 10_000;
 
 /** Per-session data the relay carries until close. */
 interface SessionContext {
@@ -81,9 +88,16 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   readonly #relays = new Set<Relay>();
   /** Fast-path connections waiting for their backend. */
   readonly #dials = new Set<Dial>();
+  /** Openings their protocol serves itself (http), told about the drain instead of aborted. */
+  readonly #drainTargets = new Map<ClientConnection, DrainTarget>();
   /** The immediate opening's resource id and router cache key, when the fast path applies to this listener at all. */
   readonly #fastResourceId: string | null;
   readonly #fastKey: string;
+  /** Out of descriptors: the listening socket is closed until this timer (or a session closing) reopens it. */
+  #fdPause: NodeJS.Timeout | null = null;
+  #fdLoggedAt = 0;
+  #fdUnlogged = 0;
+  #port = 0;
 
   constructor(settings: ListenerSettings, protocol: ProtocolModule, router: Router, tlsSettings: TlsServerSettings | null, log: Logger) {
     super(settings.name, settings.protocol);
@@ -96,7 +110,11 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     this.#fastKey = this.#fastResourceId === null ? '' : routeCacheKey(settings.protocol, this.#fastResourceId);
     this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
-    this.#server.on('error', (err) => this.#log.error({ err }, 'listener error'));
+    this.#server.on('error', (err) => {
+      // libuv's accept() failed with EMFILE and its reserved-descriptor fallback too.
+      if (isFdExhaustion(err)) this.#fdExhausted(err, 'accept');
+      else this.#log.error({ err }, 'listener error');
+    });
   }
 
   reconfigure(update: ListenerUpdate): void {
@@ -118,8 +136,46 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     return [bytesIn, bytesOut];
   }
 
-  listen(port = this.settings.port): Promise<AddressInfo> {
-    return listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
+  async listen(port = this.settings.port): Promise<AddressInfo> {
+    const address = await listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
+    this.#port = address.port;
+    return address;
+  }
+
+  /**
+   * Out of file descriptors (EMFILE/ENFILE): counted, logged once per
+   * FD_LOG_INTERVAL_MS, and the listening socket closes for up to
+   * FD_PAUSE_MS, so new clients are refused by the kernel (or taken by a
+   * sibling worker sharing the port) instead of being accepted and reset;
+   * established sessions go on.
+   */
+  #fdExhausted(err: Error & { code?: string }, where: 'accept' | 'backend dial'): void {
+    fdExhaustedTotal.inc({ listener: this.name });
+    this.#fdUnlogged++;
+    const now = Date.now();
+    if (now - this.#fdLoggedAt >= FD_LOG_INTERVAL_MS) {
+      this.#log.warn({ code: err.code, where, times: this.#fdUnlogged, sessions: this.sessions }, 'out of file descriptors: accepting paused until some are free');
+      this.#fdLoggedAt = now;
+      this.#fdUnlogged = 0;
+    }
+    if (this.#fdPause !== null || this.draining || !this.#server.listening) return;
+    this.#server.close(noop);
+    this.#fdPause = setTimeout(resumeAccepting, FD_PAUSE_MS, this);
+  }
+
+  /** @internal Reopens the listening socket after an fd pause (timer, or a session closed). */
+  resumeAccepting(): void {
+    if (this.#fdPause === null) return;
+    clearTimeout(this.#fdPause);
+    this.#fdPause = null;
+    if (this.draining) return;
+    listenServer(this.#server, this.settings.host, this.#port, this.settings.reusePort).then(
+      () => this.#log.info({ sessions: this.sessions }, 'accepting again'),
+      (err: Error) => {
+        // The server's 'error' handler has seen it too: it pauses again on EMFILE.
+        if (!isFdExhaustion(err)) this.#log.error({ err }, 'could not listen again after running out of file descriptors');
+      },
+    );
   }
 
   get address(): AddressInfo | null {
@@ -132,16 +188,32 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
    */
   stopAccepting(): Promise<void> {
     this.startDraining();
+    if (this.#fdPause !== null) {
+      clearTimeout(this.#fdPause);
+      this.#fdPause = null;
+    }
     if (this.#server.listening) this.#server.close(noop);
+    for (const target of this.#drainTargets.values()) target.drain(false);
     return Promise.resolve();
   }
 
-  /** Ends every session now (the drain deadline passed). */
+  /**
+   * Ends every session now (the drain deadline passed). A client still in
+   * its opening gets the protocol's SHUTTING_DOWN error; a relayed session
+   * is not parsed by the proxy, so it is only closed.
+   */
   destroyAll(reason: string): void {
-    for (const conn of this.#openings) conn.abort(new PolyproxyError('UNAVAILABLE', 'the proxy is shutting down', { source: 'internal' }));
+    const shutdown = new PolyproxyError('SHUTTING_DOWN', 'the proxy is shutting down', { source: 'internal' });
+    for (const conn of this.#openings) {
+      const target = this.#drainTargets.get(conn);
+      if (target !== undefined) target.drain(true);
+      // A pending read fails and #run's refusal answers; otherwise (routing, connecting, waiting on the backend) answer now.
+      else if (conn.reading) conn.abort(shutdown);
+      else conn.abort(shutdown, this.#encode(shutdown, undefined, conn));
+    }
     for (const dial of this.#dials) {
       dial.cancel();
-      this.dialFailed(dial, new PolyproxyError('UNAVAILABLE', 'the proxy is shutting down', { source: 'internal' }));
+      this.dialFailed(dial, shutdown);
     }
     for (const relay of this.#relays) relay.destroy(reason);
   }
@@ -190,6 +262,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         takeOver: () => clearTimeout(timer),
         failed: (err) => this.countFailure(err),
         served: (id) => resources.count(id, 0, 0),
+        onDrain: (target) => {
+          this.#drainTargets.set(conn, target);
+          if (this.draining) target.drain(false);
+        },
       };
       const opening = await this.protocol.identify(conn, session);
       clearTimeout(timer);
@@ -231,6 +307,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       clearTimeout(timer);
       backend?.destroy();
       const error = toPolyproxyError(err);
+      if (isFdExhaustion(error)) this.#fdExhausted(error.cause as Error, 'backend dial');
       this.#refuse(conn, error, resourceId ?? error.resourceId);
     }
   }
@@ -261,6 +338,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   /** @internal Fast path: no backend (or shutdown, or the client left). Refused like a pipeline connection. */
   dialFailed(dial: Dial, error: PolyproxyError): void {
     this.#dials.delete(dial);
+    if (isFdExhaustion(error)) this.#fdExhausted(error.cause as Error, 'backend dial');
     // Rare: the pipeline's refusal (log, metrics, protocol error, graceful close) needs a ClientConnection.
     const conn = new ClientConnection(dial.client as net.Socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
     this.#openings.add(conn);
@@ -281,17 +359,21 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     } else {
       this.#log.warn({ code: error.code, client: conn.remoteAddress, resource: resourceId }, error.message);
     }
-    let bytes: Buffer | null = null;
+    this.#closeOpening(conn, this.#encode(error, resourceId, conn));
+  }
+
+  #encode(error: PolyproxyError, resourceId: string | undefined, conn: ClientConnection): Buffer | null {
     try {
-      bytes = this.protocol.encodeError(error, resourceId, conn);
+      return this.protocol.encodeError(error, resourceId, conn);
     } catch (err) {
       this.#log.error({ err }, 'protocol failed to encode an error');
+      return null;
     }
-    this.#closeOpening(conn, bytes);
   }
 
   #closeOpening(conn: ClientConnection, bytes: Buffer | null): void {
     conn.close(bytes);
+    this.#drainTargets.delete(conn);
     if (this.#openings.delete(conn)) this.#sessionGone();
   }
 
@@ -345,8 +427,14 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
 
   #sessionGone(): void {
     this.counters.open--;
+    // A descriptor or two just came free.
+    if (this.#fdPause !== null) this.resumeAccepting();
     this.settle();
   }
+}
+
+function resumeAccepting(listener: Listener): void {
+  listener.resumeAccepting();
 }
 
 function abortOnHandshakeTimeout(conn: ClientConnection, ms: number): void {

@@ -74,6 +74,13 @@ export const errorsTotal = new Counter({
   registers: [registry],
 });
 
+export const fdExhaustedTotal = new Counter({
+  name: 'polyproxy_fd_exhausted_total',
+  help: 'Times a listener ran out of file descriptors (EMFILE/ENFILE on accept or on a backend dial) and paused accepting.',
+  labelNames: ['listener'] as const,
+  registers: [registry],
+});
+
 export const resolveDuration = new Histogram({
   name: 'polyproxy_resolve_duration_seconds',
   help: 'Resolver lookups on a cache miss, by the source that answered and the outcome.',

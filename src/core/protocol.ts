@@ -67,6 +67,22 @@ export interface ProtocolSession {
   failed(err: PolyproxyError): void;
   /** Counts one routed use of a resource (an HTTP request) for per-resource metrics. */
   served(resourceId: string): void;
+  /**
+   * For protocols that serve the connection themselves (http): `target`
+   * hears about the listener's drain until identify settles. Called at once
+   * when the listener is already draining.
+   */
+  onDrain(target: DrainTarget): void;
+}
+
+/** A connection served by its protocol, told about the listener's drain. */
+export interface DrainTarget {
+  /**
+   * `deadline` false: accepting stopped; finish what is in flight, take no
+   * new work, close what is idle. True: the drain deadline passed; answer
+   * the protocol's SHUTTING_DOWN error if nothing was sent yet, and close.
+   */
+  drain(deadline: boolean): void;
 }
 
 export interface ProtocolModule {

@@ -11,6 +11,7 @@ import type { TlsServerSettings } from '../core/client-connection.ts';
 import type { ProxyListener } from '../core/listener.ts';
 import type { ListenerStats, ProxyStats } from '../admin/source.ts';
 import { ColdStarts } from '../core/cold-start.ts';
+import { defaultMaxConnections, openFilesLimit } from '../core/fd-limit.ts';
 import { EndpointHealth } from '../core/health.ts';
 import type { HealthSettings } from '../core/health.ts';
 import { log, setLogLevel } from '../core/logger.ts';
@@ -116,8 +117,13 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
 
   const listeners: ProxyListener[] = [];
   const bound: BoundListener[] = [];
+  // maxConnections 0: a share of the open-files limit (core/fd-limit.ts), so the process refuses in its protocols' words before accept() runs out of descriptors.
+  const fdLimit = openFilesLimit();
+  const fdShare = defaultMaxConnections(fdLimit, config.listeners.length);
+  if (fdShare > 0 && config.listeners.some((l) => l.maxConnections === 0)) log.info({ openFilesLimit: fdLimit, maxConnections: fdShare }, 'listeners without maxConnections take a share of the open-files limit');
   try {
-    for (const listenerConfig of config.listeners) {
+    for (const configured of config.listeners) {
+      const listenerConfig = configured.maxConnections === 0 ? { ...configured, maxConnections: fdShare } : configured;
       const name = listenerName(listenerConfig);
       const listener = protocolOf(listenerConfig).create(listenerConfig, {
         port: options.ports?.get(name) ?? listenerConfig.port,

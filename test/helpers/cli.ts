@@ -39,8 +39,10 @@ export async function writeConfig(config: unknown): Promise<string> {
   return file;
 }
 
-export async function startCli(args: string[], timeoutMs = 20000): Promise<RunningCli> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `wrap`: a command that execs polyproxy, e.g. `['prlimit', '--nofile=200:200']` (the child's pid stays polyproxy's). */
+export async function startCli(args: string[], timeoutMs = 20000, wrap: readonly string[] = []): Promise<RunningCli> {
+  const argv = [...wrap, process.execPath, BIN, ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   let stderr = '';
   let buffered = '';

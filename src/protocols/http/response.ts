@@ -33,6 +33,8 @@ export interface ResponseOwner {
   readonly currentRequest: HttpHead;
   /** The client sent its FIN: the connection closes after this response. */
   readonly clientEnded: boolean;
+  /** The listener drains: the connection closes after this response (`Connection: close` tells the client). */
+  readonly draining: boolean;
   /** Backend bytes arrived: it is not silent. */
   backendActivity(): void;
   /** The client cannot take more now: stop reading the backend until it drains. */
@@ -135,7 +137,7 @@ export class ResponseWriter {
         continue;
       }
       this.res = head;
-      this.closeAfter = !req.keepAlive || head.framing === 'close' || owner.clientEnded;
+      this.closeAfter = !req.keepAlive || head.framing === 'close' || owner.clientEnded || owner.draining;
       const client = owner.client;
       const extra = owner.telemetry();
       if (head.framing === 'length' && rest.length === head.contentLength) {

@@ -20,7 +20,7 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
-import type { ProtocolSession } from '../../core/protocol.ts';
+import type { DrainTarget, ProtocolSession } from '../../core/protocol.ts';
 import type { ResolveContext } from '../../core/resolver.ts';
 import type { Router, RouteDecision } from '../../core/router.ts';
 import { Relay } from '../../core/relay.ts';
@@ -62,7 +62,15 @@ const CLIENT_DEADLINE = 1;
 /** A request is in flight: the backend must not stay silent longer (504). */
 const BACKEND_DEADLINE = 2;
 
-export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, SlotOwner {
+/**
+ * Draining, a connection idle for less than this may still carry the
+ * client's next request (on its way, or about to be sent on a connection
+ * the client just got back): it gets that long to arrive, and is answered
+ * with `Connection: close`. Closing it at once would fail that request.
+ */
+export const DRAIN_IDLE_GRACE_MS = 1000;
+
+export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, SlotOwner, DrainTarget {
   readonly client: Socket;
   readonly settings: HttpSettings;
   readonly limits: HeadLimits;
@@ -77,6 +85,10 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   state = READ_HEAD;
   resourceId: string | undefined = undefined;
   clientEnded = false;
+  /** The listener drains: each response says `Connection: close`, and the connection closes after it. */
+  draining = false;
+  /** An upgraded connection's relay (cut at the drain deadline). */
+  #relay: Relay | null = null;
   #rawHost: string | undefined = undefined;
   #normalizedHost: string | undefined = undefined;
   /** One lazy timer per session (see #setDeadline): what it guards, and until when (Date.now() ms). */
@@ -114,6 +126,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     this.#setDeadline(CLIENT_DEADLINE, settings.requestTimeoutMs);
     if (leftover !== null) this.request.onClientBytes(leftover, false);
     if (this.state === READ_HEAD) client.resume();
+    core.onDrain(this);
   }
 
   // ---- what the parts read -------------------------------------------------
@@ -273,7 +286,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   #nextRequest(): void {
     if (this.state === FINISHED) return;
     const request = this.request;
-    if (this.response.closeAfter || !request.reqDone) {
+    if (this.response.closeAfter || !request.reqDone || this.draining) {
       this.#finish(true);
       return;
     }
@@ -306,11 +319,13 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     const replay = request.buf.length > 0 ? request.buf : null;
     request.buf = EMPTY;
     const relay = new Relay(client, backend, this, this.core.idleTimeoutMs, null);
+    this.#relay = relay;
     relay.start(replay);
   }
 
   /** Core's Relay calls this when an upgraded connection is over. */
   relayClosed(): void {
+    this.#relay = null;
     this.slot.relayClosed();
     this.state = FINISHED;
     this.#resolveDone();
@@ -386,6 +401,34 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
       client.destroy();
     }
     this.#resolveDone();
+  }
+
+  /**
+   * The listener drains (see DrainTarget). An idle keep-alive connection
+   * closes now (one active in the last DRAIN_IDLE_GRACE_MS gets the rest of
+   * that for its next request); a request in flight is answered with `Connection: close`
+   * (RFC 9112 §9.6) and the connection closes after it, so a busy client
+   * opens its next connection elsewhere instead of being cut at the
+   * deadline. At the deadline: 503 if nothing of a response was sent yet,
+   * else cut; an upgraded connection's relay is cut.
+   */
+  drain(deadline: boolean): void {
+    if (this.state === FINISHED) return;
+    if (this.state === UPGRADED) {
+      if (deadline) this.#relay?.destroy('shutdown');
+      return;
+    }
+    this.draining = true;
+    if (this.state === READ_HEAD && this.request.buf.length === 0) {
+      // Idle between requests. The client deadline was set when it went idle (or connected).
+      const idleMs = this.#deadlineKind === CLIENT_DEADLINE ? Date.now() - (this.#deadline - this.#deadlineMs) : DRAIN_IDLE_GRACE_MS;
+      if (deadline || idleMs >= DRAIN_IDLE_GRACE_MS) this.#finish(true);
+      else this.#setDeadline(CLIENT_DEADLINE, DRAIN_IDLE_GRACE_MS - idleMs); // onTimeout closes it if nothing came
+      return;
+    }
+    if (deadline) {
+      this.#fail(new PolyproxyError('SHUTTING_DOWN', 'the proxy is shutting down', { source: 'internal', resourceId: this.resourceId }));
+    }
   }
 
   /** Cut both sides (client error or close, shutdown). */

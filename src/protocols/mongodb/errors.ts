@@ -21,6 +21,7 @@ export const INVALID_NAMESPACE: MongoErrorCode = { code: 73, codeName: 'InvalidN
 export const NODE_NOT_FOUND: MongoErrorCode = { code: 74, codeName: 'NodeNotFound' };
 export const COMMAND_NOT_SUPPORTED: MongoErrorCode = { code: 115, codeName: 'CommandNotSupported' };
 export const NETWORK_INTERFACE_EXCEEDED_TIME_LIMIT: MongoErrorCode = { code: 202, codeName: 'NetworkInterfaceExceededTimeLimit' };
+export const SHUTDOWN_IN_PROGRESS: MongoErrorCode = { code: 91, codeName: 'ShutdownInProgress' };
 export const UNSUPPORTED_OP_QUERY_COMMAND: MongoErrorCode = { code: 352, codeName: 'UnsupportedOpQueryCommand' };
 
 /**
@@ -46,6 +47,7 @@ export const MONGO_ERROR: Readonly<Record<FailureKind, MongoErrorCode | null>> =
   PROTOCOL: null, //          malformed framing: nothing to answer
   HANDSHAKE_TIMEOUT: null, // no request pending
   TOO_MANY: null, //          refused at accept, before any request (mongod closes too)
+  SHUTTING_DOWN: SHUTDOWN_IN_PROGRESS, // the driver clears its pool for this proxy: right, it is going away
 };
 
 /** The request a reply answers. */
@@ -83,6 +85,8 @@ export function errorMessage(err: PolyproxyError, database: string | undefined):
       return `connection to ${db} refused: ${err.message}`;
     case 'INTERNAL':
       return `internal proxy error while connecting to ${db}`;
+    case 'SHUTTING_DOWN':
+      return 'the proxy is shutting down';
     default:
       return err.message;
   }

@@ -25,6 +25,7 @@ export const MYSQL_ERRORS: Readonly<Record<FailureKind, MysqlErrorCode>> = {
   HANDSHAKE_TIMEOUT: { code: 1043, sqlState: '08S01' },
   TLS_REQUIRED: { code: 3159, sqlState: 'HY000' }, //        ER_SECURE_TRANSPORT_REQUIRED
   TOO_MANY: { code: 1040, sqlState: '08004' }, //            ER_CON_COUNT_ERROR "Too many connections"
+  SHUTTING_DOWN: { code: 1053, sqlState: '08S01' }, //       ER_SERVER_SHUTDOWN "Server shutdown in progress"
 };
 
 /** The refusal of a `USE`/COM_INIT_DB/COM_CHANGE_USER whose database lives on another backend. */
@@ -50,6 +51,8 @@ export function errorMessage(err: PolyproxyError, database: string | undefined):
       return `Connection to ${db} refused: ${err.message}`;
     case 'TOO_MANY':
       return 'Too many connections';
+    case 'SHUTTING_DOWN':
+      return 'Server shutdown in progress';
     case 'PROTOCOL':
       return `Bad handshake: ${err.message}`;
     case 'HANDSHAKE_TIMEOUT':

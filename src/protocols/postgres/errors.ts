@@ -16,6 +16,7 @@ export const SQLSTATE: Readonly<Record<FailureKind, string>> = {
   HANDSHAKE_TIMEOUT: '08P01',
   TLS_REQUIRED: '28000',
   TOO_MANY: '53300', //            too_many_connections
+  SHUTTING_DOWN: '57P01', //       admin_shutdown
 };
 
 /** Builds an ErrorResponse ('E') with severity FATAL. */
@@ -59,6 +60,8 @@ export function encodeError(err: PolyproxyError, database: string | undefined): 
       return errorResponse(SQLSTATE.TLS_REQUIRED, `connection to ${db} refused: ${err.message}`);
     case 'TOO_MANY':
       return errorResponse(SQLSTATE.TOO_MANY, 'sorry, too many clients already');
+    case 'SHUTTING_DOWN':
+      return errorResponse(SQLSTATE.SHUTTING_DOWN, 'terminating connection: the proxy is shutting down');
     case 'PROTOCOL':
       return errorResponse(SQLSTATE.PROTOCOL, err.message);
     case 'HANDSHAKE_TIMEOUT':

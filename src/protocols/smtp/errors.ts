@@ -18,6 +18,7 @@ export const SMTP_ERRORS: Readonly<Record<FailureKind, { readonly code: number; 
   HANDSHAKE_TIMEOUT: { code: 421, status: '4.4.2' }, //  bad connection (timeout)
   TLS_REQUIRED: { code: 530, status: '5.7.0' }, //       must issue STARTTLS first
   TOO_MANY: { code: 421, status: '4.3.2' }, //           system not accepting network messages
+  SHUTTING_DOWN: { code: 421, status: '4.3.2' },
 };
 
 function text(err: PolyproxyError, domain: string | undefined): string {
@@ -40,6 +41,8 @@ function text(err: PolyproxyError, domain: string | undefined): string {
       return 'Must issue a STARTTLS command first';
     case 'TOO_MANY':
       return 'Too many connections, try again later';
+    case 'SHUTTING_DOWN':
+      return 'Service shutting down, closing connection';
   }
 }
 

@@ -38,6 +38,7 @@ class Owner implements ResponseOwner {
   readonly limits = { maxHeadBytes: 1024, maxHeaders: 20 };
   readonly currentRequest: HttpHead;
   clientEnded = false;
+  draining = false;
   activity = 0;
   pauses = 0;
   completed: Buffer[] = [];
@@ -132,6 +133,14 @@ describe('ResponseWriter', () => {
     ended.clientEnded = true;
     ended.response.onBackendBytes(b(OK), false);
     assert.equal(ended.response.closeAfter, true);
+  });
+
+  it('while the listener drains, a keep-alive response says Connection: close (the client reconnects elsewhere)', () => {
+    const draining = new Owner();
+    draining.draining = true;
+    draining.response.onBackendBytes(b(OK), false);
+    assert.equal(draining.response.closeAfter, true);
+    assert.match(draining.fake.text(), /\r\nconnection: close\r\n/i);
   });
 
   it('passes 100 Continue to an HTTP/1.1 client, not to an HTTP/1.0 one', () => {

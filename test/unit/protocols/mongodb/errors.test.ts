@@ -26,6 +26,7 @@ describe('MongoDB error replies', () => {
     ['PROTOCOL', null, null],
     ['HANDSHAKE_TIMEOUT', null, null],
     ['TOO_MANY', null, null],
+    ['SHUTTING_DOWN', 91, /shutting down/],
   ];
   for (const [kind, code, message] of expected) {
     it(`${kind} → ${code ?? 'close without a reply'}`, () => {

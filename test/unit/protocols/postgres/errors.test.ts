@@ -105,6 +105,7 @@ describe('encodeError', () => {
     ['HANDSHAKE_TIMEOUT', '08P01', false],
     ['TLS_REQUIRED', '28000', true],
     ['INTERNAL', 'XX000', true],
+    ['SHUTTING_DOWN', '57P01', false], // admin_shutdown, as the server says it
   ];
 
   it('covers every failure kind', () => {

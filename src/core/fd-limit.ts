@@ -1,0 +1,62 @@
+/**
+ * File descriptors: the process's limit (to size listeners'
+ * maxConnections) and what running out of them looks like (EMFILE: the
+ * process's limit, ENFILE: the system's).
+ *
+ * libuv answers an accept() that fails with EMFILE by accepting and closing
+ * the pending connections on a reserved descriptor (uv__emfile_trick): the
+ * clients are reset and nothing reaches JavaScript. So the proxy keeps
+ * below the limit instead (maxConnections sized from it), and treats the
+ * failures it can see (a backend dial, an accept error when the trick
+ * itself fails) as a signal to stop accepting for a while.
+ */
+import { readFileSync } from 'node:fs';
+import { PolyproxyError } from './errors.ts';
+
+/** Descriptors kept out of the listeners' share: stdio, libuv, the admin server, listening sockets, resolvers, health checks, logs. */
+export const FD_RESERVE = 64;
+/** Descriptors one proxied session holds: the client's and the backend's. */
+export const FDS_PER_SESSION = 2;
+
+/** True for EMFILE or ENFILE, on the error or its cause. */
+export function isFdExhaustion(err: unknown): boolean {
+  for (let e = err, depth = 0; e !== null && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'EMFILE' || code === 'ENFILE') return true;
+  }
+  return false;
+}
+
+/** A backend dial that found no descriptor: the client gets its protocol's UNAVAILABLE error; not the backend's fault. */
+export function fdExhaustedError(err: Error & { code?: string }): PolyproxyError {
+  return new PolyproxyError('UNAVAILABLE', `the proxy is out of file descriptors (${err.code ?? 'EMFILE'})`, { source: 'internal', cause: err });
+}
+
+/**
+ * The soft "Max open files" limit from /proc/self/limits (Node has no
+ * getrlimit); null when unknown (not Linux) or unlimited.
+ */
+export function openFilesLimit(limitsText?: string): number | null {
+  let text = limitsText;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/limits', 'latin1');
+    } catch {
+      return null;
+    }
+  }
+  const line = /^Max open files\s+(\S+)/m.exec(text);
+  if (line === null) return null;
+  const soft = Number(line[1]);
+  return Number.isSafeInteger(soft) && soft > 0 ? soft : null;
+}
+
+/**
+ * The maxConnections of a listener that sets none (0): an equal share, per
+ * listener, of the descriptors left after FD_RESERVE, at FDS_PER_SESSION
+ * each; at least 1. No known limit: 0 (unlimited).
+ */
+export function defaultMaxConnections(limit: number | null, listeners: number): number {
+  if (limit === null) return 0;
+  return Math.max(1, Math.floor((limit - FD_RESERVE) / FDS_PER_SESSION / Math.max(1, listeners)));
+}
