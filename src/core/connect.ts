@@ -62,6 +62,8 @@ export class Dial {
   endpoint: Endpoint | null = null;
   next = 0;
   failures: string[] | null = null;
+  /** Attempts that ended by the connect timeout (a library may name them apart from refusals). */
+  timeouts = 0;
   deadline = 0;
   // Intrusive list of attempts in progress, for the shared timeout sweep.
   prevPending: Dial | null = null;
@@ -188,6 +190,7 @@ function sweepDials(): void {
       const socket = dial.socket as DialSocket;
       release(socket);
       socket.destroy();
+      dial.timeouts++;
       // May start the next candidate: it goes to the head, behind this walk.
       attemptFailed(dial, `connect timeout after ${dial.timeoutMs} ms`);
     }

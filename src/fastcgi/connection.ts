@@ -4,8 +4,10 @@
  * FCGI_KEEP_CONN to reuse it. The caller streams stdin with backpressure and
  * receives stdout/stderr chunks through an ExchangeHandler.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import type { Endpoint } from '../core/endpoint.ts';
+import { Dial } from '../core/connect.ts';
+import type { DialOwner } from '../core/connect.ts';
 import { FastCgiError } from './errors.ts';
 import {
   FCGI_END_REQUEST,
@@ -44,26 +46,49 @@ export interface ConnectOptions {
   readonly connectTimeoutMs?: number;
 }
 
-/** Opens a socket to `endpoint`; rejects with FCGI_ERR_CONNECT_FAILED / FCGI_ERR_CONNECT_TIMEOUT (both retryable). */
+interface Opening {
+  readonly resolve: (socket: net.Socket) => void;
+  readonly reject: (err: FastCgiError) => void;
+}
+
+/** Hears core's Dial for connectSocket: one candidate, no breaker accounting. */
+const OPEN_OWNER: DialOwner = {
+  dialConnected(dial) {
+    (dial.context as Opening).resolve(halfOpenOff(dial.socket as net.Socket));
+  },
+  dialFailed(dial, error) {
+    const label = (dial.candidates[0] as Endpoint).label;
+    const err =
+      dial.timeouts > 0
+        ? new FastCgiError('FCGI_ERR_CONNECT_TIMEOUT', `connect to ${label} timed out after ${dial.timeoutMs} ms`, { retryable: true, cause: error })
+        : new FastCgiError('FCGI_ERR_CONNECT_FAILED', `connect to ${label} failed: ${dial.failures?.[0]?.slice(label.length + 2) ?? error.message}`, { retryable: true, cause: error });
+    (dial.context as Opening).reject(err);
+  },
+};
+
+/**
+ * Opens a socket to `endpoint` through core's connect loop (src/core/connect.ts: the
+ * only place that dials backends); rejects with FCGI_ERR_CONNECT_FAILED /
+ * FCGI_ERR_CONNECT_TIMEOUT (both retryable). The timeout is checked by core's
+ * 100 ms sweep.
+ */
 export function connectSocket(endpoint: Endpoint, options: ConnectOptions = {}): Promise<net.Socket> {
   const timeoutMs = options.connectTimeoutMs ?? 5000;
   return new Promise((resolve, reject) => {
-    const socket = endpoint.type === 'unix' ? net.connect({ path: endpoint.path }) : net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new FastCgiError('FCGI_ERR_CONNECT_TIMEOUT', `connect to ${endpoint.label} timed out after ${timeoutMs} ms`, { retryable: true }));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeListener('error', onError);
-      resolve(socket);
-    });
-    const onError = (err: Error): void => {
-      clearTimeout(timer);
-      reject(new FastCgiError('FCGI_ERR_CONNECT_FAILED', `connect to ${endpoint.label} failed: ${err.message}`, { retryable: true, cause: err }));
-    };
-    socket.once('error', onError);
+    const dial = new Dial(OPEN_OWNER, [endpoint], timeoutMs, undefined);
+    dial.context = { resolve, reject } satisfies Opening;
+    dial.start();
   });
+}
+
+/**
+ * Core dials backend sockets half-open capable (for the relay); a FastCGI
+ * connection ends when the application ends it: its 'close' is what tells an
+ * idle or in-flight connection that php-fpm went away.
+ */
+function halfOpenOff(socket: net.Socket): net.Socket {
+  socket.allowHalfOpen = false;
+  return socket;
 }
 
 export class FastCgiConnection {
@@ -80,9 +105,14 @@ export class FastCgiConnection {
   readonly #parser: RecordParser;
   #onIdleClose: ((conn: FastCgiConnection) => void) | null = null;
 
+  /**
+   * A connection on `socket`, already connected to `endpoint` (connectSocket,
+   * or core's connectFirst: their reads arrive as 'data' events while no relay
+   * owns the socket). Attach at once: the socket has no 'error' listener before.
+   */
   constructor(endpoint: Endpoint, socket: net.Socket) {
     this.endpoint = endpoint;
-    this.socket = socket;
+    this.socket = halfOpenOff(socket);
     this.#parser = new RecordParser((type, requestId, content) => this.#record(type, requestId, content));
     socket.on('data', (chunk: Buffer) => this.#data(chunk));
     socket.on('drain', () => this.#handler?.onDrain?.());

@@ -41,21 +41,20 @@ export const FASTCGI_KIND: PoolKind<FastCgiConnection> = {
   handOver: noop,
 };
 
-/** One request waiting for a slot. */
+/** One request waiting for a connection or a slot. */
 class Acquire implements PoolWaiter<FastCgiConnection> {
   readonly pool: ConnectionPool;
-  readonly resolve: (conn: FastCgiConnection) => void;
+  readonly resolve: (conn: FastCgiConnection | null) => void;
   readonly reject: (err: unknown) => void;
 
-  constructor(pool: ConnectionPool, resolve: (conn: FastCgiConnection) => void, reject: (err: unknown) => void) {
+  constructor(pool: ConnectionPool, resolve: (conn: FastCgiConnection | null) => void, reject: (err: unknown) => void) {
     this.pool = pool;
     this.resolve = resolve;
     this.reject = reject;
   }
 
   poolGranted(conn: FastCgiConnection | null): void {
-    if (conn !== null) this.resolve(conn);
-    else this.pool.openUnderSlot().then(this.resolve, this.reject);
+    this.resolve(conn);
   }
 
   poolFailed(err: PolyproxyError): void {
@@ -96,7 +95,42 @@ export class ConnectionPool {
     if (this.#pool.closed) return Promise.reject(this.#closedError());
     const idle = this.#pool.take(this.#key);
     if (idle !== null) return Promise.resolve(idle);
-    if (this.#pool.tryReserve(this.#key)) return this.openUnderSlot();
+    if (this.#pool.tryReserve(this.#key)) return this.#openUnderSlot();
+    return this.wait().then((conn) => conn ?? this.#openUnderSlot());
+  }
+
+  /*
+   * The parts of acquire() for a caller that dials itself (the gateway: core's
+   * connectFirst over several pools' endpoints). Each slot taken by takeIdle,
+   * reserve, wait or adopt is given back once: release, discard or unreserve.
+   */
+
+  /** The newest idle connection (its slot comes with it), or null. Dials nothing. */
+  takeIdle(): FastCgiConnection | null {
+    return this.#pool.closed ? null : this.#pool.take(this.#key);
+  }
+
+  /** Takes a slot to open a new connection under; false when the pool is full or closed. */
+  reserve(): boolean {
+    return !this.#pool.closed && this.#pool.tryReserve(this.#key);
+  }
+
+  /** Gives back a reserved slot no connection was opened under (the dial failed or landed on another pool). */
+  unreserve(): void {
+    this.#pool.release(this.#key);
+  }
+
+  /** Counts a connection opened under another pool's slot (failover), even past maxConnections: it is open already. */
+  adopt(): void {
+    this.#pool.adopt(this.#key);
+  }
+
+  /**
+   * Waits FIFO (at most queueTimeoutMs) for a connection another request gave
+   * back, or for a slot (null: open a new connection under it). Rejects with
+   * FCGI_ERR_QUEUE_TIMEOUT, or FCGI_ERR_CONNECTION_CLOSED when the pool closes.
+   */
+  wait(): Promise<FastCgiConnection | null> {
     return new Promise((resolve, reject) => {
       const waiter = new Acquire(this, resolve, reject);
       if (this.#pool.enqueue(this.#key, waiter) === null) reject(this.#closedError());
@@ -119,8 +153,8 @@ export class ConnectionPool {
     this.#pool.close();
   }
 
-  /** @internal Opens a connection under a slot already taken; the slot is given back when that fails. */
-  async openUnderSlot(): Promise<FastCgiConnection> {
+  /** Opens a connection under a slot already taken; the slot is given back when that fails. */
+  async #openUnderSlot(): Promise<FastCgiConnection> {
     try {
       return await FastCgiConnection.open(this.endpoint, { connectTimeoutMs: this.options.connectTimeoutMs });
     } catch (err) {

@@ -7,7 +7,8 @@
  * Per request: path → script and params (params.ts) → a backend chosen by
  * core's picker (src/core/balance.ts) among those up (core's breaker) → a
  * pooled FCGI_KEEP_CONN connection (core's pool through the FastCGI
- * library's ConnectionPool) → BEGIN_REQUEST + PARAMS (+ the body or its stream) → the CGI
+ * library's ConnectionPool; new ones dialled by core's connectFirst, the
+ * candidates behind the first as fallbacks) → BEGIN_REQUEST + PARAMS (+ the body or its stream) → the CGI
  * head of STDOUT becomes the HTTP status and headers, the rest is streamed
  * to the client with backpressure; STDERR goes to the log.
  */
@@ -15,6 +16,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { roundRobin, shuffled } from '../../core/balance.ts';
+import { connectFirst } from '../../core/connect.ts';
+import type { Connected } from '../../core/connect.ts';
 import type { Rotation } from '../../core/balance.ts';
 import { PolyproxyError } from '../../core/errors.ts';
 import { EndpointHealth } from '../../core/health.ts';
@@ -24,8 +27,9 @@ import { ServerListener } from '../../core/server-listener.ts';
 import { packageVersion } from '../../core/version.ts';
 import { CgiHeadParser } from '../../fastcgi/cgi-head.ts';
 import type { CgiHead } from '../../fastcgi/cgi-head.ts';
-import type { ExchangeHandler, FastCgiConnection } from '../../fastcgi/connection.ts';
-import { FastCgiError } from '../../fastcgi/errors.ts';
+import { FastCgiConnection } from '../../fastcgi/connection.ts';
+import type { ExchangeHandler } from '../../fastcgi/connection.ts';
+import type { FastCgiError } from '../../fastcgi/errors.ts';
 import { encodeNameValuePairs } from '../../fastcgi/name-value.ts';
 import { ConnectionPool } from '../../fastcgi/pool.ts';
 import { bodyTooLarge, toGatewayError } from './errors.ts';
@@ -124,6 +128,11 @@ export class FastCgiGateway extends ServerListener {
     return this.health.usable(ordered).map((endpoint) => this.#poolOf.get(endpoint) as ConnectionPool);
   }
 
+  /** The pool of one of the backends. */
+  poolOf(endpoint: Endpoint): ConnectionPool {
+    return this.#poolOf.get(endpoint) as ConnectionPool;
+  }
+
   get sessions(): number {
     return this.#sockets.size;
   }
@@ -160,6 +169,34 @@ export class FastCgiGateway extends ServerListener {
     this.health.stop();
     for (const pool of this.pools) pool.close();
   }
+}
+
+function endpointOf(pool: ConnectionPool): Endpoint {
+  return pool.endpoint;
+}
+
+/**
+ * One run of core's connect loop over every candidate's endpoint, in order,
+ * under the slot reserved on the first; every result feeds the gateway's
+ * breakers. Failover to another candidate: the slot follows the connection,
+ * as in core's HTTP pool (src/protocols/http/backend-slot.ts), even past that
+ * pool's limit for this one request. Rejects with BACKEND_UNREACHABLE (502)
+ * naming each endpoint tried; the slot is given back.
+ */
+async function dialUnderSlot(gw: FastCgiGateway, candidates: readonly ConnectionPool[]): Promise<FastCgiConnection> {
+  const first = candidates[0] as ConnectionPool;
+  let connected: Connected;
+  try {
+    connected = await connectFirst(candidates.map(endpointOf), gw.settings.connectTimeoutMs, gw.health);
+  } catch (err) {
+    first.unreserve();
+    throw err;
+  }
+  if (connected.endpoint !== first.endpoint) {
+    first.unreserve();
+    gw.poolOf(connected.endpoint).adopt();
+  }
+  return new FastCgiConnection(connected.endpoint, connected.socket);
 }
 
 const BODY_NONE = 0;
@@ -302,33 +339,35 @@ class Exchange implements ExchangeHandler {
     });
   }
 
-  /** Picks a backend among those up and gets a connection; a failed connect marks it down and tries the next. */
+  /**
+   * A connection to a backend that is up, before any byte reaches one. The
+   * balancer's first candidate decides, as its pool would alone: its newest
+   * kept connection, else a new one when it has a free slot, else the next one
+   * freed (its FIFO queue). A new connection is dialled by core's connect loop
+   * with the other candidates behind the first (failover). No loop here.
+   */
   async connect(): Promise<void> {
     const gw = this.gw;
     const candidates = gw.candidates();
-    if (candidates.length === 0) return this.fail(new PolyproxyError('UNAVAILABLE', 'every fastcgi backend is down', { source: 'backend' }));
-    let last: unknown = null;
-    // Failover before any byte reaches a backend (like core's Dial): each candidate once.
-    for (const pool of candidates) {
-      let conn: FastCgiConnection;
-      try {
-        conn = await pool.acquire();
-      } catch (err) {
-        last = err;
-        if (err instanceof FastCgiError && (err.code === 'FCGI_ERR_CONNECT_FAILED' || err.code === 'FCGI_ERR_CONNECT_TIMEOUT')) gw.health.failed(pool.endpoint, err.message);
-        continue;
-      }
-      gw.health.succeeded(pool.endpoint);
-      if (this.done) {
-        pool.release(conn);
-        return;
-      }
-      this.conn = conn;
-      this.pool = pool;
-      this.begin();
+    const first = candidates[0];
+    if (first === undefined) return this.fail(new PolyproxyError('UNAVAILABLE', 'every fastcgi backend is down', { source: 'backend' }));
+    let conn: FastCgiConnection | null;
+    try {
+      conn = first.takeIdle();
+      // Full: wait for a connection another request gives back, or for a slot (null).
+      if (conn === null && !first.reserve()) conn = await first.wait();
+      if (conn === null) conn = await dialUnderSlot(gw, candidates);
+    } catch (err) {
+      return this.fail(toGatewayError(err));
+    }
+    const pool = gw.poolOf(conn.endpoint);
+    if (this.done) {
+      pool.release(conn);
       return;
     }
-    this.fail(toGatewayError(last));
+    this.conn = conn;
+    this.pool = pool;
+    this.begin();
   }
 
   begin(): void {

@@ -3,7 +3,8 @@
  * failures answered through core's error pages and counted in
  * polyproxy_errors_total by kind (and `failed` unless the client caused
  * them), maxConnections refused with a 503 page, a chunked body over its
- * limit refused 413, unparsable requests 400, and drain.
+ * limit refused 413, unparsable requests 400, and drain; failover from a
+ * refused backend by core's connect loop.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -12,6 +13,8 @@ import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { parseEndpoint } from '../../../../src/core/endpoint.ts';
+import type { ConnectionPool } from '../../../../src/fastcgi/pool.ts';
+import { FCGI_STDIN, FCGI_STDOUT, RecordParser, encodeEndRequest, encodeRecord } from '../../../../src/fastcgi/records.ts';
 import { FastCgiGateway } from '../../../../src/protocols/fastcgi/gateway.ts';
 import type { GatewaySettings } from '../../../../src/protocols/fastcgi/gateway.ts';
 import { errorCounts } from '../../../helpers/errors-total.ts';
@@ -165,5 +168,53 @@ describe('fastcgi gateway: failures and listener bookkeeping', () => {
     client.destroy();
     await waiting;
     assert.equal(gw.counters.open, 0);
+  });
+});
+
+/** A FastCGI responder answering every request "ok" on kept connections; counts the connections it accepted. */
+async function okResponder(): Promise<{ address: string; connections: () => number; close: () => void }> {
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    const parser = new RecordParser((type, _id, content) => {
+      if (type === FCGI_STDIN && content.length === 0) {
+        socket.write(Buffer.concat([encodeRecord(FCGI_STDOUT, 1, Buffer.from('Content-Type: text/plain\r\n\r\nok')), encodeRecord(FCGI_STDOUT, 1), encodeEndRequest(1, 0)]));
+      }
+    });
+    socket.on('data', (chunk: Buffer) => parser.push(chunk));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    connections: () => connections,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+describe('fastcgi gateway: failover', () => {
+  it('a refused first candidate: core\'s connect loop lands on the next, the breaker hears the refusal, the slot follows the connection', async () => {
+    const live = await okResponder();
+    after(live.close);
+    const dead = parseEndpoint(await deadEndpoint());
+    const { gw, port } = await gateway('failover', { backends: [dead, parseEndpoint(live.address)] });
+    const first = await request(port, '/index.php');
+    assert.equal(first.status, 200);
+    assert.equal(first.body, 'ok');
+    assert.equal(gw.health.state(dead.label), 'open');
+    const [deadPool, livePool] = gw.pools as [ConnectionPool, ConnectionPool];
+    assert.equal(deadPool.activeCount + deadPool.idleCount, 0, 'no slot left on the refused backend');
+    await until(() => livePool.idleCount === 1);
+    // The refused backend is skipped now; the kept connection serves the next request.
+    const second = await request(port, '/index.php');
+    assert.equal(second.status, 200);
+    assert.equal(live.connections(), 1);
+    assert.equal(deadPool.activeCount + deadPool.idleCount, 0);
   });
 });
