@@ -122,6 +122,16 @@ describe('parseResponseHead', () => {
       assert.throws(() => parseResponseHead(b(text), 'GET'), isProtocol(502), JSON.stringify(text));
     }
   });
+
+  it('refuses Content-Length with Transfer-Encoding, and chunked twice, where no body follows too (HEAD, 1xx, 204, 304): the head is forwarded (issue 15, found by test/fuzz/http)', () => {
+    for (const [status, method] of [['200 OK', 'HEAD'], ['204 No Content', 'GET'], ['304 Not Modified', 'GET'], ['103 Early Hints', 'GET']] as const) {
+      for (const fields of ['Content-Length: 0\r\nTransfer-Encoding: chunked', 'Transfer-Encoding: chunked\r\nContent-Length: 5', 'Transfer-Encoding: chunked, chunked']) {
+        const text = `HTTP/1.1 ${status}\r\n${fields}\r\n\r\n`;
+        assert.throws(() => parseResponseHead(b(text), method), isProtocol(502), `${method} ${JSON.stringify(text)}`);
+      }
+      assert.equal(parseResponseHead(b(`HTTP/1.1 ${status}\r\nTransfer-Encoding: chunked\r\n\r\n`), method)?.value.framing, 'none');
+    }
+  });
 });
 
 describe('ChunkedFramer', () => {
