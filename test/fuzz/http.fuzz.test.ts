@@ -291,15 +291,15 @@ function chunkedParts(wire: Buffer): { sizeLines: string[]; trailers: string } {
 
 /**
  * Why llhttp may read a message the proxy accepted with other framing, or
- * null: a Transfer-Encoding value followed by HTAB. The HTAB is OWS, not
- * part of the value (RFC 9110 §5.5), so the coding is chunked; llhttp takes
- * `chunked<HTAB>` for another coding (a request: refused; a response: read
- * to the close). The proxy forwards such lines as `name: value`
- * (HttpHead.untidy), which llhttp reads as chunked: the properties on what
- * is forwarded allow no such difference.
+ * null: a Transfer-Encoding value followed by whitespace holding an HTAB.
+ * That is OWS, not part of the value (RFC 9110 §5.5), so the coding is
+ * chunked; llhttp takes `chunked<HTAB>` for another coding (a request:
+ * refused; a response: read to the close). The proxy forwards such lines as
+ * `name: value` (HttpHead.untidy), which llhttp reads as chunked: the
+ * properties on what is forwarded allow no such difference.
  */
 function llhttpReadsOtherwise(message: ProxyMessage): string | null {
-  return /\r\ntransfer-encoding:[^\r]*\t\r\n/i.test(message.head.raw.toString('latin1')) ? 'HTAB after a Transfer-Encoding value (RFC 9110 §5.5)' : null;
+  return /\r\ntransfer-encoding:[^\r]*\t[ \t]*\r\n/i.test(message.head.raw.toString('latin1')) ? 'HTAB after a Transfer-Encoding value (RFC 9110 §5.5)' : null;
 }
 
 /**
