@@ -323,14 +323,14 @@ function rfcAllowed(message: ProxyMessage): string | null {
  * proxy accepted llhttp read with the same meaning, until llhttp refused
  * one the RFCs allow; and llhttp read no request the proxy did not.
  */
-function assertRequestsAgree(proxy: ProxyRequests, ref: RefRequests, what: string): void {
+function assertRequestsAgree(proxy: ProxyRequests, ref: RefRequests, what: string): 'agreed' | 'llhttp stricter' {
   for (let i = 0; i < proxy.messages.length; i++) {
     const mine = proxy.messages[i] as ProxyMessage;
     const theirs = ref.messages[i];
     if (theirs === undefined) {
       assert.ok(ref.error !== null, `${what}: llhttp stopped before request ${i} without an error`);
       assert.ok(rfcAllowed(mine) !== null, `${what}: llhttp refused (${ref.error}) request ${i}, which the proxy accepted as ${JSON.stringify(mine.meaning)}`);
-      return;
+      return 'llhttp stricter';
     }
     assert.deepEqual(theirs, mine.meaning, `${what}: request ${i} means something else to llhttp`);
   }
@@ -338,6 +338,18 @@ function assertRequestsAgree(proxy: ProxyRequests, ref: RefRequests, what: strin
   // framed (the proxy reads on until it refuses, runs out, or a message ends the connection).
   if (ref.messages.length > proxy.messages.length) {
     assert.ok(proxy.end === 'refused', `${what}: llhttp read ${ref.messages.length} requests, the proxy ${proxy.messages.length} (${proxy.end})`);
+  }
+  return 'agreed';
+}
+
+/** How often each outcome came up, as a property's diagnostic: the grammar must reach every one. */
+class Tally {
+  readonly #counts = new Map<string, number>();
+  add(outcome: string): void {
+    this.#counts.set(outcome, (this.#counts.get(outcome) ?? 0) + 1);
+  }
+  toString(): string {
+    return [...this.#counts].map(([outcome, n]) => `${outcome} ${n}`).join(', ');
   }
 }
 
@@ -477,13 +489,18 @@ async function assertForwardedRequest(message: ProxyMessage): Promise<void> {
 
 describe('HTTP request heads against llhttp', () => {
   it('whatever the proxy accepts, llhttp reads with the same method, host, target and body, or refuses as the RFCs allow', async (t) => {
+    const tally = new Tally();
     await fuzzAsync(
       t,
       fc.asyncProperty(fc.oneof({ arbitrary: request, weight: 3 }, framedRequest), async (text) => {
         const bytes = latin1(text);
-        assertRequestsAgree(proxyRequests(bytes), await llhttpRequests(bytes), JSON.stringify(bytes.toString('latin1')));
+        const proxy = proxyRequests(bytes);
+        const ref = await llhttpRequests(bytes);
+        const outcome = assertRequestsAgree(proxy, ref, JSON.stringify(text));
+        tally.add(proxy.messages.length === 0 ? (ref.messages.length === 0 ? 'both refused' : 'proxy stricter') : outcome === 'agreed' ? 'read alike' : outcome);
       }),
     );
+    t.diagnostic(`outcomes: ${tally}`);
   });
 
   it('well-formed requests are read by both, the same way (the grammar is not all refusals)', async (t) => {
@@ -512,11 +529,13 @@ describe('HTTP request heads against llhttp', () => {
 
 describe('HTTP response heads against llhttp', () => {
   it('whatever the proxy accepts, a node:http client reads with the same status and body, or refuses as the RFCs allow', async (t) => {
+    const tally = new Tally();
     await fuzzAsync(
       t,
       fc.asyncProperty(response, async ({ text, method }) => {
         const bytes = latin1(text);
         const proxy = proxyResponse(bytes, method);
+        tally.add(`proxy ${proxy.end}`);
         if (proxy.message === null) return; // refused (502) or cut: nothing is forwarded as complete
         // What follows the response is not the client's (the proxy does not forward it): the client reads the
         // bytes the proxy framed as the response, and must end it where the proxy did.
@@ -524,13 +543,16 @@ describe('HTTP response heads against llhttp', () => {
         const what = `${method} ${JSON.stringify(bytes.toString('latin1'))}`;
         if (ref.message === null) {
           assert.ok(rfcAllowed(proxy.message) !== null, `${what}: llhttp refused (${ref.error}) what the proxy read as ${JSON.stringify(proxy.message.meaning)}`);
+          tally.add('llhttp stricter');
           return;
         }
         const theirs = { status: ref.message.status, body: ref.message.body };
         const mine = { status: proxy.message.meaning.status, body: proxy.message.meaning.body };
         if (llhttpReadsOtherwise(proxy.message) === null) assert.deepEqual(theirs, mine, what);
+        else tally.add('llhttp reads chunked<HTAB> otherwise');
       }),
     );
+    t.diagnostic(`outcomes: ${tally}`);
   });
 
   it('what the proxy forwards re-parses to the same status and body by the proxy and by llhttp', async (t) => {
