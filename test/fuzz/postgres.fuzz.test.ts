@@ -3,7 +3,8 @@
  * agrees with a reference decoder written here from the protocol docs
  * (accept, reject or wait, and the parameter map), and the backend key
  * scanner finds what a whole-stream reference finds, however the stream is
- * chunked. https://www.postgresql.org/docs/current/protocol-message-formats.html
+ * chunked; ErrorResponses the proxy writes decode field for field.
+ * https://www.postgresql.org/docs/current/protocol-message-formats.html
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,8 +17,9 @@ import {
   SSL_REQUEST_CODE,
   parseStartupPacket,
 } from '../../src/protocols/postgres/parse.ts';
+import { errorResponse } from '../../src/protocols/postgres/errors.ts';
 import { chunked, cuts, fuzz, text } from '../helpers/fuzz.ts';
-import { isProtocolError } from '../unit/protocols/postgres/wire.ts';
+import { errorFields, isProtocolError } from '../unit/protocols/postgres/wire.ts';
 
 function u32(value: number): Buffer {
   const out = Buffer.alloc(4);
@@ -304,6 +306,25 @@ describe('PostgreSQL BackendKeyScanner', () => {
       fc.property(streamArb, ({ before, error, cuts: points }) => {
         const stream = Buffer.concat([...before, backendMessage(0x45, error)]);
         assert.deepStrictEqual(scanChunks(chunked(stream, points).filter((chunk) => chunk.length > 0)), { key: null, doneAt: stream.length });
+      }),
+    );
+  });
+});
+
+describe('PostgreSQL ErrorResponse', () => {
+  it('round-trips any text without NUL in its message and hint, framed as the protocol docs say', (t) => {
+    const fieldText = text(0, 200, '\0');
+    fuzz(
+      t,
+      fc.property(fieldText, fc.option(fieldText, { nil: undefined }), (message, hint) => {
+        const expected: Array<[string, string]> = [
+          ['S', 'FATAL'],
+          ['V', 'FATAL'],
+          ['C', '08P01'],
+          ['M', message],
+        ];
+        if (hint !== undefined) expected.push(['H', hint]);
+        assert.deepStrictEqual(errorFields(errorResponse('08P01', message, hint)), expected);
       }),
     );
   });

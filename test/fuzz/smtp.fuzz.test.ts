@@ -4,7 +4,9 @@
  * (4.5.3.1.4 line limits, 4.2.1 reply lines); what the proxy accepts
  * re-parses to the same meaning once formatted again (commands, replies,
  * the rewritten EHLO reply); EHLO domains and MAIL/RCPT paths built from
- * the RFC 5321 grammar (4.1.2) read back their domain.
+ * the RFC 5321 grammar (4.1.2) read back their domain; the RCPT guard
+ * (routeBy: rcpt) lets no recipient of another backend through, whatever
+ * the session and however it is cut.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +14,8 @@ import fc from 'fast-check';
 import { PolyproxyError } from '../../src/core/errors.ts';
 import { COMMAND_LINE_LIMIT, commandLineParser, formatReply, heloDomain, parseCommand, parsePath, replyParser, rewriteEhloReply } from '../../src/protocols/smtp/parse.ts';
 import type { Reply } from '../../src/protocols/smtp/parse.ts';
-import { chunked, cuts, fuzz, text } from '../helpers/fuzz.ts';
+import { chunked, cuts, fuzz, fuzzAsync, text } from '../helpers/fuzz.ts';
+import { SAME_BACKEND, run } from '../helpers/smtp-rcpt-session.ts';
 
 type Outcome<T> = { value: T; consumed: number } | 'reject' | 'wait';
 
@@ -262,6 +265,59 @@ describe('SMTP replies', () => {
         const kept = reply.lines.slice(1).filter((line) => !['STARTTLS', 'CHUNKING', 'BINARYMIME', 'XCLIENT', 'XFORWARD', 'PROXY'].includes((line.split(' ', 1)[0] ?? '').toUpperCase()));
         assert.deepStrictEqual(rewritten?.value.lines, ['proxy.example greets you', ...kept, ...(offerStartTls ? ['STARTTLS'] : [])]);
         assert.equal(rewritten.value.code, 250);
+      }),
+    );
+  });
+});
+
+describe('SMTP RCPT guard', () => {
+  it('well-formed pipelined sessions, split anywhere: no foreign RCPT reaches the backend, every command is answered in order', async (t) => {
+    const rcpt = fc.constantFrom('alpha.test', 'alpha2.test', 'beta.test', 'nowhere.test', 'forbidden.test', 'sleepy.test').map((d) => `RCPT TO:<u@${d}>\r\n`);
+    const content = fc
+      .array(fc.constantFrom('line\r\n', '..dot\r\n', 'RCPT TO:<x@beta.test>\r\n', '...\r\n', 'QUIT\r\n', '\r\n'), { maxLength: 5 })
+      .map((lines) => `${lines.join('')}.\r\n`);
+    const command = fc.oneof(
+      rcpt,
+      fc.constantFrom('MAIL FROM:<s@example.org>\r\n', 'RSET\r\n', 'NOOP\r\n', 'EHLO x.example\r\n', 'HELP\r\n'),
+      content.map((c) => ({ data: c })),
+    );
+    await fuzzAsync(
+      t,
+      fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 12 }), cuts, async (commands, points) => {
+        // DATA is sent with its content pipelined; the content only counts as such if the backend says 354.
+        let stream = '';
+        for (const c of commands) stream += typeof c === 'string' ? c : `DATA\r\n${c.data}`;
+        stream += 'NOOP\r\n';
+        const s = await run(chunked(Buffer.from(stream), points));
+        for (const line of s.backend.rcpts) {
+          const domain = parsePath(line.slice(5), 'TO').domain;
+          assert.ok(SAME_BACKEND.has(domain), `forwarded ${line}`);
+        }
+        assert.equal(s.unsent, 0, 'every chunk was taken');
+        assert.equal(s.client.paused, false);
+        assert.equal(s.client.replies.at(-1), '250 2.0.0 OK', `the final NOOP is answered last: ${s.client.replies.join(' | ')}`);
+      }),
+    );
+  });
+
+  it('arbitrary bytes split at random points never throw and never forward a foreign RCPT', async (t) => {
+    const piece = fc.oneof(
+      fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+      fc.constantFrom('RCPT TO:<a@beta.test>\r\n', 'rcpt to: <b@BETA.test.>\r\n', 'RCPT TO:<c@alpha2.test>\n', 'DATA\r\n', '\r\n.\r\n', '.\r\n', 'RCPT TO:<d@nowhere.test>\r\n', 'BDAT 1\r\n', 'STARTTLS\r\n', '\r', '\n').map((p) => Buffer.from(p)),
+    );
+    await fuzzAsync(
+      t,
+      fc.asyncProperty(fc.array(piece, { maxLength: 25 }), cuts, async (pieces, points) => {
+        const s = await run(chunked(Buffer.concat(pieces), points));
+        for (const line of s.backend.rcpts) {
+          let domain: string;
+          try {
+            domain = parsePath(line.slice(5).trim(), 'TO').domain;
+          } catch {
+            continue; // unparseable: the backend refuses it too
+          }
+          assert.ok(domain === '' || SAME_BACKEND.has(domain), `forwarded ${JSON.stringify(line)}`);
+        }
       }),
     );
   });

@@ -51,12 +51,12 @@ function report(t: TestContext, details: fc.RunDetails<unknown>): void {
 
 /** Checks a synchronous property and reports how many inputs it ran. */
 export function fuzz<Ts>(t: TestContext, property: fc.IPropertyWithHooks<Ts>, options: FuzzOptions = {}): void {
-  report(t, fc.check(property, { numRuns: fuzzRuns(options.smoke), seed }) as fc.RunDetails<unknown>);
+  report(t, fc.check(property, { numRuns: fuzzRuns(options.smoke), seed, includeErrorInReport: true }) as fc.RunDetails<unknown>);
 }
 
 /** Checks an asynchronous property and reports how many inputs it ran. */
 export async function fuzzAsync<Ts>(t: TestContext, property: fc.IAsyncPropertyWithHooks<Ts>, options: FuzzOptions = {}): Promise<void> {
-  report(t, (await fc.check(property, { numRuns: fuzzRuns(options.smoke), seed })) as fc.RunDetails<unknown>);
+  report(t, (await fc.check(property, { numRuns: fuzzRuns(options.smoke), seed, includeErrorInReport: true })) as fc.RunDetails<unknown>);
 }
 
 /** Cuts `bytes` at the given points (each taken modulo its length + 1, so any nat works). */

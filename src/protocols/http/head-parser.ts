@@ -368,6 +368,14 @@ export function parseResponseHead(buf: Buffer, method: string, limits: HeadLimit
     for (let i = 13; i < lineEnd; i++) if (VALUE_CHAR[buf[i] as number] !== 1) throw new HttpParseError('invalid reason phrase from the backend', 502, 'backend');
   }
   const fields = parseFields(buf, 0, lineEnd + 2, end, limits, 'backend');
+  // Checked even where the status or method leaves no body: the head is forwarded, and a next hop that
+  // reads it otherwise (a cache, or llhttp, which refuses it) must not get it. §6.1 lets TE override CL;
+  // a proxy that passes both on invites smuggling downstream (§6.3 item 3: MUST remove CL to forward).
+  if (fields.te > 0) {
+    if (fields.contentLength >= 0) throw new HttpParseError('backend sent both Content-Length and Transfer-Encoding', 502, 'backend');
+    // §6.1: chunked is applied at most once.
+    if (fields.teChunked > 1) throw new HttpParseError('backend applied chunked more than once', 502, 'backend');
+  }
   let framing: Framing;
   let contentLength = 0;
   if (method === 'HEAD' || status < 200 || status === 204 || status === 304) {
@@ -375,10 +383,7 @@ export function parseResponseHead(buf: Buffer, method: string, limits: HeadLimit
   } else if (method === 'CONNECT' && status < 300) {
     framing = 'close';
   } else if (fields.te > 0) {
-    // §6.1 lets TE override CL; a proxy that passes both on invites smuggling downstream.
-    if (fields.contentLength >= 0) throw new HttpParseError('backend sent both Content-Length and Transfer-Encoding', 502, 'backend');
-    // §6.1: chunked is applied at most once. Final: chunked; otherwise the body runs to the close (§6.3 item 4).
-    if (fields.teChunked > 1) throw new HttpParseError('backend applied chunked more than once', 502, 'backend');
+    // Final coding chunked; otherwise the body runs to the close (§6.3 item 4).
     framing = fields.teFinalChunked ? 'chunked' : 'close';
   } else if (fields.contentLength >= 0) {
     framing = fields.contentLength === 0 ? 'none' : 'length';
