@@ -177,8 +177,9 @@ test('out of descriptors (maxConnections set too high): UNAVAILABLE for the exce
     assert.equal(await excess.outcome, 'E:57P03');
     const logged = await proxy.waitForLog((l) => l.msg === 'out of file descriptors: accepting paused until some are free');
     assert.equal(logged.listener, 'pg');
-    // Paused: the listening socket is closed, new clients are refused (not accepted and reset).
-    assert.equal(await connectClient(port).outcome, 'ECONNREFUSED');
+    // Paused: the listening socket is closed, new clients are refused by the kernel, never given a session.
+    // (One that reached the accept queue just before the close is reset by the kernel instead.)
+    assert.match(await connectClient(port).outcome, /^(ECONNREFUSED|ECONNRESET)$/);
     // An established session of another client keeps working.
     assert.equal(await query((clients[0] as Client).socket), true);
 
