@@ -1,15 +1,21 @@
 /**
  * Which database a command switches the session to, as pure functions over
- * command payloads: COM_INIT_DB, COM_CHANGE_USER, and COM_QUERY statements
- * that begin with `USE` (anywhere in a multi-statement query).
+ * command payloads: COM_INIT_DB, COM_CHANGE_USER, and COM_QUERY (or
+ * COM_STMT_PREPARE: `USE` can be prepared) statements that begin with `USE`
+ * (anywhere in a multi-statement query).
  *
  * The SQL scan is a byte-level state machine that can be fed a query in
  * pieces: it skips string literals, quoted identifiers and comments
  * (`-- `, `#`, `/* *\/`), and reads MySQL's executable comments (`/*! ... *\/`,
  * `/*M! ... *\/`) as code, since the server runs what is inside them.
+ * Whether a backslash escapes a quote depends on the session's sql_mode
+ * (NO_BACKSLASH_ESCAPES; ANSI_QUOTES makes `"` quote identifiers, where it
+ * never does), which the proxy does not know: at the first backslash in a
+ * quoted string the scanner forks a twin that reads it literally, and a
+ * `USE` either reading finds is checked (issue 15).
  * It does not see SQL built at run time (PREPARE / EXECUTE IMMEDIATE).
  */
-import { CLIENT_SECURE_CONNECTION, COM_CHANGE_USER, COM_INIT_DB, COM_QUERY } from './packets.ts';
+import { CLIENT_SECURE_CONNECTION, COM_CHANGE_USER, COM_INIT_DB, COM_QUERY, COM_STMT_PREPARE } from './packets.ts';
 
 /** Longest database name kept: 64 characters of up to 4 UTF-8 bytes. */
 export const MAX_NAME_BYTES = 256;
@@ -60,9 +66,18 @@ export class UseScanner {
   #name = Buffer.alloc(MAX_NAME_BYTES);
   #nameLength = 0;
   #nameTooLong = false;
+  /** Backslashes escape inside quotes (the default sql_mode); false for the twin. */
+  readonly #backslashEscapes: boolean;
+  /** The literal-backslash reading, forked at the first backslash in a quoted string. */
+  #twin: UseScanner | null = null;
+
+  constructor(backslashEscapes = true) {
+    this.#backslashEscapes = backslashEscapes;
+  }
 
   reset(): void {
     this.found = null;
+    this.#twin = null;
     this.#state = START;
     this.#back = START;
     this.#exec = false;
@@ -73,6 +88,7 @@ export class UseScanner {
 
   /** Scans bytes [from, to) of the query text. */
   feed(buf: Buffer, from: number, to: number): void {
+    this.#twin?.feed(buf, from, to);
     let i = from;
     while (i < to) {
       const c = buf[i] as number;
@@ -121,8 +137,10 @@ export class UseScanner {
           continue;
         case SQUOTE:
         case DQUOTE:
-          if (c === 0x5c /* \ */) this.#state = QUOTE_ESCAPE;
-          else if (c === this.#quote) this.#state = BODY;
+          if (c === 0x5c /* \ */ && this.#backslashEscapes) {
+            if (this.#twin === null) (this.#twin = this.#fork()).feed(buf, i, to);
+            this.#state = QUOTE_ESCAPE;
+          } else if (c === this.#quote) this.#state = BODY;
           break;
         case QUOTE_ESCAPE:
           this.#state = this.#quote === 0x27 ? SQUOTE : DQUOTE;
@@ -131,7 +149,8 @@ export class UseScanner {
           if (c === 0x60) this.#state = BODY;
           break;
         case LINE_COMMENT:
-          if (c === 0x0a) this.#state = this.#back;
+          // NUL ends it too: whatever the server does there, the scanner reads on as code.
+          if (c === 0x0a || c === 0) this.#state = this.#back;
           break;
         case BLOCK_COMMENT:
           if (c === 0x2a) this.#state = BLOCK_STAR;
@@ -148,7 +167,8 @@ export class UseScanner {
           this.#notComment();
           continue;
         case DASH2:
-          if (isSpace(c)) {
+          // MariaDB's lexer: `--` then a space or any control character (my_isspace || my_iscntrl).
+          if (isSpace(c) || c < 0x20 || c === 0x7f) {
             this.#state = LINE_COMMENT;
             break;
           }
@@ -226,10 +246,16 @@ export class UseScanner {
       }
       i++;
     }
+    if (this.#twin?.found != null) this.#merge(this.#twin.found);
   }
 
   /** The query text ended: a name or word in progress is complete. */
   finish(): void {
+    const twin = this.#twin;
+    if (twin !== null) {
+      twin.finish();
+      if (twin.found !== null) this.#merge(twin.found);
+    }
     switch (this.#state) {
       case WORD:
         this.#endWord();
@@ -244,6 +270,30 @@ export class UseScanner {
         break;
     }
     this.#state = START;
+  }
+
+  /** A copy of this scanner's state that reads backslashes in quotes literally. */
+  #fork(): UseScanner {
+    const twin = new UseScanner(false);
+    twin.found = this.found === null ? null : [...this.found];
+    twin.#state = this.#state;
+    twin.#back = this.#back;
+    twin.#quote = this.#quote;
+    twin.#exec = this.#exec;
+    twin.#word = this.#word;
+    twin.#wordLength = this.#wordLength;
+    this.#name.copy(twin.#name, 0, 0, this.#nameLength);
+    twin.#nameLength = this.#nameLength;
+    twin.#nameTooLong = this.#nameTooLong;
+    return twin;
+  }
+
+  /** Adds the twin's names this reading did not find. */
+  #merge(names: readonly string[]): void {
+    for (const name of names) {
+      if (this.found === null) this.found = [name];
+      else if (!this.found.includes(name)) this.found.push(name);
+    }
   }
 
   /** Starts a comment if `c` opens one; `back` is where it returns. */
@@ -330,7 +380,8 @@ export function inspectCommand(payload: Buffer, capabilities: number, scanner: U
   switch (payload[0]) {
     case COM_INIT_DB:
       return { databases: [payload.toString('utf8', 1)] };
-    case COM_QUERY: {
+    case COM_QUERY:
+    case COM_STMT_PREPARE: {
       scanner.reset();
       scanner.feed(payload, 1, payload.length);
       scanner.finish();
@@ -350,5 +401,5 @@ export function inspectCommand(payload: Buffer, capabilities: number, scanner: U
 
 /** Commands whose payload names a database. */
 export function isCheckedCommand(command: number): boolean {
-  return command === COM_INIT_DB || command === COM_QUERY || command === COM_CHANGE_USER;
+  return command === COM_INIT_DB || command === COM_QUERY || command === COM_CHANGE_USER || command === COM_STMT_PREPARE;
 }

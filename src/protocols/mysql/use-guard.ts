@@ -23,7 +23,7 @@ import type { ClientFilter, Relay } from '../../core/relay.ts';
 import { UseScanner, inspectCommand, isCheckedCommand } from './commands.ts';
 import type { CommandCheck } from './commands.ts';
 import { OTHER_BACKEND, encodeFailure } from './errors.ts';
-import { COM_QUERY, MAX_PAYLOAD, errPacket } from './packets.ts';
+import { COM_QUERY, COM_STMT_PREPARE, MAX_PAYLOAD, errPacket } from './packets.ts';
 
 /** Largest command packet collected whole before it is inspected. */
 export const COLLECT_LIMIT = 1024 * 1024;
@@ -132,7 +132,7 @@ export class UseGuard implements ClientFilter {
         const command = need === 5 ? (prefix[4] as number) : -1;
         if (command >= 0 && isCheckedCommand(command)) {
           if (payloadLength + 4 > COLLECT_LIMIT) {
-            if (command !== COM_QUERY) {
+            if (command !== COM_QUERY && command !== COM_STMT_PREPARE) {
               this.#refuseAndEnd(relay, 'command too large');
               return false;
             }
@@ -174,7 +174,7 @@ export class UseGuard implements ClientFilter {
         return this.#hold(relay, chunk.subarray(packetStart, packetEnd), check, chunk.subarray(packetEnd));
       }
       if (payloadLength + 4 > COLLECT_LIMIT) {
-        if (chunk[headerAt] !== COM_QUERY) {
+        if (chunk[headerAt] !== COM_QUERY && chunk[headerAt] !== COM_STMT_PREPARE) {
           if (packetStart > flushFrom) relay.writeToBackend(chunk.subarray(flushFrom, packetStart));
           this.#refuseAndEnd(relay, 'command too large');
           return false;

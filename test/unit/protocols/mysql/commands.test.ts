@@ -37,7 +37,16 @@ const CASES: Array<[string, string[] | null]> = [
   ['/*M!100100 use beta*/', ['beta']],
   ['select 1; use beta', ['beta']],
   ["select 'x; use alpha'; USE gamma", ['gamma']],
-  ['select "a\\"; use alpha"; select 2', null],
+  // Issue 15: the backslash escapes under the default sql_mode, but not under ANSI_QUOTES (an
+  // identifier) nor NO_BACKSLASH_ESCAPES: both readings are scanned.
+  ['select "a\\"; use alpha"; select 2', ['alpha']],
+  ["select 'a\\'; use alpha; -- '", ['alpha']],
+  ["select 'it''s', 'a\\' 'b'", null],
+  ["select 'a\\''; use alpha", ['alpha']],
+  // MariaDB: `--` then any control character starts a comment; NUL ends a line comment for the scanner.
+  ["select 1; --\x01 '\nuse alpha", ['alpha']],
+  ["select 1; --\x7f '\nuse alpha", ['alpha']],
+  ["select 1; # x\x00use alpha", ['alpha']],
   ['select `;use alpha`', null],
   ['select 1 -- ; use alpha', null],
   ['select 1 /* ; use alpha */', null],
@@ -71,6 +80,10 @@ describe('UseScanner', () => {
 
 describe('inspectCommand', () => {
   const scanner = new UseScanner();
+  it('COM_STMT_PREPARE of a USE names its database (MariaDB prepares USE)', () => {
+    assert.deepEqual(inspectCommand(Buffer.from('\x16USE beta', 'latin1'), 0, scanner), { databases: ['beta'] });
+    assert.equal(inspectCommand(Buffer.from('\x16select ?', 'latin1'), 0, scanner), null);
+  });
   it('COM_INIT_DB names its database', () => {
     assert.deepEqual(inspectCommand(Buffer.from('\x02beta', 'latin1'), 0, scanner), { databases: ['beta'] });
   });
