@@ -13,7 +13,9 @@
  * never does), which the proxy does not know: at the first backslash in a
  * quoted string the scanner forks a twin that reads it literally, and a
  * `USE` either reading finds is checked (issue 15).
- * It does not see SQL built at run time (PREPARE / EXECUTE IMMEDIATE).
+ * SQL built at run time cannot be scanned, and MariaDB runs `USE` there
+ * (`PREPARE s FROM @q`, `EXECUTE IMMEDIATE`): a statement that begins with
+ * PREPARE or EXECUTE sets `dynamic`, and the guard refuses it (issue 15).
  */
 import { CLIENT_SECURE_CONNECTION, COM_CHANGE_USER, COM_INIT_DB, COM_QUERY, COM_STMT_PREPARE } from './packets.ts';
 
@@ -55,11 +57,15 @@ function isWordChar(c: number): boolean {
 export class UseScanner {
   /** Database names of the `USE` statements seen so far; null while there are none. */
   found: string[] | null = null;
+  /** A statement begins with PREPARE or EXECUTE. */
+  dynamic = false;
   #state = START;
   /** Where a comment or string returns to when it ends. */
   #back = START;
   #quote = 0;
   #exec = false;
+  /** Where a `*` inside an executable comment returns when no `/` follows. */
+  #execReturn = BODY;
   /** First word of the statement, lowercased, up to 4 bytes (only "use" matters). */
   #word = 0;
   #wordLength = 0;
@@ -77,6 +83,7 @@ export class UseScanner {
 
   reset(): void {
     this.found = null;
+    this.dynamic = false;
     this.#twin = null;
     this.#state = START;
     this.#back = START;
@@ -123,13 +130,14 @@ export class UseScanner {
             break;
           }
           if (this.#exec && c === 0x2a /* * */) {
+            this.#execReturn = BODY;
             this.#state = EXEC_STAR;
             break;
           }
           this.#comment(c, BODY);
           break;
         case EXEC_STAR:
-          this.#state = BODY;
+          this.#state = this.#execReturn;
           if (c === 0x2f /* / */) {
             this.#exec = false;
             break;
@@ -207,6 +215,12 @@ export class UseScanner {
           continue;
         case GAP:
           if (isSpace(c)) break;
+          if (this.#exec && c === 0x2a) {
+            // `/*!use*/ name`: the executable comment ends between USE and its name.
+            this.#execReturn = GAP;
+            this.#state = EXEC_STAR;
+            break;
+          }
           if (this.#comment(c, GAP)) break;
           this.#nameLength = 0;
           this.#nameTooLong = false;
@@ -246,7 +260,11 @@ export class UseScanner {
       }
       i++;
     }
-    if (this.#twin?.found != null) this.#merge(this.#twin.found);
+    const twin = this.#twin;
+    if (twin !== null) {
+      if (twin.found !== null) this.#merge(twin.found);
+      if (twin.dynamic) this.dynamic = true;
+    }
   }
 
   /** The query text ended: a name or word in progress is complete. */
@@ -255,6 +273,7 @@ export class UseScanner {
     if (twin !== null) {
       twin.finish();
       if (twin.found !== null) this.#merge(twin.found);
+      if (twin.dynamic) this.dynamic = true;
     }
     switch (this.#state) {
       case WORD:
@@ -276,10 +295,12 @@ export class UseScanner {
   #fork(): UseScanner {
     const twin = new UseScanner(false);
     twin.found = this.found === null ? null : [...this.found];
+    twin.dynamic = this.dynamic;
     twin.#state = this.#state;
     twin.#back = this.#back;
     twin.#quote = this.#quote;
     twin.#exec = this.#exec;
+    twin.#execReturn = this.#execReturn;
     twin.#word = this.#word;
     twin.#wordLength = this.#wordLength;
     this.#name.copy(twin.#name, 0, 0, this.#nameLength);
@@ -323,7 +344,8 @@ export class UseScanner {
   }
 
   #endWord(): void {
-    // "use" = 0x75 0x73 0x65
+    // "use" = 0x75 0x73 0x65; "prepare" and "execute" by length and first four bytes ("prep", "exec").
+    if (this.#wordLength === 7 && (this.#word === 0x70726570 || this.#word === 0x65786563)) this.dynamic = true;
     this.#state = this.#wordLength === 3 && this.#word === 0x757365 ? GAP : BODY;
   }
 
@@ -387,6 +409,7 @@ export function inspectCommand(payload: Buffer, capabilities: number, scanner: U
       scanner.finish();
       const found = scanner.found;
       scanner.found = null;
+      if (scanner.dynamic) return { malformed: 'PREPARE and EXECUTE (SQL built at run time) are not allowed through the proxy' };
       return found === null ? null : { databases: found };
     }
     case COM_CHANGE_USER: {

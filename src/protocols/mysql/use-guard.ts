@@ -96,7 +96,7 @@ export class UseGuard implements ClientFilter {
         if (this.#streaming) {
           this.#scanner.feed(chunk, at, at + take);
           if (this.#remaining === 0 && !this.#continues) this.#scanner.finish();
-          if (this.#scanner.found !== null) {
+          if (this.#scanner.found !== null || this.#scanner.dynamic) {
             // Bytes before this chunk's part of the query may pass; the rest never will.
             if (at > flushFrom) relay.writeToBackend(chunk.subarray(flushFrom, at));
             this.#refuseAndEnd(relay, USE_IN_LARGE_QUERY);
@@ -206,7 +206,7 @@ export class UseGuard implements ClientFilter {
     if (this.#streaming && this.#remaining === 0 && !this.#continues) {
       this.#scanner.finish();
       this.#streaming = false;
-      return this.#scanner.found !== null;
+      return this.#scanner.found !== null || this.#scanner.dynamic;
     }
     return false;
   }

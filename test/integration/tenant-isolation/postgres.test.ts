@@ -71,7 +71,7 @@ async function attempt(config: pg.ClientConfig): Promise<{ code: string } | { da
     return { code: String((err as { code?: string }).code) };
   }
   try {
-    if (config.replication === 'database') {
+    if ((config as { replication?: string }).replication === 'database') {
       const { rows } = await client.query<{ dbname: string }>('IDENTIFY_SYSTEM');
       return { database: rows[0]?.dbname ?? '', secret: false };
     }
@@ -118,8 +118,8 @@ function rawStartup(params: ReadonlyArray<readonly [string, string]>): Promise<s
 const CLIENT_CASES: ReadonlyArray<{ name: string; config: (refused: string) => pg.ClientConfig; codes: readonly string[] }> = [
   { name: 'database = the refused tenant', config: (r) => ({ database: r }), codes: ['3D000', '28000'] },
   { name: 'no database, user = the refused tenant', config: (r) => ({ user: r, database: '' }), codes: ['3D000', '28000'] },
-  { name: 'replication=database on the refused tenant', config: (r) => ({ database: r, replication: 'database' }), codes: ['3D000', '28000'] },
-  { name: 'replication=database on allowed', config: () => ({ database: ALLOWED, replication: 'database' }), codes: [] },
+  { name: 'replication=database on the refused tenant', config: (r) => ({ database: r, replication: 'database' }) as pg.ClientConfig, codes: ['3D000', '28000'] },
+  { name: 'replication=database on allowed', config: () => ({ database: ALLOWED, replication: 'database' }) as pg.ClientConfig, codes: [] },
   { name: 'options -c naming the refused tenant', config: (r) => ({ database: ALLOWED, options: `-c search_path=${r}` }), codes: [] },
   { name: 'options with the refused tenant as a bare argument', config: (r) => ({ database: ALLOWED, options: r }), codes: ['08P01', '42601', '22023'] },
   { name: 'options -d (a database in postgres --single)', config: (r) => ({ database: ALLOWED, options: `-d ${r}` }), codes: ['08P01', '42601', '22023', '22P02'] },
