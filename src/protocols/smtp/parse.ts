@@ -109,7 +109,7 @@ export function parsePath(arg: string, keyword: 'FROM' | 'TO'): MailPath {
   let path: string;
   let params: string;
   if (rest.startsWith('<')) {
-    const close = rest.indexOf('>');
+    const close = pathEnd(rest);
     if (close < 0) throw syntaxError('unterminated <address>');
     path = rest.slice(1, close);
     params = rest.slice(close + 1).trim();
@@ -129,6 +129,23 @@ export function parsePath(arg: string, keyword: 'FROM' | 'TO'): MailPath {
   if (domain.endsWith('.')) domain = domain.slice(0, -1);
   if (at >= 0 && domain === '') throw syntaxError('address without a domain after @');
   return { address: path, domain, params };
+}
+
+/**
+ * Index of the `>` that closes `<path>`, skipping quoted local parts
+ * (`<"a>b"@example.org>`, RFC 5321 4.1.2 Quoted-string with `\` escapes), or -1.
+ */
+function pathEnd(text: string): number {
+  let quoted = false;
+  for (let i = 1; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (quoted) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) quoted = false;
+    } else if (c === 0x22) quoted = true;
+    else if (c === 0x3e) return i;
+  }
+  return -1;
 }
 
 export interface Reply {
