@@ -167,14 +167,15 @@ class FakeClient {
 
 /** One relayed session: the guard between a FakeClient and a FakeBackend, after the replayed MAIL + first RCPT. */
 export class Session {
-  readonly guard = new RcptGuard('alpha.test');
+  readonly guard: RcptGuard;
   readonly client = new FakeClient(this);
   readonly backend = new FakeBackend(this);
   readonly lookups: string[] = [];
   readonly relay: Relay;
   readonly #queue: Buffer[] = [];
 
-  constructor(options: { connected?: boolean } = {}) {
+  constructor(options: { connected?: boolean; routeBy?: 'rcpt' | 'ehlo' } = {}) {
+    this.guard = new RcptGuard('alpha.test', options.routeBy);
     this.relay = { client: this.client, backend: this.backend, done: false, reason: null, bytesOut: 0, writeToBackend: (chunk: Buffer) => this.backend.write(chunk) } as unknown as Relay;
     if (options.connected !== false) this.guard.connected(HERE, makeLookup(this.lookups));
     this.guard.afterFirstRcpt();
@@ -216,7 +217,7 @@ export class Session {
 }
 
 /** Runs a client stream through a fresh session, delivered as `chunks`. */
-export async function run(chunks: Array<Buffer | string>, options: { connected?: boolean } = {}): Promise<Session> {
+export async function run(chunks: Array<Buffer | string>, options: { connected?: boolean; routeBy?: 'rcpt' | 'ehlo' } = {}): Promise<Session> {
   const s = new Session(options);
   s.send(...chunks);
   await s.settle();

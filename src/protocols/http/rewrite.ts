@@ -59,8 +59,19 @@ function isForwarded(head: HttpHead, k: number): boolean {
   return (length === 15 && bytesAre(head.raw, name + 12, 'for')) || (length === 16 && bytesAre(head.raw, name + 12, 'host')) || (length === 17 && bytesAre(head.raw, name + 12, 'proto'));
 }
 
+/**
+ * RFC 7239 Forwarded: dropped. The proxy writes the forwarding fields the
+ * backend may trust (X-Forwarded-*); a client's `Forwarded: host=...` would
+ * otherwise name, to a backend that reads it, a tenant the proxy did not
+ * route by (issue 15).
+ */
+function isRfc7239Forwarded(head: HttpHead, k: number): boolean {
+  const name = head.fields[k] as number;
+  return (head.fields[k + 1] as number) - name === 9 && bytesAre(head.raw, name, 'forwarded');
+}
+
 function keepRequestField(head: HttpHead, k: number): boolean {
-  return !(head.forwarded && isForwarded(head, k)) && !isHopByHop(head, k) && !(head.absoluteForm && isHost(head, k));
+  return !(head.forwarded && isForwarded(head, k)) && !isHopByHop(head, k) && !(head.absoluteForm && isHost(head, k)) && !isRfc7239Forwarded(head, k);
 }
 
 function isHost(head: HttpHead, k: number): boolean {

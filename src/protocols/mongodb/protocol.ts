@@ -23,7 +23,8 @@ import type { TopologyVersion } from './handshake.ts';
 import { nextRequestId } from './ids.ts';
 import { MongoOpening } from './opening.ts';
 import type { RoutedRequest } from './opening.ts';
-import { MSG_MORE_TO_COME, OP_MSG, encodeOpMsg, parseServerReply } from './wire.ts';
+import { DbGuard } from './db-guard.ts';
+import { MAX_OPENING_MESSAGE, MSG_MORE_TO_COME, OP_MSG, encodeOpMsg, parseServerReply } from './wire.ts';
 import type { ServerReply } from './wire.ts';
 
 /** How long a backend has to answer the proxy's own hello before the client gets BACKEND_UNREACHABLE (74 NodeNotFound). */
@@ -51,7 +52,8 @@ export class MongoProtocol implements ProtocolModule {
     if (certProblem !== null) throw new PolyproxyError('TLS_REQUIRED', certProblem, { source: 'client' });
     const routed = await new MongoOpening(conn, this.facts, TOPOLOGY_VERSION).run();
     this.#pending.set(conn, routed.pending);
-    const opening: Opening = { resourceId: routed.database, replay: routed.message.raw };
+    // Later requests must stay on this database (db-guard.ts); drivers keep within the advertised maxMessageSizeBytes.
+    const opening: Opening = { resourceId: routed.database, replay: routed.message.raw, clientFilter: new DbGuard(routed.database, MAX_OPENING_MESSAGE) };
     this.#routed.set(opening, routed);
     return opening;
   }
@@ -71,7 +73,8 @@ export class MongoProtocol implements ProtocolModule {
       throw new PolyproxyError('BACKEND_UNREACHABLE', `backend answered the proxy's hello with unexpected bytes: ${(err as Error).message}`, { source: 'backend', cause: err });
     }
     backend.write(routed.message.raw);
-    if (routed.leftover !== null) backend.write(routed.leftover);
+    // Requests pipelined behind the routed one are checked like any later request.
+    if (routed.leftover !== null) (opening.clientFilter as DbGuard).prime(backend, routed.leftover);
   }
 
   /** Sends hello (and buildInfo until learned) on the fresh backend connection and learns from the replies. */

@@ -7,7 +7,10 @@
  * pieces: it skips string literals, quoted identifiers and comments
  * (`-- `, `#`, `/* *\/`), and reads MySQL's executable comments (`/*! ... *\/`,
  * `/*M! ... *\/`) as code, since the server runs what is inside them.
- * It does not see SQL built at run time (PREPARE / EXECUTE IMMEDIATE).
+ * SQL built at run time cannot be scanned, and MariaDB runs `USE` there
+ * (`PREPARE s FROM @q`, `EXECUTE IMMEDIATE`): a statement that begins with
+ * PREPARE or EXECUTE sets `dynamic`, and the guard refuses it. COM_STMT_PREPARE
+ * is scanned like COM_QUERY (`USE` can be prepared).
  *
  * Where a string ends depends on the session's sql_mode, which the proxy
  * cannot know for sure: NO_BACKSLASH_ESCAPES makes `\` an ordinary character
@@ -18,7 +21,7 @@
  * of all of them (see UseScanner): `select 'x\'; use other; -- '` is a plain
  * select by default but switches databases under NO_BACKSLASH_ESCAPES.
  */
-import { CLIENT_SECURE_CONNECTION, COM_CHANGE_USER, COM_INIT_DB, COM_QUERY } from './packets.ts';
+import { CLIENT_SECURE_CONNECTION, COM_CHANGE_USER, COM_INIT_DB, COM_QUERY, COM_STMT_PREPARE } from './packets.ts';
 
 /** Longest database name kept: 64 characters of up to 4 UTF-8 bytes. */
 export const MAX_NAME_BYTES = 256;
@@ -79,6 +82,8 @@ export class SqlReading {
   found: string[] | null = null;
   /** A backslash was met inside a quote: another sql_mode could read this query differently. */
   sawQuotedBackslash = false;
+  /** A statement begins with PREPARE or EXECUTE (SQL built at run time). */
+  dynamic = false;
   readonly #escapeInSingle: boolean;
   readonly #escapeInDouble: boolean;
   #state = START;
@@ -103,6 +108,7 @@ export class SqlReading {
   reset(): void {
     this.found = null;
     this.sawQuotedBackslash = false;
+    this.dynamic = false;
     this.#state = START;
     this.#back = START;
     this.#exec = false;
@@ -188,7 +194,8 @@ export class SqlReading {
           if (c === 0x60) this.#state = BODY;
           break;
         case LINE_COMMENT:
-          if (c === 0x0a) this.#state = this.#back;
+          // NUL ends it too in MariaDB's lexer (`while ((c = yyGet()) != '\n' && c)`): what follows is read as code.
+          if (c === 0x0a || c === 0) this.#state = this.#back;
           break;
         case BLOCK_COMMENT:
           if (c === 0x2a) this.#state = BLOCK_STAR;
@@ -345,7 +352,8 @@ export class SqlReading {
   }
 
   #endWord(): void {
-    // "use" = 0x75 0x73 0x65
+    // "use" = 0x75 0x73 0x65; "prepare" and "execute" by length and first four bytes ("prep", "exec").
+    if (this.#wordLength === 7 && (this.#word === 0x70726570 || this.#word === 0x65786563)) this.dynamic = true;
     this.#state = this.#wordLength === 3 && this.#word === 0x757365 ? GAP : BODY;
   }
 
@@ -387,6 +395,14 @@ export class UseScanner {
     return found;
   }
 
+  /** A statement begins with PREPARE or EXECUTE under any reading. */
+  get dynamic(): boolean {
+    return this.#readings.some((reading) => reading.dynamic);
+  }
+
+  /** Whether the last `scan` met PREPARE or EXECUTE. */
+  scannedDynamic = false;
+
   reset(): void {
     for (const reading of this.#readings) reading.reset();
   }
@@ -413,6 +429,7 @@ export class UseScanner {
       noEscapes.finish();
     }
     const found = this.found;
+    this.scannedDynamic = this.dynamic;
     this.reset();
     return found;
   }
@@ -456,8 +473,10 @@ export function inspectCommand(payload: Buffer, capabilities: number, scanner: U
   switch (payload[0]) {
     case COM_INIT_DB:
       return { databases: [payload.toString('utf8', 1)] };
-    case COM_QUERY: {
+    case COM_QUERY:
+    case COM_STMT_PREPARE: {
       const found = scanner.scan(payload, 1, payload.length);
+      if (scanner.scannedDynamic) return { malformed: 'PREPARE and EXECUTE (SQL built at run time) are not allowed through the proxy' };
       return found === null ? null : { databases: found };
     }
     case COM_CHANGE_USER: {
@@ -472,5 +491,5 @@ export function inspectCommand(payload: Buffer, capabilities: number, scanner: U
 
 /** Commands whose payload names a database. */
 export function isCheckedCommand(command: number): boolean {
-  return command === COM_INIT_DB || command === COM_QUERY || command === COM_CHANGE_USER;
+  return command === COM_INIT_DB || command === COM_QUERY || command === COM_CHANGE_USER || command === COM_STMT_PREPARE;
 }

@@ -76,6 +76,7 @@ export const FRAMING_CAPABILITIES = CLIENT_PROTOCOL_41 | CLIENT_DEPRECATE_EOF | 
 export const COM_INIT_DB = 0x02;
 export const COM_QUERY = 0x03;
 export const COM_CHANGE_USER = 0x11;
+export const COM_STMT_PREPARE = 0x16;
 
 export const MAX_PAYLOAD = 0xffffff;
 export const SCRAMBLE_LENGTH = 20;

@@ -23,7 +23,7 @@ import type { ClientFilter, Relay } from '../../core/relay.ts';
 import { UseScanner, inspectCommand, isCheckedCommand } from './commands.ts';
 import type { CommandCheck } from './commands.ts';
 import { OTHER_BACKEND, encodeFailure } from './errors.ts';
-import { COM_QUERY, MAX_PAYLOAD, errPacket } from './packets.ts';
+import { COM_QUERY, COM_STMT_PREPARE, MAX_PAYLOAD, errPacket } from './packets.ts';
 
 /** Largest command packet collected whole before it is inspected. */
 export const COLLECT_LIMIT = 1024 * 1024;
@@ -96,7 +96,7 @@ export class UseGuard implements ClientFilter {
         if (this.#streaming) {
           this.#scanner.feed(chunk, at, at + take);
           if (this.#remaining === 0 && !this.#continues) this.#scanner.finish();
-          if (this.#scanner.found !== null) {
+          if (this.#scanner.found !== null || this.#scanner.dynamic) {
             // Bytes before this chunk's part of the query may pass; the rest never will.
             if (at > flushFrom) relay.writeToBackend(chunk.subarray(flushFrom, at));
             this.#refuseAndEnd(relay, USE_IN_LARGE_QUERY);
@@ -132,7 +132,7 @@ export class UseGuard implements ClientFilter {
         const command = need === 5 ? (prefix[4] as number) : -1;
         if (command >= 0 && isCheckedCommand(command)) {
           if (payloadLength + 4 > COLLECT_LIMIT) {
-            if (command !== COM_QUERY) {
+            if (command !== COM_QUERY && command !== COM_STMT_PREPARE) {
               this.#refuseAndEnd(relay, 'command too large');
               return false;
             }
@@ -174,7 +174,7 @@ export class UseGuard implements ClientFilter {
         return this.#hold(relay, chunk.subarray(packetStart, packetEnd), check, chunk.subarray(packetEnd));
       }
       if (payloadLength + 4 > COLLECT_LIMIT) {
-        if (chunk[headerAt] !== COM_QUERY) {
+        if (chunk[headerAt] !== COM_QUERY && chunk[headerAt] !== COM_STMT_PREPARE) {
           if (packetStart > flushFrom) relay.writeToBackend(chunk.subarray(flushFrom, packetStart));
           this.#refuseAndEnd(relay, 'command too large');
           return false;
@@ -206,7 +206,7 @@ export class UseGuard implements ClientFilter {
     if (this.#streaming && this.#remaining === 0 && !this.#continues) {
       this.#scanner.finish();
       this.#streaming = false;
-      return this.#scanner.found !== null;
+      return this.#scanner.found !== null || this.#scanner.dynamic;
     }
     return false;
   }

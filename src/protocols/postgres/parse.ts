@@ -78,7 +78,11 @@ function parseParams(raw: Buffer): Map<string, string> {
     if (keyEnd < 0 || keyEnd >= end) throw protocolError('startup parameter name is not terminated');
     const valueEnd = raw.indexOf(0, keyEnd + 1);
     if (valueEnd < 0 || valueEnd >= end) throw protocolError('startup parameter value is not terminated');
-    params.set(raw.toString('utf8', at, keyEnd), raw.toString('utf8', keyEnd + 1, valueEnd));
+    const name = raw.toString('utf8', at, keyEnd);
+    // PostgreSQL keeps a repeated parameter's last value; a server or pooler behind the proxy
+    // that keeps the first would open a database the proxy did not route by: refuse repeats.
+    if (params.has(name)) throw protocolError(`startup parameter "${name}" given more than once`);
+    params.set(name, raw.toString('utf8', keyEnd + 1, valueEnd));
     at = valueEnd + 1;
   }
   if (!params.has('user') || params.get('user') === '') throw protocolError('no PostgreSQL user name specified in startup packet');

@@ -10,6 +10,11 @@
  * backend's reply says whether content follows (354); content passes
  * untouched until the `CRLF.CRLF` that ends it (RFC 5321 4.1.1.4).
  *
+ * With `routeBy: ehlo` the same guard checks a later EHLO/HELO instead:
+ * a greeting that names a domain routed elsewhere (or refused) is answered
+ * by the proxy and never reaches the backend (issue 15), so a backend that
+ * takes the client's identity from its greeting never sees another tenant.
+ *
  * Local replies keep pipelining's order (RFC 2920 3.1: replies in command
  * order): the guard counts commands the backend has not answered yet (it
  * is also the backend tap that sees the replies) and writes its own reply
@@ -19,8 +24,8 @@ import type { Endpoint } from '../../core/endpoint.ts';
 import { toPolyproxyError } from '../../core/errors.ts';
 import type { RouteLookup } from '../../core/protocol.ts';
 import type { ClientFilter, Relay, StreamTap } from '../../core/relay.ts';
-import { SMTP_ERRORS } from './errors.ts';
-import { parsePath } from './parse.ts';
+import { SMTP_ERRORS, SmtpReplyError } from './errors.ts';
+import { heloDomain, parsePath } from './parse.ts';
 
 const COMMAND = 0;
 /** DATA was forwarded; its reply decides whether content follows. */
@@ -61,8 +66,17 @@ export class RcptGuard implements ClientFilter, StreamTap {
   readonly #head = Buffer.alloc(4);
   #headFill = 0;
 
-  constructor(firstDomain: string) {
+  /** What routes the session, so what is checked: recipients, or greetings. */
+  readonly #routeBy: 'rcpt' | 'ehlo';
+
+  constructor(firstDomain: string, routeBy: 'rcpt' | 'ehlo' = 'rcpt') {
     this.#allowed.add(firstDomain);
+    this.#routeBy = routeBy;
+  }
+
+  /** The replay sent the backend a command of the client's whose reply the relay will carry. */
+  expectReply(): void {
+    this.#awaiting.push(KIND_COMMAND);
   }
 
   connected(endpoint: Endpoint, lookup: RouteLookup): void {
@@ -194,14 +208,38 @@ export class RcptGuard implements ClientFilter, StreamTap {
 
   /** One complete command line (with its line ending). */
   #command(relay: Relay, line: Buffer): boolean {
-    const verb = line.toString('latin1', 0, Math.min(line.length, 8)).toUpperCase();
-    if (verb.startsWith('RCPT ')) {
-      let domain = '';
+    // Lenient servers (Postfix) skip leading whitespace and take any whitespace after the verb.
+    let start = 0;
+    while (start < line.length && (line[start] === 0x20 || line[start] === 0x09)) start++;
+    const verb = line.toString('latin1', start, Math.min(line.length, start + 8)).toUpperCase();
+    const greeting = verb.startsWith('EHLO') || verb.startsWith('HELO');
+    if (greeting && this.#routeBy === 'ehlo' && (verb.length === 4 || !/[A-Z0-9]/.test(verb.charAt(4)))) {
+      let domain: string;
       try {
-        const text = line.toString('utf8').replace(/\r?\n$/, '');
-        domain = parsePath(text.slice(5).trim(), 'TO').domain;
-      } catch {
-        // Malformed: the backend answers it (501).
+        domain = heloDomain(line.toString('utf8', start + 4).replace(/\r?\n$/, '').trim());
+      } catch (err) {
+        this.#local = err instanceof SmtpReplyError ? String(err.reply) : '501 5.5.4 Syntax error\r\n';
+        return true;
+      }
+      if (!this.#allowed.has(domain)) {
+        this.#check(relay, line, domain);
+        return true;
+      }
+    } else if (this.#routeBy === 'rcpt' && verb.startsWith('RCPT') && (verb.length === 4 || !/[A-Z0-9]/.test(verb.charAt(4)))) {
+      // A recipient the guard cannot read is refused here, never forwarded: a more lenient
+      // backend could read a domain in it that was not checked (issue 15).
+      let path: ReturnType<typeof parsePath>;
+      try {
+        const text = line.toString('utf8', start + 4).replace(/\r?\n$/, '');
+        path = parsePath(text.trim(), 'TO');
+      } catch (err) {
+        this.#local = err instanceof SmtpReplyError ? String(err.reply) : '501 5.5.4 Syntax error\r\n';
+        return true;
+      }
+      const domain = path.domain;
+      if (domain === '' && /[@%!"\\]/.test(path.address)) {
+        this.#local = '501 5.1.3 Recipient address cannot be routed\r\n';
+        return true;
       }
       if (domain !== '' && !this.#allowed.has(domain)) {
         this.#check(relay, line, domain);
@@ -242,11 +280,16 @@ export class RcptGuard implements ClientFilter, StreamTap {
       return;
     }
     lookup(domain).then(
-      (endpoints) => decided(endpoints.some((e) => e.label === endpoint.label) ? null : `451 4.3.0 <${domain}> is served by another server: send it in a separate transaction\r\n`),
+      (endpoints) => {
+        if (endpoints.some((e) => e.label === endpoint.label)) decided(null);
+        else if (this.#routeBy === 'ehlo') decided(`550 5.7.1 ${domain} is served by another server: reconnect and greet with it\r\n`);
+        else decided(`451 4.3.0 <${domain}> is served by another server: send it in a separate transaction\r\n`);
+      },
       (err: unknown) => {
         const error = toPolyproxyError(err);
         const { code, status } = SMTP_ERRORS[error.kind];
-        decided(code >= 500 ? `${code} ${status} Mail for ${domain} is not accepted here\r\n` : `451 4.3.0 Mail for ${domain} cannot be routed now, try again later\r\n`);
+        if (this.#routeBy === 'ehlo') decided(code >= 500 ? `${code} ${status} ${domain} is not served here\r\n` : `451 4.3.0 ${domain} cannot be routed now, try again later\r\n`);
+        else decided(code >= 500 ? `${code} ${status} Mail for ${domain} is not accepted here\r\n` : `451 4.3.0 Mail for ${domain} cannot be routed now, try again later\r\n`);
       },
     );
   }

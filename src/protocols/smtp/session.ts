@@ -23,8 +23,10 @@
  * it), and answers the client's EHLO with the backend's extensions, minus
  * what the proxy cannot carry (parse.ts rewriteEhloReply). For routeBy:
  * rcpt it replays MAIL FROM and the first RCPT TO and relays the RCPT's
- * reply. After that the session is relayed byte for byte: DATA is never
- * parsed (routeBy: ehlo), so dot-stuffing and line endings arrive as sent.
+ * reply. After that the session is relayed through rcpt-guard.ts, which
+ * checks each later RCPT (routeBy: rcpt) or EHLO/HELO (routeBy: ehlo)
+ * against the session's backend; message content passes untouched, so
+ * dot-stuffing and line endings arrive as sent.
  *
  * A client that vanishes mid-DATA closes its side of the relay, so the
  * backend sees the connection end without the final `.`: an aborted
@@ -132,7 +134,7 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
           }
           const offerTls = conn.tlsAvailable && conn.tls === undefined;
           if (options.routeBy === 'ehlo' && !(offerTls && verb === 'EHLO')) {
-            const routed = await routeWith(domain, { verb, greetArg: arg, clientGreeted: false, pending: null, mail: null, rcpt: null }, null);
+            const routed = await routeWith(domain, { verb, greetArg: arg, clientGreeted: false, pending: null, mail: null, rcpt: null }, new RcptGuard(domain, 'ehlo'));
             if (typeof routed !== 'string') return routed;
             // Refused greeting: the client is not greeted and may try another domain (or QUIT).
             greeted = null;
@@ -183,7 +185,7 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
       if (options.routeBy === 'ehlo') {
         // The proxy answered this EHLO (to offer STARTTLS) and the client went on in plaintext:
         // route by the domain it gave, and replay this command after the backend's greeting.
-        const routed = await routeWith(greeted.domain, { verb: greeted.verb, greetArg: greeted.arg, clientGreeted: true, pending: Buffer.from(`${line}\r\n`), mail: null, rcpt: null }, null);
+        const routed = await routeWith(greeted.domain, { verb: greeted.verb, greetArg: greeted.arg, clientGreeted: true, pending: Buffer.from(`${line}\r\n`), mail: null, rcpt: null }, new RcptGuard(greeted.domain, 'ehlo'));
         if (typeof routed !== 'string') return routed;
         // The domain it greeted with is not served here: this command is refused and the client must greet again.
         greeted = null;
@@ -296,7 +298,10 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
       }
       const extra = reader.leftover();
       if (extra !== null) conn.write(extra);
-      if (start.pending !== null) backend.write(start.pending);
+      if (start.pending !== null) {
+        start.guard?.expectReply();
+        backend.write(start.pending);
+      }
     } finally {
       reader.dispose();
     }

@@ -23,6 +23,11 @@ describe('requestHeadBytes', () => {
     assert.equal(out, 'GET /p?q=1 HTTP/1.1\r\nhost: Suspended.test:8080\r\nX-A: 1\r\nX-B: 2\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\nx-forwarded-host: Suspended.test:8080\r\n\r\n');
   });
 
+  it('drops a client RFC 7239 Forwarded field, any case, and keeps look-alikes (issue 15)', () => {
+    const out = requestHeadBytes(head('GET / HTTP/1.1\r\nHost: a.test\r\nFORWARDED: host=b.test\r\nForwarded-X: 1\r\nforwarded: for=1.2.3.4;host="b.test"\r\n\r\n'), info).toString('latin1');
+    assert.equal(out, 'GET / HTTP/1.1\r\nHost: a.test\r\nForwarded-X: 1\r\nx-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: http\r\nx-forwarded-host: a.test\r\n\r\n');
+  });
+
   it('gives an empty path as "/", or "*" for OPTIONS (§3.2.4), and adds Host for HTTP/1.0', () => {
     assert.match(requestHeadBytes(head('GET https://a.test?x HTTP/1.0\r\n\r\n'), info).toString('latin1'), /^GET \/\?x HTTP\/1\.0\r\nhost: a\.test\r\nx-forwarded-for/);
     assert.match(requestHeadBytes(head('OPTIONS http://a.test HTTP/1.1\r\nHost: a.test\r\n\r\n'), info).toString('latin1'), /^OPTIONS \* HTTP\/1\.1\r\nhost: a\.test\r\nx-forwarded-for/);

@@ -48,6 +48,16 @@ const CASES: Array<[string, string[] | null]> = [
   ['select "x\\"; use a"; use `b`', ['b', 'a']],
   ["select 'x\\' ; use a ; '; use b", ['b', 'a']],
   ['select `x\\`; use b', ['b']],
+  ["select 'a\\'; use alpha; -- '", ['alpha']],
+  ["select 'it''s', 'a\\' 'b'", null],
+  ["select 'a\\''; use alpha", ['alpha']],
+  // MariaDB: `--` then any control character starts a comment; NUL ends a line comment for the scanner.
+  ["select 1; --\x01 '\nuse alpha", ['alpha']],
+  ["select 1; --\x7f '\nuse alpha", ['alpha']],
+  ["select 1; # x\x00use alpha", ['alpha']],
+  ['select 1; /*!use*/ alpha', ['alpha']],
+  ['use/*!*/alpha', ['alpha']],
+  ['/*!select 2*/; use alpha', ['alpha']],
   ['select `;use alpha`', null],
   ['select 1 -- ; use alpha', null],
   ['select 1 /* ; use alpha */', null],
@@ -116,6 +126,18 @@ describe('SqlReading: one sql_mode each', () => {
 
 describe('inspectCommand', () => {
   const scanner = new UseScanner();
+  it('COM_STMT_PREPARE of a USE names its database (MariaDB prepares USE)', () => {
+    assert.deepEqual(inspectCommand(Buffer.from('\x16USE beta', 'latin1'), 0, scanner), { databases: ['beta'] });
+    assert.equal(inspectCommand(Buffer.from('\x16select ?', 'latin1'), 0, scanner), null);
+  });
+  it('refuses SQL built at run time: PREPARE and EXECUTE (MariaDB runs USE there)', () => {
+    for (const sql of ["PREPARE s FROM 'USE beta'", "select 1; EXECUTE IMMEDIATE 'USE beta'", '/*!execute*/ s', "prepare s from @q"]) {
+      assert.ok('malformed' in (inspectCommand(Buffer.from(`\x03${sql}`, 'latin1'), 0, scanner) ?? {}), sql);
+    }
+    for (const sql of ["select 'prepare'", 'select executed from t', 'deallocate prepare s']) {
+      assert.equal(inspectCommand(Buffer.from(`\x03${sql}`, 'latin1'), 0, scanner), null, sql);
+    }
+  });
   it('COM_INIT_DB names its database', () => {
     assert.deepEqual(inspectCommand(Buffer.from('\x02beta', 'latin1'), 0, scanner), { databases: ['beta'] });
   });

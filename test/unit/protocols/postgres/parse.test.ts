@@ -200,15 +200,15 @@ describe('parseStartupPacket: valid packets', () => {
     assert.equal(result.value.params.get('x'), value);
   });
 
-  it('keeps empty values other than user, and lets a repeated name override the earlier one', () => {
-    // user=alice options="" user=carol — PostgreSQL keeps the last value too.
-    const bytes = hex('00000028 00030000 7573657200 616c69636500 6f7074696f6e730000 7573657200 6361726f6c00 00');
+  it('keeps empty values other than user', () => {
+    // user=alice options=""
+    const bytes = hex('0000001d 00030000 7573657200 616c69636500 6f7074696f6e730000 00');
     const result = parseStartupPacket(bytes);
     assert.ok(result !== undefined && result.value.type === 'startup');
     assert.deepStrictEqual(
       result.value.params,
       new Map([
-        ['user', 'carol'],
+        ['user', 'alice'],
         ['options', ''],
       ]),
     );
@@ -245,6 +245,10 @@ const BAD: readonly BadCase[] = [
   { name: 'unterminated parameter value', bytes: hex('00000012 00030000 7573657200 616c696365'), throwsAt: 18 },
   { name: 'missing user', bytes: hex('00000017 00030000 646174616261736500 73686f7000 00'), throwsAt: 23 },
   { name: 'empty user', bytes: hex('0000000f 00030000 7573657200 00 00'), throwsAt: 15 },
+  // user=alice options="" user=carol: PostgreSQL keeps the last value, a pooler may keep the first (issue 15).
+  { name: 'a repeated user', bytes: hex('00000028 00030000 7573657200 616c69636500 6f7074696f6e730000 7573657200 6361726f6c00 00'), throwsAt: 40 },
+  // user=a database=x database=y
+  { name: 'a repeated database', bytes: hex('00000026 00030000 7573657200 6100 646174616261736500 7800 646174616261736500 7900 00'), throwsAt: 38 },
   { name: 'junk after the terminator', bytes: hex('00000015 00030000 7573657200 616c69636500 00 78'), throwsAt: 21 },
 ];
 

@@ -70,10 +70,30 @@ describe('RcptGuard', () => {
     assert.equal(s.backend.bytes.length, 0);
   });
 
-  it('forwards RCPTs it cannot parse, and those without a domain: the backend answers them', async () => {
-    const s = await run(['RCPT TO:<postmaster>\r\nRCPT <x@beta.test>\r\nRCPT TO:<unterminated@beta.test\r\n']);
-    assert.equal(s.backend.rcpts.length, 3);
+  it('forwards a RCPT without a domain; refuses RCPTs it cannot parse instead of forwarding them (issue 15)', async () => {
+    const s = await run(['RCPT TO:<postmaster>\r\nRCPT <x@beta.test>\r\nRCPT TO:<unterminated@beta.test\r\nRCPT TO:<"x"@>\r\n']);
+    assert.deepEqual(s.backend.rcpts, ['RCPT TO:<postmaster>']);
+    assert.deepEqual(s.client.codes, [250, 501, 501, 501]);
     assert.deepEqual(s.lookups, []);
+  });
+
+  it('reads RCPT as a lenient backend would: leading blanks, a tab after the verb, a quoted ">" (issue 15)', async () => {
+    for (const line of [' RCPT TO:<x@beta.test>', 'RCPT\tTO:<x@beta.test>', 'rcpt to: <x@BETA.test.>', 'RCPT TO:<"a>b"@beta.test>', 'RCPT TO:<@alpha.test:x@beta.test>']) {
+      const s = await run([`${line}\r\n`]);
+      assert.deepEqual(s.backend.rcpts, [], line);
+      assert.deepEqual(s.lookups, ['beta.test'], line);
+      assert.deepEqual(s.client.codes, [451], line);
+    }
+  });
+
+  it('routeBy ehlo: a later EHLO/HELO is checked like a recipient, RCPTs pass (issue 15)', async () => {
+    for (const chunks of splits('EHLO alpha2.test\r\nHELO beta.test\r\n ehlo forbidden.test\r\nEHLO bad..name\r\nRCPT TO:<x@beta.test>\r\n')) {
+      const s = await run(chunks, { routeBy: 'ehlo' });
+      assert.deepEqual(s.client.codes, [250, 550, 550, 501, 250], s.client.replies.join(' | '));
+      assert.deepEqual(s.lookups, ['alpha2.test', 'beta.test', 'forbidden.test']);
+      assert.ok(!s.backend.bytes.toString().includes('beta.test\r\nEHLO') && !s.backend.bytes.toString().includes('HELO beta'));
+      assert.ok(!s.backend.bytes.toString().includes('forbidden'));
+    }
   });
 
   it('holds what follows DATA until the backend answers: content is never read as commands', async () => {
