@@ -10,10 +10,6 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { Dial } from '../../../src/core/connect.ts';
-import type { DialOwner } from '../../../src/core/connect.ts';
-import { parseEndpoint } from '../../../src/core/endpoint.ts';
-import type { PolyproxyError } from '../../../src/core/errors.ts';
 import { EndpointHealth } from '../../../src/core/health.ts';
 import { Listener } from '../../../src/core/listener.ts';
 import type { ListenerSettings } from '../../../src/core/listener.ts';
@@ -163,41 +159,5 @@ describe('listener fast path (tcp, fixed backend)', () => {
     await listener.idle();
     assert.equal(listener.sessions, 0);
     assert.equal(listener.counters.open, 0);
-  });
-});
-
-describe('Dial', () => {
-  it('fails with BACKEND_UNREACHABLE naming every endpoint, once', async () => {
-    const a = await deadEndpoint();
-    const b = await deadEndpoint();
-    const outcome = await new Promise<{ error: PolyproxyError | null; calls: number }>((resolve) => {
-      let calls = 0;
-      const owner: DialOwner = {
-        dialConnected: () => {
-          calls++;
-          resolve({ error: null, calls });
-        },
-        dialFailed: (_dial, error) => {
-          calls++;
-          setTimeout(() => resolve({ error, calls }), 50);
-        },
-      };
-      new Dial(owner, [parseEndpoint(a), parseEndpoint(b)], 1000, undefined).start();
-    });
-    assert.equal(outcome.calls, 1);
-    assert.equal(outcome.error?.kind, 'BACKEND_UNREACHABLE');
-    assert.match(outcome.error?.message ?? '', new RegExp(`${a}: .*; ${b}: `));
-  });
-
-  it('times out an attempt that gets no answer', { timeout: 10_000 }, async () => {
-    // TEST-NET-1 is never routed: the connect hangs (timeout) or fails at once (no route); either way the owner hears once.
-    const started = Date.now();
-    const error = await new Promise<PolyproxyError>((resolve, reject) => {
-      const owner: DialOwner = { dialConnected: () => reject(new Error('connected to TEST-NET')), dialFailed: (_dial, err) => resolve(err) };
-      new Dial(owner, [parseEndpoint('192.0.2.1:9')], 300, undefined).start();
-    });
-    assert.equal(error.kind, 'BACKEND_UNREACHABLE');
-    assert.ok(Date.now() - started < 2000);
-    if (/timeout/.test(error.message)) assert.ok(Date.now() - started >= 300);
   });
 });
