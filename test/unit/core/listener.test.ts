@@ -1,5 +1,8 @@
 /**
- * The listener's fast path (tcp with a fixed backend: no identify, the
+ * src/core/listener.ts. First the pipeline (identify → route → connect →
+ * replay → relay) with a one-line test protocol: the leftover replayed,
+ * refusals in the protocol's bytes, the connection limit, the handshake
+ * timeout, stopAccepting. Then the fast path (tcp with a fixed backend: no identify, the
  * route from the router's cache, a callback Dial straight into the relay)
  * must behave like the pipeline: bytes and half-close, counters, resolver
  * hooks, balancing fallback, breaker accounting, refusal when the backend
@@ -10,6 +13,9 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
+import type { ClientConnection } from '../../../src/core/client-connection.ts';
+import { PolyproxyError } from '../../../src/core/errors.ts';
+import type { ProtocolModule } from '../../../src/core/protocol.ts';
 import { EndpointHealth } from '../../../src/core/health.ts';
 import { Listener } from '../../../src/core/listener.ts';
 import type { ListenerSettings } from '../../../src/core/listener.ts';
@@ -159,5 +165,118 @@ describe('listener fast path (tcp, fixed backend)', () => {
     await listener.idle();
     assert.equal(listener.sessions, 0);
     assert.equal(listener.counters.open, 0);
+  });
+});
+
+/** A protocol whose opening is one line naming the resource; errors are `ERR <code>\n`. */
+const LINE_PROTOCOL: ProtocolModule = {
+  name: 'line',
+  async identify(conn: ClientConnection) {
+    const id = await conn.read((buffered) => {
+      const end = buffered.indexOf(0x0a);
+      if (end < 0) return undefined;
+      if (end === 0) throw new PolyproxyError('PROTOCOL', 'empty id', { source: 'client' });
+      return { value: buffered.toString('latin1', 0, end), consumed: end + 1 };
+    });
+    return { resourceId: id, replay: Buffer.from(`hello ${id}\n`) };
+  },
+  encodeError: (err) => Buffer.from(`ERR ${err.code}\n`),
+};
+
+/** Connects, writes `payload` (and ends when asked), collects everything until the proxy closes. */
+function exchange(port: number, payload: string, end = true): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    // A client that does not end answers the proxy's FIN with its own (allowHalfOpen off), so 'close' comes.
+    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: end }, () => (end ? socket.end(payload) : socket.write(payload)));
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => (got += text));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(got));
+  });
+}
+
+describe('listener pipeline (a line protocol, routed per id)', () => {
+  const servers: net.Server[] = [];
+  const listeners: Listener[] = [];
+  after(async () => {
+    for (const l of listeners) {
+      l.destroyAll('test over');
+      await l.stopAccepting();
+    }
+    for (const s of servers) s.close();
+  });
+
+  async function start(overrides: Partial<ListenerSettings> = {}): Promise<{ listener: Listener; port: number }> {
+    const echo = await echoServer();
+    servers.push(echo.server);
+    const resolver: Resolver = { resolve: (id) => (id === 'known' ? { endpoint: echo.endpoint } : null) };
+    const started = await startListener(resolver, new EndpointHealth(), { name: 'line', protocol: 'line', ...overrides }, LINE_PROTOCOL);
+    listeners.push(started.listener);
+    return started;
+  }
+
+  it('replays the opening, then the bytes the client sent after it, then relays', async () => {
+    const { listener, port } = await start();
+    assert.equal(await exchange(port, 'known\npipelined'), 'hello known\npipelined');
+    await listener.idle();
+    assert.equal(listener.counters.total, 1);
+    assert.equal(listener.counters.failed, 0);
+    assert.equal(listener.counters.bytesOut, 'hello known\npipelined'.length);
+  });
+
+  it('refuses in the protocol\'s own bytes: an unrouted id, a malformed opening', async () => {
+    const { listener, port } = await start();
+    assert.equal(await exchange(port, 'nobody\n'), 'ERR PP_ERR_NOT_FOUND\n');
+    assert.equal(await exchange(port, '\n'), 'ERR PP_ERR_PROTOCOL\n');
+    await listener.idle();
+    assert.equal(listener.counters.open, 0);
+    assert.equal(listener.counters.failed, 1, 'NOT_FOUND counts; a client\'s PROTOCOL error does not');
+  });
+
+  it('an opening past maxOpeningBytes is a PROTOCOL refusal', async () => {
+    const { port } = await start({ maxOpeningBytes: 16 });
+    assert.equal(await exchange(port, 'x'.repeat(64), false), 'ERR PP_ERR_PROTOCOL\n');
+  });
+
+  it('past maxConnections a client gets TOO_MANY and counts as refused', async () => {
+    const { listener, port } = await start({ maxConnections: 1 });
+    const first = net.connect({ host: '127.0.0.1', port });
+    first.on('error', () => {});
+    await new Promise((resolve) => first.once('connect', resolve));
+    // The first client holds its slot while its opening is incomplete.
+    first.write('kno');
+    assert.equal(await exchange(port, 'known\n'), 'ERR PP_ERR_TOO_MANY\n');
+    assert.equal(listener.counters.refused, 1);
+    first.destroy();
+    await listener.idle();
+    assert.equal(await exchange(port, 'known\nagain'), 'hello known\nagain', 'the slot is free again');
+  });
+
+  it('a client silent past handshakeTimeoutMs gets HANDSHAKE_TIMEOUT', async () => {
+    const { port } = await start({ handshakeTimeoutMs: 100 });
+    const started = Date.now();
+    assert.equal(await exchange(port, 'kn', false), 'ERR PP_ERR_HANDSHAKE_TIMEOUT\n');
+    const took = Date.now() - started;
+    assert.ok(took >= 90 && took < 900, `closed after ${took} ms`);
+  });
+
+  it('stopAccepting refuses new clients while an established session goes on', async () => {
+    const { listener, port } = await start();
+    const open = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    open.setEncoding('utf8');
+    let got = '';
+    open.on('data', (text: string) => (got += text));
+    const closed = new Promise((resolve) => open.once('close', resolve));
+    open.write('known\n');
+    while (!got.includes('hello')) await new Promise((resolve) => open.once('data', resolve));
+    await listener.stopAccepting();
+    assert.equal(listener.draining, true);
+    await assert.rejects(exchange(port, 'known\n'), /ECONNREFUSED/);
+    open.end('still here');
+    await closed;
+    assert.equal(got, 'hello known\nstill here');
+    await listener.idle();
+    assert.equal(listener.sessions, 0);
   });
 });
