@@ -2,6 +2,7 @@
  * Property tests: whatever a client (or backend) sends, the MongoDB parsers
  * fail only with PROTOCOL, never consume more than the declared message, and
  * chunking never changes a result.
+ * Not tied to one src file (wire.ts, bson.ts and crc32c.ts together), so it keeps its own name.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,6 +1,7 @@
 /**
  * Property tests: whatever bytes arrive, the MySQL parsers fail only with
  * PolyproxyError('PROTOCOL'), and the USE scanner never throws.
+ * Not tied to one src file (packets.ts and commands.ts together), so it keeps its own name.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -2,6 +2,7 @@
  * Property tests for the PostgreSQL startup parser and the backend key
  * scanner: whatever a client or backend sends, the parser fails only with
  * PROTOCOL and never over-consumes, and chunking never changes a result.
+ * Not tied to one src file (the property suite over parse.ts and its scanner), so it keeps its own name.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
