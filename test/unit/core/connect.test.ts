@@ -3,19 +3,20 @@
  * breakers, times attempts out on the shared sweep, reports every failure
  * once; connectFirst, connectEndpoint and sendOneShot on top of it. Real
  * sockets on port 0; the endpoint that never answers is a listener whose
- * accept queue is full (its thread is blocked, so the kernel drops SYNs).
+ * accept queue is full (test/helpers/unanswered.ts).
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import { Dial, connectEndpoint, connectFirst, sendOneShot } from '../../../src/core/connect.ts';
 import type { DialOwner } from '../../../src/core/connect.ts';
 import { parseEndpoint } from '../../../src/core/endpoint.ts';
 import type { Endpoint } from '../../../src/core/endpoint.ts';
 import type { PolyproxyError } from '../../../src/core/errors.ts';
 import { EndpointHealth } from '../../../src/core/health.ts';
+import { unansweredEndpoint } from '../../helpers/unanswered.ts';
+import type { Unanswered } from '../../helpers/unanswered.ts';
 
 const sockets: net.Socket[] = [];
 const servers: net.Server[] = [];
@@ -66,37 +67,17 @@ function dial(candidates: readonly Endpoint[], timeoutMs: number, health?: Endpo
 }
 
 let unanswered: Endpoint;
-let blocked: Worker;
-const gate = new Int32Array(new SharedArrayBuffer(4));
+let blocked: Unanswered;
 
 before(async () => {
-  // A listener with backlog 1 whose thread never accepts: two handshakes fill the queue, the next SYN gets no answer.
-  blocked = new Worker(
-    `const net = require('node:net');
-     const { parentPort, workerData } = require('node:worker_threads');
-     const server = net.createServer();
-     server.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
-       parentPort.postMessage(server.address().port);
-       Atomics.wait(workerData, 0, 0);
-     });`,
-    { eval: true, workerData: gate },
-  );
-  const port = await new Promise<number>((resolve) => blocked.once('message', resolve));
-  for (let i = 0; i < 2; i++) {
-    const filler = net.connect({ host: '127.0.0.1', port });
-    filler.on('error', () => {});
-    sockets.push(filler);
-    await new Promise((resolve) => filler.once('connect', resolve));
-  }
-  unanswered = parseEndpoint(`127.0.0.1:${port}`);
+  blocked = await unansweredEndpoint();
+  unanswered = parseEndpoint(blocked.endpoint);
 });
 
 after(async () => {
   for (const s of sockets) s.destroy();
   for (const s of servers) s.close();
-  Atomics.store(gate, 0, 1);
-  Atomics.notify(gate, 0);
-  await blocked.terminate();
+  await blocked.close();
 });
 
 describe('Dial', () => {

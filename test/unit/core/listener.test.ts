@@ -13,6 +13,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
+import { unansweredEndpoint } from '../../helpers/unanswered.ts';
 import type { ClientConnection } from '../../../src/core/client-connection.ts';
 import { PolyproxyError } from '../../../src/core/errors.ts';
 import type { ProtocolModule } from '../../../src/core/protocol.ts';
@@ -150,8 +151,8 @@ describe('listener fast path (tcp, fixed backend)', () => {
   });
 
   it('destroyAll ends connections still waiting for their backend', async () => {
-    // TEST-NET-1 is never routed: the dial hangs until its timeout (or fails at once where there is no route at all).
-    const { listener, port } = await startListener({ resolve: () => ({ endpoint: '192.0.2.1:9' }) }, new EndpointHealth({ intervalMs: 0 }), { connectTimeoutMs: 30_000 });
+    const hang = await unansweredEndpoint();
+    const { listener, port } = await startListener({ resolve: () => ({ endpoint: hang.endpoint }) }, new EndpointHealth({ intervalMs: 0 }), { connectTimeoutMs: 30_000 });
     listeners.push(listener);
     // Fill the route cache so the next connection takes the fast path.
     await listener.router.route('tcp', { protocol: 'tcp', listener: 'tcp', clientAddress: '', clientPort: 0, tls: undefined });
@@ -159,12 +160,14 @@ describe('listener fast path (tcp, fixed backend)', () => {
     client.on('error', () => {});
     const closed = new Promise((resolve) => client.once('close', resolve));
     await new Promise((resolve) => client.once('connect', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The accept reaches the listener a moment after the client's connect: wait until its dial is pending.
+    while (listener.sessions === 0) await new Promise((resolve) => setImmediate(resolve));
     listener.destroyAll('shutdown');
     await closed;
     await listener.idle();
     assert.equal(listener.sessions, 0);
     assert.equal(listener.counters.open, 0);
+    await hang.close();
   });
 });
 
