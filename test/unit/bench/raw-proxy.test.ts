@@ -3,6 +3,7 @@
  * EOF propagation both ways (half-close), 16 MB each way through it while
  * the receivers are paused (backpressure: the proxy must stop reading and
  * keep the queued bytes intact) and a refused backend closing the client.
+ * Tests bench/lib, not a src file: this mirrors bench/ instead.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

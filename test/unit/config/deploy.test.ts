@@ -1,4 +1,7 @@
-/** The shipped Kubernetes example carries a config that must stay valid as the schema moves. */
+/**
+ * The shipped Kubernetes example carries a config that must stay valid as the
+ * schema moves. Tests deploy/, not one src file: it keeps its own name.
+ */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

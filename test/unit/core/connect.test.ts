@@ -1,17 +1,173 @@
 /**
- * A dial that finds no file descriptor (EMFILE) is not the backend's
- * fault: it fails at once with UNAVAILABLE (the client gets its protocol's
- * "unavailable" error), no other candidate is tried and no breaker counts
- * it (issue 16, defect 8). Run in a child process under a low
- * `ulimit -n` (prlimit), with every descriptor taken.
+ * src/core/connect.ts: a Dial tries its candidates in order, feeds the
+ * breakers, times attempts out on the shared sweep, reports every failure
+ * once; connectFirst, connectEndpoint and sendOneShot on top of it. Real
+ * sockets on port 0; the endpoint that never answers is a listener whose
+ * accept queue is full (test/helpers/unanswered.ts).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { Dial, connectEndpoint, connectFirst, sendOneShot } from '../../../src/core/connect.ts';
+import type { DialOwner } from '../../../src/core/connect.ts';
+import { parseEndpoint } from '../../../src/core/endpoint.ts';
+import type { Endpoint } from '../../../src/core/endpoint.ts';
+import type { PolyproxyError } from '../../../src/core/errors.ts';
+import { EndpointHealth } from '../../../src/core/health.ts';
+import { unansweredEndpoint } from '../../helpers/unanswered.ts';
+import type { Unanswered } from '../../helpers/unanswered.ts';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+
+const sockets: net.Socket[] = [];
+const servers: net.Server[] = [];
+
+/** A loopback port nothing listens on. */
+async function deadEndpoint(): Promise<string> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `127.0.0.1:${port}`;
+}
+
+/** A server counting its connections; `got` collects what each sends. */
+async function liveServer(): Promise<{ endpoint: string; accepted: () => number; got: Buffer[]; closed: Promise<void> }> {
+  let accepted = 0;
+  const got: Buffer[] = [];
+  let onClose = (): void => {};
+  const closed = new Promise<void>((resolve) => (onClose = resolve));
+  const server = net.createServer((socket) => {
+    accepted++;
+    socket.on('data', (chunk: Buffer) => got.push(chunk));
+    socket.on('end', () => socket.end());
+    socket.on('close', onClose);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { endpoint: `127.0.0.1:${(server.address() as AddressInfo).port}`, accepted: () => accepted, got, closed };
+}
+
+/** Runs a Dial to its end; `calls` counts the owner's callbacks over the next ticks too. */
+function dial(candidates: readonly Endpoint[], timeoutMs: number, health?: EndpointHealth): Promise<{ dial: Dial; error: PolyproxyError | null; calls: () => number }> {
+  return new Promise((resolve) => {
+    let calls = 0;
+    const owner: DialOwner = {
+      dialConnected: (d) => {
+        calls++;
+        sockets.push(d.socket as net.Socket);
+        resolve({ dial: d, error: null, calls: () => calls });
+      },
+      dialFailed: (d, error) => {
+        calls++;
+        resolve({ dial: d, error, calls: () => calls });
+      },
+    };
+    new Dial(owner, candidates, timeoutMs, health).start();
+  });
+}
+
+let unanswered: Endpoint;
+let blocked: Unanswered;
+
+before(async () => {
+  blocked = await unansweredEndpoint();
+  unanswered = parseEndpoint(blocked.endpoint);
+});
+
+after(async () => {
+  for (const s of sockets) s.destroy();
+  for (const s of servers) s.close();
+  await blocked.close();
+});
+
+describe('Dial', () => {
+  it('tries the candidates in order and stops at the first that accepts', async () => {
+    const dead = await deadEndpoint();
+    const first = await liveServer();
+    const second = await liveServer();
+    const health = new EndpointHealth({ failureThreshold: 1, intervalMs: 0 });
+    const candidates = [dead, first.endpoint, second.endpoint].map(parseEndpoint);
+    health.watch(candidates, 'tcp', false);
+    const { dial: d, error } = await dial(candidates, 1000, health);
+    assert.equal(error, null);
+    assert.equal(d.endpoint?.label, first.endpoint);
+    assert.equal(d.socket?.remotePort, Number(first.endpoint.split(':')[1]));
+    assert.equal(d.failures?.length, 1);
+    assert.match(d.failures?.[0] ?? '', new RegExp(`^${dead}: connect ECONNREFUSED`));
+    assert.equal(second.accepted(), 0, 'no attempt after a success');
+    assert.equal(health.state(dead), 'open', 'the refusal reached the breaker');
+    assert.equal(health.state(first.endpoint), 'closed');
+  });
+
+  it('fails with BACKEND_UNREACHABLE naming every endpoint, once', async () => {
+    const a = await deadEndpoint();
+    const b = await deadEndpoint();
+    const { error, calls } = await dial([parseEndpoint(a), parseEndpoint(b)], 1000);
+    assert.equal(error?.kind, 'BACKEND_UNREACHABLE');
+    assert.equal(error?.retryable, true);
+    assert.match(error?.message ?? '', new RegExp(`${a}: .*; ${b}: `));
+    // A late socket event must not reach the owner a second time.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(calls(), 1);
+  });
+
+  it('with no candidate, fails from start() itself', () => {
+    let error: PolyproxyError | null = null;
+    new Dial({ dialConnected: () => assert.fail('connected to nothing'), dialFailed: (_d, err) => (error = err) }, [], 100, undefined).start();
+    assert.equal((error as PolyproxyError | null)?.kind, 'BACKEND_UNREACHABLE');
+  });
+
+  it('the sweep times out an attempt with no answer and moves on to the next candidate', async () => {
+    const live = await liveServer();
+    const started = Date.now();
+    const { dial: d, error } = await dial([unanswered, parseEndpoint(live.endpoint)], 200);
+    const took = Date.now() - started;
+    assert.equal(error, null);
+    assert.equal(d.endpoint?.label, live.endpoint);
+    assert.deepEqual(d.failures, [`${unanswered.label}: connect timeout after 200 ms`]);
+    assert.ok(took >= 200 && took < 700, `took ${took} ms (timeout 200, sweep every 100)`);
+  });
+
+  it('cancel() drops the attempt: its owner hears nothing, not even the timeout', async () => {
+    let heard = 0;
+    const cancelled = new Dial({ dialConnected: () => heard++, dialFailed: () => heard++ }, [unanswered], 100, undefined);
+    cancelled.start();
+    assert.equal(cancelled.pending, true);
+    cancelled.cancel();
+    assert.equal(cancelled.pending, false);
+    assert.equal(cancelled.socket?.destroyed, true);
+    // A second dial with the same timeout, started after: once it has timed out, the first would have too.
+    const { error } = await dial([unanswered], 100);
+    assert.match(error?.message ?? '', /connect timeout after 100 ms/);
+    assert.equal(heard, 0);
+  });
+});
+
+describe('connectFirst, connectEndpoint, sendOneShot', () => {
+  it('connectFirst resolves with the socket and the endpoint that accepted', async () => {
+    const live = await liveServer();
+    const connected = await connectFirst([parseEndpoint(await deadEndpoint()), parseEndpoint(live.endpoint)], 1000);
+    sockets.push(connected.socket);
+    assert.equal(connected.endpoint.label, live.endpoint);
+    assert.equal(connected.socket.readyState, 'open');
+  });
+
+  it('connectEndpoint rejects with BACKEND_UNREACHABLE', async () => {
+    const dead = await deadEndpoint();
+    await assert.rejects(connectEndpoint(parseEndpoint(dead), 1000), (err: PolyproxyError) => err.kind === 'BACKEND_UNREACHABLE' && err.message.includes(dead));
+  });
+
+  it('sendOneShot delivers the bytes, ends, and resolves once the socket closed', async () => {
+    const live = await liveServer();
+    const bytes = Buffer.from('0000001004d2162e0000303900000001', 'hex');
+    await sendOneShot(parseEndpoint(live.endpoint), bytes, 1000);
+    await live.closed;
+    assert.deepEqual(Buffer.concat(live.got), bytes);
+  });
+});
 
 const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../src/core');
 

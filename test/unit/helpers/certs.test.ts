@@ -1,3 +1,4 @@
+/** test/helpers/certs.ts (the test PKI), not a src file: this mirrors test/helpers instead. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';

@@ -1,5 +1,5 @@
 /**
- * `tls.certificates` (SNI certificates) in the config: accepted on every
+ * src/config/listener-fields.ts, `tls.certificates` (SNI certificates): accepted on every
  * TLS listener, paths resolved against the config file, bad or duplicate
  * names refused with a line naming the field.
  */

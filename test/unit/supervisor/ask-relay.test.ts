@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { test } from 'node:test';
-import type { AnswersMessage, AskMessage } from '../../../../src/core/cluster.ts';
-import { AskRelay } from '../../../../src/supervisor/ask-relay.ts';
+import type { AnswersMessage, AskMessage } from '../../../src/core/cluster.ts';
+import { AskRelay } from '../../../src/supervisor/ask-relay.ts';
 
 class FakeChild {
   readonly pid: number;

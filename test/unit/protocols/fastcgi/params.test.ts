@@ -1,7 +1,7 @@
 /** The gateway's script resolution and CGI params (nginx fastcgi_params + fastcgi_split_path_info + fastcgi_index). */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BadRequestPath, buildParams, headerParamName, resolveScript } from '../../../src/protocols/fastcgi/params.ts';
+import { BadRequestPath, buildParams, headerParamName, resolveScript } from '../../../../src/protocols/fastcgi/params.ts';
 
 describe('fastcgi gateway params', () => {
   it('resolves the script: index for directories, split at .php, front controller otherwise', () => {

@@ -1,3 +1,4 @@
+/** src/cli/main.ts through bin/polyproxy.js: `polyproxy check`, flags, exit codes and the lines naming what is wrong. */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
