@@ -169,7 +169,7 @@ export class EndpointHealth {
     return true;
   }
 
-  /** A connect to `endpoint` succeeded (passive). */
+  /** A connect to `endpoint` succeeded, or (after `connected`) the backend answered (passive). */
   succeeded(endpoint: Endpoint): void {
     const record = this.#records.get(endpoint.label);
     if (record === undefined) return;
@@ -179,7 +179,17 @@ export class EndpointHealth {
     if (record.state !== CLOSED) this.#setState(record, CLOSED);
   }
 
-  /** A connect to `endpoint` failed (passive). */
+  /**
+   * A connect to `endpoint` was accepted, but whether the backend works is
+   * told later by its first answer (succeeded or failed): the failure count
+   * is kept, so accept-then-silent backends still reach the threshold.
+   */
+  connected(endpoint: Endpoint): void {
+    const record = this.#records.get(endpoint.label);
+    if (record !== undefined) record.lastUsedAt = Date.now();
+  }
+
+  /** A connect to `endpoint` failed, or the backend failed right after it (no first answer in time, reset before one: passive). */
   failed(endpoint: Endpoint, why: string): void {
     const record = this.#records.get(endpoint.label);
     if (record === undefined) return;

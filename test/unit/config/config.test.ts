@@ -100,6 +100,8 @@ listeners:
     idleTimeoutMs: 60000
     handshakeTimeoutMs: 4000
     maxConnections: 100
+    firstResponseTimeoutMs: 8000
+    tcpKeepAliveMs: 30000
   - name: raw
     protocol: tcp
     port: 7000
@@ -134,6 +136,8 @@ const FULL_OBJECT = {
       idleTimeoutMs: 60000,
       handshakeTimeoutMs: 4000,
       maxConnections: 100,
+      firstResponseTimeoutMs: 8000,
+      tcpKeepAliveMs: 30000,
     },
     { name: 'raw', protocol: 'tcp', port: 7000, backend: ['127.0.0.1:7001', '127.0.0.1:7002'] },
   ],
@@ -163,6 +167,8 @@ describe('loadConfigFile: valid files', () => {
           idleTimeoutMs: 0,
           handshakeTimeoutMs: 10000,
           maxConnections: 0,
+          firstResponseTimeoutMs: 0,
+          tcpKeepAliveMs: 60000,
         },
       ],
     });
@@ -187,7 +193,7 @@ describe('loadConfigFile: valid files', () => {
       coldStart: { timeoutMs: 30000, maxWaiting: 1000, pollIntervalMs: 100 },
       routes: {},
       resolver: { timeoutMs: 5000 },
-      listeners: [{ protocol: 'postgres', port: 5432, host: '0.0.0.0', connectTimeoutMs: 5000, idleTimeoutMs: 0, handshakeTimeoutMs: 10000, maxConnections: 0, name: 'postgres-5432' }],
+      listeners: [{ protocol: 'postgres', port: 5432, host: '0.0.0.0', connectTimeoutMs: 5000, idleTimeoutMs: 0, handshakeTimeoutMs: 10000, maxConnections: 0, tcpKeepAliveMs: 60000, firstResponseTimeoutMs: 15000, name: 'postgres-5432' }],
     });
   });
 

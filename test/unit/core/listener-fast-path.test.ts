@@ -44,7 +44,7 @@ async function deadEndpoint(): Promise<string> {
 }
 
 function settings(overrides: Partial<ListenerSettings> = {}): ListenerSettings {
-  return { name: 'tcp', protocol: 'tcp', host: '127.0.0.1', port: 0, connectTimeoutMs: 2000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false, ...overrides };
+  return { name: 'tcp', protocol: 'tcp', host: '127.0.0.1', port: 0, connectTimeoutMs: 2000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, firstResponseTimeoutMs: 0, tcpKeepAliveMs: 0, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false, ...overrides };
 }
 
 async function startListener(resolver: Resolver, health: EndpointHealth, overrides: Partial<ListenerSettings> = {}, protocol = createTcpProtocol('tcp', { backend: 'fixed' })): Promise<{ listener: Listener; port: number }> {
