@@ -180,13 +180,31 @@ export class EndpointHealth {
   }
 
   /**
-   * A connect to `endpoint` was accepted, but whether the backend works is
-   * told later by its first answer (succeeded or failed): the failure count
-   * is kept, so accept-then-silent backends still reach the threshold.
+   * A connect to `endpoint` was accepted, and whether the backend works is
+   * told by its first answer (`answered`). For an endpoint of a balanced
+   * route the failure count is kept until then, so a backend that accepts
+   * and then fails still reaches the threshold; a lone endpoint is judged by
+   * its connect alone (as `succeeded`): with nowhere else to go, failing
+   * fast after a few bad sessions would only turn a partly working backend
+   * into a down one.
    */
   connected(endpoint: Endpoint): void {
     const record = this.#records.get(endpoint.label);
-    if (record !== undefined) record.lastUsedAt = Date.now();
+    if (record === undefined) return;
+    if (!record.probed) this.succeeded(endpoint);
+    else record.lastUsedAt = Date.now();
+  }
+
+  /**
+   * After `connected`: the backend's first answer came (`problem` null), or
+   * it failed before one (reset, closed, silent past its deadline, garbage).
+   * Counts for endpoints of balanced routes only (see `connected`).
+   */
+  answered(endpoint: Endpoint, problem: string | null): void {
+    const record = this.#records.get(endpoint.label);
+    if (record === undefined || !record.probed) return;
+    if (problem === null) this.succeeded(endpoint);
+    else this.failed(endpoint, problem);
   }
 
   /** A connect to `endpoint` failed, or the backend failed right after it (no first answer in time, reset before one: passive). */

@@ -320,7 +320,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       if (this.protocol.replay !== undefined) {
         await this.protocol.replay(conn, backend, opening);
         // The backend answered its part of the opening.
-        if (opening.endpoint === undefined) health?.succeeded(connected.endpoint);
+        if (opening.endpoint === undefined) health?.answered(connected.endpoint, null);
         if (this.#clientGone(conn)) throw new PolyproxyError('PROTOCOL', 'client left during the backend handshake', { source: 'client' });
       }
       const { socket, leftover } = conn.detach();
@@ -339,7 +339,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       backend?.destroy();
       const error = toPolyproxyError(err);
       // The backend accepted and then failed its part of the opening (no greeting in time, a reset, garbage).
-      if (connected !== null && error.source === 'backend' && this.protocol.replay !== undefined) this.router.health?.failed(connected.endpoint, error.message);
+      if (connected !== null && error.source === 'backend' && this.protocol.replay !== undefined) this.router.health?.answered(connected.endpoint, error.message);
       if (isFdExhaustion(error)) this.#fdExhausted(error.cause as Error, 'backend dial');
       this.#refuse(conn, error, resourceId ?? error.resourceId);
     }
@@ -386,8 +386,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   /** @internal The relay's first backend answer (or its failure before one), for the endpoint's breaker. */
   backendAnswered(relay: Relay, problem: string | null): void {
     const context = relay.context as SessionContext;
-    if (problem === null) context.health?.succeeded(context.endpoint);
-    else context.health?.failed(context.endpoint, problem);
+    context.health?.answered(context.endpoint, problem);
   }
 
   /** @internal No backend byte within firstResponseTimeoutMs: the client, which has received nothing yet, gets the protocol's TIMEOUT error. */
@@ -395,7 +394,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     const context = relay.context as SessionContext;
     const ms = this.settings.firstResponseTimeoutMs;
     const error = new PolyproxyError('TIMEOUT', `backend ${context.endpoint.label} sent nothing within ${ms} ms`, { source: 'backend', resourceId: context.resourceId });
-    context.health?.failed(context.endpoint, `no answer within ${ms} ms`);
+    context.health?.answered(context.endpoint, `no answer within ${ms} ms`);
     this.countFailure(error);
     this.#log.warn({ code: error.code, client: context.clientAddress, resource: context.resourceId, backend: context.endpoint.label }, error.message);
     const client = relay.client;

@@ -205,9 +205,7 @@ export class BackendSlot {
     const endpoint = this.unconfirmed;
     if (endpoint === null) return;
     this.unconfirmed = null;
-    const health = this.owner.router.health;
-    if (problem === null) health?.succeeded(endpoint);
-    else health?.failed(endpoint, problem);
+    this.owner.router.health?.answered(endpoint, problem);
   }
 
   /** Gives the backend connection and its slot back: to the pool when `reuse`, else closed (`keepSlot`: the slot stays with this request, for a retry). */

@@ -43,6 +43,34 @@ describe('EndpointHealth: the breaker from passive results', () => {
     assert.deepEqual(health.usable([B, A]), [B]);
   });
 
+  it('connected() keeps the count of a balanced endpoint until answered() says how the backend did', () => {
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 2 });
+    health.watch([A, B], 'tcp');
+    health.connected(A);
+    health.answered(A, 'reset before answering');
+    health.connected(A);
+    assert.equal(health.state(A.label), 'closed');
+    health.answered(A, 'no answer within 1000 ms');
+    assert.equal(health.state(A.label), 'open');
+    // A first answer resets the count, as a success does.
+    health.failed(B, 'x');
+    health.answered(B, null);
+    health.failed(B, 'x');
+    assert.equal(health.state(B.label), 'closed');
+  });
+
+  it('a lone endpoint is judged by its connect: connected() is a success, answered() counts nothing', () => {
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 1 });
+    health.watch([C], 'tcp');
+    for (let i = 0; i < 3; i++) {
+      health.connected(C);
+      health.answered(C, 'reset before answering');
+    }
+    assert.equal(health.state(C.label), 'closed');
+    health.failed(C, 'refused');
+    assert.equal(health.state(C.label), 'open');
+  });
+
   it('a success in between resets the count', () => {
     const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 2 });
     health.watch([A], 'tcp');
