@@ -14,6 +14,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import mysql from 'mysql2/promise';
 import { request } from 'undici';
 import type { ProxyStats } from '../../src/admin/source.ts';
 import { startCli, writeConfig } from '../helpers/cli.ts';
@@ -98,6 +99,8 @@ describe('backends that accept and then fail (issue 16, #3 and #5)', () => {
   let pgReset: BadBackend;
   let httpSilent: BadBackend;
   let httpReset: BadBackend;
+  let mySilent: BadBackend;
+  let myReset: BadBackend;
   const good = http.createServer((_req, res) => res.end('good'));
   let goodPort = 0;
   let cli: RunningCli;
@@ -109,6 +112,8 @@ describe('backends that accept and then fail (issue 16, #3 and #5)', () => {
     pgReset = await badBackend('reset');
     httpSilent = await badBackend('silent');
     httpReset = await badBackend('reset');
+    mySilent = await badBackend('silent');
+    myReset = await badBackend('reset');
     await new Promise<void>((resolve) => good.listen(0, '127.0.0.1', resolve));
     goodPort = (good.address() as AddressInfo).port;
     const config = await writeConfig({
@@ -124,10 +129,15 @@ describe('backends that accept and then fail (issue 16, #3 and #5)', () => {
         'pg-reset': ['127.0.0.1:5432', `127.0.0.1:${pgReset.port}`],
         'silent.test': [`127.0.0.1:${goodPort}`, `127.0.0.1:${httpSilent.port}`],
         'reset.test': [`127.0.0.1:${goodPort}`, `127.0.0.1:${httpReset.port}`],
+        // MySQL routes by database; both exist on the real server.
+        mysql: ['127.0.0.1:3306', `127.0.0.1:${mySilent.port}`],
+        information_schema: ['127.0.0.1:3306', `127.0.0.1:${myReset.port}`],
       },
       listeners: [
         { name: 'pg', protocol: 'postgres', host: '127.0.0.1', port: 0, firstResponseTimeoutMs: 1000 },
         { name: 'web', protocol: 'http', host: '127.0.0.1', port: 0, backendTimeoutMs: 1000 },
+        // The backend's greeting is waited for within handshakeTimeoutMs.
+        { name: 'my', protocol: 'mysql', host: '127.0.0.1', port: 0, handshakeTimeoutMs: 1000 },
       ],
     });
     cli = await startCli(['--config', config]);
@@ -136,7 +146,7 @@ describe('backends that accept and then fail (issue 16, #3 and #5)', () => {
 
   after(async () => {
     await cli?.stop();
-    for (const b of [silentOnly, pgSilent, pgReset, httpSilent, httpReset]) if (b !== undefined) closeBad(b);
+    for (const b of [silentOnly, pgSilent, pgReset, httpSilent, httpReset, mySilent, myReset]) if (b !== undefined) closeBad(b);
     good.close();
   });
 
@@ -195,6 +205,28 @@ describe('backends that accept and then fail (issue 16, #3 and #5)', () => {
       for (let i = 0; i < 8 && (await state(bad().port)) !== 'open'; i++) statuses.push(await get());
       assert.equal(await state(bad().port), 'open', `statuses: ${statuses.join(',')}`);
       for (let i = 0; i < 4; i++) assert.equal(await get(), 200);
+    });
+  }
+
+  for (const [name, database, bad] of [
+    ['silent', 'mysql', () => mySilent],
+    ['reset', 'information_schema', () => myReset],
+  ] as const) {
+    it(`mysql: a backend that accepts and then is ${name} opens its breaker within a few sessions`, async () => {
+      const port = cli.port('my');
+      const login = async (): Promise<string> => {
+        try {
+          const conn = await mysql.createConnection({ host: '127.0.0.1', port, user: 'root', database, connectTimeout: 5000 });
+          await conn.end();
+          return 'ok';
+        } catch (err) {
+          return String((err as { code?: string }).code);
+        }
+      };
+      const results: string[] = [];
+      for (let i = 0; i < 6 && (await state(bad().port)) !== 'open'; i++) results.push(await login());
+      assert.equal(await state(bad().port), 'open', `logins: ${results.join(',')}`);
+      for (let i = 0; i < 4; i++) assert.equal(await login(), 'ok');
     });
   }
 });
