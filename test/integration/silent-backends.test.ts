@@ -9,6 +9,7 @@
  *   probes off), for postgres and http alike.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -87,6 +88,21 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   return Date.now() - started;
+}
+
+/** `ss` lists each socket's timers (iproute2); without it the keepalive test is skipped. */
+function ssAvailable(): boolean {
+  try {
+    execFileSync('ss', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The established TCP sockets matching an ss filter, with their timers. */
+function ssLines(filter: string): string[] {
+  return execFileSync('ss', ['-tnoH', 'state', 'established', filter], { encoding: 'utf8' }).split('\n').filter((line) => line.trim() !== '');
 }
 
 function fdCount(pid: number): number {
@@ -172,6 +188,23 @@ describe('backends that accept and then fail (issue 16, #3 and #5)', () => {
     assert.deepEqual(stays, { type: 'E', code: '57P03' });
     await until('no backend connection left', () => silentOnly.sockets.size === 0, 5000);
     await until('fds back to the baseline', () => fdCount(pid) <= baseline, 5000);
+  });
+
+  it('TCP keepalive is on for both legs (tcpKeepAliveMs, default 60 s)', { skip: !ssAvailable() }, async () => {
+    const port = cli.port('pg');
+    const socket = net.connect({ port, host: '127.0.0.1' }, () => socket.write(startupMessage('frozen')));
+    socket.on('error', () => {});
+    try {
+      await until('the backend connection', () => silentOnly.sockets.size === 1);
+      const clientLeg = ssLines(`( sport = :${port} )`);
+      const backendLeg = ssLines(`( dport = :${silentOnly.port} )`);
+      assert.equal(clientLeg.length, 1, clientLeg.join('\n'));
+      assert.equal(backendLeg.length, 1, backendLeg.join('\n'));
+      assert.match(clientLeg[0] as string, /timer:\(keepalive,/);
+      assert.match(backendLeg[0] as string, /timer:\(keepalive,/);
+    } finally {
+      socket.destroy();
+    }
   });
 
   for (const [name, bad] of [
