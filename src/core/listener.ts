@@ -112,12 +112,6 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   #fdUnlogged = 0;
   #port = 0;
   readonly #dialOptions: DialOptions;
-  /**
-   * A client's FIN before the relay means it is gone (nothing of the
-   * protocol is left for it to do half-closed): protocols with a replay
-   * phase, or whose backend answers the opening. Raw tcp keeps half-close.
-   */
-  readonly #clientMustStay: boolean;
 
   constructor(settings: ListenerSettings, protocol: ProtocolModule, router: Router, tlsSettings: TlsServerSettings | null, log: Logger) {
     super(settings.name, settings.protocol);
@@ -133,7 +127,6 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true, keepAlive, keepAliveInitialDelay: settings.tcpKeepAliveMs }, (socket) => this.#accept(socket));
     // Backends judged by their first answer get it reported by the relay (or the replay), not by the connect alone.
     this.#dialOptions = { keepAliveMs: settings.tcpKeepAliveMs, confirmLater: settings.firstResponseTimeoutMs > 0 || protocol.replay !== undefined };
-    this.#clientMustStay = protocol.replay !== undefined || settings.firstResponseTimeoutMs > 0;
     this.#server.on('error', (err) => {
       // libuv's accept() failed with EMFILE and its reserved-descriptor fallback too.
       if (isFdExhaustion(err)) this.#fdExhausted(err, 'accept');
@@ -312,7 +305,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         connected = await this.router.connect(decision, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, this.#dialOptions);
       }
       backend = connected.socket;
-      if (this.#clientGone(conn)) throw new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' });
+      if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' });
       if (opening.onConnected !== undefined) {
         const ctx = this.#context(conn, undefined);
         opening.onConnected(connected.endpoint, (id) => this.router.route(id, ctx).then(endpointsOf));
@@ -321,7 +314,9 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         await this.protocol.replay(conn, backend, opening);
         // The backend answered its part of the opening.
         if (opening.endpoint === undefined) health?.answered(connected.endpoint, null);
-        if (this.#clientGone(conn)) throw new PolyproxyError('PROTOCOL', 'client left during the backend handshake', { source: 'client' });
+        // A client reset meanwhile: no relay for it. (A FIN is passed on by the relay: a client may
+        // half-close after pipelining its commands; a silent backend is bounded by the deadlines.)
+        if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left during the backend handshake', { source: 'client' });
       }
       const { socket, leftover } = conn.detach();
       let replay = this.protocol.replay === undefined ? opening.replay : null;
@@ -377,10 +372,6 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     const conn = new ClientConnection(dial.client as net.Socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
     this.#openings.add(conn);
     this.#refuse(conn, error, this.#fastResourceId ?? undefined);
-  }
-
-  #clientGone(conn: ClientConnection): boolean {
-    return conn.closed || (this.#clientMustStay && conn.socket.readableEnded);
   }
 
   /** @internal The relay's first backend answer (or its failure before one), for the endpoint's breaker. */
