@@ -77,6 +77,13 @@ class EndpointRecord {
   probing = false;
   /** Part of a balanced route: probed actively. */
   probed: boolean;
+  /**
+   * The last failures came after an accepted connect (answered): a bare TCP
+   * probe, which only connects, cannot tell it is well again, so it does
+   * not close the breaker; a successful answer (the half-open trial) or an
+   * HTTP probe does.
+   */
+  failedAfterConnect = false;
 
   constructor(endpoint: Endpoint, kind: ProbeKind, probed: boolean, now: number) {
     this.endpoint = endpoint;
@@ -176,6 +183,7 @@ export class EndpointHealth {
     record.lastUsedAt = Date.now();
     record.failures = 0;
     record.trialOut = false;
+    record.failedAfterConnect = false;
     if (record.state !== CLOSED) this.#setState(record, CLOSED);
   }
 
@@ -204,7 +212,10 @@ export class EndpointHealth {
     const record = this.#records.get(endpoint.label);
     if (record === undefined || !record.probed) return;
     if (problem === null) this.succeeded(endpoint);
-    else this.failed(endpoint, problem);
+    else {
+      record.failedAfterConnect = true;
+      this.failed(endpoint, problem);
+    }
   }
 
   /** A connect to `endpoint` failed, or the backend failed right after it (no first answer in time, reset before one: passive). */
@@ -265,9 +276,11 @@ export class EndpointHealth {
     if (problem === null) {
       record.probeFailures = 0;
       record.probeSuccesses++;
-      if (record.state !== CLOSED && record.probeSuccesses >= this.#settings.rise) {
+      const probeCanTell = record.kind === 'http' && this.#settings.httpPath !== undefined;
+      if (record.state !== CLOSED && record.probeSuccesses >= this.#settings.rise && (probeCanTell || !record.failedAfterConnect)) {
         record.failures = 0;
         record.trialOut = false;
+        record.failedAfterConnect = false;
         this.#setState(record, CLOSED);
       }
     } else {

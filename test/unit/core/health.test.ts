@@ -81,10 +81,11 @@ describe('EndpointHealth: the breaker from passive results', () => {
   });
 
   it('half-open after openMs lets exactly one trial through; its success closes', () => {
-    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 1, openMs: 1 });
+    // openMs also bounds how long a trial is out: long enough that a busy machine does not let a second one through.
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 1, openMs: 100 });
     health.watch([A, B], 'tcp');
     health.failed(A, 'x');
-    const until = Date.now() + 5;
+    const until = Date.now() + 105;
     while (Date.now() < until);
     assert.deepEqual(health.usable([A, B]), [A, B], 'the trial');
     assert.equal(health.state(A.label), 'half-open');
@@ -161,6 +162,29 @@ describe('EndpointHealth: active probes', () => {
     } finally {
       health.stop();
     }
+  });
+
+  it('a TCP probe does not close a breaker opened by failures after connect; an answer does', async () => {
+    // Accepts and says nothing: a connect probe finds it "up".
+    const server = net.createServer(() => {});
+    servers.push(server);
+    const endpoint = parseEndpoint(`127.0.0.1:${await listening(server)}`);
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 2, rise: 1 });
+    health.watch([endpoint, B], 'tcp');
+    health.answered(endpoint, 'no answer within 1000 ms');
+    health.answered(endpoint, 'no answer within 1000 ms');
+    assert.equal(health.state(endpoint.label), 'open');
+    await health.probeAll();
+    await health.probeAll();
+    assert.equal(health.state(endpoint.label), 'open');
+    health.answered(endpoint, null);
+    assert.equal(health.state(endpoint.label), 'closed');
+    // Connect failures alone: the probe's connect is the same test, so it may close the breaker.
+    health.failed(endpoint, 'refused');
+    health.failed(endpoint, 'refused');
+    assert.equal(health.state(endpoint.label), 'open');
+    await health.probeAll();
+    assert.equal(health.state(endpoint.label), 'closed');
   });
 
   it('http probes GET the path and judge the status', async () => {
