@@ -72,6 +72,13 @@ export const listenerFields = {
   idleTimeoutMs: z.number().int().min(0).default(0),
   /** Time a client has to complete its opening (startup packet, TLS handshake). */
   handshakeTimeoutMs: positiveMs.default(10000),
+  /**
+   * TCP keepalive on client and backend sockets: the first probe after this
+   * long without traffic, so a peer that vanished (host down, NAT state
+   * dropped) is found and its session ends. 0 = off. The probe interval and
+   * count are the system's (Node sets only the idle time).
+   */
+  tcpKeepAliveMs: z.number().int().min(0).default(60000),
   /** Concurrent connections on this listener; 0 = a share of the open-files limit (core/fd-limit.ts), unlimited only when that limit is unknown. */
   maxConnections: z.number().int().min(0).default(0),
 };

@@ -19,11 +19,24 @@ import { onreadOption } from './io/shared-read-buffer.ts';
 
 const BACKEND_ONREAD = onreadOption(backendOnRead);
 
-/** A backend socket, reading through the shared buffer (relay.ts backendOnRead). */
-function openBackend(endpoint: Endpoint): net.Socket {
+/** A backend socket, reading through the shared buffer (relay.ts backendOnRead); TCP keepalive after `keepAliveMs` idle (0 = off). */
+function openBackend(endpoint: Endpoint, keepAliveMs: number): net.Socket {
   return endpoint.type === 'unix'
     ? net.connect({ path: endpoint.path, allowHalfOpen: true, onread: BACKEND_ONREAD })
-    : net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true, onread: BACKEND_ONREAD });
+    : net.connect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true, noDelay: true, onread: BACKEND_ONREAD, keepAlive: keepAliveMs > 0, keepAliveInitialDelay: keepAliveMs });
+}
+
+/** How a Dial treats its connection beyond the connect itself. */
+export interface DialOptions {
+  /** TCP keepalive on the backend socket after this long idle; 0 = off. */
+  readonly keepAliveMs?: number;
+  /**
+   * The owner judges the backend by its first answer and reports it to
+   * health itself (health.succeeded / failed): an accepted connect then
+   * does not reset the endpoint's failure count, so a backend that accepts
+   * and never answers still opens its breaker.
+   */
+  readonly confirmLater?: boolean;
 }
 
 export interface Connected {
@@ -53,6 +66,8 @@ export class Dial {
   readonly candidates: readonly Endpoint[];
   readonly timeoutMs: number;
   readonly health: EndpointHealth | undefined;
+  keepAliveMs = 0;
+  confirmLater = false;
   /** The client this dial is for, when the owner has one. */
   client: net.Socket | null = null;
   /** Whatever else the owner needs when the dial ends. */
@@ -70,11 +85,15 @@ export class Dial {
   nextPending: Dial | null = null;
   pending = false;
 
-  constructor(owner: DialOwner, candidates: readonly Endpoint[], timeoutMs: number, health: EndpointHealth | undefined) {
+  constructor(owner: DialOwner, candidates: readonly Endpoint[], timeoutMs: number, health: EndpointHealth | undefined, options?: DialOptions) {
     this.owner = owner;
     this.candidates = candidates;
     this.timeoutMs = timeoutMs;
     this.health = health;
+    if (options !== undefined) {
+      this.keepAliveMs = options.keepAliveMs ?? 0;
+      this.confirmLater = options.confirmLater ?? false;
+    }
   }
 
   start(): void {
@@ -101,7 +120,7 @@ function dialNext(dial: Dial): void {
     return;
   }
   dial.next++;
-  const socket = openBackend(endpoint) as DialSocket;
+  const socket = openBackend(endpoint, dial.keepAliveMs) as DialSocket;
   socket[kDial] = dial;
   socket.on('connect', dialOnConnect);
   socket.on('error', dialOnError);
@@ -122,7 +141,8 @@ function dialOnConnect(this: DialSocket): void {
   if (dial === undefined) return;
   release(this);
   pendingDials.remove(dial);
-  dial.health?.succeeded(dial.endpoint as Endpoint);
+  if (dial.confirmLater) dial.health?.connected(dial.endpoint as Endpoint);
+  else dial.health?.succeeded(dial.endpoint as Endpoint);
   dial.owner.dialConnected(dial);
 }
 
@@ -223,9 +243,9 @@ const PROMISE_OWNER: DialOwner = {
  * Fails with BACKEND_UNREACHABLE naming every endpoint tried. Each result
  * feeds `health` (passive failure counting for the circuit breakers).
  */
-export function connectFirst(candidates: readonly Endpoint[], timeoutMs: number, health?: EndpointHealth): Promise<Connected> {
+export function connectFirst(candidates: readonly Endpoint[], timeoutMs: number, health?: EndpointHealth, options?: DialOptions): Promise<Connected> {
   return new Promise<Connected>((resolve, reject) => {
-    const dial = new Dial(PROMISE_OWNER, candidates, timeoutMs, health);
+    const dial = new Dial(PROMISE_OWNER, candidates, timeoutMs, health, options);
     dial.context = { resolve, reject } satisfies Settle;
     dial.start();
   });

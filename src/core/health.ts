@@ -77,6 +77,13 @@ class EndpointRecord {
   probing = false;
   /** Part of a balanced route: probed actively. */
   probed: boolean;
+  /**
+   * The last failures came after an accepted connect (answered): a bare TCP
+   * probe, which only connects, cannot tell it is well again, so it does
+   * not close the breaker; a successful answer (the half-open trial) or an
+   * HTTP probe does.
+   */
+  failedAfterConnect = false;
 
   constructor(endpoint: Endpoint, kind: ProbeKind, probed: boolean, now: number) {
     this.endpoint = endpoint;
@@ -169,17 +176,49 @@ export class EndpointHealth {
     return true;
   }
 
-  /** A connect to `endpoint` succeeded (passive). */
+  /** A connect to `endpoint` succeeded, or (after `connected`) the backend answered (passive). */
   succeeded(endpoint: Endpoint): void {
     const record = this.#records.get(endpoint.label);
     if (record === undefined) return;
     record.lastUsedAt = Date.now();
     record.failures = 0;
     record.trialOut = false;
+    record.failedAfterConnect = false;
     if (record.state !== CLOSED) this.#setState(record, CLOSED);
   }
 
-  /** A connect to `endpoint` failed (passive). */
+  /**
+   * A connect to `endpoint` was accepted, and whether the backend works is
+   * told by its first answer (`answered`). For an endpoint of a balanced
+   * route the failure count is kept until then, so a backend that accepts
+   * and then fails still reaches the threshold; a lone endpoint is judged by
+   * its connect alone (as `succeeded`): with nowhere else to go, failing
+   * fast after a few bad sessions would only turn a partly working backend
+   * into a down one.
+   */
+  connected(endpoint: Endpoint): void {
+    const record = this.#records.get(endpoint.label);
+    if (record === undefined) return;
+    if (!record.probed) this.succeeded(endpoint);
+    else record.lastUsedAt = Date.now();
+  }
+
+  /**
+   * After `connected`: the backend's first answer came (`problem` null), or
+   * it failed before one (reset, closed, silent past its deadline, garbage).
+   * Counts for endpoints of balanced routes only (see `connected`).
+   */
+  answered(endpoint: Endpoint, problem: string | null): void {
+    const record = this.#records.get(endpoint.label);
+    if (record === undefined || !record.probed) return;
+    if (problem === null) this.succeeded(endpoint);
+    else {
+      record.failedAfterConnect = true;
+      this.failed(endpoint, problem);
+    }
+  }
+
+  /** A connect to `endpoint` failed, or the backend failed right after it (no first answer in time, reset before one: passive). */
   failed(endpoint: Endpoint, why: string): void {
     const record = this.#records.get(endpoint.label);
     if (record === undefined) return;
@@ -237,9 +276,11 @@ export class EndpointHealth {
     if (problem === null) {
       record.probeFailures = 0;
       record.probeSuccesses++;
-      if (record.state !== CLOSED && record.probeSuccesses >= this.#settings.rise) {
+      const probeCanTell = record.kind === 'http' && this.#settings.httpPath !== undefined;
+      if (record.state !== CLOSED && record.probeSuccesses >= this.#settings.rise && (probeCanTell || !record.failedAfterConnect)) {
         record.failures = 0;
         record.trialOut = false;
+        record.failedAfterConnect = false;
         this.#setState(record, CLOSED);
       }
     } else {

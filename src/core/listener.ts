@@ -9,7 +9,8 @@ import { ClientConnection } from './client-connection.ts';
 import type { TlsServerSettings } from './client-connection.ts';
 import { listenServer } from './listen.ts';
 import { connectFirst, Dial } from './connect.ts';
-import type { Connected, DialOwner } from './connect.ts';
+import type { Connected, DialOptions, DialOwner } from './connect.ts';
+import type { EndpointHealth } from './health.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
 import { isFdExhaustion } from './fd-limit.ts';
@@ -36,6 +37,16 @@ export interface ListenerSettings {
   /** 0 = sessions may stay idle forever. */
   readonly idleTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
+  /**
+   * The backend must send its first byte within this long once the relay
+   * started (the opening replayed); past it the client gets the protocol's
+   * TIMEOUT error, the session ends and the endpoint's breaker counts a
+   * failure. 0 = no deadline (protocols whose client speaks first, or whose
+   * replay phase already waited for the backend).
+   */
+  readonly firstResponseTimeoutMs: number;
+  /** TCP keepalive probes on both legs after this long idle; 0 = off. */
+  readonly tcpKeepAliveMs: number;
   /** Concurrent connections; past it new clients get the protocol's TOO_MANY error. 0 = no limit. */
   readonly maxConnections: number;
   readonly maxOpeningBytes: number;
@@ -62,6 +73,8 @@ interface SessionContext {
   readonly onClose: (() => void) | undefined;
   /** Where this session counts in the per-resource metrics. */
   readonly row: ResourceRow;
+  /** The breakers that hear how the backend's first answer went (relays with a first-response deadline). */
+  readonly health: EndpointHealth | undefined;
 }
 
 /**
@@ -98,6 +111,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   #fdLoggedAt = 0;
   #fdUnlogged = 0;
   #port = 0;
+  readonly #dialOptions: DialOptions;
 
   constructor(settings: ListenerSettings, protocol: ProtocolModule, router: Router, tlsSettings: TlsServerSettings | null, log: Logger) {
     super(settings.name, settings.protocol);
@@ -109,7 +123,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     this.#fastResourceId = immediate !== undefined && protocol.replay === undefined && isPlainOpening(immediate) ? immediate.resourceId : null;
     this.#fastKey = this.#fastResourceId === null ? '' : routeCacheKey(settings.protocol, this.#fastResourceId);
     this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
-    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
+    const keepAlive = settings.tcpKeepAliveMs > 0;
+    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true, keepAlive, keepAliveInitialDelay: settings.tcpKeepAliveMs }, (socket) => this.#accept(socket));
+    // Backends judged by their first answer get it reported by the relay (or the replay), not by the connect alone.
+    this.#dialOptions = { keepAliveMs: settings.tcpKeepAliveMs, confirmLater: settings.firstResponseTimeoutMs > 0 || protocol.replay !== undefined };
     this.#server.on('error', (err) => {
       // libuv's accept() failed with EMFILE and its reserved-descriptor fallback too.
       if (isFdExhaustion(err)) this.#fdExhausted(err, 'accept');
@@ -233,7 +250,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       const router = this.router;
       const decision = router.cachedDial(this.#fastKey);
       if (decision !== undefined) {
-        const dial = new Dial(this, decision.candidates, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, router.health);
+        const dial = new Dial(this, decision.candidates, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, router.health, this.#dialOptions);
         dial.client = socket;
         dial.context = decision.entry;
         this.#dials.add(dial);
@@ -251,6 +268,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   async #run(conn: ClientConnection): Promise<void> {
     let resourceId: string | undefined;
     let backend: net.Socket | null = null;
+    let connected: Connected | null = null;
     const timer = setTimeout(abortOnHandshakeTimeout, this.settings.handshakeTimeoutMs, conn, this.settings.handshakeTimeoutMs);
     try {
       const session: ProtocolSession = {
@@ -258,6 +276,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         router: this.router,
         connectTimeoutMs: this.settings.connectTimeoutMs,
         idleTimeoutMs: this.settings.idleTimeoutMs,
+        tcpKeepAliveMs: this.settings.tcpKeepAliveMs,
         resolveContext: () => this.#context(conn, undefined),
         takeOver: () => clearTimeout(timer),
         failed: (err) => this.countFailure(err),
@@ -275,14 +294,15 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       }
       resourceId = opening.resourceId;
       let resolver: Resolver | null = null;
-      let connected: Connected;
+      const health = this.router.health;
       if (opening.endpoint !== undefined) {
-        connected = await connectFirst([opening.endpoint], this.settings.connectTimeoutMs, this.router.health);
+        // A one-shot (CancelRequest) gets no answer: the connect alone is judged.
+        connected = await connectFirst([opening.endpoint], this.settings.connectTimeoutMs, health, { keepAliveMs: this.settings.tcpKeepAliveMs });
       } else {
         // A protocol that routed during identify (SMTP answers 550 in-session) hands its decision over: one rotation per connection.
         const decision = opening.decision ?? (await this.router.route(resourceId, this.#context(conn, opening.firstBytes)));
         resolver = decision.entry.source.resolver;
-        connected = await this.router.connect(decision, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs);
+        connected = await this.router.connect(decision, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, this.#dialOptions);
       }
       backend = connected.socket;
       if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' });
@@ -292,13 +312,19 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       }
       if (this.protocol.replay !== undefined) {
         await this.protocol.replay(conn, backend, opening);
+        // The backend answered its part of the opening.
+        if (opening.endpoint === undefined) health?.answered(connected.endpoint, null);
+        // A client reset meanwhile: no relay for it. (A FIN is passed on by the relay: a client may
+        // half-close after pipelining its commands; a silent backend is bounded by the deadlines.)
+        if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left during the backend handshake', { source: 'client' });
       }
       const { socket, leftover } = conn.detach();
       let replay = this.protocol.replay === undefined ? opening.replay : null;
       if (leftover !== null) replay = replay === null ? leftover : Buffer.concat([replay, leftover]);
-      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, onClose: opening.onClose, row: resources.opened(resourceId) };
+      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, onClose: opening.onClose, row: resources.opened(resourceId), health };
       const relay = new Relay(socket, backend, this, this.settings.idleTimeoutMs, opening.backendTap ?? null, opening.clientFilter ?? null);
       relay.context = context;
+      if (this.protocol.replay === undefined && opening.endpoint === undefined) relay.firstResponseMs = this.settings.firstResponseTimeoutMs;
       this.#openings.delete(conn);
       this.#relays.add(relay);
       if (resolver?.onConnect !== undefined) this.#onConnect(resolver, context);
@@ -307,6 +333,8 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       clearTimeout(timer);
       backend?.destroy();
       const error = toPolyproxyError(err);
+      // The backend accepted and then failed its part of the opening (no greeting in time, a reset, garbage).
+      if (connected !== null && error.source === 'backend' && this.protocol.replay !== undefined) this.router.health?.answered(connected.endpoint, error.message);
       if (isFdExhaustion(error)) this.#fdExhausted(error.cause as Error, 'backend dial');
       this.#refuse(conn, error, resourceId ?? error.resourceId);
     }
@@ -327,9 +355,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     const resolver = (dial.context as RouteEntry).source.resolver;
     // getpeername is a syscall: read the address only when a hook or the info log will use it.
     const clientAddress = resolver.onConnect !== undefined || resolver.onDisconnect !== undefined || this.#log.isLevelEnabled('info') ? (client.remoteAddress ?? '') : '';
-    const context: SessionContext = { resourceId, endpoint, resolver, clientAddress, onClose: undefined, row: resources.opened(resourceId) };
+    const context: SessionContext = { resourceId, endpoint, resolver, clientAddress, onClose: undefined, row: resources.opened(resourceId), health: dial.health };
     const relay = new Relay(client, backend, this, this.settings.idleTimeoutMs, null, null);
     relay.context = context;
+    relay.firstResponseMs = this.settings.firstResponseTimeoutMs;
     this.#relays.add(relay);
     if (resolver.onConnect !== undefined) this.#onConnect(resolver, context);
     relay.start(null);
@@ -343,6 +372,32 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     const conn = new ClientConnection(dial.client as net.Socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
     this.#openings.add(conn);
     this.#refuse(conn, error, this.#fastResourceId ?? undefined);
+  }
+
+  /** @internal The relay's first backend answer (or its failure before one), for the endpoint's breaker. */
+  backendAnswered(relay: Relay, problem: string | null): void {
+    const context = relay.context as SessionContext;
+    context.health?.answered(context.endpoint, problem);
+  }
+
+  /** @internal No backend byte within firstResponseTimeoutMs: the client, which has received nothing yet, gets the protocol's TIMEOUT error. */
+  backendSilent(relay: Relay): void {
+    const context = relay.context as SessionContext;
+    const ms = this.settings.firstResponseTimeoutMs;
+    const error = new PolyproxyError('TIMEOUT', `backend ${context.endpoint.label} sent nothing within ${ms} ms`, { source: 'backend', resourceId: context.resourceId });
+    context.health?.answered(context.endpoint, `no answer within ${ms} ms`);
+    this.countFailure(error);
+    this.#log.warn({ code: error.code, client: context.clientAddress, resource: context.resourceId, backend: context.endpoint.label }, error.message);
+    const client = relay.client;
+    let bytes: Buffer | null = null;
+    try {
+      bytes = this.protocol.encodeError(error, context.resourceId);
+    } catch (err) {
+      this.#log.error({ err }, 'protocol failed to encode an error');
+    }
+    // The backend's close makes the relay flush this to the client and close it (destroySoon).
+    if (bytes !== null && !client.destroyed && client.writable) client.write(bytes);
+    relay.backend.destroy();
   }
 
   #onConnect(resolver: Resolver, context: SessionContext): void {

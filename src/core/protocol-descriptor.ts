@@ -32,6 +32,7 @@ export interface ListenerBasics {
   readonly idleTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
   readonly maxConnections: number;
+  readonly tcpKeepAliveMs: number;
 }
 
 /** A protocol's listener schema: a strict object with `protocol: z.literal(<name>)` and the common fields. */
@@ -92,6 +93,8 @@ export interface PipelineParts {
   readonly idleTimeoutMs?: number;
   /** ALPN protocols the listener's TLS offers. */
   readonly alpnProtocols?: readonly string[];
+  /** The backend must answer the replayed opening within this long (ListenerSettings.firstResponseTimeoutMs); default 0, none. */
+  readonly firstResponseTimeoutMs?: number;
 }
 
 /** Core's Listener for a pipeline protocol: the common fields, the context, and the protocol's parts. */
@@ -105,6 +108,8 @@ export function pipelineListener(listener: ListenerBasics & { readonly name: str
       connectTimeoutMs: listener.connectTimeoutMs,
       idleTimeoutMs: parts.idleTimeoutMs ?? listener.idleTimeoutMs,
       handshakeTimeoutMs: listener.handshakeTimeoutMs,
+      firstResponseTimeoutMs: parts.firstResponseTimeoutMs ?? 0,
+      tcpKeepAliveMs: listener.tcpKeepAliveMs,
       maxConnections: listener.maxConnections,
       maxOpeningBytes: parts.maxOpeningBytes,
       reusePort: ctx.reusePort,

@@ -59,6 +59,8 @@ export interface ProtocolSession {
   readonly connectTimeoutMs: number;
   /** The listener's idle timeout for relayed sessions (0 = none). */
   readonly idleTimeoutMs: number;
+  /** TCP keepalive for the backend connections the protocol opens (0 = off); see ListenerSettings. */
+  readonly tcpKeepAliveMs: number;
   /** The resolver context for this client; call after a TLS upgrade so it carries SNI. */
   resolveContext(): ResolveContext;
   /** Cancels core's handshake timer: from now on the protocol enforces its own timeouts. */

@@ -92,6 +92,19 @@ export interface ClientFilter {
 export interface RelayOwner {
   /** Called exactly once when both sockets are closed. */
   relayClosed(relay: Relay): void;
+  /**
+   * With `firstResponseMs` set: how the backend's first answer went, once
+   * per relay at most. `problem` null: a first byte came (seen by the sweep
+   * within a tick, or at close). Otherwise it closed or reset before any
+   * byte while the client was still there (the relay then ends as usual).
+   */
+  backendAnswered?(relay: Relay, problem: string | null): void;
+  /**
+   * With `firstResponseMs` set: no backend byte within it. The owner ends
+   * the session (it may write the protocol's error to the client first,
+   * which has received nothing yet).
+   */
+  backendSilent?(relay: Relay): void;
 }
 
 export class Relay {
@@ -107,7 +120,15 @@ export class Relay {
   idleTimeoutMs: number;
   backendTap: StreamTap | null;
   readonly clientFilter: ClientFilter | null;
-  /** Why the relay ended early, if it did: 'idle-timeout', 'client-error', 'backend-error', 'shutdown'. */
+  /**
+   * The backend must send its first byte within this long after start()
+   * (0 = no such deadline). Checked by the idle sweep, so the hot path pays
+   * nothing: the sweep reads bytesOut.
+   */
+  firstResponseMs = 0;
+  /** When the first byte is due (Date.now() scale); 0 once it came or was reported. */
+  firstDeadline = 0;
+  /** Why the relay ended early, if it did: 'idle-timeout', 'first-response-timeout', 'client-error', 'backend-error', 'shutdown'. */
   reason: string | null = null;
   /** Whatever the owner needs at close (resource id, endpoint...). */
   context: unknown = null;
@@ -115,7 +136,8 @@ export class Relay {
   readonly backendSide: RelaySide;
   #closed = 0;
   #done = false;
-  // Intrusive list of relays with idle timeouts, for the shared sweep.
+  // Intrusive list of relays with idle timeouts or a first-response deadline, for the shared sweep.
+  swept = false;
   prevIdle: Relay | null = null;
   nextIdle: Relay | null = null;
 
@@ -155,7 +177,8 @@ export class Relay {
     backend.on('error', backendOnError);
     backend.on('close', socketOnClose);
     backend.on('drain', backendOnDrain);
-    if (this.idleTimeoutMs > 0) idleList.add(this);
+    if (this.firstResponseMs > 0) this.firstDeadline = this.startedAt + this.firstResponseMs;
+    if (this.idleTimeoutMs > 0 || this.firstDeadline !== 0) idleList.add(this);
     if (ioSupport.directIo) {
       goDirect(clientSide, clientHandleOnRead);
       goDirect(backendSide, backendHandleOnRead);
@@ -202,7 +225,9 @@ export class Relay {
   sideClosed(): void {
     if (++this.#closed < 2 || this.#done) return;
     this.#done = true;
-    if (this.idleTimeoutMs > 0) idleList.remove(this);
+    if (this.swept) idleList.remove(this);
+    // A first byte the sweep has not seen yet still counts.
+    if (this.firstDeadline !== 0 && this.bytesOut > 0) answered(this, null);
     this.owner.relayClosed(this);
   }
 }
@@ -357,13 +382,26 @@ function backendOnDrain(this: RelaySocket): void {
   (this[kRelay] as Relay).client.resume();
 }
 
+/** Reports the backend's first answer (or its failure) once. */
+function answered(relay: Relay, problem: string | null): void {
+  relay.firstDeadline = 0;
+  relay.owner.backendAnswered?.(relay, problem);
+}
+
+/** The backend closed or reset: before its first byte, with the client still there, that is the backend failing. */
+function backendGaveUp(relay: Relay, problem: string): void {
+  if (relay.firstDeadline !== 0 && relay.bytesOut === 0 && !relay.client.readableEnded && !relay.client.destroyed) answered(relay, problem);
+}
+
 function clientOnEnd(this: RelaySocket): void {
   const backend = (this[kRelay] as Relay).backend;
   if (!backend.destroyed) backend.end();
 }
 
 function backendOnEnd(this: RelaySocket): void {
-  const client = (this[kRelay] as Relay).client;
+  const relay = this[kRelay] as Relay;
+  backendGaveUp(relay, 'closed before answering');
+  const client = relay.client;
   if (!client.destroyed) client.end();
 }
 
@@ -373,8 +411,9 @@ function clientOnError(this: RelaySocket): void {
   relay.backend.destroy();
 }
 
-function backendOnError(this: RelaySocket): void {
+function backendOnError(this: RelaySocket, err: Error): void {
   const relay = this[kRelay] as Relay;
+  backendGaveUp(relay, `${err.message} before answering`);
   if (relay.reason === null) relay.reason = 'backend-error';
   relay.client.destroy();
 }
@@ -406,6 +445,7 @@ class IdleList {
   count = 0;
 
   add(relay: Relay): void {
+    relay.swept = true;
     relay.nextIdle = this.head;
     relay.prevIdle = null;
     if (this.head !== null) this.head.prevIdle = relay;
@@ -414,6 +454,7 @@ class IdleList {
   }
 
   remove(relay: Relay): void {
+    relay.swept = false;
     if (relay.prevIdle !== null) relay.prevIdle.nextIdle = relay.nextIdle;
     else if (this.head === relay) this.head = relay.nextIdle;
     if (relay.nextIdle !== null) relay.nextIdle.prevIdle = relay.prevIdle;
@@ -432,9 +473,23 @@ function tick(): void {
   let relay = idleList.head;
   while (relay !== null) {
     const next = relay.nextIdle;
+    if (relay.firstDeadline !== 0) firstResponseCheck(relay);
     // + TICK_MS: lastActive was stamped from a clock up to one tick old, so never close early.
-    if (coarseNow - relay.lastActive >= relay.idleTimeoutMs + TICK_MS) relay.destroy('idle-timeout');
+    else if (relay.idleTimeoutMs > 0 && coarseNow - relay.lastActive >= relay.idleTimeoutMs + TICK_MS) relay.destroy('idle-timeout');
     relay = next;
+  }
+}
+
+/** The sweep's look at a relay still waiting for its backend's first byte. */
+function firstResponseCheck(relay: Relay): void {
+  if (relay.bytesOut > 0) {
+    answered(relay, null);
+    if (relay.idleTimeoutMs === 0) idleList.remove(relay);
+  } else if (coarseNow >= relay.firstDeadline && !relay.done) {
+    relay.firstDeadline = 0;
+    if (relay.reason === null) relay.reason = 'first-response-timeout';
+    if (relay.owner.backendSilent !== undefined) relay.owner.backendSilent(relay);
+    else relay.destroy('first-response-timeout');
   }
 }
 

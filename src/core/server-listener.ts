@@ -33,6 +33,8 @@ export interface ServerListenerSettings {
   readonly maxConnections: number;
   /** How error pages look when the client's Accept does not ask for JSON. */
   readonly errorFormat: ErrorFormat;
+  /** TCP keepalive on accepted client connections after this long idle; 0 or absent = off. */
+  readonly tcpKeepAliveMs?: number;
 }
 
 /** Marks a connection accepted past maxConnections: its request gets the 503 page. */
@@ -48,7 +50,8 @@ export abstract class ServerListener extends ListenerBase implements ProxyListen
     super(settings.name, settings.protocol);
     this.#bind = settings;
     this.log = log.child({ listener: settings.name, protocol: settings.protocol });
-    this.server = http.createServer(serverOptions);
+    const keepAliveMs = settings.tcpKeepAliveMs ?? 0;
+    this.server = http.createServer(keepAliveMs > 0 ? { ...serverOptions, keepAlive: true, keepAliveInitialDelay: keepAliveMs } : serverOptions);
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
   }

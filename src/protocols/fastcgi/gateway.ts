@@ -56,6 +56,8 @@ export interface GatewaySettings {
   readonly maxBufferedBodyBytes: number;
   /** Concurrent client connections (0 = no limit). */
   readonly maxConnections: number;
+  /** TCP keepalive on client connections (core/server-listener.ts). */
+  readonly tcpKeepAliveMs?: number;
 }
 
 /** Body bytes held back with the head before streaming starts anyway. */

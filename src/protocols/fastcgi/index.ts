@@ -33,6 +33,7 @@ export const fastcgiProtocol: ProtocolDescriptor<typeof fastcgiListenerSchema> =
         backendIdleTimeoutMs: listener.backendIdleTimeoutMs,
         maxBufferedBodyBytes: listener.maxBufferedBodyBytes,
         maxConnections: listener.maxConnections,
+        tcpKeepAliveMs: listener.tcpKeepAliveMs,
       },
       ctx.log,
     ),

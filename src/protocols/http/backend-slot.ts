@@ -40,6 +40,8 @@ type SlotSocket = Socket & { [kSlot]?: BackendSlot | undefined; [kOwnHandlers]?:
 export interface SlotOwner {
   readonly router: Router;
   readonly connectTimeoutMs: number;
+  /** TCP keepalive for new backend connections (0 = off). */
+  readonly tcpKeepAliveMs: number;
   /** The client went away or the session ended: whatever the slot gets now is given back at once. */
   readonly finished: boolean;
   /** The current request's resource id (its normalized Host). */
@@ -70,6 +72,13 @@ export class BackendSlot {
   reused = false;
   /** Times the current request was sent again. */
   retries = 0;
+  /**
+   * A new connection's endpoint until its first response settles how the
+   * backend did (confirm): an accepted connect alone does not count as
+   * healthy, so a backend that accepts and then resets, stays silent or
+   * answers garbage opens its breaker.
+   */
+  unconfirmed: Endpoint | null = null;
   /** While waiting for a connection slot (the endpoint was at its limit). */
   #ticket: WaitTicket | null = null;
   #waitReject: ((err: PolyproxyError) => void) | null = null;
@@ -122,12 +131,13 @@ export class BackendSlot {
   async #connectWithSlot(decision: RouteDecision, timeoutMs: number): Promise<Socket> {
     let connected;
     try {
-      connected = await this.owner.router.connect(decision, timeoutMs);
+      connected = await this.owner.router.connect(decision, timeoutMs, { keepAliveMs: this.owner.tcpKeepAliveMs, confirmLater: true });
     } catch (err) {
       this.pool.release(this.label);
       throw err;
     }
     const label = connected.endpoint.label;
+    this.unconfirmed = connected.endpoint;
     if (label !== this.label) {
       // Failover to another candidate: the slot follows the connection.
       this.pool.release(this.label);
@@ -190,11 +200,21 @@ export class BackendSlot {
     if (socket.readableFlowing !== true) socket.resume();
   }
 
+  /** How the new connection's first response went (null: it came), for the endpoint's breaker; once per connection. */
+  confirm(problem: string | null): void {
+    const endpoint = this.unconfirmed;
+    if (endpoint === null) return;
+    this.unconfirmed = null;
+    this.owner.router.health?.answered(endpoint, problem);
+  }
+
   /** Gives the backend connection and its slot back: to the pool when `reuse`, else closed (`keepSlot`: the slot stays with this request, for a retry). */
   release(reuse: boolean, keepSlot = false): void {
     const socket = this.backend;
     if (socket === null) return;
     this.backend = null;
+    // Nothing settled (the client left first): not the backend's doing either way.
+    this.unconfirmed = null;
     (socket as SlotSocket)[kSlot] = undefined;
     this.owner.backendDetached();
     if (reuse) {

@@ -135,6 +135,10 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     return this.core.router;
   }
 
+  get tcpKeepAliveMs(): number {
+    return this.core.tcpKeepAliveMs;
+  }
+
   get connectTimeoutMs(): number {
     return this.core.connectTimeoutMs;
   }
@@ -278,6 +282,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   responseComplete(extra: Buffer): void {
     const reqDone = this.request.reqDone;
     const reusable = reqDone && extra.length === 0 && (this.response.res as HttpHead).keepAlive;
+    if (this.slot.unconfirmed !== null) this.slot.confirm(null);
     this.slot.release(reusable);
     if (!reqDone) this.response.closeAfter = true;
     this.#nextRequest();
@@ -309,6 +314,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     const req = this.request.req as HttpHead;
     this.client.write(responseHeadBytes(head, req.minor, false, ''));
     if (rest.length > 0) this.client.write(rest);
+    if (this.slot.unconfirmed !== null) this.slot.confirm(null);
     const backend = this.slot.detachForRelay();
     this.#clearDeadline();
     const client = this.client;
@@ -332,6 +338,8 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   }
 
   backendFailed(err: PolyproxyError): void {
+    // Reset, silence or garbage before any response reached the client: the endpoint failed.
+    if (this.slot.unconfirmed !== null) this.slot.confirm(this.response.responseStarted ? null : err.message);
     this.slot.release(false);
     if (!this.response.responseStarted) this.#fail(err);
     else this.#finish(false);

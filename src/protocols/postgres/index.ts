@@ -8,5 +8,5 @@ export const postgresProtocol: ProtocolDescriptor<typeof postgresListenerSchema>
   name: 'postgres',
   schema: postgresListenerSchema,
   // The StartupMessage (limited to 10,000 bytes by parse.ts) and the SSL/GSSENC requests before it.
-  create: (listener, ctx) => pipelineListener(listener, ctx, { module: createPostgresProtocol(), maxOpeningBytes: 16 * 1024 }),
+  create: (listener, ctx) => pipelineListener(listener, ctx, { module: createPostgresProtocol(), maxOpeningBytes: 16 * 1024, firstResponseTimeoutMs: listener.firstResponseTimeoutMs }),
 };

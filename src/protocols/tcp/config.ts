@@ -15,6 +15,13 @@ export const tcpListenerSchema = z.strictObject({
   firstBytesTimeoutMs: z.number().int().min(0).optional(),
   /** Without a backend: at most this many first bytes are handed to the resolver (default 4096). */
   firstBytesMax: z.number().int().min(1).max(65536).optional(),
+  /**
+   * For backends that speak first (or answer the client's first bytes): the
+   * backend must send a byte within this long once connected, or the session
+   * ends and the endpoint's breaker counts a failure. 0 (default) = off, as a
+   * raw TCP backend may rightly stay silent.
+   */
+  firstResponseTimeoutMs: z.number().int().min(0).default(0),
 });
 
 export type TcpListenerConfig = z.output<typeof tcpListenerSchema>;

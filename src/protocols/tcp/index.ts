@@ -8,5 +8,5 @@ export const tcpProtocol: ProtocolDescriptor<typeof tcpListenerSchema> = {
   name: 'tcp',
   schema: tcpListenerSchema,
   check: checkTcpListener,
-  create: (listener, ctx) => pipelineListener(listener, ctx, { module: createTcpProtocol(listener.name, listener), maxOpeningBytes: 64 * 1024 }),
+  create: (listener, ctx) => pipelineListener(listener, ctx, { module: createTcpProtocol(listener.name, listener), maxOpeningBytes: 64 * 1024, firstResponseTimeoutMs: listener.firstResponseTimeoutMs }),
 };

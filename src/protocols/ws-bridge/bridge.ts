@@ -41,6 +41,8 @@ export interface WsBridgeSettings {
   readonly reusePort: boolean;
   /** Concurrent WebSocket connections (and upgrades in progress); 0 = no limit. */
   readonly maxConnections: number;
+  /** TCP keepalive on client connections (core/server-listener.ts). */
+  readonly tcpKeepAliveMs?: number;
   readonly api: string;
   readonly metricsPath: string;
   readonly ordering: 'ordered' | 'parallel';

@@ -19,6 +19,7 @@ export const wsBridgeProtocol: ProtocolDescriptor<typeof wsBridgeListenerSchema>
         port: ctx.port,
         reusePort: ctx.reusePort,
         maxConnections: listener.maxConnections,
+        tcpKeepAliveMs: listener.tcpKeepAliveMs,
         api: listener.api,
         metricsPath: listener.metricsPath,
         ordering: listener.ordering,

@@ -77,6 +77,8 @@ listeners:
     idleTimeoutMs: 60000
     handshakeTimeoutMs: 4000
     maxConnections: 100
+    firstResponseTimeoutMs: 8000
+    tcpKeepAliveMs: 30000
   - name: raw
     protocol: tcp
     port: 7000
@@ -111,6 +113,8 @@ export const FULL_OBJECT = {
       idleTimeoutMs: 60000,
       handshakeTimeoutMs: 4000,
       maxConnections: 100,
+      firstResponseTimeoutMs: 8000,
+      tcpKeepAliveMs: 30000,
     },
     { name: 'raw', protocol: 'tcp', port: 7000, backend: ['127.0.0.1:7001', '127.0.0.1:7002'] },
   ],

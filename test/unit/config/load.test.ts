@@ -54,6 +54,8 @@ describe('loadConfigFile: valid files', () => {
           idleTimeoutMs: 0,
           handshakeTimeoutMs: 10000,
           maxConnections: 0,
+          firstResponseTimeoutMs: 0,
+          tcpKeepAliveMs: 60000,
         },
       ],
     });
@@ -78,7 +80,7 @@ describe('loadConfigFile: valid files', () => {
       coldStart: { timeoutMs: 30000, maxWaiting: 1000, pollIntervalMs: 100 },
       routes: {},
       resolver: { timeoutMs: 5000 },
-      listeners: [{ protocol: 'postgres', port: 5432, host: '0.0.0.0', connectTimeoutMs: 5000, idleTimeoutMs: 0, handshakeTimeoutMs: 10000, maxConnections: 0, name: 'postgres-5432' }],
+      listeners: [{ protocol: 'postgres', port: 5432, host: '0.0.0.0', connectTimeoutMs: 5000, idleTimeoutMs: 0, handshakeTimeoutMs: 10000, maxConnections: 0, tcpKeepAliveMs: 60000, firstResponseTimeoutMs: 15000, name: 'postgres-5432' }],
     });
   });
 

@@ -43,6 +43,34 @@ describe('EndpointHealth: the breaker from passive results', () => {
     assert.deepEqual(health.usable([B, A]), [B]);
   });
 
+  it('connected() keeps the count of a balanced endpoint until answered() says how the backend did', () => {
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 2 });
+    health.watch([A, B], 'tcp');
+    health.connected(A);
+    health.answered(A, 'reset before answering');
+    health.connected(A);
+    assert.equal(health.state(A.label), 'closed');
+    health.answered(A, 'no answer within 1000 ms');
+    assert.equal(health.state(A.label), 'open');
+    // A first answer resets the count, as a success does.
+    health.failed(B, 'x');
+    health.answered(B, null);
+    health.failed(B, 'x');
+    assert.equal(health.state(B.label), 'closed');
+  });
+
+  it('a lone endpoint is judged by its connect: connected() is a success, answered() counts nothing', () => {
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 1 });
+    health.watch([C], 'tcp');
+    for (let i = 0; i < 3; i++) {
+      health.connected(C);
+      health.answered(C, 'reset before answering');
+    }
+    assert.equal(health.state(C.label), 'closed');
+    health.failed(C, 'refused');
+    assert.equal(health.state(C.label), 'open');
+  });
+
   it('a success in between resets the count', () => {
     const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 2 });
     health.watch([A], 'tcp');
@@ -53,10 +81,11 @@ describe('EndpointHealth: the breaker from passive results', () => {
   });
 
   it('half-open after openMs lets exactly one trial through; its success closes', () => {
-    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 1, openMs: 1 });
+    // openMs also bounds how long a trial is out: long enough that a busy machine does not let a second one through.
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 1, openMs: 100 });
     health.watch([A, B], 'tcp');
     health.failed(A, 'x');
-    const until = Date.now() + 5;
+    const until = Date.now() + 105;
     while (Date.now() < until);
     assert.deepEqual(health.usable([A, B]), [A, B], 'the trial');
     assert.equal(health.state(A.label), 'half-open');
@@ -133,6 +162,29 @@ describe('EndpointHealth: active probes', () => {
     } finally {
       health.stop();
     }
+  });
+
+  it('a TCP probe does not close a breaker opened by failures after connect; an answer does', async () => {
+    // Accepts and says nothing: a connect probe finds it "up".
+    const server = net.createServer(() => {});
+    servers.push(server);
+    const endpoint = parseEndpoint(`127.0.0.1:${await listening(server)}`);
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 2, rise: 1 });
+    health.watch([endpoint, B], 'tcp');
+    health.answered(endpoint, 'no answer within 1000 ms');
+    health.answered(endpoint, 'no answer within 1000 ms');
+    assert.equal(health.state(endpoint.label), 'open');
+    await health.probeAll();
+    await health.probeAll();
+    assert.equal(health.state(endpoint.label), 'open');
+    health.answered(endpoint, null);
+    assert.equal(health.state(endpoint.label), 'closed');
+    // Connect failures alone: the probe's connect is the same test, so it may close the breaker.
+    health.failed(endpoint, 'refused');
+    health.failed(endpoint, 'refused');
+    assert.equal(health.state(endpoint.label), 'open');
+    await health.probeAll();
+    assert.equal(health.state(endpoint.label), 'closed');
   });
 
   it('http probes GET the path and judge the status', async () => {

@@ -48,7 +48,7 @@ async function deadEndpoint(): Promise<string> {
 }
 
 function settings(overrides: Partial<ListenerSettings> = {}): ListenerSettings {
-  return { name: 'tcp', protocol: 'tcp', host: '127.0.0.1', port: 0, connectTimeoutMs: 2000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false, ...overrides };
+  return { name: 'tcp', protocol: 'tcp', host: '127.0.0.1', port: 0, connectTimeoutMs: 2000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, firstResponseTimeoutMs: 0, tcpKeepAliveMs: 0, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false, ...overrides };
 }
 
 async function startListener(resolver: Resolver, health: EndpointHealth, overrides: Partial<ListenerSettings> = {}, protocol = createTcpProtocol('tcp', { backend: 'fixed' })): Promise<{ listener: Listener; port: number }> {
@@ -335,7 +335,7 @@ describe('Listener drain', () => {
     const health = new EndpointHealth({}, silent);
     const router = new Router({ sources: [{ name: 's', resolver: { resolve: () => ({ endpoint: '127.0.0.1:1' }) } }], guard: new SsrfGuard({ allowPrivateBackends: true, allowBackends: [] }), cacheTtlMs: 1000, cacheMaxEntries: 10, resolveTimeoutMs: 1000, health });
     const listener = new Listener(
-      { name: 'fake', protocol: 'fake', host: '127.0.0.1', port: 0, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 30_000, maxConnections: 0, maxOpeningBytes: 1024, reusePort: false },
+      { name: 'fake', protocol: 'fake', host: '127.0.0.1', port: 0, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 30_000, firstResponseTimeoutMs: 0, tcpKeepAliveMs: 0, maxConnections: 0, maxOpeningBytes: 1024, reusePort: false },
       fakeProtocol(waiting, drains),
       router,
       null,

@@ -15,7 +15,7 @@ const module: ProtocolModule = { name: 'test', identify: () => Promise.resolve(n
 const router = (): Router => new Router({ sources: [], guard: new SsrfGuard({ allowPrivateBackends: true, allowBackends: [] }), cacheTtlMs: 1000, cacheMaxEntries: 10, resolveTimeoutMs: 1000 });
 const certs = (): TlsServerSettings => ({ secureContext: tls.createSecureContext(), requestCert: false, requireClientCert: false });
 
-const LISTENER: ListenerBasics & { name: string } = { name: 'l1', protocol: 'test', host: '127.0.0.1', port: 7000, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 2000, maxConnections: 5 };
+const LISTENER: ListenerBasics & { name: string } = { name: 'l1', protocol: 'test', host: '127.0.0.1', port: 7000, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 2000, maxConnections: 5, tcpKeepAliveMs: 60000 };
 
 function context(overrides: Partial<ListenerContext> = {}): ListenerContext {
   return { port: 7001, reusePort: true, log: silent, router: router(), tls: null, ...overrides };
@@ -25,7 +25,7 @@ describe('pipelineListener', () => {
   it('takes the common fields from the config, port and reusePort from the context, the rest from the parts', () => {
     const ctx = context();
     const listener = pipelineListener(LISTENER, ctx, { module, maxOpeningBytes: 1234 });
-    assert.deepEqual(listener.settings, { name: 'l1', protocol: 'test', host: '127.0.0.1', port: 7001, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 2000, maxConnections: 5, maxOpeningBytes: 1234, reusePort: true });
+    assert.deepEqual(listener.settings, { name: 'l1', protocol: 'test', host: '127.0.0.1', port: 7001, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 2000, firstResponseTimeoutMs: 0, tcpKeepAliveMs: 60000, maxConnections: 5, maxOpeningBytes: 1234, reusePort: true });
     assert.equal(listener.protocol, module);
     assert.equal(listener.router, ctx.router);
     assert.equal(listener.tls, null);

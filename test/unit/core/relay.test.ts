@@ -60,6 +60,10 @@ interface Harness {
 
 interface PairOptions {
   idleTimeoutMs?: number;
+  /** Relay.firstResponseMs, set before start. */
+  firstResponseMs?: number;
+  /** The owner's first-response hooks. */
+  hooks?: Pick<RelayOwner, 'backendAnswered' | 'backendSilent'>;
   tap?: StreamTap | null;
   /** Call relay.start(replay) before returning (default true). */
   start?: boolean;
@@ -112,6 +116,7 @@ async function makePair(options: PairOptions = {}): Promise<Harness> {
       closedCalls.push(relay);
       onClosed(relay);
     },
+    ...options.hooks,
   };
   // Readers make the test-side sockets flowing, so they see EOF and close like real peers.
   const manual = options.manualPeers === true;
@@ -120,6 +125,7 @@ async function makePair(options: PairOptions = {}): Promise<Harness> {
   if (!manual && options.backendEndsOnEof !== false) backendPeer.on('end', () => backendPeer.end());
 
   const relay = new Relay(proxyClient, proxyBackend, owner, options.idleTimeoutMs ?? 0, options.tap ?? null);
+  relay.firstResponseMs = options.firstResponseMs ?? 0;
   if (options.start !== false) relay.start(options.replay ?? null);
   return { relay, client, backendPeer, proxyClient, proxyBackend, closedCalls, closed, peerErrors, atClient, atBackend };
 }
@@ -783,4 +789,70 @@ describe('Relay: idle timeout', { timeout: 30_000 }, () => {
       assert.ok(idleFor >= 950, `closed as idle after only ${idleFor} ms (idleTimeoutMs 999)`);
     },
   );
+});
+
+describe('Relay: first response (issue 16, #3 and #5)', { timeout: 30_000 }, () => {
+  const recorder = (): { answers: Array<string | null>; silent: Relay[]; hooks: NonNullable<PairOptions['hooks']> } => {
+    const answers: Array<string | null> = [];
+    const silent: Relay[] = [];
+    return { answers, silent, hooks: { backendAnswered: (_relay, problem) => answers.push(problem), backendSilent: (relay) => (silent.push(relay), relay.destroy('test-silent')) } };
+  };
+
+  it('a backend silent past firstResponseMs: backendSilent, once, and the relay ends', async () => {
+    const r = recorder();
+    const h = await makePair({ firstResponseMs: 500, hooks: r.hooks, replay: Buffer.from('startup') });
+    const started = Date.now();
+    const relay = await within(h.closed, 4000, 'close after the deadline');
+    const elapsed = Date.now() - started;
+    assert.equal(relay.reason, 'first-response-timeout');
+    assert.ok(elapsed >= 450 && elapsed <= 2500, `ended after ${elapsed} ms`);
+    assert.deepEqual(r.silent, [relay]);
+    assert.deepEqual(r.answers, []);
+    await assertClosedOnce(h);
+  });
+
+  it('a client half-closed in front of a silent backend is ended by the deadline', async () => {
+    const r = recorder();
+    const h = await makePair({ firstResponseMs: 500, hooks: r.hooks, backendEndsOnEof: false });
+    h.client.end();
+    const relay = await within(h.closed, 4000, 'close after the deadline');
+    assert.equal(relay.reason, 'first-response-timeout');
+  });
+
+  it('a first byte is reported as an answer and no deadline fires afterwards', async () => {
+    const r = recorder();
+    const h = await makePair({ firstResponseMs: 500, hooks: r.hooks });
+    h.backendPeer.write('R');
+    await h.atClient.until(1);
+    await new Promise((resolve) => setTimeout(resolve, 2200));
+    assert.deepEqual(r.answers, [null]);
+    assert.deepEqual(r.silent, []);
+    assert.equal(h.relay.done, false);
+    h.relay.destroy('test-end');
+    await h.closed;
+    assert.deepEqual(r.answers, [null], 'reported once');
+  });
+
+  it('a backend reset before its first byte is reported as a failure', async () => {
+    const r = recorder();
+    const h = await makePair({ firstResponseMs: 5000, hooks: r.hooks });
+    h.backendPeer.resetAndDestroy();
+    await within(h.closed, 4000, 'close after the reset');
+    assert.equal(r.answers.length, 1);
+    assert.match(String(r.answers[0]), /before answering/);
+  });
+
+  it('a backend that closes before its first byte is reported; a client that left first is not the backend failing', async () => {
+    const r = recorder();
+    const h = await makePair({ firstResponseMs: 5000, hooks: r.hooks });
+    h.backendPeer.end();
+    await within(h.closed, 4000, 'close after the backend FIN');
+    assert.deepEqual(r.answers, ['closed before answering']);
+
+    const r2 = recorder();
+    const h2 = await makePair({ firstResponseMs: 5000, hooks: r2.hooks });
+    h2.client.resetAndDestroy();
+    await within(h2.closed, 4000, 'close after the client reset');
+    assert.deepEqual(r2.answers, []);
+  });
 });

@@ -54,6 +54,7 @@ const head = (text: string): HttpHead => (parseRequestHead(Buffer.from(text, 'la
 class Owner implements SlotOwner {
   readonly router = ROUTER;
   readonly connectTimeoutMs = 1000;
+  readonly tcpKeepAliveMs = 0;
   finished = false;
   readonly resourceId = 'app.test';
   readonly events: string[] = [];

@@ -52,7 +52,7 @@ async function backend(name: string): Promise<string> {
 async function proxy(options: HttpProtocolOptions = {}): Promise<number> {
   const resolver: Resolver = { resolve: (host) => (hosts[host] === undefined ? null : { endpoint: hosts[host] }) };
   const router = new Router({ sources: [{ name: 'test', resolver }], guard: new SsrfGuard({ allowPrivateBackends: true, allowBackends: [] }), cacheTtlMs: 60_000, cacheMaxEntries: 100, resolveTimeoutMs: 1000, health: new EndpointHealth() });
-  const settings: ListenerSettings = { name: 'web', protocol: 'http', host: '127.0.0.1', port: 0, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false };
+  const settings: ListenerSettings = { name: 'web', protocol: 'http', host: '127.0.0.1', port: 0, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, firstResponseTimeoutMs: 0, tcpKeepAliveMs: 0, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false };
   const listener = new Listener(settings, createHttpProtocol(options), router, null, pino({ level: 'silent' }));
   listeners.push(listener);
   return (await listener.listen()).port;

@@ -71,7 +71,7 @@ async function proxy(routeBy: SmtpOptions['routeBy']): Promise<number> {
   const router = new Router({ sources: [{ name: 'test', resolver }], guard: new SsrfGuard({ allowPrivateBackends: true, allowBackends: [] }), cacheTtlMs: 60_000, cacheMaxEntries: 100, resolveTimeoutMs: 1000, health: new EndpointHealth() });
   const module = createSmtpProtocol({ routeBy, hostname: 'mx.proxy.test', maxLineLength: 1000, replayTimeoutMs: 2000 });
   const listener = new Listener(
-    { name: 'mail', protocol: 'smtp', host: '127.0.0.1', port: 0, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false },
+    { name: 'mail', protocol: 'smtp', host: '127.0.0.1', port: 0, connectTimeoutMs: 1000, idleTimeoutMs: 0, handshakeTimeoutMs: 5000, firstResponseTimeoutMs: 0, tcpKeepAliveMs: 0, maxConnections: 0, maxOpeningBytes: 65536, reusePort: false },
     module,
     router,
     null,
