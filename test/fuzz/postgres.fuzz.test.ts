@@ -150,8 +150,8 @@ describe('PostgreSQL startup packets', () => {
   it('round-trip any parameter map with a non-empty user, whole, cut anywhere, or with bytes behind', (t) => {
     const packetArb = fc.record({
       user: cstring(1, 16),
-      // Names are never empty (an empty name is the list terminator); a repeated name keeps its last value, as a Map does.
-      others: fc.array(fc.tuple(cstring(1, 16).filter((name) => name !== 'user'), cstring(0, 24)), { maxLength: 8 }),
+      // Names are never empty (an empty name is the list terminator) and never repeat: a repeated one is refused (below).
+      others: fc.uniqueArray(fc.tuple(cstring(1, 16).filter((name) => name !== 'user'), cstring(0, 24)), { maxLength: 8, selector: ([name]) => name }),
       userAt: fc.nat(),
       version: fc.constantFrom(196608, 196609, 196610),
       cut: fc.nat(),
@@ -175,6 +175,13 @@ describe('PostgreSQL startup packets', () => {
         const parsed = parseStartupPacket(packet);
         assert.ok(parsed?.value.type === 'startup');
         assert.deepStrictEqual(parseStartupPacket(parsed.value.raw), parsed);
+        // The same name twice is refused (08P01): PostgreSQL keeps the last value, a pooler may keep the first.
+        const repeated = entries[userAt % entries.length] as [string, string];
+        const twice = Buffer.concat([...[...entries, repeated].map(([name, value]) => Buffer.from(`${name}\0${value}\0`, 'utf8')), Buffer.from([0])]);
+        assert.throws(() => parseStartupPacket(Buffer.concat([u32(8 + twice.length), u32(version), twice])), (err: unknown) => {
+          isProtocolError(err);
+          return true;
+        });
       }),
     );
   });
