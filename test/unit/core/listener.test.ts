@@ -60,14 +60,7 @@ async function startListener(resolver: Resolver, health: EndpointHealth, overrid
 
 /** Writes `payload`, ends, and collects everything until the proxy closes. */
 function roundTrip(port: number, payload: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let got = '';
-    const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => socket.end(payload));
-    socket.setEncoding('utf8');
-    socket.on('data', (text: string) => (got += text));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(got));
-  });
+  return exchange(port, payload, true);
 }
 
 describe('listener fast path (tcp, fixed backend)', () => {
