@@ -11,6 +11,7 @@ import { httpProtocol } from './http/index.ts';
 import { mongodbProtocol } from './mongodb/index.ts';
 import { mysqlProtocol } from './mysql/index.ts';
 import { postgresProtocol } from './postgres/index.ts';
+import { redisProtocol } from './redis/index.ts';
 import { smtpProtocol } from './smtp/index.ts';
 import { tcpProtocol } from './tcp/index.ts';
 import { wsBridgeProtocol } from './ws-bridge/index.ts';
@@ -24,6 +25,7 @@ export const PROTOCOLS = [
   httpProtocol,
   wsBridgeProtocol,
   fastcgiProtocol,
+  redisProtocol,
 ] as const satisfies readonly ProtocolDescriptor[];
 
 const byName: ReadonlyMap<string, ProtocolDescriptor> = new Map(PROTOCOLS.map((p) => [p.name, p]));
