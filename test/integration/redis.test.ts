@@ -283,6 +283,8 @@ describe('redis listener', { skip: missing ?? undefined }, () => {
     const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
     assert.match(text, /polyproxy_resource_connections_total\{resource="alice"\} [1-9]/);
     assert.match(text, /polyproxy_resource_connections_total\{resource="bob"\} [1-9]/);
+    // Each in-session WRONGPASS for an unrouted user counts as a NOT_FOUND.
+    assert.match(text, /polyproxy_errors_total\{[^}]*listener="kv"[^}]*kind="NOT_FOUND"[^}]*\} [1-9]/);
   });
 });
 

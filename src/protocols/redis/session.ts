@@ -226,7 +226,11 @@ export function createRedisProtocol(options: RedisOptions): ProtocolModule {
       return session.router.cached(resourceId, ctx) ?? (await session.router.route(resourceId, ctx));
     } catch (err) {
       const error = toPolyproxyError(err);
-      if (refusesInSession(error)) return null;
+      if (refusesInSession(error)) {
+        // Counted like a refused connection (polyproxy_errors_total by kind), though the client may AUTH again.
+        session.failed(error);
+        return null;
+      }
       throw error.resourceId === undefined ? new PolyproxyError(error.kind, error.message, { source: error.source, resourceId, cause: error }) : error;
     }
   }
