@@ -4,7 +4,9 @@
  * token), driven by nats.js and raw protocol lines.
  */
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, StringCodec } from 'nats';
 import type { ConnectionOptions, NatsConnection } from 'nats';
@@ -12,12 +14,15 @@ import { makeTestPki } from '../helpers/certs.ts';
 import type { TestPki } from '../helpers/certs.ts';
 import { startCli, writeConfig } from '../helpers/cli.ts';
 import type { RunningCli } from '../helpers/cli.ts';
+import { coldResolverModule } from '../helpers/cold-forwarder.ts';
 import { natsServerMissing, startNats } from '../helpers/nats-server.ts';
+import { freePort } from '../helpers/redis-server.ts';
 import type { OwnNats } from '../helpers/nats-server.ts';
 
 const missing = await natsServerMissing();
 const sc = StringCodec();
 const HANDSHAKE_TIMEOUT_MS = 1500;
+const COLD_START_DEADLINE_MS = 1500;
 
 let natsA: OwnNats;
 let natsB: OwnNats;
@@ -29,25 +34,28 @@ const sockets = new Set<net.Socket>();
 
 before(async () => {
   if (missing !== null) return;
-  natsA = await startNats('authorization { users: [ { user: alice, password: alice-pw } ] }');
+  natsA = await startNats('authorization { users: [ { user: alice, password: alice-pw }, { user: sleepy, password: sleepy-pw } ] }');
   natsB = await startNats('authorization { users: [ { user: bob, password: bob-pw } ] }');
   natsT = await startNats('authorization { token: "t1.secret" }');
   pki = await makeTestPki({ serverNames: ['127.0.0.1', 'localhost'] });
-  proxy = await startCli([
-    '--config',
-    await writeConfig({
-      workers: 1,
-      security: { allowBackends: ['127.0.0.0/8'] },
-      routes: { alice: `127.0.0.1:${natsA.port}`, bob: `127.0.0.1:${natsB.port}`, t1: `127.0.0.1:${natsT.port}`, carol: '127.0.0.1:1' },
-      listeners: [
-        { name: 'na', protocol: 'nats', host: '127.0.0.1', port: 0, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS },
-        { name: 'na-token', protocol: 'nats', host: '127.0.0.1', port: 0, routeBy: 'token' },
-        { name: 'na-big', protocol: 'nats', host: '127.0.0.1', port: 0, maxPayload: 8 * 1048576 },
-        { name: 'na-one', protocol: 'nats', host: '127.0.0.1', port: 0, maxConnections: 1 },
-        { name: 'na-tls', protocol: 'nats', host: '127.0.0.1', port: 0, tls: { cert: pki.serverCert, key: pki.serverKey } },
-      ],
-    }),
-  ]);
+  const file = await writeConfig({
+    workers: 1,
+    admin: { host: '127.0.0.1', port: 0 },
+    security: { allowBackends: ['127.0.0.0/8'] },
+    // Tenants "sleepy" (wakes to natsA) and "never" come from the module; the rest from routes.
+    resolver: { module: './resolver.mjs' },
+    coldStart: { timeoutMs: COLD_START_DEADLINE_MS, pollIntervalMs: 50 },
+    routes: { alice: `127.0.0.1:${natsA.port}`, bob: `127.0.0.1:${natsB.port}`, t1: `127.0.0.1:${natsT.port}`, carol: '127.0.0.1:1' },
+    listeners: [
+      { name: 'na', protocol: 'nats', host: '127.0.0.1', port: 0, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS },
+      { name: 'na-token', protocol: 'nats', host: '127.0.0.1', port: 0, routeBy: 'token' },
+      { name: 'na-big', protocol: 'nats', host: '127.0.0.1', port: 0, maxPayload: 8 * 1048576 },
+      { name: 'na-one', protocol: 'nats', host: '127.0.0.1', port: 0, maxConnections: 1 },
+      { name: 'na-tls', protocol: 'nats', host: '127.0.0.1', port: 0, tls: { cert: pki.serverCert, key: pki.serverKey } },
+    ],
+  });
+  await writeFile(path.join(path.dirname(file), 'resolver.mjs'), coldResolverModule({ sleepyId: 'sleepy', sleepyPort: await freePort(), targetPort: natsA.port, neverId: 'never', deadPort: await freePort() }));
+  proxy = await startCli(['--config', file]);
 });
 
 after(async () => {
@@ -189,6 +197,32 @@ describe('nats listener', { skip: missing ?? undefined }, () => {
     await refused.closed;
     assert.match(refused.text(), /^INFO [^\r\n]+\r\n-ERR 'maximum connections exceeded'\r\n$/);
     held.socket.destroy();
+  });
+
+  it('cold start: clients of a sleeping tenant wait for its wake and get through; one that never wakes gets -ERR at the deadline', async () => {
+    const sleepers = await Promise.all(Array.from({ length: 5 }, () => open('na', { user: 'sleepy', pass: 'sleepy-pw' })));
+    const got = new Promise<string>((resolve) => sleepers[0]?.subscribe('wake', { max: 1, callback: (_err, m) => resolve(sc.decode(m.data)) }));
+    await sleepers[0]?.flush();
+    sleepers[4]?.publish('wake', sc.encode('awake'));
+    assert.equal(await got, 'awake');
+    const admin = (proxy.ready as unknown as { admin: { port: number } }).admin;
+    const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+    assert.match(text, /polyproxy_cold_start_wakes_total 1\n/);
+    const started = Date.now();
+    const r = raw('na');
+    await r.waitFor('\r\n');
+    r.socket.write('CONNECT {"user":"never","pass":"x"}\r\n');
+    await r.closed;
+    assert.match(r.text(), /\r\n-ERR 'Server Unavailable'\r\n$/);
+    assert.ok(Date.now() - started >= COLD_START_DEADLINE_MS - 50, 'held until the deadline');
+  });
+
+  it('counts sessions per tenant in /metrics', async () => {
+    const admin = (proxy.ready as unknown as { admin: { port: number } }).admin;
+    const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+    assert.match(text, /polyproxy_resource_connections_total\{resource="alice"\} [1-9]/);
+    assert.match(text, /polyproxy_resource_connections_total\{resource="bob"\} [1-9]/);
+    assert.match(text, /polyproxy_resource_connections_total\{resource="t1"\} [1-9]/);
   });
 
   it('terminates TLS: INFO says tls_required, nats.js upgrades, the backend sees plaintext', async () => {

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +16,8 @@ import { makeTestPki } from '../helpers/certs.ts';
 import type { TestPki } from '../helpers/certs.ts';
 import { startCli, writeConfig } from '../helpers/cli.ts';
 import type { RunningCli } from '../helpers/cli.ts';
-import { REDIS_CLI, redisServerMissing, startRedis } from '../helpers/redis-server.ts';
+import { coldResolverModule } from '../helpers/cold-forwarder.ts';
+import { REDIS_CLI, freePort, redisServerMissing, startRedis } from '../helpers/redis-server.ts';
 import type { OwnRedis } from '../helpers/redis-server.ts';
 
 const execFileAsync = promisify(execFile);
@@ -22,6 +25,7 @@ const execFileAsync = promisify(execFile);
 const missing = await redisServerMissing();
 
 const HANDSHAKE_TIMEOUT_MS = 1500;
+const COLD_START_DEADLINE_MS = 1500;
 const WRONGPASS = '-WRONGPASS invalid username-password pair or user is disabled.\r\n';
 
 let redisA: OwnRedis;
@@ -34,13 +38,16 @@ const clients: Array<{ destroy(): void }> = [];
 
 before(async () => {
   if (missing !== null) return;
-  redisA = await startRedis({ alice: 'alice-pw' });
+  redisA = await startRedis({ alice: 'alice-pw', sleepy: 'sleepy-pw' });
   redisB = await startRedis({ bob: 'bob-pw' });
   pki = await makeTestPki({ serverNames: ['127.0.0.1', 'localhost', 'a.redis.test'] });
   const file = await writeConfig({
     workers: 1,
     admin: { host: '127.0.0.1', port: 0 },
     security: { allowBackends: ['127.0.0.0/8'] },
+    // Tenants "sleepy" (wakes to redisA) and "never" come from the module; the rest from routes.
+    resolver: { module: './resolver.mjs' },
+    coldStart: { timeoutMs: COLD_START_DEADLINE_MS, pollIntervalMs: 50 },
     routes: {
       alice: `127.0.0.1:${redisA.port}`,
       bob: `127.0.0.1:${redisB.port}`,
@@ -54,6 +61,7 @@ before(async () => {
       { name: 'kv-one', protocol: 'redis', host: '127.0.0.1', port: 0, maxConnections: 1 },
     ],
   });
+  await writeFile(path.join(path.dirname(file), 'resolver.mjs'), coldResolverModule({ sleepyId: 'sleepy', sleepyPort: await freePort(), targetPort: redisA.port, neverId: 'never', deadPort: await freePort() }));
   proxy = await startCli(['--config', file]);
   port = proxy.port('kv');
 });
@@ -276,6 +284,22 @@ describe('redis listener', { skip: missing ?? undefined }, () => {
     await c.set('via-sni', 'yes');
     assert.equal(await redisA.command('GET', 'via-sni'), '$3\r\nyes\r\n');
     c.destroy();
+  });
+
+  it('cold start: clients of a sleeping tenant wait for its wake and get through; one that never wakes gets -ERR at the deadline', async () => {
+    const sleepers = Array.from({ length: 5 }, () => client({ username: 'sleepy', password: 'sleepy-pw' }));
+    await Promise.all(sleepers.map((c) => c.connect()));
+    assert.deepEqual(await Promise.all(sleepers.map((c) => c.aclWhoAmI())), Array(5).fill('sleepy'));
+    for (const c of sleepers) c.destroy();
+    const admin = (proxy.ready as unknown as { admin: { port: number } }).admin;
+    const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+    assert.match(text, /polyproxy_cold_start_wakes_total 1\n/);
+    const started = Date.now();
+    const r = raw();
+    r.socket.write(resp('AUTH', 'never', 'pw'));
+    await r.closed;
+    assert.equal(r.text(), "-ERR the server for user 'never' is unavailable, try again later\r\n");
+    assert.ok(Date.now() - started >= COLD_START_DEADLINE_MS - 50, 'held until the deadline');
   });
 
   it('counts sessions per tenant in /metrics', async () => {
