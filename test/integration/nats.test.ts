@@ -50,6 +50,8 @@ before(async () => {
       { name: 'na', protocol: 'nats', host: '127.0.0.1', port: 0, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS },
       { name: 'na-token', protocol: 'nats', host: '127.0.0.1', port: 0, routeBy: 'token' },
       { name: 'na-big', protocol: 'nats', host: '127.0.0.1', port: 0, maxPayload: 8 * 1048576 },
+      { name: 'na-v9', protocol: 'nats', host: '127.0.0.1', port: 0, serverVersion: '9.0.0' },
+      { name: 'na-nohdr', protocol: 'nats', host: '127.0.0.1', port: 0, headers: false },
       { name: 'na-one', protocol: 'nats', host: '127.0.0.1', port: 0, maxConnections: 1 },
       { name: 'na-tls', protocol: 'nats', host: '127.0.0.1', port: 0, tls: { cert: pki.serverCert, key: pki.serverKey } },
     ],
@@ -182,6 +184,15 @@ describe('nats listener', { skip: missing ?? undefined }, () => {
     await assert.rejects(open('na-big', { user: 'alice', pass: 'alice-pw' }), /Server Unavailable/i);
     const logLine = await proxy.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('max_payload'));
     assert.match(logLine.msg, /smaller than the announced 8388608/);
+    await assert.rejects(open('na-v9', { user: 'alice', pass: 'alice-pw' }), /Server Unavailable/i);
+    await proxy.waitForLog((l) => typeof l.msg === 'string' && l.msg.includes('older than the announced 9.0.0'));
+  });
+
+  it('headers: false is announced, and the client then refuses to send headers itself', async () => {
+    const nc = await open('na-nohdr', { user: 'alice', pass: 'alice-pw' });
+    assert.equal(nc.info?.headers, false);
+    const { headers } = await import('nats');
+    assert.throws(() => nc.publish('x', sc.encode('y'), { headers: headers() }), /headers/i);
   });
 
   it('a client that never sends CONNECT gets Authentication Timeout', async () => {
