@@ -14,7 +14,7 @@ export const natsProtocol: ProtocolDescriptor<typeof natsListenerSchema> = {
       module: createNatsProtocol({
         routeBy: listener.routeBy,
         tokenSeparator: listener.tokenSeparator ?? '.',
-        announced: { maxPayload: listener.maxPayload, headers: listener.headers, serverVersion: listener.serverVersion, tls: listener.tls !== undefined, serverName: listener.name },
+        announced: { maxPayload: listener.maxPayload, headers: listener.headers, serverVersion: listener.serverVersion, tls: listener.tls !== undefined, tlsVerify: listener.tls?.requireClientCert === true, serverName: listener.name },
         replayTimeoutMs: listener.connectTimeoutMs,
       }),
       // The CONNECT line, and what the client pipelines behind it (PING, SUB, a first PUB) while the backend is dialled.

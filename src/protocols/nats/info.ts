@@ -32,6 +32,8 @@ export interface AnnouncedInfo {
   readonly serverVersion: string;
   /** The listener terminates TLS: the client must upgrade after INFO. */
   readonly tls: boolean;
+  /** The listener requires client certificates (INFO's tls_verify). */
+  readonly tlsVerify: boolean;
   /** INFO's server_name. */
   readonly serverName: string;
 }
@@ -56,7 +58,7 @@ export function infoLine(announced: AnnouncedInfo, clientId: number, clientIp: s
   };
   if (announced.tls) {
     info.tls_required = true;
-    info.tls_verify = false;
+    info.tls_verify = announced.tlsVerify;
   }
   return Buffer.from(`INFO ${JSON.stringify(info)} \r\n`);
 }

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { SERVER_ID, incompatibility, infoLine, parseVersion } from '../../../../src/protocols/nats/info.ts';
 import type { AnnouncedInfo } from '../../../../src/protocols/nats/info.ts';
 
-const announced: AnnouncedInfo = { maxPayload: 1048576, headers: true, serverVersion: '2.2.0', tls: false, serverName: 'na' };
+const announced: AnnouncedInfo = { maxPayload: 1048576, headers: true, serverVersion: '2.2.0', tls: false, tlsVerify: false, serverName: 'na' };
 const backend = { version: '2.9.10', proto: 1, headers: true, max_payload: 1048576, auth_required: true };
 
 describe('infoLine', () => {
@@ -16,6 +16,9 @@ describe('infoLine', () => {
     assert.match(SERVER_ID, /^N[A-Z2-7]{55}$/);
     const tls = JSON.parse(infoLine({ ...announced, tls: true }, 1, '::1').toString().slice(5)) as Record<string, unknown>;
     assert.equal(tls.tls_required, true);
+    assert.equal(tls.tls_verify, false);
+    const verify = JSON.parse(infoLine({ ...announced, tls: true, tlsVerify: true }, 1, '::1').toString().slice(5)) as Record<string, unknown>;
+    assert.equal(verify.tls_verify, true);
   });
 });
 
