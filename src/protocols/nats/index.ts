@@ -8,6 +8,8 @@ import { createNatsProtocol } from './session.ts';
 export const natsProtocol: ProtocolDescriptor<typeof natsListenerSchema> = {
   name: 'nats',
   schema: natsListenerSchema,
+  // Active probes connect; a backend that accepts but sends no (compatible) INFO counts as failed (passive, after replay).
+  healthProbe: 'tcp',
   check: checkNatsListener,
   create: (listener, ctx) =>
     pipelineListener(listener, ctx, {

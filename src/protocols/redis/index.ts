@@ -8,6 +8,8 @@ import { createRedisProtocol } from './session.ts';
 export const redisProtocol: ProtocolDescriptor<typeof redisListenerSchema> = {
   name: 'redis',
   schema: redisListenerSchema,
+  // Active probes connect; a backend that accepts but does not answer the replayed AUTH counts as failed (passive, after replay).
+  healthProbe: 'tcp',
   check: checkRedisListener,
   create: (listener, ctx) =>
     pipelineListener(listener, ctx, {
