@@ -183,13 +183,14 @@ export function createRedisProtocol(options: RedisOptions): ProtocolModule {
             continue;
           }
           if (parsed.auth === null) {
+            // HELLO without a version answers in the protocol already agreed to (2 at first), as Redis does.
             const proto: 2 | 3 = parsed.proto ?? agreed.hello?.proto ?? 2;
             agreed.hello = { proto, setname: parsed.setname ?? agreed.hello?.setname ?? null };
             conn.write(helloReply(proto, id));
             continue;
           }
           user = parsed.auth[0];
-          // HELLO without a version keeps the protocol the proxy already agreed to.
+          // AUTH comes after a version (parseHello), so `proto` is the client's; a SETNAME given to an earlier local HELLO still applies.
           const proto: 2 | 3 = parsed.proto ?? agreed.hello?.proto ?? 2;
           const setname = parsed.setname ?? agreed.hello?.setname ?? null;
           start = { command: encodeCommand(['HELLO', String(proto), 'AUTH', parsed.auth[0], parsed.auth[1], ...(setname === null ? [] : ['SETNAME', setname])]), answerOk: false };
