@@ -10,7 +10,9 @@ import { fastcgiProtocol } from './fastcgi/index.ts';
 import { httpProtocol } from './http/index.ts';
 import { mongodbProtocol } from './mongodb/index.ts';
 import { mysqlProtocol } from './mysql/index.ts';
+import { natsProtocol } from './nats/index.ts';
 import { postgresProtocol } from './postgres/index.ts';
+import { redisProtocol } from './redis/index.ts';
 import { smtpProtocol } from './smtp/index.ts';
 import { tcpProtocol } from './tcp/index.ts';
 import { wsBridgeProtocol } from './ws-bridge/index.ts';
@@ -24,6 +26,8 @@ export const PROTOCOLS = [
   httpProtocol,
   wsBridgeProtocol,
   fastcgiProtocol,
+  redisProtocol,
+  natsProtocol,
 ] as const satisfies readonly ProtocolDescriptor[];
 
 const byName: ReadonlyMap<string, ProtocolDescriptor> = new Map(PROTOCOLS.map((p) => [p.name, p]));

@@ -46,7 +46,7 @@ describe('config errors name the field', () => {
   });
 
   it('unknown or missing protocol', () => {
-    assertNamesField(() => parseConfig({ listeners: [{ protocol: 'redis', port: 1 }] }, '/'), 'listeners.0.protocol', /one of: postgres, tcp/);
+    assertNamesField(() => parseConfig({ listeners: [{ protocol: 'gopher', port: 1 }] }, '/'), 'listeners.0.protocol', /one of: postgres, tcp/);
     assertNamesField(() => parseConfig({ listeners: [{ port: 1 }] }, '/'), 'listeners.0.protocol', /one of: postgres, tcp/);
   });
 
