@@ -13,9 +13,11 @@ import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { AuthQuery } from '../../src/protocols/postgres/auth/auth-query.ts';
+import { parseEndpoint } from '../../src/core/endpoint.ts';
 import { makeTestPki } from '../helpers/certs.ts';
 import type { TestPki } from '../helpers/certs.ts';
-import { startCli, writeConfig } from '../helpers/cli.ts';
+import { ROOT, startCli, writeConfig } from '../helpers/cli.ts';
 import type { RunningCli } from '../helpers/cli.ts';
 import { startPostgresInstance } from '../helpers/postgres-instance.ts';
 import type { PostgresInstance } from '../helpers/postgres-instance.ts';
@@ -36,6 +38,8 @@ before(async () => {
       { name: 'passthru', password: 'pass-through secret' },
       { name: 'auth_user', password: 'auth secret' },
       { name: 'md5_app', password: 'md5 secret', encryption: 'md5' },
+      { name: 'tenant_app', password: 'tenant secret', database: 'tenant_db' },
+      { name: 'rotating', password: 'first' },
     ],
   });
   if (pgi === null) return;
@@ -48,10 +52,15 @@ before(async () => {
     grant execute on function polyproxy_auth.lookup(name) to auth_user;`);
   const [row] = await pgi.query<{ rolpassword: string }>("select rolpassword from pg_authid where rolname = 'app'");
   appVerifier = row?.rolpassword ?? '';
+  const [tenant] = await pgi.query<{ rolpassword: string }>("select rolpassword from pg_authid where rolname = 'tenant_app'");
+  // Read by test/fixtures/pg-credentials-resolver.ts in the proxy process.
+  process.env.PP_PG_AUTH_BACKEND = pgi.endpoint;
+  process.env.PP_PG_AUTH_VERIFIER = tenant?.rolpassword ?? '';
   pki = await makeTestPki();
   const file = await writeConfig({
     workers: 1,
     security: { allowBackends: ['127.0.0.0/8'] },
+    resolver: { module: `${ROOT}/test/fixtures/pg-credentials-resolver.ts` },
     routes: { postgres: pgi.endpoint },
     listeners: [
       { name: 'users', protocol: 'postgres', host: '127.0.0.1', port: 0, auth: { users: { app: { password: 'app secret' } } } },
@@ -66,6 +75,8 @@ before(async () => {
         tls: { cert: pki.serverCert, key: pki.serverKey },
         auth: { method: 'password', users: { app: { scramSecret: appVerifier } } },
       },
+      // Secrets only from the resolver's routes.
+      { name: 'tenant', protocol: 'postgres', host: '127.0.0.1', port: 0, auth: {} },
     ],
   });
   proxy = await startCli(['--config', file]);
@@ -81,8 +92,8 @@ function port(name: string): number {
   return (proxy as RunningCli).port(name);
 }
 
-async function pgQuery(listener: string, user: string, password: string, sql = 'select current_user as u'): Promise<Record<string, unknown>> {
-  const client = new pg.Client({ host: '127.0.0.1', port: port(listener), user, password, database: 'postgres' });
+async function pgQuery(listener: string, user: string, password: string, sql = 'select current_user as u', database = 'postgres'): Promise<Record<string, unknown>> {
+  const client = new pg.Client({ host: '127.0.0.1', port: port(listener), user, password, database });
   client.on('error', () => {});
   await client.connect();
   try {
@@ -180,4 +191,44 @@ test('cancel: the BackendKeyData the client got reaches the backend running its 
   } finally {
     await client.end();
   }
+});
+
+test('a resolver\'s route carries the tenant\'s users (Route.credentials): SCRAM pass-through with its verifier', async (t) => {
+  if (pgi === null) return t.skip('no PostgreSQL instance');
+  assert.equal((await pgQuery('tenant', 'tenant_app', 'tenant secret', 'select current_user as u', 'tenant_db')).u, 'tenant_app');
+  const wrong = await (async () => {
+    try {
+      await pgQuery('tenant', 'tenant_app', 'wrong', 'select 1', 'tenant_db');
+    } catch (err) {
+      return (err as { code: string }).code;
+    }
+    return 'logged in';
+  })();
+  assert.equal(wrong, '28P01');
+  // Another listener's users are not this one's: app is unknown here.
+  const unknown = await (async () => {
+    try {
+      await pgQuery('tenant', 'app', 'app secret', 'select 1', 'tenant_db');
+    } catch (err) {
+      return (err as { message: string }).message;
+    }
+    return 'logged in';
+  })();
+  assert.equal(unknown, 'password authentication failed for user "app"');
+});
+
+test('the auth query\'s answers are cached for cacheTtlMs per backend, database and user', async (t) => {
+  if (pgi === null) return t.skip('no PostgreSQL instance');
+  const settings = { user: 'auth_user', password: 'auth secret', database: undefined, query: LOOKUP };
+  const target = { candidates: [parseEndpoint(pgi.endpoint)], database: 'postgres', timeoutMs: 10_000 };
+  const cached = new AuthQuery({ ...settings, cacheTtlMs: 60_000 });
+  const uncached = new AuthQuery({ ...settings, cacheTtlMs: 0 });
+  const before = await cached.lookup(target, 'rotating');
+  assert.equal(before?.secret.kind, 'scram');
+  assert.equal(await cached.lookup(target, 'nobody'), null);
+  await pgi.query("alter role rotating password 'second'");
+  assert.deepEqual(await cached.lookup(target, 'rotating'), before, 'within the TTL: the cached secret');
+  const after = await uncached.lookup(target, 'rotating');
+  assert.notDeepEqual(after, before, 'no cache: the new secret');
+  await assert.rejects(new AuthQuery({ ...settings, password: 'wrong', cacheTtlMs: 0 }).lookup(target, 'rotating'), /auth query as "auth_user" on 127\.0\.0\.1:\d+ failed: the server refused the login: password authentication failed/);
 });
