@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { AuthQuery } from '../../src/protocols/postgres/auth/auth-query.ts';
 import { parseEndpoint } from '../../src/core/endpoint.ts';
+import { formatScramSecret, makeVerifier } from '../../src/protocols/postgres/auth/scram.ts';
 import { makeTestPki } from '../helpers/certs.ts';
 import type { TestPki } from '../helpers/certs.ts';
 import { ROOT, startCli, writeConfig } from '../helpers/cli.ts';
@@ -56,6 +57,7 @@ before(async () => {
   // Read by test/fixtures/pg-credentials-resolver.ts in the proxy process.
   process.env.PP_PG_AUTH_BACKEND = pgi.endpoint;
   process.env.PP_PG_AUTH_VERIFIER = tenant?.rolpassword ?? '';
+  const otherSalt = formatScramSecret(makeVerifier('app secret', Buffer.from('not the backend salt')));
   pki = await makeTestPki();
   const file = await writeConfig({
     workers: 1,
@@ -75,6 +77,9 @@ before(async () => {
         tls: { cert: pki.serverCert, key: pki.serverKey },
         auth: { method: 'password', users: { app: { scramSecret: appVerifier } } },
       },
+      // A verifier of the right password with another salt than the backend's: pass-through cannot work, backendPassword can.
+      { name: 'override', protocol: 'postgres', host: '127.0.0.1', port: 0, auth: { users: { app: { scramSecret: otherSalt, backendPassword: 'app secret' }, bare: { scramSecret: otherSalt } } } },
+      { name: 'deadline', protocol: 'postgres', host: '127.0.0.1', port: 0, handshakeTimeoutMs: 300, auth: { users: { app: { password: 'app secret' } } } },
       // Secrets only from the resolver's routes.
       { name: 'tenant', protocol: 'postgres', host: '127.0.0.1', port: 0, auth: {} },
     ],
@@ -231,4 +236,31 @@ test('the auth query\'s answers are cached for cacheTtlMs per backend, database 
   const after = await uncached.lookup(target, 'rotating');
   assert.notDeepEqual(after, before, 'no cache: the new secret');
   await assert.rejects(new AuthQuery({ ...settings, password: 'wrong', cacheTtlMs: 0 }).lookup(target, 'rotating'), /auth query as "auth_user" on 127\.0\.0\.1:\d+ failed: the server refused the login: password authentication failed/);
+});
+
+test('backendPassword: the proxy logs in with it where the client\'s SCRAM keys cannot (another salt); without it the backend\'s own 28P01 reaches the client', async (t) => {
+  if (pgi === null) return t.skip('no PostgreSQL instance');
+  assert.equal((await pgQuery('override', 'app', 'app secret')).u, 'app');
+  await pgi.query("create role bare login password 'app secret'");
+  const refusedByBackend = await refusal('override', 'bare', 'app secret');
+  assert.deepEqual(refusedByBackend, { code: '28P01', message: 'password authentication failed for user "bare"', severity: 'FATAL' });
+});
+
+test('the handshake deadline covers the client\'s authentication: a client that never answers the SASL request is cut off with 08P01', async (t) => {
+  if (pgi === null) return t.skip('no PostgreSQL instance');
+  const socket = net.connect(port('deadline'), '127.0.0.1');
+  const body = Buffer.from('user\0app\0database\0postgres\0\0');
+  const startup = Buffer.alloc(8 + body.length);
+  startup.writeUInt32BE(8 + body.length, 0);
+  startup.writeUInt32BE(0x00030000, 4);
+  body.copy(startup, 8);
+  socket.write(startup);
+  const received: Buffer[] = [];
+  socket.on('data', (chunk) => received.push(chunk));
+  await new Promise((resolve) => socket.once('close', resolve));
+  const all = Buffer.concat(received);
+  assert.equal(all[0], 0x52, 'the SASL request came first');
+  const error = all.subarray(1 + all.readUInt32BE(1));
+  assert.equal(error[0], 0x45);
+  assert.match(error.toString('latin1'), /C08P01/);
 });
