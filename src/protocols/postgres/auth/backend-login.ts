@@ -41,7 +41,7 @@ import {
   startupMessage,
 } from './messages.ts';
 import type { Message } from './messages.ts';
-import { SCRAM_SHA_256, ScramError, equalBytes, hmac, keysOf, md5Response, md5Secret, parseServerFinal, parseServerFirst, saltedPassword, sha256, xor } from './scram.ts';
+import { SCRAM_SHA_256, ScramError, equalBytes, hmac, keysOf, md5Response, md5Secret, parseServerFinal, parseServerFirst, saltedPasswordAsync, sha256, xor } from './scram.ts';
 import { PostgresServerError } from './server-error.ts';
 import type { BackendCredentials, BackendLoginOptions, BackendLoginResult } from './types.ts';
 
@@ -85,7 +85,7 @@ export async function backendLogin(socket: Socket, options: BackendLoginOptions)
           if (msg.body.length < 4) throw loginError('short authentication request');
           const code = msg.body.readUInt32BE(0);
           const data = msg.body.subarray(4);
-          const answer = answerAuth(code, data, options, sasl);
+          const answer = await answerAuth(code, data, options, sasl);
           if (answer === null) authenticated = true;
           else if (answer.length > 0) socket.write(answer);
           break;
@@ -127,7 +127,7 @@ export async function backendLogin(socket: Socket, options: BackendLoginOptions)
 }
 
 /** The reply to one authentication request: bytes to send, empty to send nothing, null for AuthenticationOk. */
-function answerAuth(code: number, data: Buffer, options: BackendLoginOptions, sasl: ScramClient): Buffer | null {
+async function answerAuth(code: number, data: Buffer, options: BackendLoginOptions, sasl: ScramClient): Promise<Buffer | null> {
   const credentials = options.credentials;
   switch (code) {
     case AUTH_OK:
@@ -199,14 +199,14 @@ class ScramClient {
     return saslInitialResponse(SCRAM_SHA_256, Buffer.from(`n,,${this.#clientFirstBare}`));
   }
 
-  final(serverFirstText: string): Buffer {
+  async final(serverFirstText: string): Promise<Buffer> {
     if (!this.started || this.#serverKey !== null) throw loginError('unexpected SASLContinue');
     const serverFirst = scram(() => parseServerFirst(serverFirstText));
     if (!serverFirst.nonce.startsWith(this.#nonce) || serverFirst.nonce.length === this.#nonce.length) throw loginError('the server\'s SCRAM nonce does not extend the proxy\'s');
     const credentials = this.#credentials;
     let clientKey: Buffer;
     if (credentials.kind === 'password') {
-      const keys = keysOf(saltedPassword(credentials.password, serverFirst.salt, serverFirst.iterations));
+      const keys = keysOf(await saltedPasswordAsync(credentials.password, serverFirst.salt, serverFirst.iterations));
       clientKey = keys.clientKey;
       this.#serverKey = keys.serverKey;
     } else if (credentials.kind === 'scram-keys') {

@@ -32,7 +32,7 @@ import {
   parseSaslInitialResponse,
 } from './messages.ts';
 import type { Message } from './messages.ts';
-import { DEFAULT_ITERATIONS, SCRAM_SHA_256, ScramError, equalBytes, hmac, keysOf, md5Response, md5Secret, parseClientFinal, parseClientFirst, saltedPassword, sha256, xor } from './scram.ts';
+import { DEFAULT_ITERATIONS, SCRAM_SHA_256, ScramError, equalBytes, hmac, keysOf, md5Response, md5Secret, parseClientFinal, parseClientFirst, saltedPasswordAsync, sha256, xor } from './scram.ts';
 import { mockSalt, verifierOfPassword } from './secrets.ts';
 import type { AuthMethod, AuthenticatedClient, BackendCredentials, ScramVerifier, SecretLookup, UserEntry } from './types.ts';
 
@@ -110,7 +110,7 @@ async function cleartext(io: ClientIO, user: string, entry: UserEntry | null): P
   if (secret?.kind === 'password') ok = equalBytes(Buffer.from(password), Buffer.from(secret.password));
   else if (secret?.kind === 'md5') ok = equalBytes(Buffer.from(md5Secret(password, user)), Buffer.from(secret.hash));
   else if (secret?.kind === 'scram') {
-    const { clientKey, serverKey } = keysOf(saltedPassword(password, secret.verifier.salt, secret.verifier.iterations));
+    const { clientKey, serverKey } = keysOf(await saltedPasswordAsync(password, secret.verifier.salt, secret.verifier.iterations));
     ok = equalBytes(sha256(clientKey), secret.verifier.storedKey) && equalBytes(serverKey, secret.verifier.serverKey);
   }
   if (!ok || entry === null) throw passwordFailed(user);

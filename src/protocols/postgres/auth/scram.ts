@@ -4,7 +4,7 @@
  * for the four messages. Pure functions; the exchanges live in
  * backend-login.ts (client side) and client-auth.ts (server side).
  */
-import { createHash, createHmac, pbkdf2Sync, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, pbkdf2Sync, timingSafeEqual } from 'node:crypto';
 import type { ScramVerifier } from './types.ts';
 
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
@@ -43,6 +43,17 @@ export function equalBytes(a: Buffer, b: Buffer): boolean {
 /** SaltedPassword = Hi(Normalize(password), salt, i), with PostgreSQL's SASLprep (saslPrep below). */
 export function saltedPassword(password: string, salt: Buffer, iterations: number): Buffer {
   return pbkdf2Sync(Buffer.from(saslPrep(password), 'utf8'), salt, iterations, KEY_LENGTH, 'sha256');
+}
+
+/**
+ * saltedPassword on libuv's thread pool: for iteration counts the proxy
+ * does not choose (a server's challenge, a tenant's verifier), so a large
+ * one costs latency for that login, not a stalled event loop.
+ */
+export function saltedPasswordAsync(password: string, salt: Buffer, iterations: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    pbkdf2(Buffer.from(saslPrep(password), 'utf8'), salt, iterations, KEY_LENGTH, 'sha256', (err, key) => (err === null ? resolve(key) : reject(err)));
+  });
 }
 
 /** ClientKey and ServerKey of a salted password. */
