@@ -264,3 +264,10 @@ test('the handshake deadline covers the client\'s authentication: a client that 
   assert.equal(error[0], 0x45);
   assert.match(error.toString('latin1'), /C08P01/);
 });
+
+test('routing comes first and fails as without auth: an unrouted database gets 3D000 naming it', async (t) => {
+  if (pgi === null) return t.skip('no PostgreSQL instance');
+  const client = new pg.Client({ host: '127.0.0.1', port: port('users'), user: 'app', password: 'app secret', database: 'not_routed' });
+  client.on('error', () => {});
+  await assert.rejects(client.connect(), (err: { code?: string; message: string }) => err.code === '3D000' && err.message === 'database "not_routed" is not routed by this proxy');
+});

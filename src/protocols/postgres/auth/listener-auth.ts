@@ -101,7 +101,14 @@ export async function authenticatedOpening(
   if (negotiate !== null) conn.write(negotiate);
   const user = startup.params.get('user') as string;
   const database = startup.params.get('database') || user;
-  const decision = await session.router.route(database, session.resolveContext());
+  let decision: RouteDecision;
+  try {
+    decision = await session.router.route(database, session.resolveContext());
+  } catch (err) {
+    // Core knows the resource only from an Opening: name it in the error, as the relay path does.
+    if (!(err instanceof PolyproxyError) || err.resourceId !== undefined) throw err;
+    throw new PolyproxyError(err.kind, err.message, { source: err.source, retryable: err.retryable, cause: err, resourceId: database });
+  }
   const client = await authenticateClient(conn, startup, auth.settings, secretLookupFor(auth, decision, database));
   return { opening: { resourceId: database, replay: null, decision, ...hooks }, client };
 }
