@@ -1,7 +1,7 @@
 /** Public API for embedding polyproxy and writing resolvers. */
 export { PolyproxyError, ResolveError } from './core/errors.ts';
 export type { FailureKind, FailureSource, ResolveErrorCode } from './core/errors.ts';
-export type { Activity, ColdStart, ConnectionInfo, ConnectionSummary, ResolveContext, Resolver, ResolverModuleExport, Route, TlsInfo } from './core/resolver.ts';
+export type { Activity, ColdStart, ConnectionInfo, ConnectionSummary, ResolveContext, Resolver, ResolverModuleExport, Route, RouteCredential, TlsInfo } from './core/resolver.ts';
 export { parseEndpoint } from './core/endpoint.ts';
 export type { Endpoint } from './core/endpoint.ts';
 export { StaticRoutes } from './core/static-routes.ts';

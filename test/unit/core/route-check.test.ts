@@ -93,3 +93,22 @@ describe('checkRoute', () => {
     }
   });
 });
+
+describe('checkRoute: credentials (proxy-side authentication)', () => {
+  it('copies users with a password or a SCRAM verifier, and backendPassword', () => {
+    const answer = { endpoint: '127.0.0.1:5432', credentials: { app: { password: 'pw', extra: 1 }, ro: { scramSecret: 'SCRAM-SHA-256$4096:c2FsdA==$a:b', backendPassword: 'x' } } };
+    const route = checkRoute(answer, 'mod', 'shop');
+    assert.deepEqual({ ...route.credentials }, { app: { password: 'pw' }, ro: { scramSecret: 'SCRAM-SHA-256$4096:c2FsdA==$a:b', backendPassword: 'x' } });
+    assert.notEqual(route.credentials, answer.credentials);
+  });
+
+  it('refuses what is not a table of users with exactly one secret, without echoing secrets', () => {
+    refused({ ...ok, credentials: 'pw' }, /^.*credentials must be a plain object/);
+    refused({ ...ok, credentials: [] }, /credentials must be a plain object/);
+    refused({ ...ok, credentials: { app: 'pw' } }, /credentials\.app must be an object/);
+    refused({ ...ok, credentials: { app: {} } }, /credentials\.app must have exactly one of password and scramSecret/);
+    refused({ ...ok, credentials: { app: { password: 'a', scramSecret: 'b' } } }, /exactly one/);
+    refused({ ...ok, credentials: { app: { password: 5 } } }, /credentials\.app\.password must be a non-empty string, got 5/);
+    refused({ ...ok, credentials: { app: { password: '' } } }, /got an empty string/);
+  });
+});
