@@ -47,7 +47,16 @@ export interface Route {
   ttlMs?: number;
   replicas?: readonly string[];
   coldStart?: ColdStart;
+  /**
+   * How the http listener speaks to this route's backends: 'h1' (default,
+   * HTTP/1.1) or 'h2' (HTTP/2 cleartext, prior knowledge). gRPC requests use
+   * HTTP/2 whatever this says. Other protocols ignore it.
+   */
+  protocol?: BackendProtocol;
 }
+
+/** A backend's HTTP version (Route.protocol). */
+export type BackendProtocol = 'h1' | 'h2';
 
 export interface ConnectionInfo {
   readonly protocol: string;

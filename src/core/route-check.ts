@@ -52,6 +52,12 @@ export function checkRoute(answer: unknown, source: string, resourceId: string):
       if (proto !== Object.prototype && proto !== null) throw bad(`must be a plain object, got ${kindOf(metadata)}`);
       route.metadata = { ...(metadata as Record<string, unknown>) };
     }
+    field = 'protocol';
+    const protocol = raw.protocol;
+    if (protocol !== undefined && protocol !== null) {
+      if (protocol !== 'h1' && protocol !== 'h2') throw bad(`must be "h1" or "h2", got ${kindOf(protocol)}`);
+      route.protocol = protocol;
+    }
     field = 'coldStart';
     const coldStart = raw.coldStart;
     if (coldStart !== undefined && coldStart !== null) {
