@@ -14,6 +14,7 @@
  * through a symbol field.
  */
 import http2 from 'node:http2';
+import { PassThrough } from 'node:stream';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../../core/endpoint.ts';
@@ -141,7 +142,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
         path,
         method: this.method,
         headers: h1RequestHeaders(this.raw, this.authority as string, conn.forward),
-        body: hasBody ? stream : null,
+        body: hasBody ? requestBody(stream) : null,
         headersTimeout: conn.backendTimeoutMs,
         bodyTimeout: conn.backendTimeoutMs,
       },
@@ -397,6 +398,18 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   onClientDrain(): void {
     this.#controller?.resume();
   }
+}
+
+/**
+ * The request body as undici reads it: a PassThrough the client stream is
+ * piped into (backpressure through the pipe). Not the stream itself:
+ * undici destroys a body stream once it has sent it, which would reset
+ * the client's stream before its response.
+ */
+function requestBody(stream: ServerHttp2Stream): PassThrough {
+  const body = new PassThrough();
+  stream.pipe(body);
+  return body;
 }
 
 /** undici's failures as the proxy's kinds: a timeout is 504, anything else 502. */

@@ -23,6 +23,7 @@
 import http2 from 'node:http2';
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
+import { PolyproxyError } from '../../../core/errors.ts';
 import type { DrainTarget, ProtocolSession } from '../../../core/protocol.ts';
 import type { ResolveContext } from '../../../core/resolver.ts';
 import { H2Exchange } from './exchange.ts';
@@ -103,6 +104,11 @@ export class H2Front {
   /** Serves `socket` as an HTTP/2 connection; `leftover`: bytes already read from it (the preface, maybe more). */
   accept(socket: Socket, leftover: Buffer | null, core: ProtocolSession): H2Connection {
     const conn = new H2Connection(this, core);
+    // A server-side TLSSocket made by hand (ClientConnection.upgradeToTls) keeps secureConnecting
+    // true after its handshake (only tls.Server's own path clears it), and node:http2 would wait
+    // for a 'secureConnect' that never comes. The handshake is done here.
+    const secure = socket as Socket & { secureConnecting?: boolean };
+    if (secure.secureConnecting === true) secure.secureConnecting = false;
     // Paused first: unshift on a flowing socket would emit the bytes as 'data' instead of buffering them for node:http2.
     socket.pause();
     if (leftover !== null && leftover.length > 0) socket.unshift(leftover);
@@ -214,8 +220,9 @@ export class H2Connection implements DrainTarget {
     if (this.#cutOff || session === null || session.destroyed) return;
     this.#cutOff = true;
     this.counters.goaway[reason]++;
-    // destroy(undefined, code) sends GOAWAY with `code` and closes (no 'error' event).
-    session.destroy(undefined, code);
+    // destroy(error, code) sends GOAWAY with `code` and closes; its 'error' event is ignored (#cutOff).
+    // (destroy(undefined, code) would send NO_ERROR: the error parameter defaults to code 0.)
+    session.destroy(new PolyproxyError('PROTOCOL', `HTTP/2 connection cut off: ${reason}`, { source: 'client' }), code);
   }
 
   onSessionError(err: Error): void {
