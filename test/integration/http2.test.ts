@@ -7,7 +7,8 @@
  * settings reach the client; a header list past maxHeaderListSize resets
  * that stream only; a rapid-reset flood (node:http2 creating and
  * cancelling streams) is cut off with GOAWAY ENHANCE_YOUR_CALM while new
- * connections are served; `http2.enabled: false` keeps HTTP/1.1 only;
+ * connections are served; PING, SETTINGS and CONTINUATION floods are cut
+ * off with a GOAWAY and counted; `http2.enabled: false` keeps HTTP/1.1 only;
  * SIGTERM sends GOAWAY and the stream in flight finishes.
  */
 import assert from 'node:assert/strict';
@@ -15,6 +16,7 @@ import { execFile } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -306,6 +308,51 @@ describe('http listener: HTTP/2', () => {
       attacker.destroy();
       await close(bystander);
     }
+  });
+
+  it('PING, SETTINGS and CONTINUATION floods are cut off with GOAWAY and counted; the proxy keeps serving', async () => {
+    const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
+      const head = Buffer.alloc(9);
+      head.writeUIntBE(payload.length, 0, 3);
+      head[3] = type;
+      head[4] = flags;
+      head.writeUInt32BE(stream, 5);
+      return Buffer.concat([head, payload]);
+    };
+    const floods: Record<string, Buffer[]> = {
+      ping: Array.from({ length: 50000 }, () => frame(6, 0, 0, Buffer.alloc(8))),
+      settings: Array.from({ length: 50000 }, () => frame(4, 0, 0, Buffer.alloc(0))),
+      // HEADERS without END_HEADERS on stream 1, then empty CONTINUATION frames without end.
+      continuation: [frame(1, 0x1, 1, Buffer.from([0x82])), ...Array.from({ length: 50000 }, () => frame(9, 0, 1, Buffer.alloc(0)))],
+    };
+    const before = await scrape();
+    for (const [kind, frames] of Object.entries(floods)) {
+      // The client does not read while it floods (the proxy's ACKs pile up), then reads what came.
+      const received = await new Promise<Buffer>((resolve, reject) => {
+        const socket = net.connect(h2c, '127.0.0.1');
+        const chunks: Buffer[] = [];
+        socket.pause();
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('close', () => resolve(Buffer.concat(chunks)));
+        socket.on('error', reject);
+        socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), frame(4, 0, 0, Buffer.alloc(0)), ...frames]));
+        setTimeout(() => socket.resume(), 500);
+      });
+      // Walk the frames the proxy sent: the last is a GOAWAY (type 7) with an error code.
+      let at = 0;
+      let goaway: number | null = null;
+      while (at + 9 <= received.length) {
+        const length = received.readUIntBE(at, 3);
+        if (received[at + 3] === 7 && at + 9 + 8 <= received.length) goaway = received.readUInt32BE(at + 9 + 4);
+        at += 9 + length;
+      }
+      assert.ok(goaway !== null && goaway !== 0, `${kind}: GOAWAY with an error code, got ${String(goaway)}`);
+    }
+    const now = await scrape();
+    assert.equal(sample(now, 'polyproxy_http2_goaway_total', { listener: 'h2c', reason: 'flood' }) - sample(before, 'polyproxy_http2_goaway_total', { listener: 'h2c', reason: 'flood' }), 3);
+    const session = await connect(`http://127.0.0.1:${h2c}`);
+    assert.equal((await get(session, 'a.test', '/after-floods')).status, 200);
+    await close(session);
   });
 
   it('http2.enabled false: ALPN is http/1.1 only and the h2c preface is not served', async () => {
