@@ -310,7 +310,7 @@ describe('http listener: HTTP/2', () => {
     }
   });
 
-  it('PING, SETTINGS and CONTINUATION floods are cut off with GOAWAY and counted; the proxy keeps serving', async () => {
+  it('PING, SETTINGS and CONTINUATION floods and an oversized HPACK table are cut off with GOAWAY and counted; the proxy keeps serving', async () => {
     const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
       const head = Buffer.alloc(9);
       head.writeUIntBE(payload.length, 0, 3);
@@ -324,6 +324,8 @@ describe('http listener: HTTP/2', () => {
       settings: Array.from({ length: 50000 }, () => frame(4, 0, 0, Buffer.alloc(0))),
       // HEADERS without END_HEADERS on stream 1, then empty CONTINUATION frames without end.
       continuation: [frame(1, 0x1, 1, Buffer.from([0x82])), ...Array.from({ length: 50000 }, () => frame(9, 0, 1, Buffer.alloc(0)))],
+      // An HPACK dynamic table size update to 100,000 bytes, past the 4,096 the proxy announced (RFC 7541 §4.2, §6.3).
+      hpack: [frame(1, 0x5, 1, Buffer.from([0x3f, 0x81, 0x8d, 0x06, 0x82, 0x84, 0x86]))],
     };
     const before = await scrape();
     for (const [kind, frames] of Object.entries(floods)) {
@@ -347,9 +349,13 @@ describe('http listener: HTTP/2', () => {
         at += 9 + length;
       }
       assert.ok(goaway !== null && goaway !== 0, `${kind}: GOAWAY with an error code, got ${String(goaway)}`);
+      if (kind === 'hpack') assert.equal(goaway, http2.constants.NGHTTP2_COMPRESSION_ERROR);
     }
     const now = await scrape();
-    assert.equal(sample(now, 'polyproxy_http2_goaway_total', { listener: 'h2c', reason: 'flood' }) - sample(before, 'polyproxy_http2_goaway_total', { listener: 'h2c', reason: 'flood' }), 3);
+    const delta = (reason: string): number => sample(now, 'polyproxy_http2_goaway_total', { listener: 'h2c', reason }) - sample(before, 'polyproxy_http2_goaway_total', { listener: 'h2c', reason });
+    assert.equal(delta('flood'), 3);
+    // nghttp2 reports the HPACK failure as a plain protocol error (NGHTTP2_ERR_PROTO), counted as such.
+    assert.equal(delta('protocol'), 1);
     const session = await connect(`http://127.0.0.1:${h2c}`);
     assert.equal((await get(session, 'a.test', '/after-floods')).status, 200);
     await close(session);

@@ -18,7 +18,8 @@
  * ENHANCE_YOUR_CALM. nghttp2 itself cuts CONTINUATION floods, SETTINGS and
  * PING floods (its outbound ACK queue) and HPACK errors (a dynamic table
  * update past the size we announced is a COMPRESSION_ERROR) with a GOAWAY;
- * each is counted here by the error the session reports.
+ * each is counted here by the error the session reports (floods as
+ * `flood`, HPACK and other protocol errors as `protocol`).
  */
 import http2 from 'node:http2';
 import type { Http2Server, IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
@@ -68,9 +69,10 @@ const FLOOD_ERRNOS = new Set([
   -904, // NGHTTP2_ERR_FLOODED: the peer's SETTINGS/PING (or other) frames outran our ACKs
   -905, // NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
   -537, // NGHTTP2_ERR_TOO_MANY_SETTINGS
-  -523, // NGHTTP2_ERR_HEADER_COMP: HPACK decoding failed (e.g. a table size update past our SETTINGS_HEADER_TABLE_SIZE)
-  -536, // NGHTTP2_ERR_SETTINGS_EXPECTED
 ]);
+// An HPACK failure (e.g. a table size update past our SETTINGS_HEADER_TABLE_SIZE) reaches us as
+// NGHTTP2_ERR_PROTO (-505), like any other protocol error: nghttp2 has sent GOAWAY
+// COMPRESSION_ERROR, and it is counted under 'protocol'.
 
 /** One per http listener: the node:http2 server its HTTP/2 connections are handed to, and the backend pools of their streams. */
 export class H2Front {

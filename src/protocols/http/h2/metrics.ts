@@ -87,7 +87,7 @@ new Counter({
 
 new Counter({
   name: 'polyproxy_http2_goaway_total',
-  help: 'HTTP/2 client connections the proxy sent GOAWAY to, by reason: drain (shutdown), rapid_reset (too many streams reset), flood (SETTINGS/PING/CONTINUATION floods, oversized header blocks), protocol (other errors).',
+  help: 'HTTP/2 client connections the proxy sent GOAWAY to, by reason: drain (shutdown), rapid_reset (too many streams reset), flood (SETTINGS/PING/CONTINUATION floods), protocol (other protocol errors, HPACK errors such as an oversized table update included).',
   labelNames: ['listener', 'reason'] as const,
   registers: [registry],
   collect(this: Counter<'listener' | 'reason'>) {
