@@ -47,6 +47,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   readonly method: string;
   readonly accept: string | undefined;
   readonly authority: string | undefined;
+  readonly path: string;
   resourceId: string | undefined = undefined;
   /** Response headers went to the client. */
   responded = false;
@@ -72,6 +73,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     this.grpc = isGrpc(headers['content-type']);
     this.accept = headers.accept;
     this.authority = headers[':authority'] ?? headers.host;
+    this.path = headers[':path'] ?? '/';
     (stream as ExchangeStream)[kExchange] = this;
     stream.on('error', streamOnError);
     stream.on('aborted', streamOnAborted);
@@ -136,10 +138,9 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = pool.stats.free > 0 ? 'reused' : 'new';
     const stream = this.stream;
     const hasBody = !stream.endAfterHeaders;
-    const path = this.raw[this.raw.indexOf(':path') + 1] ?? '/';
     pool.dispatch(
       {
-        path,
+        path: this.path,
         method: this.method,
         headers: h1RequestHeaders(this.raw, this.authority as string, conn.forward),
         body: hasBody ? requestBody(stream) : null,
