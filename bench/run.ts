@@ -18,6 +18,7 @@ import { buildPolyproxy } from './lib/targets.ts';
 import { brokersScenario } from './scenarios/brokers.ts';
 import { fastcgiScenario } from './scenarios/fastcgi.ts';
 import { httpRpsScenario } from './scenarios/http-rps.ts';
+import { http2Scenario } from './scenarios/http2.ts';
 import { idleMemoryScenario } from './scenarios/idle-memory.ts';
 import { mysqlSysbenchScenario } from './scenarios/mysql-sysbench.ts';
 import { pgbenchScenario } from './scenarios/pgbench.ts';
@@ -28,7 +29,7 @@ import { tcpRateScenario } from './scenarios/tcp-rate.ts';
 import { tcpRrScenario } from './scenarios/tcp-rr.ts';
 import { wsBridgeScenario } from './scenarios/ws-bridge.ts';
 
-const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario];
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario];
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);

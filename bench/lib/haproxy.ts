@@ -22,6 +22,8 @@ export interface HaproxyTcpOptions {
   readonly name?: string;
   /** `http`: `mode http` with `option http-keep-alive` (default `tcp`). */
   readonly mode?: 'tcp' | 'http';
+  /** Extra words on the frontend's bind line, e.g. `proto h2` (HTTP/2 cleartext with prior knowledge). */
+  readonly bind?: string;
   /** `maxconn` (default 4000; HAProxy wants ~2 fds per connection + spare, under the 20,000 open-file limit). */
   readonly maxConn?: number;
 }
@@ -53,7 +55,7 @@ export async function startHaproxyTcp(ctx: ScenarioContext, options: HaproxyTcpO
       ...(options.splice === true ? ['  option splice-auto'] : []),
       '',
       'frontend fe',
-      `  bind 127.0.0.1:${port}`,
+      `  bind 127.0.0.1:${port}${options.bind === undefined ? '' : ` ${options.bind}`}`,
       '  default_backend be',
       '',
       'backend be',

@@ -29,7 +29,13 @@ export const listenerSchema = z.discriminatedUnion('protocol', PROTOCOLS.map((p)
   error: (issue) => (issue.code === 'invalid_union' ? `protocol must be one of: ${PROTOCOLS.map((p) => p.name).join(', ')}` : undefined),
 });
 
-const routeValue = z.union([endpoint, z.array(endpoint).min(1), z.strictObject({ primary: endpoint, replicas: z.array(endpoint).optional() })]);
+const routeValue = z.union([
+  endpoint,
+  z.array(endpoint).min(1),
+  z.strictObject({ primary: endpoint, replicas: z.array(endpoint).optional() }),
+  /** `{ endpoint, protocol: h2 }`: the http listener speaks HTTP/2 (h2c) to these backends. */
+  z.strictObject({ endpoint: z.union([endpoint, z.array(endpoint).min(1)]), protocol: z.enum(['h1', 'h2']).optional() }),
+]);
 
 export const configSchema = z
   .strictObject({

@@ -55,6 +55,12 @@ export interface Route {
    * `auth.users` and auth query; other listeners ignore it.
    */
   credentials?: Readonly<Record<string, RouteCredential>>;
+  /**
+   * How the http listener speaks to this route's backends: 'h1' (default,
+   * HTTP/1.1) or 'h2' (HTTP/2 cleartext, prior knowledge). gRPC requests use
+   * HTTP/2 whatever this says. Other protocols ignore it.
+   */
+  protocol?: BackendProtocol;
 }
 
 /** One user's secret in Route.credentials: exactly one of password / scramSecret. */
@@ -64,6 +70,9 @@ export interface RouteCredential {
   /** Log in to the backend with this password instead of what the client proved. */
   readonly backendPassword?: string;
 }
+
+/** A backend's HTTP version (Route.protocol). */
+export type BackendProtocol = 'h1' | 'h2';
 
 export interface ConnectionInfo {
   readonly protocol: string;

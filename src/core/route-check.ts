@@ -58,6 +58,12 @@ export function checkRoute(answer: unknown, source: string, resourceId: string):
       field = `credentials${at}`;
       return bad(why);
     });
+    field = 'protocol';
+    const protocol = raw.protocol;
+    if (protocol !== undefined && protocol !== null) {
+      if (protocol !== 'h1' && protocol !== 'h2') throw bad(`must be "h1" or "h2", got ${kindOf(protocol)}`);
+      route.protocol = protocol;
+    }
     field = 'coldStart';
     const coldStart = raw.coldStart;
     if (coldStart !== undefined && coldStart !== null) {

@@ -3,10 +3,15 @@
  * `*.domain` wildcards; among wildcards the longest suffix wins. Built once
  * per config load and never mutated (reload swaps the whole table).
  */
-import type { Resolver, Route } from './resolver.ts';
+import type { BackendProtocol, Resolver, Route } from './resolver.ts';
 import { parseEndpoint } from './endpoint.ts';
 
-export type StaticRouteValue = string | readonly string[] | { primary: string; replicas?: readonly string[] };
+export type StaticRouteValue =
+  | string
+  | readonly string[]
+  | { primary: string; replicas?: readonly string[] }
+  /** An endpoint (or a balanced list) with the HTTP version its backends speak (Route.protocol). */
+  | { endpoint: string | readonly string[]; protocol?: BackendProtocol };
 
 export class StaticRoutes implements Resolver {
   readonly #exact = new Map<string, Route>();
@@ -52,6 +57,15 @@ function toRoute(key: string, value: StaticRouteValue): Route {
   if (Array.isArray(value)) {
     if (value.length === 0) throw new TypeError(`routes.${key}: an endpoint list needs at least one endpoint`);
     return { endpoint: value.map(validate) };
+  }
+  if ('endpoint' in value) {
+    const endpoint = value.endpoint;
+    let route: Route;
+    if (typeof endpoint === 'string') route = { endpoint: validate(endpoint) };
+    else if (endpoint.length === 0) throw new TypeError(`routes.${key}: an endpoint list needs at least one endpoint`);
+    else route = { endpoint: endpoint.map(validate) };
+    if (value.protocol !== undefined) route.protocol = value.protocol;
+    return route;
   }
   const { primary, replicas } = value as { primary: string; replicas?: readonly string[] };
   return replicas === undefined ? { endpoint: validate(primary) } : { endpoint: validate(primary), replicas: replicas.map(validate) };

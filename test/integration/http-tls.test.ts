@@ -1,8 +1,8 @@
 /**
  * HTTPS on the http listener through the real CLI: the certificate is
  * chosen by SNI (exact, one-label wildcard, exact over wildcard, a default
- * for no SNI or an unknown name), ALPN settles on http/1.1 even for clients
- * preferring h2, requests inside TLS route by Host to two node:http
+ * for no SNI or an unknown name), ALPN prefers h2 (issue 20) and gives
+ * http/1.1 to clients offering only that, requests inside TLS route by Host to two node:http
  * backends (https.request, undici, curl) with X-Forwarded-Proto: https, and
  * the X-Proxy-* telemetry headers are absent by default and present with
  * `telemetryHeaders: true` (X-Proxy-Cache hit on the second request).
@@ -188,8 +188,9 @@ describe('http listener with tls', () => {
     }
   });
 
-  it('ALPN settles on http/1.1, also for a client preferring h2', async () => {
-    assert.equal((await handshake(web, ca, { servername: 'a.example.com', alpn: ['h2', 'http/1.1'] })).alpn, 'http/1.1');
+  it('ALPN picks h2 for a client offering it (issue 20), http/1.1 for one offering only that', async () => {
+    assert.equal((await handshake(web, ca, { servername: 'a.example.com', alpn: ['h2', 'http/1.1'] })).alpn, 'h2');
+    assert.equal((await handshake(web, ca, { servername: 'a.example.com', alpn: ['http/1.1', 'h2'] })).alpn, 'h2');
     assert.equal((await handshake(web, ca, { servername: 'b.foo.test', alpn: ['http/1.1'] })).alpn, 'http/1.1');
     assert.equal((await handshake(web, ca, { servername: 'b.foo.test' })).alpn, false);
   });
@@ -222,7 +223,7 @@ describe('http listener with tls', () => {
     }
   });
 
-  it('curl --cacert --resolve verifies the SNI certificate and falls back from h2 to HTTP/1.1', async () => {
+  it('curl --cacert --resolve verifies the SNI certificate and speaks HTTP/2 (ALPN h2)', async () => {
     for (const [host, tag] of [['a.example.com', 'A'], ['c.foo.test', 'B']] as const) {
       const { stdout } = await execFileAsync('/usr/bin/curl', [
         '-sS', '--http2', '--cacert', pki.caCert, '--resolve', `${host}:${web}:127.0.0.1`,
@@ -233,7 +234,7 @@ describe('http listener with tls', () => {
       assert.equal(body.tag, tag);
       assert.equal(body.proto, 'https');
       assert.equal(body.host, `${host}:${web}`);
-      assert.equal(meta, '1.1 0');
+      assert.equal(meta, '2 0');
     }
   });
 

@@ -32,6 +32,24 @@ export const httpListenerSchema = z.strictObject({
       maxQueue: z.number().int().min(0).default(1024),
     })
     .default({ maxPerBackend: 64, idleTimeoutMs: 30000, maxConnectionsPerBackend: 256, queueTimeoutMs: 5000, maxQueue: 1024 }),
+  /** HTTP/2 to clients (ALPN h2 with TLS, h2c prior knowledge without) and to h2/gRPC backends. */
+  http2: z
+    .strictObject({
+      /** false: ALPN offers http/1.1 only and an HTTP/2 preface is refused as HTTP/1.1 would. */
+      enabled: z.boolean().default(true),
+      /** SETTINGS_MAX_CONCURRENT_STREAMS offered to clients; more open streams are refused (RST_STREAM REFUSED_STREAM). */
+      maxConcurrentStreams: z.number().int().min(1).max(2 ** 31 - 1).default(128),
+      /** SETTINGS_MAX_HEADER_LIST_SIZE (RFC 9113 §6.5.2): a larger request header list is reset (RST_STREAM, §10.5.1). Default: maxHeadBytes. */
+      maxHeaderListSize: z.number().int().min(1024).max(16 * 1024 * 1024).optional(),
+      /** SETTINGS_INITIAL_WINDOW_SIZE: each stream's receive window (flow control, RFC 9113 §6.9.2). */
+      initialWindowSize: z.number().int().min(16384).max(2 ** 31 - 1).default(65535),
+      /** The connection's receive window, announced with a WINDOW_UPDATE on stream 0. */
+      connectionWindowSize: z.number().int().min(65535).max(2 ** 31 - 1).default(1024 * 1024),
+      /** Streams a client may reset within resetWindowMs before the connection is closed with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487). */
+      maxResets: z.number().int().min(1).default(200),
+      resetWindowMs: positiveMs.default(10000),
+    })
+    .default({ enabled: true, maxConcurrentStreams: 128, initialWindowSize: 65535, connectionWindowSize: 1024 * 1024, maxResets: 200, resetWindowMs: 10000 }),
 });
 
 export type HttpListenerConfig = z.output<typeof httpListenerSchema>;

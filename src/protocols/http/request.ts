@@ -51,6 +51,10 @@ export interface RequestOwner {
   backendActivity(): void;
   /** The request is malformed or too large: answer the error and close. */
   requestFailed(err: PolyproxyError): void;
+  /** While true, the connection's first bytes go to checkPreface first (h2c prior knowledge). */
+  readonly prefaceCheck: boolean;
+  /** True when it took the bytes (an HTTP/2 preface, whole or in part). */
+  checkPreface(chunk: Buffer, transient: boolean): boolean;
 }
 
 export class RequestReader {
@@ -93,6 +97,7 @@ export class RequestReader {
     const owner = this.owner;
     switch (owner.state) {
       case READ_HEAD:
+        if (owner.prefaceCheck && owner.checkPreface(chunk, transient)) return;
         if (this.buf.length === 0) {
           this.tryHead(chunk, transient);
         } else {

@@ -37,6 +37,10 @@ import type { RequestOwner } from './request.ts';
 import { RESP_BODY, ResponseWriter } from './response.ts';
 import type { ResponseOwner } from './response.ts';
 import { responseHeadBytes } from './rewrite.ts';
+import type { H2Connection, H2Front } from './h2/front.ts';
+import { httpCounters } from './h2/metrics.ts';
+import type { HttpVersionCounters } from './h2/metrics.ts';
+import { IS_H2, NOT_H2, prefaceState } from './h2/preface.ts';
 
 export interface HttpSettings {
   readonly limits: HeadLimits;
@@ -48,6 +52,8 @@ export interface HttpSettings {
   readonly backendTimeoutMs: number;
   readonly telemetryHeaders: boolean;
   readonly proto: 'http' | 'https';
+  /** HTTP/2 (null: off). A cleartext connection that starts with the HTTP/2 preface is handed to it (h2c, prior knowledge). */
+  readonly h2: H2Front | null;
 }
 
 const kSession = Symbol('polyproxy.http.session');
@@ -100,6 +106,11 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   #resolveMs = 0;
   #cacheHit = false;
   #ctx: ResolveContext | null = null;
+  readonly #counters: HttpVersionCounters;
+  /** The first head of a cleartext connection may still turn out to be the HTTP/2 preface. */
+  prefaceCheck: boolean;
+  /** After the preface: the HTTP/2 connection that serves the socket now. */
+  #h2: H2Connection | null = null;
 
   constructor(client: Socket, leftover: Buffer | null, settings: HttpSettings, pool: BackendPool, core: ProtocolSession) {
     this.client = client;
@@ -111,6 +122,9 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     this.request = new RequestReader(this);
     this.response = new ResponseWriter(this);
     this.slot = new BackendSlot(this, pool);
+    this.#counters = httpCounters(core.listener);
+    this.#counters.connectionsH1++;
+    this.prefaceCheck = settings.h2 !== null && settings.proto === 'http';
     this.done = new Promise((resolve) => {
       this.#resolveDone = resolve;
     });
@@ -171,6 +185,45 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
 
   // ---- request side --------------------------------------------------------
 
+  /**
+   * The connection's first bytes, while they may be the HTTP/2 preface
+   * (RFC 9113 §3.4). True when this took them: a partial preface is kept,
+   * a whole one hands the connection to HTTP/2. False: HTTP/1.1, parse as usual.
+   */
+  checkPreface(chunk: Buffer, transient: boolean): boolean {
+    const request = this.request;
+    const buf = request.buf.length === 0 ? chunk : Buffer.concat([request.buf, chunk]);
+    const state = prefaceState(buf);
+    if (state === NOT_H2) {
+      this.prefaceCheck = false;
+      return false;
+    }
+    const owned = buf === chunk && transient ? Buffer.from(chunk) : buf;
+    if (state === IS_H2) {
+      request.buf = EMPTY;
+      this.#switchToH2(owned);
+    } else {
+      request.buf = owned;
+      this.headPending();
+    }
+    return true;
+  }
+
+  #switchToH2(bytes: Buffer): void {
+    const h2 = this.settings.h2 as H2Front;
+    this.#clearDeadline();
+    const client = this.client;
+    this.#detachClient();
+    this.state = UPGRADED;
+    this.#counters.connectionsH1--;
+    const conn = h2.accept(client, bytes, this.core);
+    this.#h2 = conn;
+    void conn.done.then(() => {
+      this.state = FINISHED;
+      this.#resolveDone();
+    });
+  }
+
   headPending(): void {
     // From the first bytes of a head on, the request timeout runs (not the keep-alive one).
     if (this.#deadlineKind !== CLIENT_DEADLINE || this.#deadlineMs !== this.settings.requestTimeoutMs) this.#setDeadline(CLIENT_DEADLINE, this.settings.requestTimeoutMs);
@@ -221,6 +274,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
 
   #routed(decision: RouteDecision, started: number): void {
     this.core.served(decision.entry.resourceId);
+    this.#counters.requestsH1++;
     if (this.settings.telemetryHeaders) {
       this.#resolveMs = performance.now() - started;
       this.#cacheHit = decision.cacheHit;
@@ -423,6 +477,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   drain(deadline: boolean): void {
     if (this.state === FINISHED) return;
     if (this.state === UPGRADED) {
+      // HTTP/2 (h2c) registered for the drain itself.
       if (deadline) this.#relay?.destroy('shutdown');
       return;
     }
@@ -441,6 +496,10 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
 
   /** Cut both sides (client error or close, shutdown). */
   abort(): void {
+    if (this.#h2 !== null) {
+      this.#h2.abort();
+      return;
+    }
     if (this.state === FINISHED || this.state === UPGRADED) return;
     this.#finish(false);
   }

@@ -92,6 +92,14 @@ describe('checkRoute', () => {
       await assert.rejects(checkRoute({ ...ok, coldStart: { wake } }, 'mod', 'shop').coldStart?.wake() as Promise<void>, (err: unknown) => err instanceof Error && typeof err.message === 'string');
     }
   });
+
+  it('protocol: h1 or h2 is kept, anything else refused naming the field (issue 20)', () => {
+    assert.equal(checkRoute({ endpoint: 'a:1', protocol: 'h2' }, 'mod', 'shop').protocol, 'h2');
+    assert.equal(checkRoute({ endpoint: 'a:1', protocol: 'h1' }, 'mod', 'shop').protocol, 'h1');
+    assert.equal(checkRoute({ endpoint: 'a:1', protocol: null }, 'mod', 'shop').protocol, undefined);
+    refused({ endpoint: 'a:1', protocol: 'http2' }, /protocol must be "h1" or "h2", got "http2"/);
+    refused({ endpoint: 'a:1', protocol: 2 }, /protocol must be "h1" or "h2", got 2/);
+  });
 });
 
 describe('checkRoute: credentials (proxy-side authentication)', () => {

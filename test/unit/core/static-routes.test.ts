@@ -164,4 +164,12 @@ describe('StaticRoutes: bad endpoints name routes.<key>', () => {
       assert.match((err.cause as Error).message, /^invalid endpoint "h:99999"/);
     }
   });
+
+  it('{ endpoint, protocol } routes carry the backend HTTP version (issue 20)', () => {
+    const routes = new StaticRoutes({ 'api.test': { endpoint: '127.0.0.1:50051', protocol: 'h2' }, 'pool.test': { endpoint: ['127.0.0.1:1', '127.0.0.1:2'] } });
+    assert.deepEqual(routes.resolve('api.test'), { endpoint: '127.0.0.1:50051', protocol: 'h2' });
+    assert.deepEqual(routes.resolve('pool.test'), { endpoint: ['127.0.0.1:1', '127.0.0.1:2'] });
+    throwsNaming({ bad: { endpoint: 'nope' } }, 'routes.bad', /invalid endpoint/);
+    throwsNaming({ empty: { endpoint: [] } }, 'routes.empty', /at least one endpoint/);
+  });
 });

@@ -61,6 +61,10 @@ class Owner implements RequestOwner {
   activity = 0;
   failures: PolyproxyError[] = [];
   readonly request: RequestReader = new RequestReader(this);
+  readonly prefaceCheck = false;
+  checkPreface(): boolean {
+    return false;
+  }
   get backendSocket(): Socket | null {
     return this.attached ? (this.backend as unknown as Socket) : null;
   }

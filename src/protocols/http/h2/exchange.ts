@@ -1,0 +1,453 @@
+/**
+ * One HTTP/2 client stream: routed on its own `:authority` (lowercased,
+ * port stripped, exactly as Host on HTTP/1.1), then relayed to an HTTP/1.1
+ * backend (undici, h1-backends.ts) or, for routes with `protocol: h2` and
+ * every gRPC request, to an HTTP/2 backend stream (h2-backends.ts).
+ * Failures are answered on this stream only — the connection's other
+ * streams go on: the HTTP/1.1 status table and error page, or for gRPC a
+ * trailers-only response with the matching grpc-status.
+ *
+ * Backpressure both ways: a false write() on the client stream pauses the
+ * backend (undici's controller, or the pipe from the backend stream) until
+ * 'drain'; request bodies are streams that undici or the pipe pull from.
+ * Per-stream handlers are module-level functions that find the exchange
+ * through a symbol field.
+ */
+import http2 from 'node:http2';
+import { PassThrough } from 'node:stream';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Dispatcher } from 'undici';
+import type { Endpoint } from '../../../core/endpoint.ts';
+import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
+import { HttpStatusError, errorPage } from '../../../core/http-error-response.ts';
+import type { RouteDecision } from '../../../core/router.ts';
+import { normalizeHost } from '../session.ts';
+import type { H2Connection } from './front.ts';
+import { GRPC_DEADLINE_EXCEEDED, grpcErrorHeaders, isGrpc, parseGrpcTimeout } from './grpc.ts';
+import { h1RequestHeaders, h2RequestHeaders, responseHeaders, trailerHeaders } from './headers.ts';
+import { DialError } from './dial.ts';
+
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
+
+const kExchange = Symbol('polyproxy.h2.exchange');
+type ExchangeStream = (ServerHttp2Stream | ClientHttp2Stream) & { [kExchange]?: H2Exchange };
+
+/** Deadline kinds. */
+const NO_DEADLINE = 0;
+/** The backend must answer (response headers) within backendTimeoutMs: 504. */
+const BACKEND_DEADLINE = 1;
+/** The gRPC call's grpc-timeout: DEADLINE_EXCEEDED. */
+const GRPC_DEADLINE = 2;
+
+export class H2Exchange implements Dispatcher.DispatchHandler {
+  readonly conn: H2Connection;
+  readonly stream: ServerHttp2Stream;
+  readonly raw: readonly string[];
+  readonly grpc: boolean;
+  readonly method: string;
+  readonly accept: string | undefined;
+  readonly authority: string | undefined;
+  readonly path: string;
+  resourceId: string | undefined = undefined;
+  /** Response headers went to the client. */
+  responded = false;
+  /** The exchange is over (answered, relayed to the end, or cut). */
+  done = false;
+  #timer: NodeJS.Timeout | null = null;
+  #deadlineKind = NO_DEADLINE;
+  #upstream: ClientHttp2Stream | null = null;
+  #session: ClientHttp2Session | null = null;
+  #controller: Dispatcher.DispatchController | null = null;
+  #trailers: OutgoingHttpHeaders | null = null;
+  #decision: RouteDecision | null = null;
+  /** Index of the candidate the HTTP/1.1 request went to (failover on a refused connect). */
+  #candidate = 0;
+  #telemetry: OutgoingHttpHeaders | null = null;
+  #resolveStarted = 0;
+
+  constructor(conn: H2Connection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: readonly string[]) {
+    this.conn = conn;
+    this.stream = stream;
+    this.raw = raw;
+    this.method = headers[':method'] ?? 'GET';
+    this.grpc = isGrpc(headers['content-type']);
+    this.accept = headers.accept;
+    this.authority = headers[':authority'] ?? headers.host;
+    this.path = headers[':path'] ?? '/';
+    (stream as ExchangeStream)[kExchange] = this;
+    stream.on('error', streamOnError);
+    stream.on('aborted', streamOnAborted);
+    stream.on('close', streamOnClose);
+    stream.on('drain', streamOnDrain);
+    stream.on('wantTrailers', streamOnWantTrailers);
+  }
+
+  /** Routes the stream and sends it on. */
+  start(headers: IncomingHttpHeaders): void {
+    if (this.method === 'CONNECT') {
+      // RFC 8441 extended CONNECT (WebSockets over HTTP/2) is not offered (SETTINGS_ENABLE_CONNECT_PROTOCOL stays 0).
+      this.fail(new HttpStatusError('PROTOCOL', 501, 'CONNECT is not supported over HTTP/2 by this proxy', { source: 'client' }));
+      return;
+    }
+    const host = normalizeHost(this.authority);
+    this.resourceId = host;
+    if (host === undefined) {
+      this.fail(new PolyproxyError('PROTOCOL', 'missing or invalid :authority', { source: 'client' }));
+      return;
+    }
+    if (this.grpc) {
+      const ms = parseGrpcTimeout(headers['grpc-timeout'] as string | undefined);
+      if (ms !== undefined) this.#setDeadline(GRPC_DEADLINE, ms);
+    }
+    const conn = this.conn;
+    if (conn.telemetryHeaders) this.#resolveStarted = performance.now();
+    const router = conn.core.router;
+    const decision = router.cached(host, conn.resolveContext());
+    if (decision !== undefined) this.#routed(decision);
+    else void this.#routeAsync(host);
+  }
+
+  async #routeAsync(host: string): Promise<void> {
+    let decision: RouteDecision;
+    try {
+      decision = await this.conn.core.router.route(host, this.conn.resolveContext());
+    } catch (err) {
+      const error = toPolyproxyError(err);
+      this.fail(error.resourceId === undefined && error.kind !== 'PROTOCOL' ? new PolyproxyError(error.kind, error.message, { source: error.source, resourceId: host, cause: error }) : error);
+      return;
+    }
+    this.#routed(decision);
+  }
+
+  #routed(decision: RouteDecision): void {
+    if (this.done) return;
+    const conn = this.conn;
+    conn.core.served(decision.entry.resourceId);
+    conn.counters.requestsH2++;
+    this.#decision = decision;
+    if (conn.telemetryHeaders) this.#telemetry = { 'x-proxy-resolve-ms': (performance.now() - this.#resolveStarted).toFixed(3), 'x-proxy-cache': decision.cacheHit ? 'hit' : 'miss' };
+    if (this.grpc || decision.entry.route.protocol === 'h2') void this.#toH2(decision);
+    else this.#toH1(decision.candidates[0] as Endpoint);
+  }
+
+  // ---- HTTP/1.1 backend (undici) -------------------------------------------
+
+  #toH1(endpoint: Endpoint): void {
+    const conn = this.conn;
+    const pool = conn.front.h1.pool(endpoint, conn.core.router.health);
+    if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = pool.stats.free > 0 ? 'reused' : 'new';
+    const stream = this.stream;
+    const hasBody = !stream.endAfterHeaders;
+    pool.dispatch(
+      {
+        path: this.path,
+        method: this.method,
+        headers: h1RequestHeaders(this.raw, this.authority as string, conn.forward),
+        body: hasBody ? requestBody(stream) : null,
+        headersTimeout: conn.backendTimeoutMs,
+        bodyTimeout: conn.backendTimeoutMs,
+      },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.done) {
+      controller.abort(new Error('client stream closed'));
+      return;
+    }
+    this.#controller = controller;
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200 || this.done) return;
+    const stream = this.stream;
+    if (stream.destroyed) {
+      controller.abort(new Error('client stream closed'));
+      return;
+    }
+    this.responded = true;
+    stream.respond(responseHeaders(statusCode, headers, this.#telemetry));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const stream = this.stream;
+    if (this.done || stream.writableEnded || stream.destroyed) return;
+    if (!stream.write(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.#controller = null;
+    if (this.done) return;
+    this.done = true;
+    if (!this.stream.writableEnded) this.stream.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#controller = null;
+    if (this.done) return;
+    const decision = this.#decision;
+    // A refused connect sent nothing: a bodyless request may go to the next candidate.
+    if (err instanceof DialError && !this.responded && this.stream.endAfterHeaders && decision !== null && this.#candidate + 1 < decision.candidates.length) {
+      this.#candidate++;
+      this.#toH1(decision.candidates[this.#candidate] as Endpoint);
+      return;
+    }
+    this.#backendFailed(undiciError(err, this.resourceId));
+  }
+
+  // ---- HTTP/2 backend (node:http2) -----------------------------------------
+
+  async #toH2(decision: RouteDecision): Promise<void> {
+    const conn = this.conn;
+    if (!this.grpc) this.#setDeadline(BACKEND_DEADLINE, conn.backendTimeoutMs);
+    let session: ClientHttp2Session;
+    try {
+      const timeoutMs = decision.entry.route.timeoutMs ?? conn.core.connectTimeoutMs;
+      const leased = await conn.front.h2.lease(decision, conn.core.router, timeoutMs, conn.core.tcpKeepAliveMs);
+      session = leased.session;
+      if (this.done) {
+        conn.front.h2.release(session);
+        return;
+      }
+      if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = leased.reused ? 'reused' : 'new';
+    } catch (err) {
+      const error = toPolyproxyError(err);
+      this.fail(new PolyproxyError(error.kind, error.message, { source: error.source, resourceId: this.resourceId, cause: error }));
+      return;
+    }
+    this.#session = session;
+    conn.counters.backendStreamsH2++;
+    const stream = this.stream;
+    let upstream: ClientHttp2Stream;
+    try {
+      upstream = session.request(h2RequestHeaders(this.raw, this.authority as string, conn.forward), { endStream: stream.endAfterHeaders });
+    } catch (err) {
+      this.#backendFailed(new PolyproxyError('BACKEND_UNREACHABLE', `backend session failed: ${(err as Error).message}`, { source: 'backend', resourceId: this.resourceId }));
+      return;
+    }
+    this.#upstream = upstream;
+    (upstream as ExchangeStream)[kExchange] = this;
+    upstream.on('response', upstreamOnResponse);
+    upstream.on('trailers', upstreamOnTrailers);
+    upstream.on('error', noop);
+    upstream.on('close', upstreamOnClose);
+    if (!stream.endAfterHeaders) stream.pipe(upstream);
+  }
+
+  onUpstreamResponse(headers: IncomingHttpHeaders): void {
+    const upstream = this.#upstream as ClientHttp2Stream;
+    const status = Number(headers[':status']);
+    if (this.done || status < 200) return;
+    if (this.#deadlineKind === BACKEND_DEADLINE) this.#clearDeadline();
+    this.responded = true;
+    const stream = this.stream;
+    if (upstream.endAfterHeaders) {
+      // Trailers-only (a gRPC status in the one HEADERS frame): it passes as such.
+      stream.respond(responseHeaders(status, headers, this.#telemetry), { endStream: true });
+      return;
+    }
+    stream.respond(responseHeaders(status, headers, this.#telemetry), { waitForTrailers: true });
+    upstream.pipe(stream);
+  }
+
+  onUpstreamTrailers(trailers: IncomingHttpHeaders): void {
+    this.#trailers = trailerHeaders(trailers);
+  }
+
+  onWantTrailers(): void {
+    // An empty list goes out as an empty DATA frame with END_STREAM (node:http2).
+    this.stream.sendTrailers(this.#trailers ?? {});
+  }
+
+  onUpstreamClose(): void {
+    const upstream = this.#upstream as ClientHttp2Stream;
+    this.#releaseSession();
+    if (this.done) return;
+    const code = upstream.rstCode ?? NGHTTP2_NO_ERROR;
+    if (code === NGHTTP2_NO_ERROR && this.responded) {
+      this.done = true; // the pipe ends the client stream; 'wantTrailers' sends the trailers
+      this.#clearDeadline();
+      return;
+    }
+    if (!this.responded) {
+      this.#backendFailed(new PolyproxyError('BACKEND_UNREACHABLE', `the backend reset the stream (HTTP/2 error ${code})`, { source: 'backend', resourceId: this.resourceId }));
+      return;
+    }
+    // Mid-response: the client stream is reset with the backend's code.
+    this.#cut(code === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : code);
+  }
+
+  #releaseSession(): void {
+    const session = this.#session;
+    if (session === null) return;
+    this.#session = null;
+    this.conn.front.h2.release(session);
+  }
+
+  // ---- deadlines -----------------------------------------------------------
+
+  #setDeadline(kind: number, ms: number): void {
+    if (this.#timer !== null) {
+      // A gRPC deadline stays: the backend deadline does not replace it.
+      if (this.#deadlineKind === GRPC_DEADLINE) return;
+      clearTimeout(this.#timer);
+    }
+    this.#deadlineKind = kind;
+    this.#timer = setTimeout(exchangeOnTimeout, ms, this);
+  }
+
+  #clearDeadline(): void {
+    this.#deadlineKind = NO_DEADLINE;
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  onTimeout(): void {
+    this.#timer = null;
+    const kind = this.#deadlineKind;
+    this.#deadlineKind = NO_DEADLINE;
+    if (this.done || kind === NO_DEADLINE) return;
+    const err =
+      kind === GRPC_DEADLINE
+        ? new PolyproxyError('TIMEOUT', 'the call did not complete within its grpc-timeout', { source: 'client', resourceId: this.resourceId })
+        : new PolyproxyError('TIMEOUT', `the backend did not answer within ${this.conn.backendTimeoutMs} ms`, { source: 'backend', resourceId: this.resourceId });
+    this.#cancelBackend();
+    if (!this.responded) this.fail(err, kind === GRPC_DEADLINE ? GRPC_DEADLINE_EXCEEDED : undefined);
+    else this.#cut(NGHTTP2_CANCEL);
+  }
+
+  // ---- endings -------------------------------------------------------------
+
+  #backendFailed(err: PolyproxyError): void {
+    if (!this.responded) this.fail(err);
+    else this.#cut(NGHTTP2_INTERNAL_ERROR);
+  }
+
+  /** Answers the failure on this stream (error page, or trailers-only for gRPC) when nothing was sent yet. */
+  fail(err: PolyproxyError, grpcStatus?: number): void {
+    if (this.done) return;
+    this.done = true;
+    this.#clearDeadline();
+    this.#cancelBackend();
+    const conn = this.conn;
+    conn.core.failed(err);
+    const stream = this.stream;
+    if (this.responded || stream.destroyed || stream.closed) {
+      if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    this.responded = true;
+    const resourceId = err.resourceId ?? this.resourceId;
+    if (this.grpc) {
+      const page = errorPage(err, resourceId, { format: 'text' });
+      stream.respond(grpcErrorHeaders(err, grpcStatus, page.body), { endStream: true });
+    } else {
+      const page = errorPage(err, resourceId, { accept: this.accept, headRequest: this.method === 'HEAD' });
+      const headers: OutgoingHttpHeaders = { ':status': page.status, 'cache-control': 'no-store' };
+      for (let i = 0; i < page.headers.length; i += 2) headers[page.headers[i] as string] = page.headers[i + 1];
+      stream.respond(headers);
+      stream.end(page.body);
+    }
+    // A request body still coming is not wanted: RST_STREAM NO_ERROR after the response (RFC 9113 §8.1).
+    if (!stream.readableEnded) stream.once('finish', closeNoError);
+  }
+
+  /** The drain deadline passed: answer 503 / UNAVAILABLE if nothing was sent, else reset. */
+  shutdown(): void {
+    if (this.done) return;
+    this.fail(new PolyproxyError('SHUTTING_DOWN', 'the proxy is shutting down', { source: 'internal', resourceId: this.resourceId }));
+  }
+
+  #cut(code: number): void {
+    this.done = true;
+    this.#clearDeadline();
+    this.#cancelBackend();
+    if (!this.stream.destroyed) this.stream.close(code);
+  }
+
+  #cancelBackend(): void {
+    const controller = this.#controller;
+    if (controller !== null) {
+      this.#controller = null;
+      controller.abort(new Error('cancelled by the proxy'));
+    }
+    const upstream = this.#upstream;
+    if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+  }
+
+  /** The client reset the stream (or the connection went). */
+  onClientAborted(): void {
+    this.conn.streamReset();
+    if (this.done) return;
+    this.done = true;
+    this.#clearDeadline();
+    this.#cancelBackend();
+  }
+
+  onClientClose(): void {
+    this.conn.streamClosed(this);
+    if (!this.done) {
+      this.done = true;
+      this.#clearDeadline();
+      this.#cancelBackend();
+    }
+  }
+
+  onClientDrain(): void {
+    this.#controller?.resume();
+  }
+}
+
+/**
+ * The request body as undici reads it: a PassThrough the client stream is
+ * piped into (backpressure through the pipe). Not the stream itself:
+ * undici destroys a body stream once it has sent it, which would reset
+ * the client's stream before its response.
+ */
+function requestBody(stream: ServerHttp2Stream): PassThrough {
+  const body = new PassThrough();
+  stream.pipe(body);
+  return body;
+}
+
+/** undici's failures as the proxy's kinds: a timeout is 504, anything else 502. */
+function undiciError(err: Error, resourceId: string | undefined): PolyproxyError {
+  const code = (err as { code?: string }).code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new PolyproxyError('TIMEOUT', `the backend did not answer in time (${code})`, { source: 'backend', resourceId, cause: err });
+  return new PolyproxyError('BACKEND_UNREACHABLE', `backend error: ${err.message}`, { source: 'backend', resourceId, cause: err });
+}
+
+function exchangeOnTimeout(exchange: H2Exchange): void {
+  exchange.onTimeout();
+}
+function streamOnError(this: ExchangeStream): void {
+  // The stream's own failure (reset, write after close): 'close' follows and ends the exchange.
+}
+function streamOnAborted(this: ExchangeStream): void {
+  this[kExchange]?.onClientAborted();
+}
+function streamOnClose(this: ExchangeStream): void {
+  this[kExchange]?.onClientClose();
+}
+function streamOnDrain(this: ExchangeStream): void {
+  this[kExchange]?.onClientDrain();
+}
+function streamOnWantTrailers(this: ExchangeStream): void {
+  this[kExchange]?.onWantTrailers();
+}
+function upstreamOnResponse(this: ExchangeStream, headers: IncomingHttpHeaders): void {
+  this[kExchange]?.onUpstreamResponse(headers);
+}
+function upstreamOnTrailers(this: ExchangeStream, trailers: IncomingHttpHeaders): void {
+  this[kExchange]?.onUpstreamTrailers(trailers);
+}
+function upstreamOnClose(this: ExchangeStream): void {
+  this[kExchange]?.onUpstreamClose();
+}
+function closeNoError(this: ServerHttp2Stream): void {
+  if (!this.closed) this.close(NGHTTP2_NO_ERROR);
+}
+function noop(): void {}

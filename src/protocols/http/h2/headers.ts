@@ -1,0 +1,105 @@
+/**
+ * Header lists crossing HTTP versions: a client's HTTP/2 request to an
+ * HTTP/1.1 or HTTP/2 backend, and a backend's response back to the HTTP/2
+ * client. Pseudo-headers become the request line and Host (RFC 9113
+ * §8.3.1), connection-specific fields are dropped both ways (§8.2.2; RFC
+ * 9110 §7.6.1), and the forwarding fields are the proxy's own, exactly as
+ * on the HTTP/1.1 path (rewrite.ts): X-Forwarded-For keeps the client's
+ * values in front of the client's address, -Proto and -Host are replaced,
+ * RFC 7239 Forwarded is dropped.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+
+/** Never forwarded from an HTTP/2 request: connection-specific, or replaced by the proxy's own. */
+const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'http2-settings']);
+/** Never relayed to an HTTP/2 client (RFC 9113 §8.2.2). */
+const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+export interface ForwardContext {
+  readonly clientAddress: string;
+  /** `http` or `https`: the client side's scheme. */
+  readonly proto: string;
+}
+
+function forwardedAddress(clientAddress: string): string {
+  return clientAddress.startsWith('::ffff:') ? clientAddress.slice(7) : clientAddress;
+}
+
+/**
+ * The request for an HTTP/1.1 backend as undici takes it: flat name/value
+ * pairs from the client's raw header list, with Host from `:authority`.
+ * TE is dropped (an HTTP/1.1 hop of its own); Cookie fields, which HTTP/2
+ * may split (§8.2.3), are joined with "; ".
+ */
+export function h1RequestHeaders(raw: readonly string[], authority: string, fwd: ForwardContext): string[] {
+  const out: string[] = ['host', authority];
+  let forwardedFor: string | undefined;
+  let cookie: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.charCodeAt(0) === 0x3a /* : */) continue;
+    const value = raw[i + 1] as string;
+    if (name === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      continue;
+    }
+    if (name === 'cookie') {
+      cookie = cookie === undefined ? value : `${cookie}; ${value}`;
+      continue;
+    }
+    if (name === 'te' || name === 'expect' || DROP_REQUEST.has(name)) continue; // undici runs its own Expect handshake, and refuses the field
+    out.push(name, value);
+  }
+  if (cookie !== undefined) out.push('cookie', cookie);
+  const client = forwardedAddress(fwd.clientAddress);
+  out.push('x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`, 'x-forwarded-proto', fwd.proto, 'x-forwarded-host', authority);
+  return out;
+}
+
+/** The request for an HTTP/2 backend: the pseudo-headers kept (`:scheme` http, the backend hop is h2c), `te: trailers` kept (gRPC requires it). */
+export function h2RequestHeaders(raw: readonly string[], authority: string, fwd: ForwardContext): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  let forwardedFor: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    if (name.charCodeAt(0) === 0x3a) {
+      if (name !== ':authority' && name !== ':scheme') out[name] = value;
+      continue;
+    }
+    if (name === 'x-forwarded-for') {
+      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      continue;
+    }
+    if (DROP_REQUEST.has(name) || (name === 'te' && value !== 'trailers')) continue;
+    const prior = out[name];
+    if (prior === undefined) out[name] = value;
+    else if (Array.isArray(prior)) prior.push(value);
+    else out[name] = [String(prior), value];
+  }
+  out[':authority'] = authority;
+  out[':scheme'] = 'http';
+  const client = forwardedAddress(fwd.clientAddress);
+  out['x-forwarded-for'] = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
+  out['x-forwarded-proto'] = fwd.proto;
+  out['x-forwarded-host'] = authority;
+  return out;
+}
+
+/** A backend's response head (undici's or node:http2's) for the HTTP/2 client; `extra` are the telemetry fields. */
+export function responseHeaders(status: number, headers: IncomingHttpHeaders, extra: OutgoingHttpHeaders | null): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ':status': status };
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 0x3a || DROP_RESPONSE.has(name)) continue;
+    out[name] = headers[name];
+  }
+  if (extra !== null) Object.assign(out, extra);
+  return out;
+}
+
+/** Trailers to relay: pseudo-headers and connection-specific fields dropped. */
+export function trailerHeaders(trailers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name in trailers) if (name.charCodeAt(0) !== 0x3a && !DROP_RESPONSE.has(name)) out[name] = trailers[name];
+  return out;
+}
