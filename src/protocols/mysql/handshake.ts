@@ -219,7 +219,8 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
     return encodeFailure(err, resourceId, state.nextSeq, true);
   }
 
-  return { name: 'mysql', identify, encodeError, replay };
+  // The client still has to answer the backend's challenge: a FIN before that ends the session.
+  return { name: 'mysql', identify, encodeError, replay, finEndsOpening: true };
 }
 
 /** Reads one client packet and checks its sequence id. */
