@@ -6,7 +6,7 @@
  * reads what the campaign asserts on: descriptors per worker
  * (/proc/<pid>/fd), the admin API, the log lines.
  */
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { removeOnExit, spawnTracked } from '../../bench/lib/process.ts';
@@ -33,7 +33,11 @@ export async function startProxy(ctx: ChaosContext, config: Record<string, unkno
   const dir = mkdtempSync(path.join(os.tmpdir(), 'polyproxy-chaos-'));
   const cleanup = removeOnExit(dir);
   const file = path.join(dir, 'polyproxy.json');
-  const write = (c: Record<string, unknown>): void => writeFileSync(file, `${JSON.stringify({ workers: 1, logLevel: 'warn', ...c }, null, 2)}\n`);
+  // Written aside and renamed: a reload reading the file never sees it half written.
+  const write = (c: Record<string, unknown>): void => {
+    writeFileSync(`${file}.next`, `${JSON.stringify({ workers: 1, logLevel: 'warn', ...c }, null, 2)}\n`);
+    renameSync(`${file}.next`, file);
+  };
   write(config);
   const wrap = options.wrap ?? [];
   const argv = [...wrap, ctx.node, path.join(ctx.root, 'bin', 'polyproxy.js'), '--config', file];

@@ -92,7 +92,7 @@ export const backendFaultsScenario: ChaosScenario = {
       routes,
       listeners: [
         { name: 'pg', protocol: 'postgres', host: '127.0.0.1', port: 0, firstResponseTimeoutMs: 1000 },
-        { name: 'web', protocol: 'http', host: '127.0.0.1', port: 0, backendTimeoutMs: 1000 },
+        { name: 'web', protocol: 'http', host: '127.0.0.1', port: 0, backendTimeoutMs: 1000, pool: { idleTimeoutMs: 2000 } },
         ...combos
           .filter((c) => c.protocol === 'tcp')
           .map((c) => ({ name: `tcp-${c.fault}`, protocol: 'tcp', host: '127.0.0.1', port: 0, backend: pair('tcp', c), firstResponseTimeoutMs: 1000 })),

@@ -156,14 +156,14 @@ export const slowlorisScenario: ChaosScenario = {
       security: { allowPrivateBackends: true },
       routes: { 'web.test': `127.0.0.1:${nginx.port}`, pp_chaos: `${PG_HOST}:${PG_PORT}`, test: '127.0.0.1:3306', 'mail.test': `127.0.0.1:${smtp.port}` },
       listeners: [
-        { ...common, name: 'web', protocol: 'http', requestTimeoutMs: DEADLINE_MS },
+        { ...common, name: 'web', protocol: 'http', requestTimeoutMs: DEADLINE_MS, pool: { idleTimeoutMs: 2000 } },
         { ...common, name: 'pg', protocol: 'postgres' },
         { ...common, name: 'my', protocol: 'mysql' },
         { ...common, name: 'mongo', protocol: 'mongodb' },
         { ...common, name: 'mail', protocol: 'smtp', routeBy: 'ehlo' },
         { ...common, name: 'tcp', protocol: 'tcp', backend: `127.0.0.1:${echo.port}`, idleTimeoutMs: DEADLINE_MS },
-        { ...common, name: 'ws', protocol: 'ws-bridge', api: `http://127.0.0.1:${api.port}/api/` },
-        { ...common, name: 'php', protocol: 'fastcgi', backends: [fpm.endpoint], documentRoot: docroot.dir, requestTimeoutMs: DEADLINE_MS },
+        { ...common, name: 'ws', protocol: 'ws-bridge', api: `http://127.0.0.1:${api.port}/api/`, pool: { idleTimeoutMs: 2000 } },
+        { ...common, name: 'php', protocol: 'fastcgi', backends: [fpm.endpoint], documentRoot: docroot.dir, requestTimeoutMs: DEADLINE_MS, keepAliveTimeoutMs: 2000 },
       ],
     });
     try {
@@ -205,7 +205,7 @@ export const slowlorisScenario: ChaosScenario = {
         );
       }
       for (const s of slow) s.socket.destroy();
-      const settled = await fdsSettle(proxy.workerPids, baseline + 2, 20_000);
+      const settled = await fdsSettle(proxy.workerPids, baseline, 20_000);
       checks.push(must('proxy fds after slowloris', `${settled.fds} (baseline ${baseline})`, 'flat', settled.flat));
     } finally {
       await proxy.stop();
@@ -216,7 +216,7 @@ export const slowlorisScenario: ChaosScenario = {
     return {
       checks,
       notes: [
-        `Deadlines: handshakeTimeoutMs ${DEADLINE_MS} on every listener, plus requestTimeoutMs ${DEADLINE_MS} on http and fastcgi (their request-head deadline) and idleTimeoutMs ${DEADLINE_MS} on tcp (a raw TCP client has no opening: a silent one is idle). Slow clients send a partial opening at once and one more byte every ${TRICKLE_MS} ms (tcp: nothing). The fds baseline allows 2 more descriptors for the backend connections the good clients left pooled (http, fastcgi, ws-bridge API).`,
+        `Deadlines: handshakeTimeoutMs ${DEADLINE_MS} on every listener, plus requestTimeoutMs ${DEADLINE_MS} on http and fastcgi (their request-head deadline) and idleTimeoutMs ${DEADLINE_MS} on tcp (a raw TCP client has no opening: a silent one is idle). Slow clients send a partial opening at once and one more byte every ${TRICKLE_MS} ms (tcp: nothing). Backend pools (http, fastcgi, ws-bridge's API) close idle connections after 2 s here, so the descriptors can return to the baseline.`,
       ],
     };
   },

@@ -33,7 +33,7 @@ export const soakScenario: ChaosScenario = {
       routes: { pp_chaos: `${PG_HOST}:${PG_PORT}`, 'web.test': `127.0.0.1:${nginx.port}` },
       listeners: [
         { name: 'pg', protocol: 'postgres', host: '127.0.0.1', port: 0 },
-        { name: 'web', protocol: 'http', host: '127.0.0.1', port: 0 },
+        { name: 'web', protocol: 'http', host: '127.0.0.1', port: 0, pool: { idleTimeoutMs: 2000 } },
       ],
     });
     const pid = proxy.workerPids[0] as number;
