@@ -95,11 +95,9 @@ export const fdExhaustionScenario: ChaosScenario = {
       const served = floodAnswers.filter(Boolean).length;
       const peakFds = fdTotal(proxy.workerPids);
       const survived = (await Promise.all(established.map((s) => s.ask()))).filter(Boolean).length;
-      const exhausted = await metric(proxy.admin as string, 'polyproxy_fd_exhausted_total');
       const logged = proxy.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('out of file descriptors')).length;
       checks.push(figure(`flood of ${FLOOD} clients on top of ${ESTABLISHED}`, `${served} served, ${FLOOD - served} refused or closed; proxy fds peaked at ${peakFds} of ${LIMIT}`));
       checks.push(must('established sessions still echo during the flood', `${survived} of ${ESTABLISHED}`, `${ESTABLISHED} of ${ESTABLISHED}`, survived === ESTABLISHED));
-      checks.push(must('exhaustion counted (polyproxy_fd_exhausted_total) and logged', `${num(exhausted)} counted, ${logged} log line(s)`, '> 0, ≥ 1 line', exhausted > 0 && logged >= 1));
       for (const s of flood) s.socket.destroy();
       const freedAt = Date.now();
       let resumedMs = -1;
@@ -110,6 +108,12 @@ export const fdExhaustionScenario: ChaosScenario = {
         }
         await sleep(50);
       }
+      // Read now: during the flood the admin server (same process) had no descriptor to accept the scrape with.
+      const exhausted = await metric(proxy.admin as string, 'polyproxy_fd_exhausted_total');
+      // Counted only when the proxy sees EMFILE itself (a backend dial, or an accept libuv reports); an accept that
+      // finds no descriptor is handled inside libuv (its reserve-descriptor trick accepts and closes the waiting
+      // connections) and Node reports nothing — so this is a figure, not a bar.
+      checks.push(figure('exhaustion seen by the proxy (polyproxy_fd_exhausted_total; log lines)', `${num(exhausted)}; ${logged}`));
       checks.push(must('a new client served after the flood left', resumedMs < 0 ? 'not within 15 s' : `after ${num(resumedMs)} ms`, 'served', resumedMs >= 0));
       checks.push(must('proxy still running', proxy.proc.running ? 'yes' : `no (exit ${proxy.proc.exitCode})`, 'yes', proxy.proc.running));
       for (const s of established) s.socket.destroy();
@@ -120,7 +124,10 @@ export const fdExhaustionScenario: ChaosScenario = {
     }
     return {
       checks,
-      notes: [`polyproxy (one worker) started as \`prlimit --nofile=${LIMIT}:${LIMIT} node bin/polyproxy.js\`; tcp listener, fixed backend (bench/lib/echo-backend.ts in its own process), maxConnections 10,000. Each client sends \`ping\\n\` and waits up to 3 s for it back.`],
+      notes: [
+        'Which side of a session finds the last descriptor decides what the proxy sees: when a backend dial gets EMFILE, the proxy counts it (polyproxy_fd_exhausted_total), logs it and pauses accepting; when accept() itself gets EMFILE, libuv closes its reserve descriptor, accepts and closes every waiting connection and reopens it, and Node emits nothing, so those clients are reset without a count or a log line. maxConnections sized from the limit (the default) keeps the proxy below both.',
+        `polyproxy (one worker) started as \`prlimit --nofile=${LIMIT}:${LIMIT} node bin/polyproxy.js\`; tcp listener, fixed backend (bench/lib/echo-backend.ts in its own process), maxConnections 10,000. Each client sends \`ping\\n\` and waits up to 3 s for it back.`,
+      ],
     };
   },
 };

@@ -226,7 +226,14 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       if (target !== undefined) target.drain(true);
       // A pending read fails and #run's refusal answers; otherwise (routing, connecting, waiting on the backend) answer now.
       else if (conn.reading) conn.abort(shutdown);
-      else conn.abort(shutdown, this.#encode(shutdown, undefined, conn));
+      else {
+        conn.abort(shutdown, this.#encode(shutdown, undefined, conn));
+        // Its client has its answer: the session is over now, even if #run still awaits tenant code (a resolve
+        // that never settles until resolver.timeoutMs) — the drain deadline is a hard one. #run's own refusal later
+        // finds it gone and counts nothing twice.
+        this.#drainTargets.delete(conn);
+        if (this.#openings.delete(conn)) this.#sessionGone();
+      }
     }
     for (const dial of this.#dials) {
       dial.cancel();

@@ -43,6 +43,8 @@ export interface WsBridgeSettings {
   readonly maxConnections: number;
   /** TCP keepalive on client connections (core/server-listener.ts) and on the API connections; 0 = off. */
   readonly tcpKeepAliveMs?: number;
+  /** The upgrade request's head must arrive within this long (core/server-listener.ts). */
+  readonly handshakeTimeoutMs?: number;
   readonly api: string;
   readonly metricsPath: string;
   readonly ordering: 'ordered' | 'parallel';
