@@ -57,7 +57,8 @@ export async function startProxy(ctx: ChaosContext, config: Record<string, unkno
     cleanup.forget();
   };
   try {
-    const line = await proc.waitForOutput(/polyproxy ready/, 20_000);
+    // Generous: workers load the resolver module each, and the machine may be busy.
+    const line = await proc.waitForOutput(/polyproxy ready/, 60_000);
     const ready = JSON.parse(line) as { listeners: Array<{ name?: string; port: number }>; pids?: number[]; admin?: { port: number } };
     const ports = Object.fromEntries(ready.listeners.map((l, i) => [l.name ?? String(i), l.port]));
     return {
