@@ -47,8 +47,11 @@ export class ClientConnection {
   /** abort() ended the connection while the proxy was not reading (the socket may still flush an error). */
   #cut = false;
   #onData = (chunk: Buffer): void => this.#receive(chunk);
-  #onEnd = (): void => this.#abortWith(new PolyproxyError('PROTOCOL', 'client closed the connection during its opening', { source: 'client' }));
-  #onError = (err: Error): void => this.#abortWith(new PolyproxyError('PROTOCOL', `client socket error: ${err.message}`, { source: 'client', cause: err }));
+  /** The client half-closed or failed before the relay took the socket. */
+  #left = false;
+  #onGone: (() => void) | null = null;
+  #onEnd = (): void => this.#leave(new PolyproxyError('PROTOCOL', 'client closed the connection during its opening', { source: 'client' }));
+  #onError = (err: Error): void => this.#leave(new PolyproxyError('PROTOCOL', `client socket error: ${err.message}`, { source: 'client', cause: err }));
 
   constructor(socket: Socket, options: { maxOpeningBytes: number; tls: TlsServerSettings | null }) {
     this.socket = socket;
@@ -71,6 +74,17 @@ export class ClientConnection {
   /** The client left, or abort() ended the connection. */
   get closed(): boolean {
     return this.socket.destroyed || this.#cut;
+  }
+
+  /**
+   * `fn` runs once when the client half-closes or fails (at once if it
+   * already has), whether a read is pending or not; null forgets it. The
+   * listener uses it to end a session that waits on its backend for a
+   * client that cannot finish anyway (ProtocolModule.finEndsOpening).
+   */
+  whenGone(fn: (() => void) | null): void {
+    this.#onGone = fn;
+    if (fn !== null && this.#left) this.#gone();
   }
 
   /** A read() is waiting for the client's bytes. */
@@ -287,6 +301,18 @@ export class ClientConnection {
     if (done === undefined) return undefined;
     this.#pending = done.consumed >= this.#pending.length ? EMPTY : this.#pending.subarray(done.consumed);
     return done;
+  }
+
+  #leave(err: Error): void {
+    this.#left = true;
+    this.#abortWith(err);
+    this.#gone();
+  }
+
+  #gone(): void {
+    const fn = this.#onGone;
+    this.#onGone = null;
+    if (fn !== null) fn();
   }
 
   #abortWith(err: Error): void {

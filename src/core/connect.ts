@@ -39,6 +39,26 @@ export interface DialOptions {
   readonly confirmLater?: boolean;
 }
 
+/**
+ * Lets the caller give up on a connectFirst in progress (its client left):
+ * the attempt is dropped without breaker accounting and the promise rejects
+ * with the error given. Aborting after the connect settled only records it.
+ */
+export class DialAbort {
+  /** The error given to abort(), once aborted. */
+  reason: PolyproxyError | null = null;
+  /** @internal Set by connectFirst while its dial is in progress. */
+  onAbort: ((error: PolyproxyError) => void) | null = null;
+
+  abort(error: PolyproxyError): void {
+    if (this.reason !== null) return;
+    this.reason = error;
+    const fn = this.onAbort;
+    this.onAbort = null;
+    if (fn !== null) fn(error);
+  }
+}
+
 export interface Connected {
   readonly socket: net.Socket;
   readonly endpoint: Endpoint;
@@ -243,10 +263,32 @@ const PROMISE_OWNER: DialOwner = {
  * Fails with BACKEND_UNREACHABLE naming every endpoint tried. Each result
  * feeds `health` (passive failure counting for the circuit breakers).
  */
-export function connectFirst(candidates: readonly Endpoint[], timeoutMs: number, health?: EndpointHealth, options?: DialOptions): Promise<Connected> {
+export function connectFirst(candidates: readonly Endpoint[], timeoutMs: number, health?: EndpointHealth, options?: DialOptions, abort?: DialAbort): Promise<Connected> {
+  if (abort === undefined) {
+    return new Promise<Connected>((resolve, reject) => {
+      const dial = new Dial(PROMISE_OWNER, candidates, timeoutMs, health, options);
+      dial.context = { resolve, reject } satisfies Settle;
+      dial.start();
+    });
+  }
+  if (abort.reason !== null) return Promise.reject(abort.reason);
   return new Promise<Connected>((resolve, reject) => {
     const dial = new Dial(PROMISE_OWNER, candidates, timeoutMs, health, options);
-    dial.context = { resolve, reject } satisfies Settle;
+    const settle: Settle = {
+      resolve: (connected) => {
+        abort.onAbort = null;
+        resolve(connected);
+      },
+      reject: (err) => {
+        abort.onAbort = null;
+        reject(err);
+      },
+    };
+    dial.context = settle;
+    abort.onAbort = (error) => {
+      dial.cancel();
+      reject(error);
+    };
     dial.start();
   });
 }

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { ClientConnection } from './client-connection.ts';
 import type { TlsServerSettings } from './client-connection.ts';
 import { listenServer } from './listen.ts';
-import { connectFirst, Dial } from './connect.ts';
+import { connectFirst, Dial, DialAbort } from './connect.ts';
 import type { Connected, DialOptions, DialOwner } from './connect.ts';
 import type { EndpointHealth } from './health.ts';
 import type { Endpoint } from './endpoint.ts';
@@ -226,7 +226,14 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       if (target !== undefined) target.drain(true);
       // A pending read fails and #run's refusal answers; otherwise (routing, connecting, waiting on the backend) answer now.
       else if (conn.reading) conn.abort(shutdown);
-      else conn.abort(shutdown, this.#encode(shutdown, undefined, conn));
+      else {
+        conn.abort(shutdown, this.#encode(shutdown, undefined, conn));
+        // Its client has its answer: the session is over now, even if #run still awaits tenant code (a resolve
+        // that never settles until resolver.timeoutMs) — the drain deadline is a hard one. #run's own refusal later
+        // finds it gone and counts nothing twice.
+        this.#drainTargets.delete(conn);
+        if (this.#openings.delete(conn)) this.#sessionGone();
+      }
     }
     for (const dial of this.#dials) {
       dial.cancel();
@@ -269,6 +276,8 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     let resourceId: string | undefined;
     let backend: net.Socket | null = null;
     let connected: Connected | null = null;
+    /** Set when the client half-closed while its session waited on the backend (finEndsOpening protocols). */
+    let left: DialAbort | null = null;
     const timer = setTimeout(abortOnHandshakeTimeout, this.settings.handshakeTimeoutMs, conn, this.settings.handshakeTimeoutMs);
     try {
       const session: ProtocolSession = {
@@ -295,6 +304,14 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       resourceId = opening.resourceId;
       let resolver: Resolver | null = null;
       const health = this.router.health;
+      if (this.protocol.finEndsOpening === true) {
+        // A client that half-closes from now on cannot finish: drop the connect, or close the backend the replay waits on.
+        const abort = (left = new DialAbort());
+        conn.whenGone(() => {
+          abort.abort(new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' }));
+          backend?.destroy();
+        });
+      }
       if (opening.endpoint !== undefined) {
         // A one-shot (CancelRequest) gets no answer: the connect alone is judged.
         connected = await connectFirst([opening.endpoint], this.settings.connectTimeoutMs, health, { keepAliveMs: this.settings.tcpKeepAliveMs });
@@ -302,10 +319,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         // A protocol that routed during identify (SMTP answers 550 in-session) hands its decision over: one rotation per connection.
         const decision = opening.decision ?? (await this.router.route(resourceId, this.#context(conn, opening.firstBytes)));
         resolver = decision.entry.source.resolver;
-        connected = await this.router.connect(decision, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, this.#dialOptions);
+        connected = await this.router.connect(decision, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, this.#dialOptions, left ?? undefined);
       }
       backend = connected.socket;
-      if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' });
+      if (conn.closed || (left !== null && left.reason !== null)) throw new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' });
       if (opening.onConnected !== undefined) {
         const ctx = this.#context(conn, undefined);
         opening.onConnected(connected.endpoint, (id) => this.router.route(id, ctx).then(endpointsOf));
@@ -318,6 +335,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         // half-close after pipelining its commands; a silent backend is bounded by the deadlines.)
         if (conn.closed) throw new PolyproxyError('PROTOCOL', 'client left during the backend handshake', { source: 'client' });
       }
+      conn.whenGone(null);
       const { socket, leftover } = conn.detach();
       let replay = this.protocol.replay === undefined ? opening.replay : null;
       if (leftover !== null) replay = replay === null ? leftover : Buffer.concat([replay, leftover]);
@@ -331,8 +349,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       relay.start(replay);
     } catch (err) {
       clearTimeout(timer);
+      conn.whenGone(null);
       backend?.destroy();
-      const error = toPolyproxyError(err);
+      // The client's leaving, not the backend's failure that followed it (its socket was closed for it), ends the session.
+      const error = left?.reason ?? toPolyproxyError(err);
       // The backend accepted and then failed its part of the opening (no greeting in time, a reset, garbage).
       if (connected !== null && error.source === 'backend' && this.protocol.replay !== undefined) this.router.health?.answered(connected.endpoint, error.message);
       if (isFdExhaustion(error)) this.#fdExhausted(error.cause as Error, 'backend dial');

@@ -113,6 +113,18 @@ export interface ProtocolModule {
    */
   replay?(conn: ClientConnection, backend: Socket, opening: Opening): Promise<void>;
   /**
+   * A client that half-closes (FIN) before the relay starts cannot finish
+   * its session: it must still answer the backend (MySQL's auth switch), or
+   * nothing it could have sent before the relay needs delivering (SMTP's
+   * message content waits for the backend's 354). Core then ends such a
+   * session at once — the connect in progress is dropped, a backend waited
+   * on in replay is closed, and the endpoint's breaker counts nothing —
+   * instead of holding it until the connect or replay deadline. Without
+   * it, a FIN is passed on by the relay (a client may half-close after
+   * pipelining its requests).
+   */
+  readonly finEndsOpening?: boolean;
+  /**
    * Set by a protocol whose every connection gets this same Opening without
    * reading a byte or answering anything (tcp with a fixed backend and no
    * TLS). The listener may then skip identify and dial at accept (its fast

@@ -23,7 +23,7 @@ import { roundRobin } from './balance.ts';
 import type { Rotation } from './balance.ts';
 import type { ColdStarts } from './cold-start.ts';
 import { connectFirst } from './connect.ts';
-import type { Connected, DialOptions } from './connect.ts';
+import type { Connected, DialAbort, DialOptions } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
 import { parseEndpoint } from './endpoint.ts';
 import { PolyproxyError, ResolveError, toPolyproxyError } from './errors.ts';
@@ -165,21 +165,21 @@ export class Router {
    * backend once and waits for it within the cold-start deadline.
    * `options`: keepalive, and whether the caller reports the backend's first answer to health (DialOptions).
    */
-  async connect(decision: RouteDecision, timeoutMs: number, options?: DialOptions): Promise<Connected> {
+  async connect(decision: RouteDecision, timeoutMs: number, options?: DialOptions, abort?: DialAbort): Promise<Connected> {
     const { entry } = decision;
     const coldStart = entry.route.coldStart;
     const gate = this.#options.coldStarts;
     const health = this.#options.health;
-    if (coldStart === undefined || gate === undefined) return connectFirst(decision.candidates, timeoutMs, health, options);
+    if (coldStart === undefined || gate === undefined) return connectFirst(decision.candidates, timeoutMs, health, options, abort);
     if (!gate.waking(entry.resourceId)) {
       try {
-        return await connectFirst(decision.candidates, timeoutMs, health, options);
+        return await connectFirst(decision.candidates, timeoutMs, health, options, abort);
       } catch (err) {
         if (!(err instanceof PolyproxyError) || err.kind !== 'BACKEND_UNREACHABLE') throw err;
       }
     }
     await gate.wait(entry.resourceId, coldStart, entry.endpoints);
-    return connectFirst(entry.endpoints, timeoutMs, health, options);
+    return connectFirst(entry.endpoints, timeoutMs, health, options, abort);
   }
 
   /** Resolves, checks and orders the endpoints for one resource id. Throws PolyproxyError. */

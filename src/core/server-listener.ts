@@ -35,7 +35,20 @@ export interface ServerListenerSettings {
   readonly errorFormat: ErrorFormat;
   /** TCP keepalive on accepted client connections after this long idle; 0 or absent = off. */
   readonly tcpKeepAliveMs?: number;
+  /**
+   * A client must send its request head (for ws-bridge: the upgrade
+   * request) within this long, unless the subclass sets its own
+   * `headersTimeout`; absent = Node's default (60 s).
+   */
+  readonly handshakeTimeoutMs?: number;
 }
+
+/**
+ * How often Node checks connections for the head deadline. Its default (30 s)
+ * would let a slowloris client outlive a 2 s deadline by up to 30 s; the
+ * check walks only connections whose request is still incomplete.
+ */
+export const HEAD_CHECK_INTERVAL_MS = 500;
 
 /** Marks a connection accepted past maxConnections: its request gets the 503 page. */
 const kOverLimit = Symbol('over maxConnections');
@@ -51,7 +64,13 @@ export abstract class ServerListener extends ListenerBase implements ProxyListen
     this.#bind = settings;
     this.log = log.child({ listener: settings.name, protocol: settings.protocol });
     const keepAliveMs = settings.tcpKeepAliveMs ?? 0;
-    this.server = http.createServer(keepAliveMs > 0 ? { ...serverOptions, keepAlive: true, keepAliveInitialDelay: keepAliveMs } : serverOptions);
+    const headersTimeout = serverOptions.headersTimeout ?? settings.handshakeTimeoutMs;
+    const options: http.ServerOptions = {
+      ...serverOptions,
+      ...(headersTimeout === undefined ? {} : { headersTimeout }),
+      connectionsCheckingInterval: Math.min(HEAD_CHECK_INTERVAL_MS, headersTimeout ?? HEAD_CHECK_INTERVAL_MS),
+    };
+    this.server = http.createServer(keepAliveMs > 0 ? { ...options, keepAlive: true, keepAliveInitialDelay: keepAliveMs } : options);
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#clientError(err, socket));
     this.server.on('error', (err) => this.log.error({ err }, 'listener error'));
   }

@@ -158,11 +158,12 @@ test('the drain deadline is hard: a session stuck in a resolve that never settle
   try {
     await proxy.waitForLog((l) => l.msg === 'hostile resolver: hung');
     proxy.child.kill('SIGTERM');
-    // Deadline 500 ms, then 1 s for closed sessions to unwind; the resolver's own 60 s timeout must not matter.
+    // Deadline 500 ms: the client gets 57P01 then and its session is over, though its pipeline still awaits the
+    // resolver (whose own 60 s timeout must not matter): the exit does not wait out the 1 s unwind grace either.
     const elapsed = await exitWithin(proxy, 8000);
-    assert.ok(elapsed < 4000, `exited after ${elapsed} ms`);
+    assert.ok(elapsed < 1500, `exited after ${elapsed} ms`);
     assert.equal((await proxy.exited).code, 0);
-    assert.ok(proxy.logs.some((l) => l.msg === 'drain: sessions still pending after closing them; exiting anyway'));
+    assert.ok(!proxy.logs.some((l) => l.msg === 'drain: sessions still pending after closing them; exiting anyway'));
   } finally {
     await client.end().catch(() => {});
   }

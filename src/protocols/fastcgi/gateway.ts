@@ -56,7 +56,7 @@ export interface GatewaySettings {
   readonly maxBufferedBodyBytes: number;
   /** Concurrent client connections (0 = no limit). */
   readonly maxConnections: number;
-  /** TCP keepalive on client connections (core/server-listener.ts). */
+  /** TCP keepalive on client connections (core/server-listener.ts) and on the FastCGI connections; 0 = off. */
   readonly tcpKeepAliveMs?: number;
 }
 
@@ -189,7 +189,7 @@ async function dialUnderSlot(gw: FastCgiGateway, candidates: readonly Connection
   const first = candidates[0] as ConnectionPool;
   let connected: Connected;
   try {
-    connected = await connectFirst(candidates.map(endpointOf), gw.settings.connectTimeoutMs, gw.health);
+    connected = await connectFirst(candidates.map(endpointOf), gw.settings.connectTimeoutMs, gw.health, { keepAliveMs: gw.settings.tcpKeepAliveMs ?? 0 });
   } catch (err) {
     first.unreserve();
     throw err;

@@ -27,6 +27,7 @@ import type { Opening, ProtocolModule } from '../../core/protocol.ts';
 import { MysqlReplyError, encodeFailure } from './errors.ts';
 import {
   AUTH_MORE_DATA_HEADER,
+  AUTH_SWITCH_HEADER,
   CLIENT_COMPRESS,
   CLIENT_CONNECT_ATTRS,
   CLIENT_CONNECT_WITH_DB,
@@ -188,6 +189,11 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
           const info = parseErr(packet.payload);
           throw new MysqlReplyError('FORBIDDEN', `backend refused the login: ${info.code} ${info.message}`, encodePacket(seq, packet.payload), { source: 'client' });
         }
+        if (header !== OK_HEADER && header !== AUTH_SWITCH_HEADER && header !== AUTH_MORE_DATA_HEADER) {
+          // Not a login answer (OK, ERR, AuthSwitchRequest, AuthMoreData): the backend is broken, not the client;
+          // the client gets "cannot connect" and the endpoint's breaker counts it (issue 16, #5).
+          throw new PolyproxyError('BACKEND_UNREACHABLE', `the backend answered the login with a packet that is no login answer (header 0x${(header ?? 0).toString(16)})`, { source: 'backend' });
+        }
         conn.write(encodePacket(seq, packet.payload));
         state.nextSeq = (seq + 1) & 0xff;
         if (header === OK_HEADER) break;
@@ -213,7 +219,8 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
     return encodeFailure(err, resourceId, state.nextSeq, true);
   }
 
-  return { name: 'mysql', identify, encodeError, replay };
+  // The client still has to answer the backend's challenge: a FIN before that ends the session.
+  return { name: 'mysql', identify, encodeError, replay, finEndsOpening: true };
 }
 
 /** Reads one client packet and checks its sequence id. */

@@ -311,7 +311,8 @@ export function createSmtpProtocol(options: SmtpOptions): ProtocolModule {
     return encodeFailure(err, resourceId);
   }
 
-  return { name: 'smtp', identify, encodeError, replay };
+  // Message content waits for the backend's 354: a client that half-closed first has nothing left to deliver.
+  return { name: 'smtp', identify, encodeError, replay, finEndsOpening: true };
 }
 
 /** XCLIENT values are xtext (RFC 1891); IPv6 addresses take the `IPV6:` prefix. */

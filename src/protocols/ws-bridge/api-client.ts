@@ -28,6 +28,8 @@ export interface ApiClientSettings {
   /** Headers and body must arrive within this. */
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** TCP keepalive on the API connections after this long idle; 0 = off (the listener's tcpKeepAliveMs). */
+  readonly tcpKeepAliveMs: number;
   /** Larger response bodies fail the request. */
   readonly maxResponseBytes: number;
 }
@@ -113,7 +115,8 @@ export class ApiClient {
       keepAliveMaxTimeout: settings.idleTimeoutMs,
       headersTimeout: settings.timeoutMs,
       bodyTimeout: settings.timeoutMs,
-      connectTimeout: settings.connectTimeoutMs,
+      // undici's connector turns keepalive on at 60 s unless told otherwise: the listener's setting decides.
+      connect: { timeout: settings.connectTimeoutMs, keepAlive: settings.tcpKeepAliveMs > 0, keepAliveInitialDelay: settings.tcpKeepAliveMs },
     };
   }
 

@@ -41,8 +41,10 @@ export interface WsBridgeSettings {
   readonly reusePort: boolean;
   /** Concurrent WebSocket connections (and upgrades in progress); 0 = no limit. */
   readonly maxConnections: number;
-  /** TCP keepalive on client connections (core/server-listener.ts). */
+  /** TCP keepalive on client connections (core/server-listener.ts) and on the API connections; 0 = off. */
   readonly tcpKeepAliveMs?: number;
+  /** The upgrade request's head must arrive within this long (core/server-listener.ts). */
+  readonly handshakeTimeoutMs?: number;
   readonly api: string;
   readonly metricsPath: string;
   readonly ordering: 'ordered' | 'parallel';
@@ -90,6 +92,7 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
         idleTimeoutMs: settings.pool.idleTimeoutMs,
         timeoutMs: settings.pool.timeoutMs,
         connectTimeoutMs: settings.connectTimeoutMs,
+        tcpKeepAliveMs: settings.tcpKeepAliveMs ?? 0,
         maxResponseBytes: settings.maxMessageBytes,
       },
       this.stats,

@@ -20,6 +20,7 @@ export const wsBridgeProtocol: ProtocolDescriptor<typeof wsBridgeListenerSchema>
         reusePort: ctx.reusePort,
         maxConnections: listener.maxConnections,
         tcpKeepAliveMs: listener.tcpKeepAliveMs,
+        handshakeTimeoutMs: listener.handshakeTimeoutMs,
         api: listener.api,
         metricsPath: listener.metricsPath,
         ordering: listener.ordering,

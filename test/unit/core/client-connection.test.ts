@@ -123,6 +123,26 @@ describe('ClientConnection', () => {
     await assert.rejects(conn.read(lineParser([])), isProtocol(/closed the connection/));
   });
 
+  it('whenGone runs once when the client half-closes, reading or not, and at once when it already has', async () => {
+    const { client, conn } = await pair();
+    let calls = 0;
+    conn.whenGone(() => calls++);
+    const ended = new Promise((resolve) => conn.socket.once('end', resolve));
+    client.end();
+    await ended;
+    assert.equal(calls, 1);
+    // Set after the FIN: runs at once; null forgets a callback.
+    conn.whenGone(() => calls++);
+    assert.equal(calls, 2);
+    const other = await pair();
+    other.conn.whenGone(() => calls++);
+    other.conn.whenGone(null);
+    const otherEnded = new Promise((resolve) => other.conn.socket.once('end', resolve));
+    other.client.end();
+    await otherEnded;
+    assert.equal(calls, 2);
+  });
+
   it('abort() fails a pending read with the error given', async () => {
     const { conn } = await pair();
     const read = conn.read(lineParser([]));

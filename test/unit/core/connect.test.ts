@@ -9,11 +9,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { Dial, connectEndpoint, connectFirst, sendOneShot } from '../../../src/core/connect.ts';
+import { Dial, DialAbort, connectEndpoint, connectFirst, sendOneShot } from '../../../src/core/connect.ts';
 import type { DialOwner } from '../../../src/core/connect.ts';
 import { parseEndpoint } from '../../../src/core/endpoint.ts';
 import type { Endpoint } from '../../../src/core/endpoint.ts';
-import type { PolyproxyError } from '../../../src/core/errors.ts';
+import { PolyproxyError } from '../../../src/core/errors.ts';
 import { EndpointHealth } from '../../../src/core/health.ts';
 import { unansweredEndpoint } from '../../helpers/unanswered.ts';
 import type { Unanswered } from '../../helpers/unanswered.ts';
@@ -153,6 +153,24 @@ describe('connectFirst, connectEndpoint, sendOneShot', () => {
     sockets.push(connected.socket);
     assert.equal(connected.endpoint.label, live.endpoint);
     assert.equal(connected.socket.readyState, 'open');
+  });
+
+  it('connectFirst with a DialAbort: abort() drops the attempt in progress (no breaker accounting) and rejects with its error', async () => {
+    const health = new EndpointHealth({ intervalMs: 0, failureThreshold: 1, openMs: 60000 });
+    const abort = new DialAbort();
+    const pending = connectFirst([unanswered], 5000, health, undefined, abort);
+    const gone = new PolyproxyError('PROTOCOL', 'client left', { source: 'client' });
+    abort.abort(gone);
+    await assert.rejects(pending, (err) => err === gone);
+    assert.equal(health.usable([unanswered]).length, 1);
+    // Already aborted: rejects at once without dialing; a settled connect is not undone.
+    await assert.rejects(connectFirst([unanswered], 5000, health, undefined, abort), (err) => err === gone);
+    const live = await liveServer();
+    const late = new DialAbort();
+    const connected = await connectFirst([parseEndpoint(live.endpoint)], 1000, undefined, undefined, late);
+    sockets.push(connected.socket);
+    late.abort(gone);
+    assert.equal(connected.socket.destroyed, false);
   });
 
   it('connectEndpoint rejects with BACKEND_UNREACHABLE', async () => {

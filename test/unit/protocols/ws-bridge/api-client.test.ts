@@ -11,7 +11,7 @@ after(async () => {
   for (const a of apis) await a.close();
 });
 
-const settings = { maxConnections: 2, maxIdle: 1, idleTimeoutMs: 10000, timeoutMs: 1000, connectTimeoutMs: 1000, maxResponseBytes: 64 };
+const settings = { maxConnections: 2, maxIdle: 1, idleTimeoutMs: 10000, timeoutMs: 1000, connectTimeoutMs: 1000, tcpKeepAliveMs: 0, maxResponseBytes: 64 };
 
 test('at most maxConnections at once, at most maxIdle kept after', async () => {
   const api = await startApi();
