@@ -2,17 +2,21 @@
  * The PostgreSQL pool without the listener around it: a loopback server
  * that answers SSLRequest with 'N', reads the StartupMessage, says
  * AuthenticationOk (trust) and hands the client to a pooled ClientSession
- * (src/protocols/postgres/pool/). Lets the pool's unit-level integration
- * tests drive it with real clients (pg, psql, pgbench) against the real
- * PostgreSQL, independent of proxy-side authentication. Server logins are
- * trust logins (the machine's PostgreSQL trusts loopback).
+ * (src/protocols/postgres/pool/). Lets the pool's tests drive it with real
+ * clients (pg, psql, pgbench) against the real PostgreSQL without
+ * proxy-side authentication in the way. The pool logs in to servers with
+ * auth/backend-login.ts and no password (the machine's PostgreSQL trusts
+ * loopback).
  */
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { sendOneShot } from '../../src/core/connect.ts';
 import { parseEndpoint } from '../../src/core/endpoint.ts';
 import { log } from '../../src/core/logger.ts';
+import { backendLogin } from '../../src/protocols/postgres/auth/backend-login.ts';
 import { parseStartupPacket } from '../../src/protocols/postgres/parse.ts';
 import type { StartupPacket } from '../../src/protocols/postgres/parse.ts';
+import { pooledCancel } from '../../src/protocols/postgres/pool/cancel-keys.ts';
 import { ClientSession } from '../../src/protocols/postgres/pool/client-session.ts';
 import { authenticationOk, errorMessage, POOL_SQLSTATE } from '../../src/protocols/postgres/pool/messages.ts';
 import { startupParameters } from '../../src/protocols/postgres/pool/parameters.ts';
@@ -31,58 +35,6 @@ export const DEFAULT_SETTINGS: PoolSettings = {
   serverIdleTimeoutMs: 600000,
 };
 
-/** A trust-only login: StartupMessage, then the server's messages up to ReadyForQuery. */
-export const trustLogin: ServerLogin = (socket, options) =>
-  new Promise((resolve, reject) => {
-    const pairs = Buffer.from(`user\0${options.user}\0database\0${options.database}\0\0`);
-    const startup = Buffer.alloc(8 + pairs.length);
-    startup.writeUInt32BE(startup.length, 0);
-    startup.writeUInt32BE(0x00030000, 4);
-    pairs.copy(startup, 8);
-    let buffered = Buffer.alloc(0);
-    const parameters = new Map<string, string>();
-    let processId = 0;
-    let secretKey = Buffer.alloc(0);
-    const onData = (chunk: Buffer): void => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 5) {
-        const length = buffered.readUInt32BE(1);
-        if (buffered.length < 1 + length) return;
-        const type = buffered[0];
-        const body = buffered.subarray(5, 1 + length);
-        buffered = buffered.subarray(1 + length);
-        if (type === 0x53) {
-          const [name, value] = body.toString('utf8').split('\0');
-          parameters.set(name as string, value as string);
-        } else if (type === 0x4b) {
-          processId = body.readUInt32BE(0);
-          secretKey = Buffer.from(body.subarray(4));
-        } else if (type === 0x45) {
-          socket.removeListener('data', onData);
-          const fields = new Map<string, string>();
-          for (const part of body.toString('utf8').split('\0')) if (part.length > 1) fields.set(part[0] as string, part.slice(1));
-          const raw = Buffer.alloc(5 + body.length);
-          raw[0] = 0x45;
-          raw.writeUInt32BE(4 + body.length, 1);
-          body.copy(raw, 5);
-          reject(Object.assign(new Error(fields.get('M') ?? 'login refused'), { sqlstate: fields.get('C') ?? 'XX000', raw }));
-          return;
-        } else if (type === 0x52 && body.readUInt32BE(0) !== 0) {
-          socket.removeListener('data', onData);
-          reject(new Error('the server asked for a password (the pool front logs in with trust only)'));
-          return;
-        } else if (type === 0x5a) {
-          socket.removeListener('data', onData);
-          socket.pause();
-          resolve({ parameters, processId, secretKey, leftover: buffered.length > 0 ? Buffer.from(buffered) : null });
-          return;
-        }
-      }
-    };
-    socket.on('data', onData);
-    socket.write(startup);
-  });
-
 export interface PoolFront {
   readonly port: number;
   readonly manager: PoolManager;
@@ -98,7 +50,7 @@ export async function startPoolFront(settings: Partial<PoolSettings> = {}, optio
   const listener = `pool-front-${++fronts}`;
   const manager = new PoolManager({
     settings: all,
-    login: options.login ?? trustLogin,
+    login: options.login ?? backendLogin,
     log,
     connectTimeoutMs: 5000,
     tcpKeepAliveMs: 0,
@@ -130,7 +82,10 @@ export async function startPoolFront(settings: Partial<PoolSettings> = {}, optio
       }
       socket.removeListener('data', onData);
       if (value.type === 'cancel') {
+        // As the listener does: a pooled client's key reaches the server running its query now.
+        const target = pooledCancel(value.key);
         socket.destroy();
+        if (target !== undefined && target !== null) void sendOneShot(target.endpoint, target.packet, 5000).catch(() => {});
         return;
       }
       socket.pause();

@@ -280,13 +280,14 @@ export class ClientSession implements PoolClient, ServerUser {
         const queryEnd = nameEnd < 0 ? -1 : cstringEnd(body, nameEnd + 1, end);
         if (queryEnd < 0) return this.#malformed('Parse');
         if (startsWithListen(body, nameEnd + 1, queryEnd)) {
-          // Unnamed, so nothing is remembered: the client's Bind then Execute get the refusal.
-          const at = out.startMessage(T_PARSE);
-          out.byte(0);
-          out.cstring(LISTEN_REFUSAL_SQL);
-          out.bytes(body, queryEnd + 1, end);
-          out.endMessage(at);
-          this.#expectParse(false, null);
+          // The statement is the refusal: its Bind and Execute, now or later, get 0A000 from the server.
+          const refusal = Buffer.byteLength(LISTEN_REFUSAL_SQL);
+          const rewritten = Buffer.allocUnsafe(nameEnd - start + 1 + refusal + 1 + (end - queryEnd - 1));
+          body.copy(rewritten, 0, start, nameEnd + 1);
+          rewritten.write(LISTEN_REFUSAL_SQL, nameEnd - start + 1);
+          rewritten[nameEnd - start + 1 + refusal] = 0;
+          body.copy(rewritten, nameEnd - start + 2 + refusal, queryEnd + 1, end);
+          this.clientWhole(type, rewritten, 0, rewritten.length);
           return;
         }
         if (nameEnd === start) {

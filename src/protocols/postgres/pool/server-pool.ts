@@ -21,6 +21,7 @@
 import net from 'node:net';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import type { Logger } from '../../../core/logger.ts';
+import type { BackendCredentials, BackendLoginOptions, BackendLoginResult } from '../auth/types.ts';
 import { ServerConnection, SERVER_ACTIVE, SERVER_CLOSED, SERVER_IDLE } from './server-connection.ts';
 import type { ServerHome } from './server-connection.ts';
 import { MAX_PREPARED_PER_SERVER, StatementRegistry } from './prepared-statements.ts';
@@ -42,14 +43,11 @@ export interface PoolSettings {
   readonly serverIdleTimeoutMs: number;
 }
 
-/** What the pool logs in to servers with (auth/types.ts BackendCredentials, kept opaque here). */
-export type Credentials = { readonly kind: string };
+/** What the pool logs in to servers with: what the client's authentication produced. */
+export type Credentials = BackendCredentials;
 
-/** Logs in on a connected socket (auth/backend-login.ts). */
-export type ServerLogin = (
-  socket: net.Socket,
-  options: { user: string; database: string; credentials: never; timeoutMs: number },
-) => Promise<{ parameters: Map<string, string>; processId: number; secretKey: Buffer; leftover: Buffer | null }>;
+/** Logs in on a connected socket: auth/backend-login.ts (tests may pass another). */
+export type ServerLogin = (socket: net.Socket, options: BackendLoginOptions) => Promise<BackendLoginResult>;
 
 /** A client session waiting for (or holding) a server connection. */
 export interface PoolClient extends Waiter {
@@ -258,7 +256,6 @@ export class PoolManager {
   }
 
   #discard(pool: ServerPool, server: ServerConnection): void {
-    server.state = SERVER_CLOSED;
     server.close();
     this.forget(pool, server);
   }
@@ -398,7 +395,7 @@ export class PoolManager {
       });
     });
     try {
-      const login = await this.login(socket, { user: pool.user, database: pool.database, credentials: pool.credentials as never, timeoutMs: this.connectTimeoutMs });
+      const login = await this.login(socket, { user: pool.user, database: pool.database, credentials: pool.credentials, timeoutMs: this.connectTimeoutMs });
       const connection = new ServerConnection(socket, endpoint, pool, login);
       if (login.leftover !== null && login.leftover.length > 0) {
         // Nothing may follow ReadyForQuery unasked.
