@@ -47,6 +47,22 @@ export interface Route {
   ttlMs?: number;
   replicas?: readonly string[];
   coldStart?: ColdStart;
+  /**
+   * The tenant's users and their secrets, for listeners that authenticate
+   * clients themselves (postgres `auth`): user name → `{ password }` or
+   * `{ scramSecret: "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>" }`,
+   * optionally with `backendPassword`. Asked before the listener's own
+   * `auth.users` and auth query; other listeners ignore it.
+   */
+  credentials?: Readonly<Record<string, RouteCredential>>;
+}
+
+/** One user's secret in Route.credentials: exactly one of password / scramSecret. */
+export interface RouteCredential {
+  readonly password?: string;
+  readonly scramSecret?: string;
+  /** Log in to the backend with this password instead of what the client proved. */
+  readonly backendPassword?: string;
 }
 
 export interface ConnectionInfo {

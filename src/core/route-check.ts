@@ -9,7 +9,7 @@
  * and costs a few property reads.
  */
 import { PolyproxyError } from './errors.ts';
-import type { ColdStart, Route } from './resolver.ts';
+import type { ColdStart, Route, RouteCredential } from './resolver.ts';
 import { adopt, describeError, thenOf } from './tenant-code.ts';
 
 /** More endpoints than this in one route (or its replicas) is a resolver bug, not a pool. */
@@ -52,6 +52,9 @@ export function checkRoute(answer: unknown, source: string, resourceId: string):
       if (proto !== Object.prototype && proto !== null) throw bad(`must be a plain object, got ${kindOf(metadata)}`);
       route.metadata = { ...(metadata as Record<string, unknown>) };
     }
+    field = 'credentials';
+    const credentials = raw.credentials;
+    if (credentials !== undefined && credentials !== null) route.credentials = checkCredentials(credentials, bad);
     field = 'coldStart';
     const coldStart = raw.coldStart;
     if (coldStart !== undefined && coldStart !== null) {
@@ -67,6 +70,32 @@ export function checkRoute(answer: unknown, source: string, resourceId: string):
     // A getter or proxy trap threw while the field was read.
     throw bad(`could not be read: ${describeError(err)}`);
   }
+}
+
+/** More users than this in one route's credentials is a resolver bug. */
+export const MAX_ROUTE_CREDENTIALS = 10_000;
+const SECRET_FIELDS = ['password', 'scramSecret', 'backendPassword'] as const;
+
+function checkCredentials(value: unknown, bad: (why: string) => PolyproxyError): Record<string, RouteCredential> {
+  const proto = typeof value === 'object' && value !== null ? (Object.getPrototypeOf(value) as unknown) : undefined;
+  if (proto !== Object.prototype && proto !== null) throw bad(`must be a plain object of user name to { password } or { scramSecret }, got ${kindOf(value)}`);
+  const names = Object.keys(value as object);
+  if (names.length > MAX_ROUTE_CREDENTIALS) throw bad(`must list at most ${MAX_ROUTE_CREDENTIALS} users, got ${names.length}`);
+  const copy: Record<string, RouteCredential> = Object.create(null) as Record<string, RouteCredential>;
+  for (const name of names) {
+    const entry = (value as Record<string, unknown>)[name];
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw bad(`.${name} must be an object, got ${kindOf(entry)}`);
+    const out: { password?: string; scramSecret?: string; backendPassword?: string } = {};
+    for (const field of SECRET_FIELDS) {
+      const secret = (entry as Record<string, unknown>)[field];
+      if (secret === undefined || secret === null) continue;
+      if (typeof secret !== 'string' || secret.length === 0) throw bad(`.${name}.${field} must be a non-empty string, got ${typeof secret === 'string' ? 'an empty string' : kindOf(secret)}`);
+      out[field] = secret;
+    }
+    if ((out.password === undefined) === (out.scramSecret === undefined)) throw bad(`.${name} must have exactly one of password and scramSecret`);
+    copy[name] = out;
+  }
+  return copy;
 }
 
 function checkEndpoint(value: unknown, bad: (why: string) => PolyproxyError): string {

@@ -3,6 +3,8 @@
  * real error with a SQLSTATE instead of "server closed the connection".
  */
 import type { FailureKind, PolyproxyError } from '../../core/errors.ts';
+import { PostgresAuthError } from './auth/auth-error.ts';
+import { PostgresServerError } from './auth/server-error.ts';
 
 /** SQLSTATE per failure kind (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
 export const SQLSTATE: Readonly<Record<FailureKind, string>> = {
@@ -45,6 +47,9 @@ export function errorResponse(sqlstate: string, message: string, hint?: string):
 }
 
 export function encodeError(err: PolyproxyError, database: string | undefined): Buffer {
+  // The proxy's own authentication refusals, and a backend's refusal of the proxy's login, word for word.
+  if (err instanceof PostgresAuthError) return errorResponse(err.sqlstate, err.message);
+  if (err instanceof PostgresServerError) return err.raw;
   const db = database === undefined ? 'the requested database' : `database "${database}"`;
   switch (err.kind) {
     case 'NOT_FOUND':

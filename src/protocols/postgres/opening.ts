@@ -6,23 +6,50 @@
  * authentication with the client. relay: bytes, with a tap on the first
  * backend messages to learn the cancel key.
  */
+import type { Socket } from 'node:net';
 import type { ClientConnection } from '../../core/client-connection.ts';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError } from '../../core/errors.ts';
-import type { Opening, ProtocolModule } from '../../core/protocol.ts';
+import type { Opening, ProtocolModule, ProtocolSession } from '../../core/protocol.ts';
 import type { StreamTap } from '../../core/relay.ts';
 import { forwardCancelToSiblings, lookupCancelKey, registerCancelKey, unregisterCancelKey } from './cancel-registry.ts';
+import { authenticatedOpening, cancelKeyOf, loginAndGreet } from './auth/listener-auth.ts';
+import type { ListenerAuth } from './auth/listener-auth.ts';
+import type { AuthenticatedClient } from './auth/types.ts';
 import { encodeError } from './errors.ts';
 import { BackendKeyScanner, parseStartupPacket } from './parse.ts';
 
 const ANSWER_SSL_YES = Buffer.from('S');
 const ANSWER_NO = Buffer.from('N');
 
-export function createPostgresProtocol(): ProtocolModule {
-  return { name: 'postgres', identify, encodeError };
+/** `auth`: the listener's proxy-side authentication (null: the backend authenticates the client through the relay). */
+export function createPostgresProtocol(auth: ListenerAuth | null = null): ProtocolModule {
+  if (auth === null) return { name: 'postgres', identify: (conn) => identify(conn, undefined, null), encodeError };
+  return {
+    name: 'postgres',
+    identify: (conn, session) => identify(conn, session, auth),
+    encodeError,
+    replay: (conn, backend, opening) => replay(auth, conn, backend, opening),
+  };
 }
 
-async function identify(conn: ClientConnection): Promise<Opening | null> {
+/** The authenticated client of an opening, until replay() logs in for it. */
+const authenticated = new WeakMap<Opening, { client: AuthenticatedClient; session: PostgresSession }>();
+
+async function replay(auth: ListenerAuth, conn: ClientConnection, backend: Socket, opening: Opening): Promise<void> {
+  if (opening.endpoint !== undefined) {
+    // A CancelRequest: core replays nothing once a protocol has replay(), so pass it on here.
+    if (opening.replay !== null) backend.write(opening.replay);
+    return;
+  }
+  const pending = authenticated.get(opening);
+  if (pending === undefined) throw new PolyproxyError('INTERNAL', 'no authenticated client for this opening');
+  authenticated.delete(opening);
+  const result = await loginAndGreet(auth, conn, backend, pending.client);
+  pending.session.learnedKey(cancelKeyOf(result));
+}
+
+async function identify(conn: ClientConnection, protocolSession: ProtocolSession | undefined, auth: ListenerAuth | null): Promise<Opening | null> {
   // SSLRequest and GSSENCRequest may each come once before the StartupMessage (as in PostgreSQL).
   let sslAsked = false;
   let gssAsked = false;
@@ -59,6 +86,12 @@ async function identify(conn: ClientConnection): Promise<Opening | null> {
         const certProblem = conn.clientCertProblem();
         if (certProblem !== null) throw new PolyproxyError('TLS_REQUIRED', certProblem, { source: 'client', resourceId: database });
         const session = new PostgresSession();
+        if (auth !== null) {
+          const hooks = { onConnected: (endpoint: Endpoint) => session.connected(endpoint), onClose: () => session.close() };
+          const { opening, client } = await authenticatedOpening(auth, conn, protocolSession, packet, hooks);
+          authenticated.set(opening, { client, session });
+          return opening;
+        }
         return {
           resourceId: database,
           replay: packet.raw,
@@ -91,6 +124,14 @@ class PostgresSession implements StreamTap {
     }
     if (done) this.#scanner = null; // idle sessions keep only the key
     return done;
+  }
+
+  /** The proxy logged in itself and knows the backend's key (no tap). */
+  learnedKey(key: string): void {
+    this.#scanner = null;
+    if (this.#endpoint === null) return;
+    this.#key = key;
+    registerCancelKey(key, this.#endpoint);
   }
 
   close(): void {
