@@ -53,6 +53,7 @@ export async function startPoolFront(settings: Partial<PoolSettings> = {}, optio
     login: options.login ?? backendLogin,
     log,
     connectTimeoutMs: 5000,
+    loginTimeoutMs: 5000,
     tcpKeepAliveMs: 0,
     makeStats: (pool) => newPoolStats(listener, pool, all.mode),
   });

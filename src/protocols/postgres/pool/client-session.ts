@@ -783,6 +783,11 @@ export class ClientSession implements PoolClient, ServerUser {
     this.#cleanup(wasLogin);
   }
 
+  /** The listener's drain deadline passed: PostgreSQL's admin shutdown error, then close. */
+  shutdown(): void {
+    this.#end(errorMessage('FATAL', POOL_SQLSTATE.ADMIN_SHUTDOWN, 'terminating connection due to administrator command'));
+  }
+
   /** The client socket closed. */
   clientClosed(): void {
     if (this.phase === CLOSED) {

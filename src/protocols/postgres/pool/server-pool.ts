@@ -123,6 +123,7 @@ export class PoolManager {
   readonly login: ServerLogin;
   readonly log: Logger;
   readonly connectTimeoutMs: number;
+  readonly loginTimeoutMs: number;
   readonly tcpKeepAliveMs: number;
   readonly pools = new Map<string, ServerPool>();
   readonly budgets = new Map<string, EndpointBudget>();
@@ -137,6 +138,8 @@ export class PoolManager {
     login: ServerLogin;
     log: Logger;
     connectTimeoutMs: number;
+    /** The login (startup to ReadyForQuery) must finish within this long; 0 = no deadline. */
+    loginTimeoutMs: number;
     tcpKeepAliveMs: number;
     makeStats: (pool: { database: string; user: string; endpoint: string }) => PoolStats;
   }) {
@@ -144,6 +147,7 @@ export class PoolManager {
     this.login = options.login;
     this.log = options.log;
     this.connectTimeoutMs = options.connectTimeoutMs;
+    this.loginTimeoutMs = options.loginTimeoutMs;
     this.tcpKeepAliveMs = options.tcpKeepAliveMs;
     this.#makeStats = options.makeStats;
     const s = options.settings;
@@ -395,7 +399,7 @@ export class PoolManager {
       });
     });
     try {
-      const login = await this.login(socket, { user: pool.user, database: pool.database, credentials: pool.credentials, timeoutMs: this.connectTimeoutMs });
+      const login = await this.login(socket, { user: pool.user, database: pool.database, credentials: pool.credentials, timeoutMs: this.loginTimeoutMs });
       const connection = new ServerConnection(socket, endpoint, pool, login);
       if (login.leftover !== null && login.leftover.length > 0) {
         // Nothing may follow ReadyForQuery unasked.

@@ -10,28 +10,11 @@
  * share "_other" (their figures add up there).
  */
 import { Counter, Gauge, Histogram } from 'prom-client';
+import type { PoolStatsRow } from '../../../admin/source.ts';
 import { registry } from '../../../core/metrics.ts';
 
 export const MAX_POOL_LABELS = 100;
 const OTHER = '_other';
-
-/** One pool's live figures (summed across workers by the supervisor). */
-export interface PoolStatsRow {
-  readonly listener: string;
-  readonly pool: string;
-  readonly mode: string;
-  readonly clientsActive: number;
-  readonly clientsWaiting: number;
-  readonly clients: number;
-  readonly serversActive: number;
-  readonly serversIdle: number;
-  readonly serversLoggingIn: number;
-  readonly serversOpened: number;
-  readonly transactions: number;
-  readonly queries: number;
-  readonly queueTimeouts: number;
-  readonly waitSecondsTotal: number;
-}
 
 export class PoolStats {
   readonly listener: string;
@@ -105,11 +88,37 @@ export function newPoolStats(listener: string, pool: { database: string; user: s
   return stats;
 }
 
-/** Rows for /api/stats (pools still in use). */
+/** Rows for /api/stats: pools still in use, at most MAX_POOL_LABELS (the rest summed as "_other", as the metrics). */
 export function poolRows(): PoolStatsRow[] {
-  const out: PoolStatsRow[] = [];
-  for (const s of live) if (!s.retired) out.push(s.row());
-  return out;
+  const out = new Map<string, PoolStatsRow>();
+  for (const s of live) {
+    if (s.retired) continue;
+    const row = { ...s.row(), pool: s.label };
+    const key = `${s.listener}\0${s.label}`;
+    const seen = out.get(key);
+    out.set(key, seen === undefined ? row : addRows(seen, row));
+  }
+  return [...out.values()];
+}
+
+/** Two rows of one pool (two workers, or two pools under "_other") added up. */
+export function addRows(a: PoolStatsRow, b: PoolStatsRow): PoolStatsRow {
+  return {
+    listener: a.listener,
+    pool: a.pool,
+    mode: a.mode,
+    clientsActive: a.clientsActive + b.clientsActive,
+    clientsWaiting: a.clientsWaiting + b.clientsWaiting,
+    clients: a.clients + b.clients,
+    serversActive: a.serversActive + b.serversActive,
+    serversIdle: a.serversIdle + b.serversIdle,
+    serversLoggingIn: a.serversLoggingIn + b.serversLoggingIn,
+    serversOpened: a.serversOpened + b.serversOpened,
+    transactions: a.transactions + b.transactions,
+    queries: a.queries + b.queries,
+    queueTimeouts: a.queueTimeouts + b.queueTimeouts,
+    waitSecondsTotal: a.waitSecondsTotal + b.waitSecondsTotal,
+  };
 }
 
 /** Forgets every pool (tests, and a listener's shutdown). */
