@@ -214,10 +214,9 @@ export class ClientSession implements PoolClient, ServerUser {
   /** Client message header (MessageReader owner, client side). */
   clientStart(type: number, length: number): number {
     if (!this.transactionMode) {
-      if (type === T_SYNC || type === T_QUERY) {
-        this.#pendingSyncs++;
-        this.pool.stats.queries++;
-      } else if (type === T_TERMINATE) return WHOLE;
+      if (type === T_SYNC || type === T_QUERY) this.#pendingSyncs++;
+      if (type === T_QUERY || type === T_EXECUTE) this.pool.stats.queries++;
+      else if (type === T_TERMINATE) return WHOLE;
       return PASS;
     }
     switch (type) {

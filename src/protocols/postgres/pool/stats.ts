@@ -179,6 +179,6 @@ function ensureMetrics(): void {
   metric('polyproxy_pg_pool_servers_login', 'Server connections logging in now, per PostgreSQL pool.', 'serversLoggingIn', 'gauge');
   metric('polyproxy_pg_pool_servers_opened_total', 'Server connections opened (used) by a PostgreSQL pool.', 'serversOpened', 'counter');
   metric('polyproxy_pg_pool_transactions_total', 'Transactions run through a PostgreSQL pool (ReadyForQuery back to idle).', 'transactions', 'counter');
-  metric('polyproxy_pg_pool_queries_total', 'Queries run through a PostgreSQL pool (simple Query and extended-protocol Sync).', 'queries', 'counter');
+  metric('polyproxy_pg_pool_queries_total', 'Queries run through a PostgreSQL pool (simple Query and extended-protocol Execute messages).', 'queries', 'counter');
   metric('polyproxy_pg_pool_queue_timeouts_total', 'Clients refused with 53300 after waiting queueTimeoutMs for a server connection.', 'queueTimeouts', 'counter');
 }
