@@ -11,7 +11,7 @@
  * connections in all (other work uses some), and 20 is what both poolers
  * open; it is the no-proxy reference, not a like-for-like client count.
  *
- * Env: BENCH_DURATION (s, default 8), BENCH_WARMUP (s, default 1).
+ * Env: BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 3).
  */
 import { progress } from '../lib/progress.ts';
 import { runChecked, runCommand } from '../lib/process.ts';
@@ -86,8 +86,8 @@ export const pgbenchPoolScenario: Scenario = {
   description: 'pgbench -S -M extended -c 100 through a transaction pool of 20: polyproxy vs PgBouncer (transaction) vs direct; -M prepared through polyproxy',
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
-    const duration = envNumber('BENCH_DURATION', 8);
-    const warmup = envNumber('BENCH_WARMUP', 1);
+    const duration = envNumber('BENCH_DURATION', 10);
+    const warmup = envNumber('BENCH_WARMUP', 3);
     const dbState = await prepareDatabase();
     const pgbouncerVersion = (await runCommand('/usr/sbin/pgbouncer', ['--version'])).stdout.split('\n')[0] ?? '';
     const pgbenchVersion = (await runCommand('pgbench', ['--version'])).stdout.trim();
@@ -122,7 +122,8 @@ export const pgbenchPoolScenario: Scenario = {
       if (warmup > 0) {
         for (const t of targets) {
           progress(`pgbench-pool: warm-up ${t.label} (${warmup} s)`);
-          await runPgbench(t.port, warmup, t.clients, t.mode, t.pid);
+          // On a busy machine 100 logins may take the whole warm-up: a warm-up without a figure is fine.
+          await runPgbench(t.port, warmup, t.clients, t.mode, t.pid).catch(() => undefined);
         }
       }
       const results = new Map<string, RunResult>();
