@@ -80,6 +80,9 @@ const STATUS_IDLE = 0x49; // 'I'
 /** A statement name no server ever has: a Close of it is answered CloseComplete, harmlessly. */
 const NEVER_PREPARED = 'pp_none';
 
+/** Client bytes held while it waits for a server connection before its socket is paused. */
+const MAX_HELD_UNPAUSED = 64 * 1024;
+
 const kSession = Symbol('polyproxy.pg.pool.session');
 type SessionSocket = Socket & { [kSession]?: ClientSession };
 
@@ -182,7 +185,8 @@ export class ClientSession implements PoolClient, ServerUser {
         return;
       }
       this.#hold(buf, start, end);
-      this.#pauseClient();
+      // Reading on costs nothing while little is held; pausing and resuming would cost two syscalls per transaction.
+      if (this.phase === LOGIN || this.#heldLength > MAX_HELD_UNPAUSED) this.#pauseClient();
       if (this.phase === READY) this.#requestServer();
       return;
     }

@@ -35,6 +35,8 @@ export class PoolStats {
   /** Filled by the pool (server-pool.ts) for reads: live counts. */
   read: () => { waiting: number; active: number; idle: number; opening: number } = () => ({ waiting: 0, active: 0, idle: 0, opening: 0 });
   retired = false;
+  /** The wait histogram's child for this pool's labels (label lookup done once, not per observation). */
+  waits: { observe(value: number): void } | null = null;
 
   constructor(listener: string, name: string, label: string, mode: string) {
     this.listener = listener;
@@ -84,6 +86,7 @@ export function newPoolStats(listener: string, pool: { database: string; user: s
     else labelled.add(`${listener}\0${name}`);
   }
   const stats = new PoolStats(listener, name, label, mode);
+  stats.waits = waitHistogram?.labels(listener, label) ?? null;
   live.add(stats);
   return stats;
 }
@@ -131,7 +134,7 @@ let waitHistogram: Histogram<'listener' | 'pool'> | null = null;
 /** A client waited `ms` for a server connection (0: one was idle). */
 export function observeWait(stats: PoolStats, ms: number): void {
   stats.waitSecondsTotal += ms / 1000;
-  waitHistogram?.observe({ listener: stats.listener, pool: stats.label }, ms / 1000);
+  stats.waits?.observe(ms / 1000);
 }
 
 type Field = 'clientsActive' | 'clientsWaiting' | 'serversActive' | 'serversIdle' | 'serversLoggingIn' | 'serversOpened' | 'transactions' | 'queries' | 'queueTimeouts';
