@@ -251,6 +251,20 @@ const SCRIPT = String.raw`
       return tr;
     }), 5, 'no traffic yet');
 
+    fill('pools-body', (s.pools || []).map(function (p) {
+      var tr = el('tr', { 'data-testid': 'pool-row', 'data-pool': p.listener + ' ' + p.pool });
+      cell(tr, 'pool-name', p.pool, p.pool, 'key');
+      cell(tr, 'pool-mode', p.mode, p.mode, 'text');
+      cell(tr, 'pool-clients-active', fmtInt(p.clientsActive), p.clientsActive);
+      cell(tr, 'pool-clients-waiting', fmtInt(p.clientsWaiting), p.clientsWaiting);
+      cell(tr, 'pool-servers-active', fmtInt(p.serversActive), p.serversActive);
+      cell(tr, 'pool-servers-idle', fmtInt(p.serversIdle), p.serversIdle);
+      cell(tr, 'pool-servers-opened', fmtInt(p.serversOpened), p.serversOpened);
+      cell(tr, 'pool-transactions', fmtInt(p.transactions), p.transactions);
+      cell(tr, 'pool-queue-timeouts', fmtInt(p.queueTimeouts), p.queueTimeouts);
+      return tr;
+    }), 9, 'no PostgreSQL pools');
+
     var lookups = s.cache.hits + s.cache.misses;
     var ratio = lookups === 0 ? null : s.cache.hits / lookups;
     set('cache-hit-ratio', ratio === null ? '\u2014' : (ratio * 100).toFixed(1) + '%', ratio === null ? null : Math.round(ratio * 10000) / 10000);
@@ -417,6 +431,13 @@ const BODY = String.raw`
       </form>
     </section>
   </div>
+  <section class="panel">
+    <h2>PostgreSQL pools</h2>
+    <div class="table-wrap"><table data-testid="pools">
+      <thead><tr><th>Pool</th><th class="text">Mode</th><th>Clients active</th><th>Waiting</th><th>Servers active</th><th>Idle</th><th>Opened</th><th>Transactions</th><th>Queue timeouts</th></tr></thead>
+      <tbody data-testid="pools-body"></tbody>
+    </table></div>
+  </section>
 </main>
 `;
 

@@ -43,6 +43,25 @@ export interface ResourceStats {
   readonly bytesOut: number;
 }
 
+/** One PostgreSQL pool (src/protocols/postgres/pool/stats.ts), summed across workers. */
+export interface PoolStatsRow {
+  readonly listener: string;
+  /** `database/user@endpoint`. */
+  readonly pool: string;
+  readonly mode: string;
+  readonly clientsActive: number;
+  readonly clientsWaiting: number;
+  readonly clients: number;
+  readonly serversActive: number;
+  readonly serversIdle: number;
+  readonly serversLoggingIn: number;
+  readonly serversOpened: number;
+  readonly transactions: number;
+  readonly queries: number;
+  readonly queueTimeouts: number;
+  readonly waitSecondsTotal: number;
+}
+
 export interface ProxyStats {
   readonly version: string;
   readonly startedAt: number;
@@ -57,6 +76,8 @@ export interface ProxyStats {
   /** Top resources by open connections, then bytes (bounded list). */
   readonly resources: readonly ResourceStats[];
   readonly coldStarts: { readonly waiting: number; readonly wakes: number; readonly timeouts: number };
+  /** PostgreSQL pools (listeners with `pool:`), bounded like the pool metrics' labels. */
+  readonly pools: readonly PoolStatsRow[];
 }
 
 export interface AdminSource {

@@ -6,7 +6,8 @@
  */
 import { AggregatorRegistry } from 'prom-client';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { AdminSource, BreakerState, EndpointStats, ListenerStats, ProxyStats } from '../admin/source.ts';
+import type { AdminSource, BreakerState, EndpointStats, ListenerStats, PoolStatsRow, ProxyStats } from '../admin/source.ts';
+import { addRows } from '../protocols/postgres/pool/stats.ts';
 import { registry } from '../core/metrics.ts';
 import { mergeResources, topResources } from '../core/resource-stats.ts';
 import { packageVersion } from '../core/version.ts';
@@ -49,7 +50,13 @@ export function mergeWorkerStats(list: readonly WorkerStats[], workers: number, 
   const endpoints = new Map<string, EndpointStats>();
   const cache = { entries: 0, hits: 0, misses: 0 };
   const coldStarts = { waiting: 0, wakes: 0, timeouts: 0 };
+  const pools = new Map<string, PoolStatsRow>();
   for (const worker of list) {
+    for (const p of worker.pools ?? []) {
+      const key = `${p.listener}\0${p.pool}`;
+      const seen = pools.get(key);
+      pools.set(key, seen === undefined ? p : addRows(seen, p));
+    }
     for (const l of worker.listeners) {
       const seen = listeners.get(l.name);
       listeners.set(
@@ -93,5 +100,6 @@ export function mergeWorkerStats(list: readonly WorkerStats[], workers: number, 
     endpoints: [...endpoints.values()].sort((a, b) => a.endpoint.localeCompare(b.endpoint)),
     resources: topResources(mergeResources(list.map((s) => s.resources)), TOP_RESOURCES),
     coldStarts,
+    pools: [...pools.values()].sort((a, b) => a.listener.localeCompare(b.listener) || a.pool.localeCompare(b.pool)),
   };
 }

@@ -18,6 +18,7 @@ import { log, setLogLevel } from '../core/logger.ts';
 import { setStatsProvider } from '../core/metrics.ts';
 import type { StatsProvider } from '../core/metrics.ts';
 import { resources } from '../core/resource-stats.ts';
+import { poolRows } from '../protocols/postgres/pool/stats.ts';
 import type { Route } from '../core/resolver.ts';
 import { Router } from '../core/router.ts';
 import type { ResolverSource } from '../core/router.ts';
@@ -42,7 +43,7 @@ export interface StartOptions {
 }
 
 /** One process's share of ProxyStats (the admin source merges workers'). */
-export type WorkerStats = Pick<ProxyStats, 'startedAt' | 'ready' | 'listeners' | 'routes' | 'cache' | 'endpoints' | 'resources' | 'coldStarts'>;
+export type WorkerStats = Pick<ProxyStats, 'startedAt' | 'ready' | 'listeners' | 'routes' | 'cache' | 'endpoints' | 'resources' | 'coldStarts' | 'pools'>;
 
 export interface RunningProxy {
   readonly listeners: readonly ProxyListener[];
@@ -188,6 +189,7 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
         endpoints: health.stats(),
         resources: resources.all(),
         coldStarts: { waiting: coldStarts.counters.waiting, wakes: coldStarts.counters.wakes, timeouts: coldStarts.counters.timeouts },
+        pools: poolRows(),
       };
     },
     purge(resourceId: string): number {

@@ -52,6 +52,9 @@ class LiveSource implements AdminSource {
   ];
   readonly cache = { entries: 12, hits: 300, misses: 100 };
   readonly coldStarts = { waiting: 1, wakes: 3, timeouts: 0 };
+  readonly pools = [
+    { listener: 'pg', pool: 'shop/app@127.0.0.1:5432', mode: 'transaction', clientsActive: 3, clientsWaiting: 2, clients: 40, serversActive: 3, serversIdle: 1, serversLoggingIn: 0, serversOpened: 4, transactions: 1234, queries: 2345, queueTimeouts: 1, waitSecondsTotal: 0.5 },
+  ];
 
   metrics(): Promise<string> {
     return Promise.resolve('');
@@ -71,6 +74,7 @@ class LiveSource implements AdminSource {
         endpoints: this.endpoints,
         resources: this.resources,
         coldStarts: this.coldStarts,
+        pools: this.pools,
       }),
     );
   }
@@ -88,6 +92,7 @@ class LiveSource implements AdminSource {
 const tid = (id: string): string => `[data-testid="${id}"]`;
 const listener = (name: string, field: string): string => `[data-testid="listener-row"][data-name="${name}"] [data-testid="listener-${field}"]`;
 const endpoint = (ep: string, field: string): string => `[data-testid="endpoint-row"][data-endpoint="${ep}"] [data-testid="endpoint-${field}"]`;
+const pool = (key: string, field: string): string => `[data-testid="pool-row"][data-pool="${key}"] [data-testid="pool-${field}"]`;
 const resource = (id: string, field: string): string => `[data-testid="resource-row"][data-resource="${id}"] [data-testid="resource-${field}"]`;
 
 interface Figure {
@@ -175,6 +180,11 @@ describe('admin dashboard in headless Chromium', () => {
       shopOpen: resource('shop', 'open'),
       shopOut: resource('shop', 'bytes-out'),
       blogId: resource('<b>blog</b>', 'id'),
+      poolName: pool('pg shop/app@127.0.0.1:5432', 'name'),
+      poolActive: pool('pg shop/app@127.0.0.1:5432', 'clients-active'),
+      poolWaiting: pool('pg shop/app@127.0.0.1:5432', 'clients-waiting'),
+      poolIdle: pool('pg shop/app@127.0.0.1:5432', 'servers-idle'),
+      poolTx: pool('pg shop/app@127.0.0.1:5432', 'transactions'),
       ratio: tid('cache-hit-ratio'),
       entries: tid('cache-entries'),
       waiting: tid('cold-waiting'),
@@ -202,6 +212,7 @@ describe('admin dashboard in headless Chromium', () => {
     assert.match(f.halfState.cls, /\bwarn\b/);
     assert.deepEqual([f.shopOpen.text, f.shopOut.text], ['4', '8.58 MiB']);
     assert.equal(f.blogId.text, '<b>blog</b>', 'resource ids are text, not markup');
+    assert.deepEqual([f.poolName.text, f.poolActive.text, f.poolWaiting.text, f.poolIdle.text, f.poolTx.text], ['shop/app@127.0.0.1:5432', '3', '2', '1', '1,234']);
     assert.equal(f.ratio.text, '75.0%');
     assert.equal(f.entries.text, '12');
     assert.deepEqual([f.waiting.text, f.wakes.text], ['1', '3']);

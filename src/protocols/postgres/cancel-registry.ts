@@ -14,6 +14,23 @@ const CANCEL_CONNECT_TIMEOUT_MS = 5000;
 
 const keys = new Map<string, Endpoint>();
 
+/**
+ * Keys the proxy itself gave out (pooled clients: pool/cancel-keys.ts): the
+ * resolver returns the endpoint and the packet with the server's own key,
+ * null when there is nothing to cancel now, undefined when the key is not one.
+ */
+type CancelResolver = (key: string) => { endpoint: Endpoint; packet: Buffer } | null | undefined;
+let resolver: CancelResolver | null = null;
+
+export function registerCancelResolver(next: CancelResolver): void {
+  resolver = next;
+}
+
+/** A proxy-issued key's target (see registerCancelResolver). */
+export function resolveProxyCancelKey(key: string): { endpoint: Endpoint; packet: Buffer } | null | undefined {
+  return resolver === null ? undefined : resolver(key);
+}
+
 export function registerCancelKey(key: string, endpoint: Endpoint): void {
   keys.set(key, endpoint);
 }
@@ -33,6 +50,11 @@ export function forwardCancelToSiblings(key: string, packet: Buffer): boolean {
 
 onBroadcast(TOPIC, (payload) => {
   const { key, packet } = payload as { key: string; packet: string };
+  const pooled = resolveProxyCancelKey(key);
+  if (pooled !== undefined) {
+    if (pooled !== null) sendOneShot(pooled.endpoint, pooled.packet, CANCEL_CONNECT_TIMEOUT_MS).catch((err: Error) => log.warn({ err: err.message, backend: pooled.endpoint.label }, 'forwarding a cancel request failed'));
+    return;
+  }
   const endpoint = keys.get(key);
   if (endpoint === undefined) return;
   log.debug({ backend: endpoint.label }, 'forwarding a cancel request received by a sibling worker');

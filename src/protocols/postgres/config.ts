@@ -54,6 +54,26 @@ export const authSchema = z.strictObject({
 
 export type PostgresAuthConfig = z.output<typeof authSchema>;
 
+/** Server-connection pooling (src/protocols/postgres/pool/); needs `auth`. Every limit is per worker process. */
+export const poolSchema = z.strictObject({
+  /** session: a server connection per client session (given back with DISCARD ALL); transaction: per transaction. */
+  mode: z.enum(['session', 'transaction']).default('transaction'),
+  /** Server connections per (backend endpoint, database, user): active + idle + logging in. */
+  size: z.number().int().min(1).max(10000).default(20),
+  /** Server connections per key kept open even when idle. */
+  minSize: z.number().int().min(0).default(0),
+  /** Client sessions per tenant (routed database); past it 53300. 0 = no limit. */
+  maxClientConnections: z.number().int().min(0).default(1000),
+  /** Server connections per backend endpoint, shared by every tenant on it. 0 = no limit. */
+  maxServerConnectionsPerBackend: z.number().int().min(0).default(100),
+  /** How long a client waits for a server connection (FIFO) before 53300. 0 = forever. */
+  queueTimeoutMs: z.number().int().min(0).default(5000),
+  /** An idle server connection (beyond minSize) is closed after this long. */
+  serverIdleTimeoutMs: z.number().int().min(1).default(600000),
+});
+
+export type PostgresPoolConfig = z.output<typeof poolSchema>;
+
 export const postgresListenerSchema = z.strictObject({
   ...listenerFields,
   protocol: z.literal('postgres'),
@@ -67,12 +87,20 @@ export const postgresListenerSchema = z.strictObject({
   firstResponseTimeoutMs: z.number().int().min(0).default(15000),
   /** Proxy-side authentication; absent: the client authenticates to the backend through the relay. */
   auth: authSchema.optional(),
+  /** Pool server connections (session or transaction mode); needs `auth`. Absent: one backend connection per client. */
+  pool: poolSchema.optional(),
 });
 
 export type PostgresListenerConfig = z.output<typeof postgresListenerSchema>;
 
 /** Combinations the schema cannot refuse by itself. */
 export function checkPostgresListener(listener: PostgresListenerConfig, at: ListenerCheck): void {
+  const pool = listener.pool;
+  if (pool !== undefined) {
+    if (listener.auth === undefined) at.problem('pool', 'pooling needs proxy-side authentication: add auth to this listener (the proxy logs in to the servers it pools)');
+    if (pool.minSize > pool.size) at.problem('pool', `minSize (${pool.minSize}) is larger than size (${pool.size})`);
+    if (pool.maxServerConnectionsPerBackend !== 0 && pool.minSize > pool.maxServerConnectionsPerBackend) at.problem('pool', `minSize (${pool.minSize}) is larger than maxServerConnectionsPerBackend (${pool.maxServerConnectionsPerBackend})`);
+  }
   const auth = listener.auth;
   if (auth === undefined) return;
   if (auth.method === 'password' && listener.tls === undefined) {

@@ -4,6 +4,7 @@ import type { ProtocolDescriptor } from '../../core/protocol-descriptor.ts';
 import { prepareListenerAuth } from './auth/listener-auth.ts';
 import { checkPostgresListener, postgresListenerSchema } from './config.ts';
 import { createPostgresProtocol } from './opening.ts';
+import { createListenerPool } from './pool/listener-pool.ts';
 
 export const postgresProtocol: ProtocolDescriptor<typeof postgresListenerSchema> = {
   name: 'postgres',
@@ -13,6 +14,10 @@ export const postgresProtocol: ProtocolDescriptor<typeof postgresListenerSchema>
   create: (listener, ctx) => {
     // With auth, the proxy's login to the backend has the first-response deadline (or the handshake's when that is 0).
     const auth = listener.auth === undefined ? null : prepareListenerAuth(listener.auth, listener.name, listener.firstResponseTimeoutMs || listener.handshakeTimeoutMs);
-    return pipelineListener(listener, ctx, { module: createPostgresProtocol(auth), maxOpeningBytes: 16 * 1024, firstResponseTimeoutMs: listener.firstResponseTimeoutMs });
+    const pool =
+      auth === null || listener.pool === undefined
+        ? null
+        : createListenerPool({ listener: listener.name, settings: listener.pool, auth, log: ctx.log, connectTimeoutMs: listener.connectTimeoutMs, tcpKeepAliveMs: listener.tcpKeepAliveMs });
+    return pipelineListener(listener, ctx, { module: createPostgresProtocol(auth, pool), maxOpeningBytes: 16 * 1024, firstResponseTimeoutMs: listener.firstResponseTimeoutMs });
   },
 };

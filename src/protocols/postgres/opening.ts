@@ -12,22 +12,28 @@ import type { Endpoint } from '../../core/endpoint.ts';
 import { PolyproxyError } from '../../core/errors.ts';
 import type { Opening, ProtocolModule, ProtocolSession } from '../../core/protocol.ts';
 import type { StreamTap } from '../../core/relay.ts';
-import { forwardCancelToSiblings, lookupCancelKey, registerCancelKey, unregisterCancelKey } from './cancel-registry.ts';
+import { forwardCancelToSiblings, lookupCancelKey, registerCancelKey, resolveProxyCancelKey, unregisterCancelKey } from './cancel-registry.ts';
 import { authenticatedOpening, cancelKeyOf, loginAndGreet } from './auth/listener-auth.ts';
 import type { ListenerAuth } from './auth/listener-auth.ts';
 import type { AuthenticatedClient } from './auth/types.ts';
 import { encodeError } from './errors.ts';
 import { BackendKeyScanner, parseStartupPacket } from './parse.ts';
+import { servePooled } from './pool/listener-pool.ts';
+import type { ListenerPool } from './pool/listener-pool.ts';
 
 const ANSWER_SSL_YES = Buffer.from('S');
 const ANSWER_NO = Buffer.from('N');
 
-/** `auth`: the listener's proxy-side authentication (null: the backend authenticates the client through the relay). */
-export function createPostgresProtocol(auth: ListenerAuth | null = null): ProtocolModule {
-  if (auth === null) return { name: 'postgres', identify: (conn) => identify(conn, undefined, null), encodeError };
+/**
+ * `auth`: the listener's proxy-side authentication (null: the backend
+ * authenticates the client through the relay). `pool`: the listener's
+ * server-connection pool (pool/listener-pool.ts; needs auth).
+ */
+export function createPostgresProtocol(auth: ListenerAuth | null = null, pool: ListenerPool | null = null): ProtocolModule {
+  if (auth === null) return { name: 'postgres', identify: (conn) => identify(conn, undefined, null, null), encodeError };
   return {
     name: 'postgres',
-    identify: (conn, session) => identify(conn, session, auth),
+    identify: (conn, session) => identify(conn, session, auth, pool),
     encodeError,
     replay: (conn, backend, opening) => replay(auth, conn, backend, opening),
   };
@@ -49,7 +55,7 @@ async function replay(auth: ListenerAuth, conn: ClientConnection, backend: Socke
   pending.session.learnedKey(cancelKeyOf(result));
 }
 
-async function identify(conn: ClientConnection, protocolSession: ProtocolSession | undefined, auth: ListenerAuth | null): Promise<Opening | null> {
+async function identify(conn: ClientConnection, protocolSession: ProtocolSession | undefined, auth: ListenerAuth | null, pool: ListenerPool | null): Promise<Opening | null> {
   // SSLRequest and GSSENCRequest may each come once before the StartupMessage (as in PostgreSQL).
   let sslAsked = false;
   let gssAsked = false;
@@ -74,6 +80,10 @@ async function identify(conn: ClientConnection, protocolSession: ProtocolSession
         conn.write(ANSWER_NO);
         continue;
       case 'cancel': {
+        // A pooled client's key (the proxy's own): the server running its query now, with that server's key.
+        const pooled = resolveProxyCancelKey(packet.key);
+        if (pooled === null) return null;
+        if (pooled !== undefined) return { resourceId: '(cancel)', replay: pooled.packet, endpoint: pooled.endpoint };
         const endpoint = lookupCancelKey(packet.key);
         if (endpoint !== undefined) return { resourceId: '(cancel)', replay: packet.raw, endpoint };
         // Not ours: maybe a sibling worker's. PostgreSQL never answers a cancel, so just close.
@@ -85,6 +95,7 @@ async function identify(conn: ClientConnection, protocolSession: ProtocolSession
         const database = packet.params.get('database') || user;
         const certProblem = conn.clientCertProblem();
         if (certProblem !== null) throw new PolyproxyError('TLS_REQUIRED', certProblem, { source: 'client', resourceId: database });
+        if (pool !== null) return servePooled(pool, conn, protocolSession, packet);
         const session = new PostgresSession();
         if (auth !== null) {
           const hooks = { onConnected: (endpoint: Endpoint) => session.connected(endpoint), onClose: () => session.close() };

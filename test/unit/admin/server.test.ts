@@ -27,6 +27,7 @@ const STATS: ProxyStats = {
   endpoints: [{ endpoint: '127.0.0.1:5432', state: 'closed', healthy: true, failures: 0, lastProbeAt: 1_700_000_001_000 }],
   resources: [{ resourceId: 'shop', open: 3, total: 10, bytesIn: 1234, bytesOut: 5678 }],
   coldStarts: { waiting: 0, wakes: 1, timeouts: 0 },
+  pools: [],
 };
 
 const METRICS = '# HELP polyproxy_connections_open Open connections\n# TYPE polyproxy_connections_open gauge\npolyproxy_connections_open{listener="pg"} 3\n';

@@ -1,0 +1,84 @@
+/**
+ * The postgres listener with `pool:` (requires `auth`): after the
+ * StartupMessage, the client is routed and authenticated by the proxy
+ * (auth/listener-auth.ts), admitted against its tenant's
+ * maxClientConnections, told AuthenticationOk, and handed to a pooled
+ * ClientSession. The protocol serves the connection itself from there
+ * (ProtocolSession.takeOver, as http does): identify resolves null when
+ * the client leaves. One PoolManager per listener (and per worker).
+ */
+import type { ClientConnection } from '../../../core/client-connection.ts';
+import { PolyproxyError } from '../../../core/errors.ts';
+import type { Logger } from '../../../core/logger.ts';
+import type { DrainTarget, ProtocolSession } from '../../../core/protocol.ts';
+import { authenticateClient } from '../auth/client-auth.ts';
+import { negotiation, secretLookupFor } from '../auth/listener-auth.ts';
+import type { ListenerAuth } from '../auth/listener-auth.ts';
+import { backendLogin } from '../auth/backend-login.ts';
+import { ClientSession } from './client-session.ts';
+import { authenticationOk } from './messages.ts';
+import { startupParameters } from './parameters.ts';
+import { PoolManager } from './server-pool.ts';
+import type { PoolSettings } from './server-pool.ts';
+import { newPoolStats } from './stats.ts';
+
+export interface ListenerPool {
+  readonly manager: PoolManager;
+  readonly auth: ListenerAuth;
+}
+
+/** The pool of one listener, made once at create(). */
+export function createListenerPool(options: { listener: string; settings: PoolSettings; auth: ListenerAuth; log: Logger; connectTimeoutMs: number; tcpKeepAliveMs: number }): ListenerPool {
+  const { listener, settings } = options;
+  const manager = new PoolManager({
+    settings,
+    login: backendLogin,
+    log: options.log,
+    connectTimeoutMs: options.connectTimeoutMs,
+    loginTimeoutMs: options.auth.loginTimeoutMs,
+    tcpKeepAliveMs: options.tcpKeepAliveMs,
+    makeStats: (pool) => newPoolStats(listener, pool, settings.mode),
+  });
+  return { manager, auth: options.auth };
+}
+
+/** Serves one client through the pool; resolves when it leaves. Throws PolyproxyError (answered by the listener) before the hand-over. */
+export async function servePooled(pool: ListenerPool, conn: ClientConnection, session: ProtocolSession | undefined, startup: { version: number; params: ReadonlyMap<string, string> }): Promise<null> {
+  if (session === undefined) throw new PolyproxyError('INTERNAL', 'pooling needs the listener session');
+  const user = startup.params.get('user') as string;
+  const database = startup.params.get('database') || user;
+  const tracked = startupParameters(startup.params);
+  if (typeof tracked === 'string') throw new PolyproxyError('PROTOCOL', tracked, { source: 'client', resourceId: database });
+  const negotiate = negotiation(startup.version, startup.params);
+  if (negotiate !== null) conn.write(negotiate);
+  const decision = await session.router.route(database, session.resolveContext());
+  const client = await authenticateClient(conn, startup, pool.auth.settings, secretLookupFor(pool.auth, decision, database));
+  const endpoint = decision.candidates[0];
+  if (endpoint === undefined) throw new PolyproxyError('BACKEND_UNREACHABLE', `no endpoint for ${database}`, { source: 'backend', resourceId: database });
+  const manager = pool.manager;
+  if (!manager.admit(database)) throw new PolyproxyError('TOO_MANY', `tenant ${database} is at maxClientConnections`, { source: 'client', resourceId: database });
+  let pooled: ClientSession;
+  try {
+    session.takeOver();
+    conn.write(authenticationOk());
+    const { socket, leftover } = conn.detach();
+    const serverPool = manager.pool(endpoint, client.database, client.user, client.credentials);
+    pooled = new ClientSession(socket, leftover, { manager, pool: serverPool, tenant: database, startup: tracked });
+  } catch (err) {
+    manager.leave(database);
+    throw err;
+  }
+  session.served(database);
+  session.onDrain(drainTarget(pooled));
+  await pooled.done;
+  return null;
+}
+
+function drainTarget(session: ClientSession): DrainTarget {
+  return {
+    drain(deadline) {
+      // Sessions finish on their own until the deadline; then they are told, as PostgreSQL's smart-then-fast shutdown.
+      if (deadline) session.shutdown();
+    },
+  };
+}
