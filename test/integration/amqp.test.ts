@@ -14,6 +14,9 @@ import { after, before, describe, it } from 'node:test';
 import amqp from 'amqplib';
 import type { ChannelModel } from 'amqplib';
 import { request } from 'undici';
+import { parseEndpoint } from '../../src/core/endpoint.ts';
+import { probe } from '../../src/core/health.ts';
+import { amqpHealthProbe } from '../../src/protocols/amqp/health.ts';
 import { HEADER, RawAmqp, addVhosts, closeFields, deleteVhosts, rabbitmqMissing, rabbitmqctl } from '../helpers/amqp.ts';
 import { makeTestPki } from '../helpers/certs.ts';
 import type { TestPki } from '../helpers/certs.ts';
@@ -215,6 +218,11 @@ describe('amqp listener', { skip: skip ?? false }, () => {
     const invalid = await disorder.frame();
     assert.ok(invalid !== null);
     assert.deepEqual(closeFields(invalid), { code: 503, text: "COMMAND_INVALID - expected 'connection.start_ok', got 'connection.open'", classId: 10, methodId: 40 });
+  });
+
+  it('the health probe finds the real RabbitMQ up (Connection.Start), and the proxy\'s own listener too', async () => {
+    assert.equal(await probe(parseEndpoint('127.0.0.1:5672'), undefined, 2000, amqpHealthProbe), null);
+    assert.equal(await probe(parseEndpoint(`127.0.0.1:${proxy.port('am')}`), undefined, 2000, amqpHealthProbe), null);
   });
 
   it('per-tenant metrics count each vhost', async () => {

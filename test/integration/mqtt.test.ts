@@ -16,6 +16,9 @@ import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { request } from 'undici';
+import { parseEndpoint } from '../../src/core/endpoint.ts';
+import { probe } from '../../src/core/health.ts';
+import { mqttHealthProbe } from '../../src/protocols/mqtt/health.ts';
 import { makeTestPki } from '../helpers/certs.ts';
 import type { TestPki } from '../helpers/certs.ts';
 import { startCli, writeConfig } from '../helpers/cli.ts';
@@ -307,6 +310,11 @@ describe('mqtt listener', { skip: skip ?? false }, () => {
     const started = Date.now();
     assert.equal((await rawConnack(proxy.port('mq'), partial)).length, 0);
     assert.ok(Date.now() - started >= 1400, 'closed at the listener\'s handshakeTimeoutMs');
+  });
+
+  it('the health probe finds a real Mosquitto up, and a port that does not answer MQTT down', async () => {
+    assert.equal(await probe(parseEndpoint(`127.0.0.1:${alpha.port}`), undefined, 2000, mqttHealthProbe), null);
+    assert.match((await probe(parseEndpoint(`127.0.0.1:${(silent.address() as AddressInfo).port}`), undefined, 300, mqttHealthProbe)) ?? '', /no answer within 300 ms/);
   });
 
   it('per-tenant metrics count the sessions and bytes of each tenant', async () => {

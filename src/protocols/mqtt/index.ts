@@ -1,6 +1,7 @@
 /** The mqtt protocol (core/protocol-descriptor.ts): a pipeline listener whose opening is the CONNECT packet. */
 import { pipelineListener } from '../../core/protocol-descriptor.ts';
 import type { ProtocolDescriptor } from '../../core/protocol-descriptor.ts';
+import { mqttHealthProbe } from './health.ts';
 import { checkMqttListener, mqttListenerSchema } from './config.ts';
 import { createMqttProtocol } from './opening.ts';
 import { MAX_CONNECT_BYTES } from './parse.ts';
@@ -8,6 +9,8 @@ import { MAX_CONNECT_BYTES } from './parse.ts';
 export const mqttProtocol: ProtocolDescriptor<typeof mqttListenerSchema> = {
   name: 'mqtt',
   schema: mqttListenerSchema,
+  // Probed in the protocol: a broker that accepts connections but does not answer its opening is down.
+  healthProbe: mqttHealthProbe,
   check: checkMqttListener,
   create: (listener, ctx) =>
     pipelineListener(listener, ctx, {
