@@ -237,7 +237,7 @@ describe('amqp listener: drain', { skip: skip ?? false }, () => {
     const proxy = await startCli([
       '--config',
       await writeConfig({ shutdownTimeoutSeconds: 0.5, security: { allowBackends: ['127.0.0.0/8'] }, routes: { x: '127.0.0.1:5672' }, listeners: [{ name: 'am', protocol: 'amqp', host: '127.0.0.1', port: 0 }] }),
-    ]);
+    ], 60_000); // a busy machine may take a while to start it
     const client = new RawAmqp(proxy.port('am'));
     try {
       client.send(HEADER);
