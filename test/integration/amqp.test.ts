@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
@@ -34,6 +35,8 @@ const MISSING = `pp_missing_${tag}`; // routed, but not a vhost of the broker
 
 describe('amqp listener', { skip: skip ?? false }, () => {
   let proxy: RunningCli;
+  let silent: net.Server;
+  const held = new Set<net.Socket>();
   let pki: TestPki;
   let ca: Buffer;
   let admin: string;
@@ -42,15 +45,24 @@ describe('amqp listener', { skip: skip ?? false }, () => {
 
   before(async () => {
     await addVhosts([ALPHA, BETA]);
+    // A broker that accepts and never says a word.
+    silent = net.createServer((socket) => {
+      held.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => held.delete(socket));
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     pki = await makeTestPki({ serverNames: ['localhost', '127.0.0.1'] });
     ca = await readFile(pki.caCert);
     const file = await writeConfig({
       workers: 1,
       admin: { host: '127.0.0.1', port: 0 },
       security: { allowBackends: ['127.0.0.0/8'] },
-      routes: { [ALPHA]: '127.0.0.1:5672', [BETA]: '127.0.0.1:5672', [MISSING]: '127.0.0.1:5672', pp_down: `127.0.0.1:${await freePort()}` },
+      routes: { [ALPHA]: '127.0.0.1:5672', [BETA]: '127.0.0.1:5672', [MISSING]: '127.0.0.1:5672', pp_down: `127.0.0.1:${await freePort()}`, pp_mute: `127.0.0.1:${(silent.address() as AddressInfo).port}` },
       listeners: [
         { name: 'am', protocol: 'amqp', host: '127.0.0.1', port: 0 },
+        // RabbitMQ takes over a second to refuse a wrong password: only the silent-broker test uses a short deadline.
+        { name: 'am-quick', protocol: 'amqp', host: '127.0.0.1', port: 0, firstResponseTimeoutMs: 1000 },
         { name: 'am-tls', protocol: 'amqp', host: '127.0.0.1', port: 0, tls: { cert: pki.serverCert, key: pki.serverKey } },
         { name: 'am-big', protocol: 'amqp', host: '127.0.0.1', port: 0, frameMax: 1048576 },
         { name: 'am-one', protocol: 'amqp', host: '127.0.0.1', port: 0, maxConnections: 1 },
@@ -64,6 +76,8 @@ describe('amqp listener', { skip: skip ?? false }, () => {
     for (const raw of raws) raw.destroy();
     await Promise.all(connections.map((c) => c.close().catch(() => {})));
     await proxy?.stop();
+    for (const socket of held) socket.destroy();
+    await new Promise((resolve) => silent?.close(resolve));
     await pki?.cleanup();
     if (skip === null) await deleteVhosts([ALPHA, BETA]);
   });
@@ -144,6 +158,12 @@ describe('amqp listener', { skip: skip ?? false }, () => {
     const answer = await raw().handshake('pp_down');
     assert.ok(answer !== null);
     assert.deepEqual(closeFields(answer), { code: 541, text: "INTERNAL_ERROR - cannot reach the broker for vhost 'pp_down'", classId: 10, methodId: 40 });
+  });
+
+  it('a broker silent past firstResponseTimeoutMs: 541 INTERNAL_ERROR', async () => {
+    const answer = await raw('am-quick').handshake('pp_mute');
+    assert.ok(answer !== null);
+    assert.deepEqual(closeFields(answer), { code: 541, text: "INTERNAL_ERROR - vhost 'pp_mute' is unavailable right now, try again later", classId: 10, methodId: 40 });
   });
 
   it('a listener offering a larger frame_max than the broker allows refuses the client with 530, before any frame could break it', async () => {
