@@ -52,7 +52,22 @@ export const DEFAULT_HEALTH: HealthSettings = {
   forgetAfterMs: 10 * 60 * 1000,
 };
 
-export type ProbeKind = 'tcp' | 'http';
+/**
+ * A protocol's own probe (the mqtt and amqp descriptors'): once connected,
+ * send `hello` and judge the reply as it arrives. A backend that accepts
+ * connections but cannot speak (a broker still booting, one out of
+ * resources) is then found down, as an HTTP probe finds a 503.
+ */
+export interface ExchangeProbe {
+  /** Names the probe in logs and tests. */
+  readonly name: string;
+  readonly hello: Buffer;
+  /** The reply so far: null when healthy, what is wrong, or undefined to wait for more. */
+  judge(reply: Buffer): string | null | undefined;
+}
+
+/** A TCP connect, an HTTP GET (httpPath), or a protocol's exchange. */
+export type ProbeKind = 'tcp' | 'http' | ExchangeProbe;
 
 const CLOSED = 0;
 const HALF_OPEN = 1;
@@ -139,7 +154,7 @@ export class EndpointHealth {
       if (record === undefined) this.#records.set(endpoint.label, new EndpointRecord(endpoint, kind, probed, now));
       else {
         record.lastUsedAt = now;
-        if (kind === 'http') record.kind = 'http';
+        if (kind !== 'tcp') record.kind = kind;
         if (probed) record.probed = true;
       }
     }
@@ -261,7 +276,7 @@ export class EndpointHealth {
       if (record.probing || !record.probed) continue;
       record.probing = true;
       probes.push(
-        probe(record.endpoint, record.kind === 'http' ? this.#settings.httpPath : undefined, this.#settings.timeoutMs).then((problem) => {
+        probe(record.endpoint, record.kind === 'http' ? this.#settings.httpPath : undefined, this.#settings.timeoutMs, typeof record.kind === 'object' ? record.kind : undefined).then((problem) => {
           record.probing = false;
           this.#probed(record, problem);
         }),
@@ -276,7 +291,7 @@ export class EndpointHealth {
     if (problem === null) {
       record.probeFailures = 0;
       record.probeSuccesses++;
-      const probeCanTell = record.kind === 'http' && this.#settings.httpPath !== undefined;
+      const probeCanTell = (record.kind === 'http' && this.#settings.httpPath !== undefined) || typeof record.kind === 'object';
       if (record.state !== CLOSED && record.probeSuccesses >= this.#settings.rise && (probeCanTell || !record.failedAfterConnect)) {
         record.failures = 0;
         record.trialOut = false;
@@ -306,7 +321,7 @@ export class EndpointHealth {
 }
 
 /** One probe: null when healthy, else what went wrong. Never rejects. */
-export function probe(endpoint: Endpoint, httpPath: string | undefined, timeoutMs: number): Promise<string | null> {
+export function probe(endpoint: Endpoint, httpPath: string | undefined, timeoutMs: number, exchange?: ExchangeProbe): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = endpoint.type === 'unix' ? net.connect({ path: endpoint.path }) : net.connect({ host: endpoint.host, port: endpoint.port });
     let settled = false;
@@ -320,6 +335,18 @@ export function probe(endpoint: Endpoint, httpPath: string | undefined, timeoutM
     const timer = setTimeout(() => finish(`no answer within ${timeoutMs} ms`), timeoutMs);
     socket.on('error', (err) => finish(err.message));
     socket.on('connect', () => {
+      if (exchange !== undefined) {
+        socket.write(exchange.hello);
+        let reply = Buffer.alloc(0);
+        socket.on('data', (chunk: Buffer) => {
+          reply = Buffer.concat([reply, chunk]);
+          const verdict = exchange.judge(reply);
+          if (verdict !== undefined) finish(verdict);
+          else if (reply.length > 64 * 1024) finish(`${exchange.name}: no verdict in 64 KiB`);
+        });
+        socket.on('end', () => finish(`${exchange.name}: closed without an answer`));
+        return;
+      }
       if (httpPath === undefined) {
         finish(null);
         return;

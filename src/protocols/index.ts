@@ -6,9 +6,11 @@
  */
 import type { ProbeKind } from '../core/health.ts';
 import type { ProtocolDescriptor } from '../core/protocol-descriptor.ts';
+import { amqpProtocol } from './amqp/index.ts';
 import { fastcgiProtocol } from './fastcgi/index.ts';
 import { httpProtocol } from './http/index.ts';
 import { mongodbProtocol } from './mongodb/index.ts';
+import { mqttProtocol } from './mqtt/index.ts';
 import { mysqlProtocol } from './mysql/index.ts';
 import { natsProtocol } from './nats/index.ts';
 import { postgresProtocol } from './postgres/index.ts';
@@ -28,6 +30,8 @@ export const PROTOCOLS = [
   fastcgiProtocol,
   redisProtocol,
   natsProtocol,
+  mqttProtocol,
+  amqpProtocol,
 ] as const satisfies readonly ProtocolDescriptor[];
 
 const byName: ReadonlyMap<string, ProtocolDescriptor> = new Map(PROTOCOLS.map((p) => [p.name, p]));

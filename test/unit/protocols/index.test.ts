@@ -63,7 +63,12 @@ describe('the protocol table', () => {
     assert.match(problems({ listeners: [{ protocol: 'postgres', port: 1 }, { ...wsBridge, backend: '127.0.0.1:2' }] }), /^listeners\.1\.backend: ws-bridge has no backend/m);
   });
 
-  it('health probes: http routes are probed with a GET, the others with a connect', () => {
-    for (const { name } of PROTOCOLS) assert.equal(HEALTH_PROBES.get(name), name === 'http' ? 'http' : 'tcp', name);
+  it('health probes: http routes are probed with a GET, brokers with their opening, the others with a connect', () => {
+    const exchanges: Record<string, string> = { mqtt: 'mqtt-connect', amqp: 'amqp-start' };
+    for (const { name } of PROTOCOLS) {
+      const kind = HEALTH_PROBES.get(name);
+      if (typeof kind === 'object') assert.equal(kind.name, exchanges[name], name);
+      else assert.equal(kind, name === 'http' ? 'http' : 'tcp', name);
+    }
   });
 });
