@@ -16,7 +16,6 @@ import { formatText } from './lib/table.ts';
 import { writeAllCharts, writeChart } from './lib/charts.ts';
 import { buildPolyproxy } from './lib/targets.ts';
 import { brokersScenario } from './scenarios/brokers.ts';
-import { brokersMqttScenario } from './scenarios/brokers-mqtt.ts';
 import { fastcgiScenario } from './scenarios/fastcgi.ts';
 import { httpRpsScenario } from './scenarios/http-rps.ts';
 import { http2Scenario } from './scenarios/http2.ts';
@@ -31,7 +30,7 @@ import { tcpRateScenario } from './scenarios/tcp-rate.ts';
 import { tcpRrScenario } from './scenarios/tcp-rr.ts';
 import { wsBridgeScenario } from './scenarios/ws-bridge.ts';
 
-const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, brokersMqttScenario, http2Scenario];
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario];
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);
@@ -48,7 +47,7 @@ function usage(): string {
     'Env: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (pgbench, mysql-sysbench); BENCH_IDLE_MAX, BENCH_IDLE_STEP, BENCH_IDLE_PROCESSES (idle-memory);',
     '     BENCH_RR_REQUESTS (tcp-rr); BENCH_BULK_GB, BENCH_BULK_CONNECTIONS (tcp-bulk);',
     '     BENCH_RATE_SECONDS, BENCH_RATE_CONCURRENCY, BENCH_RATE_PROCESSES (tcp-rate); BENCH_HOLD_MAX, BENCH_HOLD_STEP, BENCH_HOLD_PROCESSES (tcp-hold); BENCH_NATIVE=0 (Node instead of C load/echo);',
-    '     BENCH_STREAM_GB (http-rps); BENCH_SMTP_CONNECTIONS (smtp); BENCH_FPM_CHILDREN (fastcgi); BENCH_REDIS_REQUESTS, BENCH_REDIS_CONNECTIONS (brokers); BENCH_MQTT_CLIENTS, BENCH_MQTT_WINDOW (brokers-mqtt);',
+    '     BENCH_STREAM_GB (http-rps); BENCH_SMTP_CONNECTIONS (smtp); BENCH_FPM_CHILDREN (fastcgi); BENCH_REDIS_REQUESTS, BENCH_REDIS_CONNECTIONS (brokers); BENCH_MQTT_CLIENTS, BENCH_MQTT_WINDOW (brokers);',
     '     BENCH_WSB_CLIENTS, BENCH_WSB_STEPS, BENCH_WSB_PROCESSES, BENCH_WSB_WORKERS, BENCH_WSB_RATE, BENCH_WSB_SUSTAIN (ws-bridge);',
     '     BENCH_PROXY_CPU (CPU the proxies are pinned to, -1 = none); BENCH_POLYPROXY_NODE_FLAGS (e.g. --cpu-prof).',
   ].join('\n');

@@ -25,6 +25,7 @@ import { readCpuSeconds } from '../lib/rss.ts';
 import type { ReportTable, Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { num, ratio } from '../lib/table.ts';
 import type { Running } from '../lib/targets.ts';
+import { brokersMqttScenario } from './brokers-mqtt.ts';
 import { clientCpu } from './tcp-rr.ts';
 
 /** What one protocol's part hands the scenario. */
@@ -196,12 +197,23 @@ export const redisPart: BrokerPart = {
   },
 };
 
+// --- mqtt: its own module (brokers-mqtt.ts), run as a part of this scenario ------
+
+export const mqttPart: BrokerPart = {
+  key: 'mqtt',
+  async run(ctx) {
+    const report = await brokersMqttScenario.run(ctx);
+    // The MQTT rate has no target in the issue: it is reported, not judged.
+    return { verdict: `mqtt: ${report.verdict}`, met: true, tables: report.tables.map((t, i) => (i === 0 ? { ...t, caption: report.title } : t)), notes: report.notes, data: report.data };
+  },
+};
+
 /** Every part, in the order they run; another protocol's part is appended here. */
-export const PARTS: readonly BrokerPart[] = [redisPart];
+export const PARTS: readonly BrokerPart[] = [redisPart, mqttPart];
 
 export const brokersScenario: Scenario = {
   name: 'brokers',
-  description: 'broker listeners vs HAProxy tcp vs direct: redis-benchmark -t get,set -P 16 through the redis listener',
+  description: 'broker listeners vs HAProxy tcp vs direct: redis-benchmark -t get,set -P 16 through the redis listener; MQTT QoS 0/1 publish rate through the mqtt listener',
   needsBuild: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
     const reports: Array<BrokerPartReport & { key: string }> = [];
