@@ -36,6 +36,7 @@ export async function forwardCancelInFleet(fleet: Fleet, key: string, packet: Bu
     fleetFallbacks.inc({ feature: 'pg-cancel' });
     return false;
   }
-  if (owner === null || owner === fleet.id) return false;
+  // Sibling workers of this instance get it by the supervisor's broadcast: sending it twice could cancel their next query.
+  if (owner === null || owner === fleet.id || (fleet.id !== fleet.instanceId && owner.startsWith(`${fleet.instanceId}/`))) return false;
   return fleet.notify(owner, CANCEL_KIND, { key, packet: packet.toString('base64') });
 }

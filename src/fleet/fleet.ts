@@ -60,6 +60,8 @@ export interface InstanceView {
   readonly self: boolean;
 }
 
+export type FleetAnswer = { readonly status: 'answered'; readonly value: unknown } | { readonly status: 'nobody' } | { readonly status: 'timeout' };
+
 interface Envelope {
   /** Kind: a request's name, or "reply". */
   readonly k: string;
@@ -145,19 +147,20 @@ export class Fleet {
   }
 
   /**
-   * Sends a request to one instance and waits for its answer; `undefined`
-   * when Redis is down, nobody is subscribed to that inbox, or no answer
-   * came within `timeoutMs`.
+   * Sends a request to one instance and waits for its answer: `answered`
+   * with the handler's value; `nobody` when no instance listens on that
+   * inbox (it is gone) or Redis is down; `timeout` when it did not answer
+   * within `timeoutMs`.
    */
-  async request(node: string, kind: string, payload: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+  async request(node: string, kind: string, payload: Record<string, unknown>, timeoutMs: number): Promise<FleetAnswer> {
     const id = this.#nextRequest++;
-    const answer = new Promise<unknown>((resolve) => {
+    const answer = new Promise<FleetAnswer>((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        resolve(undefined);
+        resolve({ status: 'timeout' });
       }, timeoutMs);
       timer.unref();
-      this.#pending.set(id, { resolve, timer });
+      this.#pending.set(id, { resolve: (value) => resolve({ status: 'answered', value }), timer });
     });
     const envelope: Envelope = { k: kind, r: id, f: this.id, p: payload };
     let receivers: number;
@@ -167,8 +170,10 @@ export class Fleet {
       receivers = 0;
     }
     if (receivers === 0) {
-      this.#settle(id, undefined);
-      return undefined;
+      const pending = this.#pending.get(id);
+      if (pending !== undefined) clearTimeout(pending.timer);
+      this.#pending.delete(id);
+      return { status: 'nobody' };
     }
     fleetMessages.inc({ kind, direction: 'sent' });
     return answer;

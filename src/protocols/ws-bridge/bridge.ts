@@ -26,6 +26,8 @@ import type { ApiAnswer } from './api-client.ts';
 import { handshakeProblem, parseClientId } from './client-id.ts';
 import { BridgeClient, ClientRegistry, kClient } from './client-registry.ts';
 import type { ClientOwner, TaggedSocket } from './client-registry.ts';
+import { claimInFleet, fleetClients, heldInFleet } from './cross-instance.ts';
+import type { FleetClients } from '../../fleet/ws-clients.ts';
 import { announceOpened, heldElsewhere, registerBridge, siblingStats, unregisterBridge } from './cross-worker.ts';
 import type { LocalBridge } from './cross-worker.ts';
 import { API_UNAVAILABLE_REASON, CLOSE_API_UNAVAILABLE, apiError, apiFailureMessage, badRequest, duplicateClientId, shuttingDown, upgradeDenied } from './errors.ts';
@@ -77,6 +79,8 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
   #pushing = 0;
   #lastWarn = 0;
   #shutDown: Promise<void> | null = null;
+  /** This listener's clients in the fleet's registry (`cluster.redis`); null without a fleet. */
+  fleetClients: FleetClients | null = null;
 
   constructor(settings: WsBridgeSettings, log: Logger) {
     super({ ...settings, protocol: 'ws-bridge', errorFormat: 'text' }, { noDelay: true, keepAliveTimeout: 5000 }, log);
@@ -113,6 +117,10 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
   override async listen(port = this.settings.port): Promise<AddressInfo> {
     const address = await super.listen(port);
     registerBridge(this.settings.name, this);
+    // A claim outlives a missed sweep or two; an instance that dies leaves its clients behind for at most this long.
+    this.fleetClients = fleetClients(this.settings.name, this.settings.pingIntervalMs * 2 + this.settings.deadPeerTimeoutMs);
+    const clients = this.fleetClients;
+    if (clients !== null) this.#registry.onSweep = (held) => clients.refresh(held);
     trackStats(this.settings.name, this.stats);
     return address;
   }
@@ -197,6 +205,8 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
 
   clientClosed(client: BridgeClient, reason: Buffer): void {
     this.#registry.remove(client);
+    // Only deletes the fleet's entry if it is still this connection's (a newer one elsewhere keeps its own).
+    this.fleetClients?.release(client.id, client.openedAt);
     this.stats.connectionsClosed++;
     this.stats.connectionsOpen--;
     this.counters.open--;
@@ -251,7 +261,7 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
   }
 
   async #admit(req: http.IncomingMessage, socket: Duplex, head: Buffer, id: string): Promise<void> {
-    if (this.settings.duplicateClientId === 'refuse' && (await heldElsewhere(this.settings.name, id))) {
+    if (this.settings.duplicateClientId === 'refuse' && ((await heldElsewhere(this.settings.name, id)) || (this.fleetClients !== null && (await heldInFleet(this.fleetClients, id))))) {
       this.#refuse(socket, req, duplicateClientId(), id);
       return;
     }
@@ -304,7 +314,19 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
       existing.ws.close(CLOSE_REPLACED, 'replaced by a newer connection');
     }
     if (this.settings.duplicateClientId === 'replace') announceOpened(this.settings.name, id, now);
+    if (this.fleetClients !== null) this.#claim(this.fleetClients, client);
     this.log.debug({ clientId: id }, 'ws-bridge client connected');
+  }
+
+  /** Records the client in the fleet; with `refuse`, closes it when another instance got the ClientId first. */
+  #claim(clients: FleetClients, client: BridgeClient): void {
+    const mode = this.settings.duplicateClientId;
+    void claimInFleet(clients, this.settings.name, client.id, client.openedAt, mode).then((kept) => {
+      if (kept || client.ws.readyState !== OPEN) return;
+      this.#registry.remove(client);
+      client.replaced = true;
+      client.ws.close(CLOSE_REPLACED, 'this ClientId is already connected');
+    });
   }
 
   /** A refused upgrade: counted, then an HTTP response on the raw socket, as `ws` does (abortHandshake), and close. */
