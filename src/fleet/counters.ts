@@ -6,7 +6,7 @@
  * const counters = sharedCounters();              // fleet-wide when cluster.redis is set, else local
  * const { allowed } = await counters.acquire('shop', 50);  // one more connection, if the fleet has < 50
  * ...                                             // when that connection ends:
- * counters.release('shop');
+ * void counters.release('shop');
  * if (!(await counters.take('shop:conn/s', 20, 20))) refuse(); // token bucket: 20/s, burst 20
  * ```
  *
@@ -34,8 +34,8 @@ export interface Acquired {
 export interface SharedCounters {
   /** Counts one more connection for `tenant` unless it already has `max` (0 or Infinity: no limit). */
   acquire(tenant: string, max: number): Promise<Acquired>;
-  /** The connection counted by a successful `acquire` ended. Never waits. */
-  release(tenant: string): void;
+  /** The connection counted by a successful `acquire` ended. Counted locally at once; the promise (never rejected) settles when Redis has it too — callers need not wait. */
+  release(tenant: string): Promise<void>;
   /** Takes `n` tokens from the bucket `key` (refilled at `ratePerSecond`, holding at most `burst`); false when not enough. */
   take(key: string, ratePerSecond: number, burst: number, n?: number): Promise<boolean>;
   /** This process's own open count for `tenant`. */
@@ -146,12 +146,12 @@ export class FleetCounters implements SharedCounters {
     }
   }
 
-  release(tenant: string): void {
+  async release(tenant: string): Promise<void> {
     this.#local.release(tenant);
     const fleet = this.#fleet;
     if (fleet === null || !fleet.up) return;
     // A release that cannot reach Redis is repaired by the next sync.
-    fleet.link.run((c) => c.eval(RELEASE, { keys: [fleet.key(`conn:${tenant}`)], arguments: [fleet.id] })).catch(() => {});
+    await fleet.link.run((c) => c.eval(RELEASE, { keys: [fleet.key(`conn:${tenant}`)], arguments: [fleet.id] })).catch(() => {});
   }
 
   async take(key: string, ratePerSecond: number, burst: number, n = 1): Promise<boolean> {
