@@ -15,6 +15,7 @@ import type { Scenario, ScenarioContext } from './lib/scenario.ts';
 import { formatText } from './lib/table.ts';
 import { writeAllCharts, writeChart } from './lib/charts.ts';
 import { buildPolyproxy } from './lib/targets.ts';
+import { clusterScenario } from './scenarios/cluster.ts';
 import { fastcgiScenario } from './scenarios/fastcgi.ts';
 import { httpRpsScenario } from './scenarios/http-rps.ts';
 import { idleMemoryScenario } from './scenarios/idle-memory.ts';
@@ -27,7 +28,7 @@ import { tcpRateScenario } from './scenarios/tcp-rate.ts';
 import { tcpRrScenario } from './scenarios/tcp-rr.ts';
 import { wsBridgeScenario } from './scenarios/ws-bridge.ts';
 
-const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario];
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, clusterScenario];
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);
@@ -46,6 +47,7 @@ function usage(): string {
     '     BENCH_RATE_SECONDS, BENCH_RATE_CONCURRENCY, BENCH_RATE_PROCESSES (tcp-rate); BENCH_HOLD_MAX, BENCH_HOLD_STEP, BENCH_HOLD_PROCESSES (tcp-hold); BENCH_NATIVE=0 (Node instead of C load/echo);',
     '     BENCH_STREAM_GB (http-rps); BENCH_SMTP_CONNECTIONS (smtp); BENCH_FPM_CHILDREN (fastcgi);',
     '     BENCH_WSB_CLIENTS, BENCH_WSB_STEPS, BENCH_WSB_PROCESSES, BENCH_WSB_WORKERS, BENCH_WSB_RATE, BENCH_WSB_SUSTAIN (ws-bridge);',
+    '     BENCH_CLUSTER_SECONDS, BENCH_CLUSTER_PUSH_CONCURRENCY, BENCH_CLUSTER_LOOKUPS, BENCH_REDIS_URL (cluster);',
     '     BENCH_PROXY_CPU (CPU the proxies are pinned to, -1 = none); BENCH_POLYPROXY_NODE_FLAGS (e.g. --cpu-prof).',
   ].join('\n');
 }
