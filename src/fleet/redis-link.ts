@@ -141,6 +141,10 @@ export class RedisLink {
     }
     const subscribing = this.#subscriber.subscribe(channel, handler);
     // While disconnected node-redis keeps the subscription for the reconnect; do not wait for it.
+    if (!this.#up) {
+      subscribing.catch(() => {});
+      return;
+    }
     await Promise.race([subscribing.catch(() => {}), new Promise<void>((resolve) => setTimeout(resolve, this.#options.connectTimeoutMs).unref())]);
   }
 
