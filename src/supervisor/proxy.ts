@@ -363,6 +363,8 @@ function listenerChanges(from: Config, to: Config): string[] {
     before.delete(l.name);
   }
   for (const name of before.keys()) warnings.push(`listener ${name} was removed from the file: it keeps running until the next restart`);
+  // The fleet membership (its Redis, prefix, name) is made once per process.
+  if (JSON.stringify(from.cluster ?? null) !== JSON.stringify(to.cluster ?? null)) warnings.push('cluster changed: the fleet settings apply at the next restart');
   return warnings;
 }
 
