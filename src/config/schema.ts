@@ -32,6 +32,25 @@ export const listenerSchema = z.discriminatedUnion('protocol', PROTOCOLS.map((p)
 /** redis:// or rediss:// (TLS), as node-redis reads it. */
 const redisUrl = z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' });
 
+/** Redis Sentinel: the master named `name`, found through `nodes` (host:port of the sentinels). */
+const sentinelSchema = z.strictObject({
+  name: z.string().min(1),
+  nodes: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'host:port of a sentinel')).min(1),
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+});
+
+/** Where a Redis is: one server (`url`) or a Sentinel-managed master (`sentinel`), and the key prefix. */
+function redisTarget(prefix: string) {
+  return z
+    .strictObject({
+      url: redisUrl.optional(),
+      sentinel: sentinelSchema.optional(),
+      prefix: z.string().default(prefix),
+    })
+    .refine((target) => (target.url === undefined) !== (target.sentinel === undefined), { message: 'set url (one server) or sentinel (a Sentinel-managed master), one of them' });
+}
+
 const routeValue = z.union([endpoint, z.array(endpoint).min(1), z.strictObject({ primary: endpoint, replicas: z.array(endpoint).optional() })]);
 
 export const configSchema = z
@@ -100,12 +119,7 @@ export const configSchema = z
         /** A JS/TS module whose default export is a Resolver or a function (config) => Resolver. */
         module: z.string().min(1).optional(),
         /** Routes kept in Redis: GET <prefix><id> -> "host:port" or a JSON Route. */
-        redis: z
-          .strictObject({
-            url: redisUrl,
-            prefix: z.string().default('polyproxy:route:'),
-          })
-          .optional(),
+        redis: redisTarget('polyproxy:route:').optional(),
         /** The control plane over HTTP: GET <url>?id=&protocol=&listener= -> JSON Route; 404 = not known here. */
         http: z
           .strictObject({
@@ -124,10 +138,7 @@ export const configSchema = z
     /** A fleet of instances sharing purges, cold-start locks, ws-bridge clients, cancel keys and counters through Redis. */
     cluster: z
       .strictObject({
-        redis: z.strictObject({
-          url: redisUrl,
-          prefix: z.string().default('polyproxy:'),
-        }),
+        redis: redisTarget('polyproxy:'),
         /** This instance's name in the fleet; default: hostname-pid. */
         instanceId: z.string().min(1).max(200).regex(/^[^\s|]+$/, 'no spaces or "|"').optional(),
         /** What the fleet view shows as this instance's address; default: the host name. */

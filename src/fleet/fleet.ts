@@ -29,9 +29,11 @@ import { reapNode } from './counters.ts';
 import { fleetHandler } from './index.ts';
 import { fleetFallbacks, fleetMessages } from './metrics.ts';
 import { RedisDownError, RedisLink } from './redis-link.ts';
+import type { SentinelTarget } from './redis-link.ts';
 
 export interface FleetOptions {
   readonly url: string;
+  readonly sentinel?: SentinelTarget | undefined;
   readonly prefix: string;
   /** This instance's name in the fleet; worker processes add `/<pid>`. */
   readonly nodeId: string;
@@ -99,7 +101,7 @@ export class Fleet {
     this.id = options.nodeId;
     this.instanceId = options.instanceId;
     this.prefix = options.prefix;
-    this.link = new RedisLink({ url: options.url, name: 'cluster', commandTimeoutMs: options.commandTimeoutMs, connectTimeoutMs: options.connectTimeoutMs, log: options.log });
+    this.link = new RedisLink({ url: options.url, sentinel: options.sentinel, name: 'cluster', commandTimeoutMs: options.commandTimeoutMs, connectTimeoutMs: options.connectTimeoutMs, log: options.log });
   }
 
   get up(): boolean {

@@ -99,7 +99,7 @@ async function buildRouting(config: Config, health: EndpointHealth, coldStarts: 
   const { redis, http } = config.resolver;
   if (redis !== undefined) {
     // One connection per URL for the process, kept across reloads.
-    const link = sharedLink({ url: redis.url, name: 'resolver', commandTimeoutMs: Math.min(config.resolver.timeoutMs, config.cluster?.commandTimeoutMs ?? 500), connectTimeoutMs: config.cluster?.connectTimeoutMs ?? 2000, log });
+    const link = sharedLink({ url: redis.url ?? '', sentinel: redis.sentinel, name: 'resolver', commandTimeoutMs: Math.min(config.resolver.timeoutMs, config.cluster?.commandTimeoutMs ?? 500), connectTimeoutMs: config.cluster?.connectTimeoutMs ?? 2000, log });
     sources.push({ name: 'redis', resolver: new RedisResolver(link, redis.prefix) });
   }
   if (http !== undefined) sources.push({ name: 'http', resolver: new HttpResolver({ url: http.url, timeoutMs: http.timeoutMs, track: http.track }) });
@@ -133,7 +133,8 @@ async function startFleet(config: Config): Promise<Fleet | null> {
   // Worker processes of one instance are separate members (each holds its own clients and sessions).
   const nodeId = process.env.POLYPROXY_WORKER === undefined ? instanceId : `${instanceId}/${process.pid}`;
   const fleet = new Fleet({
-    url: cluster.redis.url,
+    url: cluster.redis.url ?? '',
+    sentinel: cluster.redis.sentinel,
     prefix: cluster.redis.prefix,
     nodeId,
     instanceId,

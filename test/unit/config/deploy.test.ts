@@ -45,7 +45,7 @@ it('deploy/kubernetes/polyproxy-fleet.yaml: N replicas with Redis; the config is
   const config = parseConfig(parse(docs[0]?.data?.['polyproxy.yaml'] as string), '/etc/polyproxy', 'configmap');
   assert.ok(config.cluster !== undefined && config.resolver.redis !== undefined);
   // The URL's host is the redis Service, on the port it serves.
-  const url = new URL(config.cluster.redis.url);
+  const url = new URL(config.cluster.redis.url ?? '');
   assert.equal(url.hostname, docs[4]?.metadata.name);
   assert.equal(Number(url.port), docs[4]?.spec?.ports?.[0]?.port);
   assert.equal(config.resolver.redis.url, config.cluster.redis.url);

@@ -10,8 +10,8 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { registry } from '../../../src/core/metrics.ts';
 import { RedisDownError, RedisLink, redactUrl } from '../../../src/fleet/redis-link.ts';
-import { OwnRedis, redisServerMissing, waitUntil } from '../../helpers/fleet.ts';
-import { serviceMissing } from '../../helpers/services.ts';
+import { OwnRedis, freePort, redisServerMissing, waitUntil } from '../../helpers/fleet.ts';
+import { canConnect, serviceMissing } from '../../helpers/services.ts';
 
 let skip: string | null = null;
 let server: OwnRedis;
@@ -82,4 +82,67 @@ test('a link to nothing starts (ready() resolves within connectTimeoutMs) and st
 test('redactUrl hides the password', () => {
   assert.equal(redactUrl('rediss://user:secret@redis.example:6380/0'), 'rediss://user:***@redis.example:6380/0');
   assert.equal(redactUrl('not a url'), '(unparsable url)');
+});
+
+test('Redis Sentinel: the link finds the master through a sentinel, runs commands and pub/sub', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const sentinel = await startSentinel(server.port);
+  const link = new RedisLink({ url: '', sentinel: { name: 'ppmaster', nodes: [`127.0.0.1:${sentinel.port}`] }, name: 'unit-sentinel', commandTimeoutMs: 1000, connectTimeoutMs: 3000, log });
+  try {
+    await waitUntil('sentinel link up', () => link.up, 10000);
+    assert.equal(await link.run((c) => c.set('unit:sentinel', 'yes')), 'OK');
+    assert.equal(await link.run((c) => c.get('unit:sentinel')), 'yes');
+    const received: string[] = [];
+    await link.subscribe('unit:sentinel-chan', (m) => received.push(m));
+    await waitUntil('message through the sentinel link', async () => {
+      await link.publish('unit:sentinel-chan', 'hi');
+      return received.includes('hi');
+    }, 5000, 100);
+  } finally {
+    await link.close();
+    await sentinel.stop();
+  }
+});
+
+/** `redis-server --sentinel` on a free port, monitoring the private server as "ppmaster". */
+async function startSentinel(masterPort: number): Promise<{ port: number; stop(): Promise<void> }> {
+  const { spawn } = await import('node:child_process');
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const port = await freePort();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pp-sentinel-'));
+  const file = path.join(dir, 'sentinel.conf');
+  await writeFile(file, `port ${port}\nbind 127.0.0.1\nsentinel monitor ppmaster 127.0.0.1 ${masterPort} 1\nsentinel down-after-milliseconds ppmaster 5000\n`);
+  const child = spawn('redis-server', [file, '--sentinel'], { stdio: 'ignore' });
+  await waitUntil('sentinel listening', () => canConnect('127.0.0.1', port), 10000, 50);
+  return {
+    port,
+    stop: async () => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+test('Redis slow (a command past commandTimeoutMs): the link goes down, then comes back by itself once Redis answers', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const link = new RedisLink({ url: server.url, name: 'unit-slow', commandTimeoutMs: 200, connectTimeoutMs: 2000, log });
+  const other = new RedisLink({ url: server.url, name: 'unit-sleeper', commandTimeoutMs: 5000, connectTimeoutMs: 2000, log });
+  try {
+    await waitUntil('links up', () => link.up && other.up);
+    // A script that blocks the (private) server for 1.5 s: the link's next command times out.
+    const busy = "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] while true do local n = redis.call('TIME') if n[1] * 1000000 + n[2] - t0 > 1500000 then break end end return 1";
+    const sleeping = other.run((c) => c.eval(busy)).catch(() => {});
+    await new Promise((r) => setTimeout(r, 50));
+    await assert.rejects(link.run((c) => c.get('unit:k')), RedisDownError);
+    assert.equal(link.up, false);
+    await sleeping;
+    await waitUntil('link back after the slowness', () => link.up, 5000);
+    assert.equal(await link.run((c) => c.ping()), 'PONG');
+  } finally {
+    await link.close();
+    await other.close();
+  }
 });
