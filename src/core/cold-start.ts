@@ -30,7 +30,8 @@ export interface ColdStartSettings {
  */
 export interface WakeLock {
   acquire(resourceId: string, ttlMs: number): Promise<boolean>;
-  release(resourceId: string): void;
+  /** `keepMs` > 0: keep the lock that much longer (the backend just came up: an instance whose dial failed a moment ago must not wake it again). */
+  release(resourceId: string, keepMs?: number): void;
 }
 
 export const DEFAULT_COLD_START: ColdStartSettings = { timeoutMs: 30000, maxWaiting: 1000, pollIntervalMs: 100 };
@@ -212,7 +213,7 @@ export class ColdStarts {
     wake.poll = null;
     if (wake.locked) {
       wake.locked = false;
-      this.#lock?.release(wake.resourceId);
+      this.#lock?.release(wake.resourceId, error === null ? AWAKE_GRACE_MS : 0);
     }
     if (error === null) {
       wake.awakeAt = Date.now();

@@ -78,7 +78,8 @@ interface Envelope {
 const STALE_INTERVALS = 3;
 const REAP_INTERVALS = 20;
 
-const RELEASE_IF_OWNER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/** ARGV: owner, keep ms (0: delete now). */
+const RELEASE_IF_OWNER = "if redis.call('GET', KEYS[1]) == ARGV[1] then if tonumber(ARGV[2]) > 0 then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return redis.call('DEL', KEYS[1]) end return 0";
 
 export class Fleet {
   readonly id: string;
@@ -250,9 +251,9 @@ export class Fleet {
     }
   }
 
-  /** Gives the lock back once the backend answered or the wake failed (only if still ours). */
-  releaseWake(resourceId: string): void {
-    this.link.run((c) => c.eval(RELEASE_IF_OWNER, { keys: [this.key(`wake:${resourceId}`)], arguments: [this.id] })).catch(() => {});
+  /** Gives the lock back (only if still ours): now when the wake failed, after `keepMs` once the backend answered. */
+  releaseWake(resourceId: string, keepMs = 0): void {
+    this.link.run((c) => c.eval(RELEASE_IF_OWNER, { keys: [this.key(`wake:${resourceId}`)], arguments: [this.id, String(Math.max(0, Math.round(keepMs)))] })).catch(() => {});
   }
 
   // ── heartbeat and fleet view ─────────────────────────────────────────

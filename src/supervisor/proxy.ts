@@ -157,7 +157,7 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
   setLogLevel(config.logLevel);
   const fleet = await startFleet(config);
   const health = new EndpointHealth(healthSettings(config), log);
-  const coldStarts = new ColdStarts(config.coldStart, log, fleet === null ? undefined : { acquire: (id, ttlMs) => fleet.acquireWake(id, ttlMs), release: (id) => fleet.releaseWake(id) });
+  const coldStarts = new ColdStarts(config.coldStart, log, fleet === null ? undefined : { acquire: (id, ttlMs) => fleet.acquireWake(id, ttlMs), release: (id, keepMs) => fleet.releaseWake(id, keepMs) });
   resources.maxResources = config.metrics.maxResources;
   let version = 0;
   let routing = await buildRouting(config, health, coldStarts, version);

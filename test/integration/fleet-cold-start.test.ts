@@ -46,9 +46,10 @@ before(async () => {
   process.env.PP_WAKE_URL = `http://127.0.0.1:${(wakeServer.address() as AddressInfo).port}/wake`;
   instances = await startInstances(3, (_i, name) => ({
     workers: 1,
-    logLevel: 'warn',
+    logLevel: 'info',
     security: { allowBackends: ['127.0.0.0/8'] },
-    cluster: { redis: { url: REDIS_URL, prefix: `${RUN}:` }, instanceId: `${RUN}-${name}` },
+    // commandTimeoutMs above the default: this shared test machine stalls for longer than 500 ms at times, which would count as Redis down (and every instance would wake its own).
+    cluster: { redis: { url: REDIS_URL, prefix: `${RUN}:` }, instanceId: `${RUN}-${name}`, commandTimeoutMs: 3000 },
     resolver: { module: path.join(ROOT, 'test/fixtures/fleet-cold-resolver.ts') },
     coldStart: { timeoutMs: 20000, pollIntervalMs: 50 },
     health: { intervalMs: 0 },
@@ -70,6 +71,7 @@ after(async () => {
 
 test('30 requests for a cold resource over three instances: wake() once, all succeed', async (t) => {
   if (skip !== null) return t.skip(skip);
+  for (const i of instances) await i.waitForLog((l) => l.msg === 'redis connected' || l.msg === 'redis is back', 10000);
   const requests = Array.from({ length: 30 }, async (_, i) => {
     const instance = instances[i % 3] as Instance;
     const res = await request(`http://127.0.0.1:${instance.port('web')}/`, { headers: { host: 'cold.test' }, headersTimeout: 30000 });

@@ -281,18 +281,35 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
       this.#delete(null, 'the bridge is shutting down', id);
       return;
     }
+    const openedAt = Date.now();
+    const clients = this.fleetClients;
+    if (clients !== null) {
+      // Claimed before the upgrade completes: once the client is open, a push to any instance finds it.
+      if (!(await claimInFleet(clients, this.settings.name, id, openedAt, this.settings.duplicateClientId))) {
+        this.#refuse(socket, req, duplicateClientId(), id);
+        this.#delete(null, 'this ClientId is connected to another instance', id);
+        return;
+      }
+      if (socket.destroyed || !socket.writable) {
+        clients.release(id, openedAt);
+        this.#delete(null, 'the client left before the upgrade completed', id);
+        return;
+      }
+    }
     socket.removeListener('error', noop);
     let accepted = false;
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       accepted = true;
-      this.#accept(ws as TaggedSocket, id);
+      this.#accept(ws as TaggedSocket, id, openedAt);
     });
     // `ws` refused the handshake after the API approved it: tell the API the client is gone.
-    if (!accepted) this.#delete(null, 'the WebSocket handshake failed', id);
+    if (!accepted) {
+      clients?.release(id, openedAt);
+      this.#delete(null, 'the WebSocket handshake failed', id);
+    }
   }
 
-  #accept(ws: TaggedSocket, id: string): void {
-    const now = Date.now();
+  #accept(ws: TaggedSocket, id: string, now: number): void {
     const client = new BridgeClient(id, ws, now, this);
     ws.on('message', wsOnMessage);
     ws.on('close', wsOnClose);
@@ -314,19 +331,7 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
       existing.ws.close(CLOSE_REPLACED, 'replaced by a newer connection');
     }
     if (this.settings.duplicateClientId === 'replace') announceOpened(this.settings.name, id, now);
-    if (this.fleetClients !== null) this.#claim(this.fleetClients, client);
     this.log.debug({ clientId: id }, 'ws-bridge client connected');
-  }
-
-  /** Records the client in the fleet; with `refuse`, closes it when another instance got the ClientId first. */
-  #claim(clients: FleetClients, client: BridgeClient): void {
-    const mode = this.settings.duplicateClientId;
-    void claimInFleet(clients, this.settings.name, client.id, client.openedAt, mode).then((kept) => {
-      if (kept || client.ws.readyState !== OPEN) return;
-      this.#registry.remove(client);
-      client.replaced = true;
-      client.ws.close(CLOSE_REPLACED, 'this ClientId is already connected');
-    });
   }
 
   /** A refused upgrade: counted, then an HTTP response on the raw socket, as `ws` does (abortHandshake), and close. */

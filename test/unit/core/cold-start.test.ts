@@ -94,8 +94,8 @@ describe('ColdStarts', () => {
         holder = name;
         return true;
       },
-      release: (id: string): void => {
-        calls.push(`${name} release ${id}`);
+      release: (id: string, keepMs?: number): void => {
+        calls.push(`${name} release ${id} keep ${keepMs}`);
         if (holder === name) holder = null;
       },
     });
@@ -117,7 +117,7 @@ describe('ColdStarts', () => {
       assert.equal(wakes, 1);
       assert.equal(first.counters.wakes, 1);
       assert.equal(second.counters.wakes, 0);
-      assert.deepEqual(calls, ['first acquire tenant 5000', 'second acquire tenant 5000', 'first release tenant']);
+      assert.deepEqual(calls, ['first acquire tenant 5000', 'second acquire tenant 5000', 'first release tenant keep 5000']);
     } finally {
       server.close();
     }
