@@ -16,6 +16,7 @@ import { formatText } from './lib/table.ts';
 import { writeAllCharts, writeChart } from './lib/charts.ts';
 import { buildPolyproxy } from './lib/targets.ts';
 import { brokersScenario } from './scenarios/brokers.ts';
+import { clusterScenario } from './scenarios/cluster.ts';
 import { fastcgiScenario } from './scenarios/fastcgi.ts';
 import { httpRpsScenario } from './scenarios/http-rps.ts';
 import { http2Scenario } from './scenarios/http2.ts';
@@ -30,7 +31,7 @@ import { tcpRateScenario } from './scenarios/tcp-rate.ts';
 import { tcpRrScenario } from './scenarios/tcp-rr.ts';
 import { wsBridgeScenario } from './scenarios/ws-bridge.ts';
 
-const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario];
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario, clusterScenario];
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);
@@ -49,6 +50,7 @@ function usage(): string {
     '     BENCH_RATE_SECONDS, BENCH_RATE_CONCURRENCY, BENCH_RATE_PROCESSES (tcp-rate); BENCH_HOLD_MAX, BENCH_HOLD_STEP, BENCH_HOLD_PROCESSES (tcp-hold); BENCH_NATIVE=0 (Node instead of C load/echo);',
     '     BENCH_STREAM_GB (http-rps); BENCH_SMTP_CONNECTIONS (smtp); BENCH_FPM_CHILDREN (fastcgi); BENCH_REDIS_REQUESTS, BENCH_REDIS_CONNECTIONS (brokers); BENCH_MQTT_CLIENTS, BENCH_MQTT_WINDOW (brokers);',
     '     BENCH_WSB_CLIENTS, BENCH_WSB_STEPS, BENCH_WSB_PROCESSES, BENCH_WSB_WORKERS, BENCH_WSB_RATE, BENCH_WSB_SUSTAIN (ws-bridge);',
+    '     BENCH_CLUSTER_SECONDS, BENCH_CLUSTER_PUSH_CONCURRENCY, BENCH_CLUSTER_LOOKUPS, BENCH_REDIS_URL (cluster);',
     '     BENCH_PROXY_CPU (CPU the proxies are pinned to, -1 = none); BENCH_POLYPROXY_NODE_FLAGS (e.g. --cpu-prof).',
   ].join('\n');
 }

@@ -16,8 +16,8 @@ import type { Running } from './targets.ts';
 export const HAPROXY = '/usr/sbin/haproxy';
 
 export interface HaproxyTcpOptions {
-  /** host:port of the backend. */
-  readonly backend: string;
+  /** host:port of the backend; several are balanced round-robin (`balance roundrobin`). */
+  readonly backend: string | readonly string[];
   readonly splice?: boolean;
   readonly name?: string;
   /** `http`: `mode http` with `option http-keep-alive` (default `tcp`). */
@@ -59,7 +59,8 @@ export async function startHaproxyTcp(ctx: ScenarioContext, options: HaproxyTcpO
       '  default_backend be',
       '',
       'backend be',
-      `  server s1 ${options.backend}`,
+      '  balance roundrobin',
+      ...(typeof options.backend === 'string' ? [options.backend] : options.backend).map((b, i) => `  server s${i + 1} ${b}`),
       '',
     ].join('\n'),
   );

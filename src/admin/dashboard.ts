@@ -276,6 +276,33 @@ const SCRIPT = String.raw`
     set('cold-wakes', fmtInt(s.coldStarts.wakes), s.coldStarts.wakes);
     set('cold-timeouts', fmtInt(s.coldStarts.timeouts), s.coldStarts.timeouts);
 
+    var fleet = s.fleet || null;
+    var fleetState = byId('fleet-redis');
+    fleetState.textContent = fleet === null ? 'off' : fleet.redisUp ? 'redis up' : 'redis down';
+    fleetState.className = 'badge ' + (fleet === null ? 'unknown' : fleet.redisUp ? 'ok' : 'bad');
+    fleetState.setAttribute('data-value', fleet === null ? 'off' : String(fleet.redisUp));
+    fill('fleet-body', (fleet === null ? [] : fleet.instances).map(function (i) {
+      var tr = el('tr', { 'data-testid': 'fleet-row', 'data-instance': i.id, 'data-stale': String(i.stale) });
+      cell(tr, 'fleet-id', i.id + (i.self ? ' (this)' : ''), i.id, 'key');
+      cell(tr, 'fleet-address', i.address, i.address, 'text');
+      cell(tr, 'fleet-version', i.version, i.version, 'text');
+      cell(tr, 'fleet-connections', fmtInt(i.connections), i.connections);
+      cell(tr, 'fleet-started', fmtAgo(i.startedAt), i.startedAt, 'text muted');
+      var state = cell(tr, 'fleet-state-cell', '', i.stale ? 'stale' : 'live', 'text');
+      state.appendChild(badge('fleet-state', i.stale ? 'stale (' + fmtAgo(i.seenAt) + ')' : 'live', i.stale ? 'bad' : 'ok'));
+      return tr;
+    }), 6, fleet === null ? 'not in a fleet (no cluster.redis)' : 'no heartbeat read yet');
+    var resolverRows = [];
+    var sources = s.resolvers || {};
+    Object.keys(sources).forEach(function (name) {
+      var tr = el('tr', { 'data-testid': 'resolver-row', 'data-source': name });
+      cell(tr, 'resolver-name', name, name, 'key');
+      var text = Object.keys(sources[name]).map(function (k) { return k + ' ' + String(sources[name][k]); }).join(' \u00b7 ');
+      cell(tr, 'resolver-stats', text, text, 'text');
+      resolverRows.push(tr);
+    });
+    fill('resolvers-body', resolverRows, 2, 'no resolver reports stats');
+
     var routes = byId('routes');
     routes.replaceChildren.apply(routes, s.routes.length === 0
       ? [el('li', { 'class': 'muted' }, 'none (dynamic resolvers only)')]
@@ -413,6 +440,23 @@ const BODY = String.raw`
       <div class="table-wrap"><table data-testid="resources">
         <thead><tr><th>Resource</th><th>Open</th><th>Total</th><th>Bytes in</th><th>Bytes out</th></tr></thead>
         <tbody data-testid="resources-body"></tbody>
+      </table></div>
+    </section>
+  </div>
+
+  <div class="grid2">
+    <section class="panel">
+      <h2>Fleet <span class="badge unknown" data-testid="fleet-redis">—</span></h2>
+      <div class="table-wrap"><table data-testid="fleet">
+        <thead><tr><th>Instance</th><th class="text">Address</th><th class="text">Version</th><th>Connections</th><th class="text">Started</th><th class="text">Heartbeat</th></tr></thead>
+        <tbody data-testid="fleet-body"></tbody>
+      </table></div>
+    </section>
+    <section class="panel">
+      <h2>Resolvers</h2>
+      <div class="table-wrap"><table data-testid="resolvers">
+        <thead><tr><th>Source</th><th class="text">stats()</th></tr></thead>
+        <tbody data-testid="resolvers-body"></tbody>
       </table></div>
     </section>
   </div>

@@ -78,6 +78,30 @@ export interface ProxyStats {
   readonly coldStarts: { readonly waiting: number; readonly wakes: number; readonly timeouts: number };
   /** PostgreSQL pools (listeners with `pool:`), bounded like the pool metrics' labels. */
   readonly pools: readonly PoolStatsRow[];
+  /** Each resolver source's stats() (module, redis, http), and the track() settings and call count. */
+  readonly resolvers?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** The fleet (`cluster`): this instance, the Redis state, every instance's last heartbeat; null without `cluster`. */
+  readonly fleet?: FleetStats | null;
+}
+
+export interface FleetInstance {
+  readonly id: string;
+  readonly instanceId: string;
+  readonly address: string;
+  readonly version: string;
+  readonly startedAt: number;
+  readonly connections: number;
+  readonly seenAt: number;
+  /** No heartbeat for 3 intervals. */
+  readonly stale: boolean;
+  readonly self: boolean;
+}
+
+export interface FleetStats {
+  readonly instanceId: string;
+  readonly node: string;
+  readonly redisUp: boolean;
+  readonly instances: readonly FleetInstance[];
 }
 
 export interface AdminSource {

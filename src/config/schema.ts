@@ -29,6 +29,28 @@ export const listenerSchema = z.discriminatedUnion('protocol', PROTOCOLS.map((p)
   error: (issue) => (issue.code === 'invalid_union' ? `protocol must be one of: ${PROTOCOLS.map((p) => p.name).join(', ')}` : undefined),
 });
 
+/** redis:// or rediss:// (TLS), as node-redis reads it. */
+const redisUrl = z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' });
+
+/** Redis Sentinel: the master named `name`, found through `nodes` (host:port of the sentinels). */
+const sentinelSchema = z.strictObject({
+  name: z.string().min(1),
+  nodes: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'host:port of a sentinel')).min(1),
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+});
+
+/** Where a Redis is: one server (`url`) or a Sentinel-managed master (`sentinel`), and the key prefix. */
+function redisTarget(prefix: string) {
+  return z
+    .strictObject({
+      url: redisUrl.optional(),
+      sentinel: sentinelSchema.optional(),
+      prefix: z.string().default(prefix),
+    })
+    .refine((target) => (target.url === undefined) !== (target.sentinel === undefined), { message: 'set url (one server) or sentinel (a Sentinel-managed master), one of them' });
+}
+
 const routeValue = z.union([
   endpoint,
   z.array(endpoint).min(1),
@@ -102,10 +124,37 @@ export const configSchema = z
       .strictObject({
         /** A JS/TS module whose default export is a Resolver or a function (config) => Resolver. */
         module: z.string().min(1).optional(),
+        /** Routes kept in Redis: GET <prefix><id> -> "host:port" or a JSON Route. */
+        redis: redisTarget('polyproxy:route:').optional(),
+        /** The control plane over HTTP: GET <url>?id=&protocol=&listener= -> JSON Route; 404 = not known here. */
+        http: z
+          .strictObject({
+            url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+            timeoutMs: positiveMs.default(1000),
+            /** POST activity to <url>/track at most once per resource per trackIntervalMs. */
+            track: z.boolean().default(false),
+          })
+          .optional(),
         /** Resolver calls slower than this fail with TIMEOUT. */
         timeoutMs: positiveMs.default(5000),
+        /** track(resourceId, activity) is called at most this often per resource, with the bytes and connections since the last call. */
+        trackIntervalMs: positiveMs.default(10000),
       })
-      .default({ timeoutMs: 5000 }),
+      .default({ timeoutMs: 5000, trackIntervalMs: 10000 }),
+    /** A fleet of instances sharing purges, cold-start locks, ws-bridge clients, cancel keys and counters through Redis. */
+    cluster: z
+      .strictObject({
+        redis: redisTarget('polyproxy:'),
+        /** This instance's name in the fleet; default: hostname-pid. */
+        instanceId: z.string().min(1).max(200).regex(/^[^\s|]+$/, 'no spaces or "|"').optional(),
+        /** What the fleet view shows as this instance's address; default: the host name. */
+        address: z.string().min(1).optional(),
+        heartbeatMs: positiveMs.default(5000),
+        /** Bound on every Redis command on a client's path; slower counts as Redis down (local fallback). */
+        commandTimeoutMs: positiveMs.default(500),
+        connectTimeoutMs: positiveMs.default(2000),
+      })
+      .optional(),
     listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
   })
   .superRefine((config, ctx) => {

@@ -22,6 +22,18 @@ export interface ColdStartSettings {
   readonly pollIntervalMs: number;
 }
 
+/**
+ * The fleet's cold-start lock (fleet/fleet.ts): across instances, only the
+ * one that takes it calls wake(); the others poll the endpoints like any
+ * waiter. `acquire` resolves true when this process should wake (it took
+ * the lock, or there is no way to know: Redis down).
+ */
+export interface WakeLock {
+  acquire(resourceId: string, ttlMs: number): Promise<boolean>;
+  /** `keepMs` > 0: keep the lock that much longer (the backend just came up: an instance whose dial failed a moment ago must not wake it again). */
+  release(resourceId: string, keepMs?: number): void;
+}
+
 export const DEFAULT_COLD_START: ColdStartSettings = { timeoutMs: 30000, maxWaiting: 1000, pollIntervalMs: 100 };
 
 /** After a wake, stragglers whose dial failed just before the backend came up go straight through for this long. */
@@ -40,6 +52,8 @@ interface Wake {
   awakeAt: number;
   poll: NodeJS.Timeout | null;
   dialing: boolean;
+  /** This process holds the fleet's wake lock for the resource. */
+  locked: boolean;
 }
 
 export interface ColdStartCounters {
@@ -57,11 +71,13 @@ export class ColdStarts {
   #settings: ColdStartSettings;
   readonly #log: Logger | undefined;
   readonly #wakes = new Map<string, Wake>();
+  readonly #lock: WakeLock | undefined;
   readonly counters: ColdStartCounters = { wakes: 0, waits: 0, timeouts: 0, waiting: 0 };
 
-  constructor(settings: Partial<ColdStartSettings> = {}, log?: Logger) {
+  constructor(settings: Partial<ColdStartSettings> = {}, log?: Logger, lock?: WakeLock) {
     this.#settings = { ...DEFAULT_COLD_START, ...settings };
     this.#log = log;
+    this.#lock = lock;
   }
 
   configure(settings: Partial<ColdStartSettings>): void {
@@ -90,7 +106,7 @@ export class ColdStarts {
       return Promise.reject(new PolyproxyError('UNAVAILABLE', `backend for "${resourceId}" is starting and ${wake.waiters.size} connections already wait for it`, { source: 'backend', resourceId }));
     }
     if (wake === undefined) {
-      wake = { resourceId, waiters: new Set(), endpoints, awakeAt: 0, poll: null, dialing: false };
+      wake = { resourceId, waiters: new Set(), endpoints, awakeAt: 0, poll: null, dialing: false, locked: false };
       this.#wakes.set(resourceId, wake);
       this.#start(wake, coldStart);
     }
@@ -115,6 +131,31 @@ export class ColdStarts {
   }
 
   #start(wake: Wake, coldStart: ColdStart): void {
+    const lock = this.#lock;
+    if (lock === undefined) {
+      this.#wake(wake, coldStart);
+      return;
+    }
+    // The lock lives as long as a waiter may: an instance that dies mid-wake frees it by expiry.
+    lock.acquire(wake.resourceId, this.#settings.timeoutMs).then(
+      (mine) => {
+        if (this.#wakes.get(wake.resourceId) !== wake) {
+          if (mine) lock.release(wake.resourceId);
+          return;
+        }
+        if (mine) {
+          wake.locked = true;
+          this.#wake(wake, coldStart);
+        } else {
+          this.#log?.info({ resource: wake.resourceId }, 'cold start: another instance is waking the backend; waiting for it');
+          this.#schedule(wake);
+        }
+      },
+      () => this.#wake(wake, coldStart),
+    );
+  }
+
+  #wake(wake: Wake, coldStart: ColdStart): void {
     this.counters.wakes++;
     this.#log?.info({ resource: wake.resourceId }, 'cold start: waking backend');
     let woken: Promise<void>;
@@ -170,6 +211,10 @@ export class ColdStarts {
   #settle(wake: Wake, error: PolyproxyError | null): void {
     if (wake.poll !== null) clearTimeout(wake.poll);
     wake.poll = null;
+    if (wake.locked) {
+      wake.locked = false;
+      this.#lock?.release(wake.resourceId, error === null ? AWAKE_GRACE_MS : 0);
+    }
     if (error === null) {
       wake.awakeAt = Date.now();
       this.#log?.info({ resource: wake.resourceId, released: wake.waiters.size }, 'cold start: backend is up');

@@ -6,7 +6,7 @@
  */
 import { AggregatorRegistry } from 'prom-client';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { AdminSource, BreakerState, EndpointStats, ListenerStats, PoolStatsRow, ProxyStats } from '../admin/source.ts';
+import type { AdminSource, BreakerState, EndpointStats, FleetInstance, ListenerStats, PoolStatsRow, ProxyStats } from '../admin/source.ts';
 import { addRows } from '../protocols/postgres/pool/stats.ts';
 import { registry } from '../core/metrics.ts';
 import { mergeResources, topResources } from '../core/resource-stats.ts';
@@ -89,6 +89,8 @@ export function mergeWorkerStats(list: readonly WorkerStats[], workers: number, 
     coldStarts.timeouts += worker.coldStarts.timeouts;
   }
   return {
+    resolvers: mergeResolverStats(list.map((s) => s.resolvers ?? {})),
+    fleet: mergeFleet(list.map((s) => s.fleet ?? null)),
     version: packageVersion(),
     startedAt,
     uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
@@ -102,4 +104,35 @@ export function mergeWorkerStats(list: readonly WorkerStats[], workers: number, 
     coldStarts,
     pools: [...pools.values()].sort((a, b) => a.listener.localeCompare(b.listener) || a.pool.localeCompare(b.pool)),
   };
+}
+
+/** Numbers add up across workers; anything else is the first worker's. */
+function mergeResolverStats(list: ReadonlyArray<NonNullable<ProxyStats['resolvers']>>): NonNullable<ProxyStats['resolvers']> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const worker of list) {
+    for (const [source, stats] of Object.entries(worker)) {
+      const into = (out[source] ??= {});
+      for (const [field, value] of Object.entries(stats)) {
+        const seen = into[field];
+        into[field] = typeof value === 'number' && typeof seen === 'number' && field !== 'intervalMs' ? seen + value : (seen ?? value);
+      }
+    }
+  }
+  return out;
+}
+
+/** Every worker is a member of the fleet: the freshest view wins, Redis up only if every worker sees it up. */
+function mergeFleet(list: ReadonlyArray<ProxyStats['fleet'] | null>): ProxyStats['fleet'] | null {
+  const present = list.filter((f): f is NonNullable<ProxyStats['fleet']> => f !== null);
+  const first = present[0];
+  if (first === undefined) return null;
+  const instances = new Map<string, FleetInstance>();
+  for (const f of present) {
+    for (const i of f.instances) {
+      const seen = instances.get(i.id);
+      if (seen === undefined || i.seenAt > seen.seenAt) instances.set(i.id, { ...i, self: i.self || (seen?.self ?? false) });
+      else if (i.self) instances.set(i.id, { ...seen, self: true });
+    }
+  }
+  return { instanceId: first.instanceId, node: first.instanceId, redisUp: present.every((f) => f.redisUp), instances: [...instances.values()].sort((a, b) => a.id.localeCompare(b.id)) };
 }

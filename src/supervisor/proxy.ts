@@ -27,6 +27,16 @@ import { SsrfGuard } from '../core/ssrf-guard.ts';
 import { StaticRoutes } from '../core/static-routes.ts';
 import { HEALTH_PROBES, protocolOf } from '../protocols/index.ts';
 import { loadResolverModule } from '../resolvers/module.ts';
+import { HttpResolver } from '../resolvers/http.ts';
+import { RedisResolver } from '../resolvers/redis.ts';
+import { ActivityTracker } from '../core/activity.ts';
+import { packageVersion } from '../core/version.ts';
+import { FleetCounters, setSharedCounters } from '../fleet/counters.ts';
+import { Fleet, defaultInstanceId } from '../fleet/fleet.ts';
+import type { InstanceView } from '../fleet/fleet.ts';
+import { setFleet } from '../fleet/index.ts';
+import { closeSharedLinks, sharedLink } from '../fleet/redis-link.ts';
+import os from 'node:os';
 
 export interface BoundListener {
   readonly name: string;
@@ -43,7 +53,7 @@ export interface StartOptions {
 }
 
 /** One process's share of ProxyStats (the admin source merges workers'). */
-export type WorkerStats = Pick<ProxyStats, 'startedAt' | 'ready' | 'listeners' | 'routes' | 'cache' | 'endpoints' | 'resources' | 'coldStarts' | 'pools'>;
+export type WorkerStats = Pick<ProxyStats, 'startedAt' | 'ready' | 'listeners' | 'routes' | 'cache' | 'endpoints' | 'resources' | 'coldStarts' | 'pools' | 'resolvers' | 'fleet'>;
 
 export interface RunningProxy {
   readonly listeners: readonly ProxyListener[];
@@ -53,8 +63,10 @@ export interface RunningProxy {
   readonly health: EndpointHealth;
   readonly coldStarts: ColdStarts;
   stats(): WorkerStats;
-  /** Drops a resource id from every router's cache. */
+  /** Drops a resource id from every router's cache, and from every instance's when the fleet is on (`cluster`). */
   purge(resourceId: string): number;
+  /** The fleet membership (`cluster`), or null. */
+  readonly fleet: Fleet | null;
   /**
    * Applies a validated config to new sessions: routes, resolver, certificates,
    * health, cold-start and log settings. Established sessions are untouched.
@@ -85,6 +97,13 @@ async function buildRouting(config: Config, health: EndpointHealth, coldStarts: 
   const guard = new SsrfGuard({ allowPrivateBackends: config.security.allowPrivateBackends, allowBackends: config.security.allowBackends });
   const sources: ResolverSource[] = [];
   if (config.resolver.module !== undefined) sources.push({ name: 'module', resolver: await loadResolverModule(config.resolver.module, config, version) });
+  const { redis, http } = config.resolver;
+  if (redis !== undefined) {
+    // One connection per URL for the process, kept across reloads.
+    const link = sharedLink({ url: redis.url ?? '', sentinel: redis.sentinel, name: 'resolver', commandTimeoutMs: Math.min(config.resolver.timeoutMs, config.cluster?.commandTimeoutMs ?? 500), connectTimeoutMs: config.cluster?.connectTimeoutMs ?? 2000, log });
+    sources.push({ name: 'redis', resolver: new RedisResolver(link, redis.prefix) });
+  }
+  if (http !== undefined) sources.push({ name: 'http', resolver: new HttpResolver({ url: http.url, timeoutMs: http.timeoutMs, track: http.track }) });
   sources.push({ name: 'routes', resolver: new StaticRoutes(config.routes) });
   const routerOptions = { guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, probeKinds: HEALTH_PROBES, coldStarts };
   const router = new Router({ ...routerOptions, sources });
@@ -107,10 +126,39 @@ function healthSettings(config: Config): Partial<HealthSettings> {
   return { ...config.health };
 }
 
+/** The fleet membership for `cluster`: connects (bounded by connectTimeoutMs; Redis down is not a startup failure), subscribes, heartbeats. */
+async function startFleet(config: Config): Promise<Fleet | null> {
+  const cluster = config.cluster;
+  if (cluster === undefined) return null;
+  const instanceId = cluster.instanceId ?? defaultInstanceId();
+  // Worker processes of one instance are separate members (each holds its own clients and sessions).
+  const nodeId = process.env.POLYPROXY_WORKER === undefined ? instanceId : `${instanceId}/${process.pid}`;
+  const fleet = new Fleet({
+    url: cluster.redis.url ?? '',
+    sentinel: cluster.redis.sentinel,
+    prefix: cluster.redis.prefix,
+    nodeId,
+    instanceId,
+    heartbeatMs: cluster.heartbeatMs,
+    commandTimeoutMs: cluster.commandTimeoutMs,
+    connectTimeoutMs: cluster.connectTimeoutMs,
+    version: packageVersion(),
+    address: cluster.address ?? os.hostname(),
+    log,
+  });
+  const counters = new FleetCounters(fleet);
+  fleet.onHeartbeat(() => counters.sync());
+  setSharedCounters(counters);
+  setFleet(fleet);
+  await fleet.start();
+  return fleet;
+}
+
 export async function startProxy(config: Config, options: StartOptions = {}): Promise<RunningProxy> {
   setLogLevel(config.logLevel);
+  const fleet = await startFleet(config);
   const health = new EndpointHealth(healthSettings(config), log);
-  const coldStarts = new ColdStarts(config.coldStart, log);
+  const coldStarts = new ColdStarts(config.coldStart, log, fleet === null ? undefined : { acquire: (id, ttlMs) => fleet.acquireWake(id, ttlMs), release: (id, keepMs) => fleet.releaseWake(id, keepMs) });
   resources.maxResources = config.metrics.maxResources;
   let version = 0;
   let routing = await buildRouting(config, health, coldStarts, version);
@@ -143,6 +191,31 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
   }
 
   health.start();
+  const tracker = new ActivityTracker(resources, config.resolver.trackIntervalMs, () => routing.router.sources.map((source) => source.resolver));
+  tracker.start();
+  const localPurge = (resourceId: string): number => {
+    let n = 0;
+    for (const r of new Set([routing.router, ...routing.routers.values()])) n += r.purge(resourceId);
+    return n;
+  };
+  if (fleet !== null) {
+    fleet.onPurge(localPurge);
+    fleet.countConnections(() => listeners.reduce((n, l) => n + l.counters.open, 0));
+  }
+  const resolverStats = (): Record<string, Record<string, unknown>> => {
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const { name, resolver } of routing.router.sources) {
+      if (resolver.stats === undefined) continue;
+      try {
+        const value = resolver.stats();
+        if (value !== null && typeof value === 'object') out[name] = { ...value };
+      } catch {
+        out[name] = { error: 'stats() threw' };
+      }
+    }
+    out.track = { intervalMs: current.resolver.trackIntervalMs, calls: tracker.calls };
+    return out;
+  };
   const started = Date.now();
   let draining = false;
   const listenerStats = (): ListenerStats[] =>
@@ -190,12 +263,14 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
         resources: resources.all(),
         coldStarts: { waiting: coldStarts.counters.waiting, wakes: coldStarts.counters.wakes, timeouts: coldStarts.counters.timeouts },
         pools: poolRows(),
+        resolvers: resolverStats(),
+        fleet: fleet === null ? null : fleetStats(fleet),
       };
     },
+    fleet,
     purge(resourceId: string): number {
-      let n = 0;
-      for (const r of new Set([routing.router, ...routing.routers.values()])) n += r.purge(resourceId);
-      return n;
+      if (fleet !== null) void fleet.publishPurge(resourceId);
+      return localPurge(resourceId);
     },
     async reload(next: Config): Promise<string[]> {
       const warnings = listenerChanges(current, next);
@@ -213,11 +288,13 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
       setLogLevel(next.logLevel);
       health.configure(healthSettings(next));
       coldStarts.configure(next.coldStart);
+      tracker.configure(next.resolver.trackIntervalMs);
       resources.maxResources = next.metrics.maxResources;
       return warnings;
     },
     async drain(timeoutMs: number) {
       draining = true;
+      tracker.stop();
       await Promise.all(listeners.map((l) => l.stopAccepting()));
       const open = listeners.reduce((n, l) => n + l.sessions, 0);
       if (open > 0) log.info({ sessions: open, timeoutMs }, 'draining: waiting for open sessions');
@@ -231,8 +308,19 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
           log.warn({ sessions: listeners.reduce((n, l) => n + l.sessions, 0) }, 'drain: sessions still pending after closing them; exiting anyway');
         }
       }
+      tracker.tick();
+      if (fleet !== null) {
+        setFleet(null);
+        setSharedCounters(null);
+        await fleet.stop();
+      }
+      await closeSharedLinks();
     },
   };
+}
+
+function fleetStats(fleet: Fleet): { instanceId: string; node: string; redisUp: boolean; instances: InstanceView[] } {
+  return fleet.stats();
 }
 
 function tlsSettings(listener: ListenerConfig): TlsServerSettings | null {
@@ -278,6 +366,8 @@ function listenerChanges(from: Config, to: Config): string[] {
     before.delete(l.name);
   }
   for (const name of before.keys()) warnings.push(`listener ${name} was removed from the file: it keeps running until the next restart`);
+  // The fleet membership (its Redis, prefix, name) is made once per process.
+  if (JSON.stringify(from.cluster ?? null) !== JSON.stringify(to.cluster ?? null)) warnings.push('cluster changed: the fleet settings apply at the next restart');
   return warnings;
 }
 

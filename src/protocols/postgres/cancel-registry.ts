@@ -2,9 +2,14 @@
  * Which backend issued which BackendKeyData, so a CancelRequest (sent on a
  * new connection, carrying only the key) reaches the server running the
  * query. One registry per process; a cancel that lands on a sibling worker
- * is broadcast and the worker that holds the key forwards it.
+ * is broadcast and the worker that holds the key forwards it. In a fleet
+ * (`cluster.redis`) the key's owner is also recorded in Redis, and a cancel
+ * that lands on another instance is sent to the owner's inbox
+ * (fleet/cancel-keys.ts); with Redis down, only this instance's keys work.
  */
 import { broadcast, onBroadcast } from '../../core/cluster.ts';
+import { CANCEL_KIND, forwardCancelInFleet, registerFleetCancelKey, unregisterFleetCancelKey } from '../../fleet/cancel-keys.ts';
+import { fleet, onFleetRequest } from '../../fleet/index.ts';
 import { sendOneShot } from '../../core/connect.ts';
 import type { Endpoint } from '../../core/endpoint.ts';
 import { log } from '../../core/logger.ts';
@@ -33,32 +38,47 @@ export function resolveProxyCancelKey(key: string): { endpoint: Endpoint; packet
 
 export function registerCancelKey(key: string, endpoint: Endpoint): void {
   keys.set(key, endpoint);
+  const current = fleet();
+  if (current !== null) registerFleetCancelKey(current, key);
 }
 
 export function unregisterCancelKey(key: string, endpoint: Endpoint): void {
-  if (keys.get(key) === endpoint) keys.delete(key);
+  if (keys.get(key) !== endpoint) return;
+  keys.delete(key);
+  const current = fleet();
+  if (current !== null) unregisterFleetCancelKey(current, key);
 }
 
 export function lookupCancelKey(key: string): Endpoint | undefined {
   return keys.get(key);
 }
 
-/** Asks sibling workers to forward a cancel whose key this process does not hold. */
+/**
+ * Forwards a cancel whose key this process does not hold: to sibling
+ * workers (broadcast), and to the instance of the fleet that holds the key.
+ */
 export function forwardCancelToSiblings(key: string, packet: Buffer): boolean {
+  const current = fleet();
+  if (current !== null) void forwardCancelInFleet(current, key, packet);
   return broadcast(TOPIC, { key, packet: packet.toString('base64') });
 }
 
-onBroadcast(TOPIC, (payload) => {
-  const { key, packet } = payload as { key: string; packet: string };
+function forwardCancel(payload: unknown, from: string): boolean {
+  const { key, packet } = payload as { key?: unknown; packet?: unknown };
+  if (typeof key !== 'string' || typeof packet !== 'string') return false;
   const pooled = resolveProxyCancelKey(key);
   if (pooled !== undefined) {
     if (pooled !== null) sendOneShot(pooled.endpoint, pooled.packet, CANCEL_CONNECT_TIMEOUT_MS).catch((err: Error) => log.warn({ err: err.message, backend: pooled.endpoint.label }, 'forwarding a cancel request failed'));
-    return;
+    return pooled !== null;
   }
   const endpoint = keys.get(key);
-  if (endpoint === undefined) return;
-  log.debug({ backend: endpoint.label }, 'forwarding a cancel request received by a sibling worker');
+  if (endpoint === undefined) return false;
+  log.debug({ backend: endpoint.label, from }, 'forwarding a cancel request received elsewhere');
   sendOneShot(endpoint, Buffer.from(packet, 'base64'), CANCEL_CONNECT_TIMEOUT_MS).catch((err: Error) =>
     log.warn({ err: err.message, backend: endpoint.label }, 'forwarding a cancel request failed'),
   );
-});
+  return true;
+}
+
+onBroadcast(TOPIC, (payload) => forwardCancel(payload, 'a sibling worker'));
+onFleetRequest(CANCEL_KIND, (payload, from) => forwardCancel(payload, from));

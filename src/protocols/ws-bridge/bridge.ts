@@ -26,6 +26,8 @@ import type { ApiAnswer } from './api-client.ts';
 import { handshakeProblem, parseClientId } from './client-id.ts';
 import { BridgeClient, ClientRegistry, kClient } from './client-registry.ts';
 import type { ClientOwner, TaggedSocket } from './client-registry.ts';
+import { claimInFleet, fleetClients, heldInFleet } from './cross-instance.ts';
+import type { FleetClients } from '../../fleet/ws-clients.ts';
 import { announceOpened, heldElsewhere, registerBridge, siblingStats, unregisterBridge } from './cross-worker.ts';
 import type { LocalBridge } from './cross-worker.ts';
 import { API_UNAVAILABLE_REASON, CLOSE_API_UNAVAILABLE, apiError, apiFailureMessage, badRequest, duplicateClientId, shuttingDown, upgradeDenied } from './errors.ts';
@@ -79,6 +81,8 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
   #pushing = 0;
   #lastWarn = 0;
   #shutDown: Promise<void> | null = null;
+  /** This listener's clients in the fleet's registry (`cluster.redis`); null without a fleet. */
+  fleetClients: FleetClients | null = null;
 
   constructor(settings: WsBridgeSettings, log: Logger) {
     super({ ...settings, protocol: 'ws-bridge', errorFormat: 'text' }, { noDelay: true, keepAliveTimeout: 5000 }, log);
@@ -116,6 +120,10 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
   override async listen(port = this.settings.port): Promise<AddressInfo> {
     const address = await super.listen(port);
     registerBridge(this.settings.name, this);
+    // A claim outlives a missed sweep or two; an instance that dies leaves its clients behind for at most this long.
+    this.fleetClients = fleetClients(this.settings.name, this.settings.pingIntervalMs * 2 + this.settings.deadPeerTimeoutMs);
+    const clients = this.fleetClients;
+    if (clients !== null) this.#registry.onSweep = (held) => clients.refresh(held);
     trackStats(this.settings.name, this.stats);
     return address;
   }
@@ -200,6 +208,8 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
 
   clientClosed(client: BridgeClient, reason: Buffer): void {
     this.#registry.remove(client);
+    // Only deletes the fleet's entry if it is still this connection's (a newer one elsewhere keeps its own).
+    this.fleetClients?.release(client.id, client.openedAt);
     this.stats.connectionsClosed++;
     this.stats.connectionsOpen--;
     this.counters.open--;
@@ -254,7 +264,7 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
   }
 
   async #admit(req: http.IncomingMessage, socket: Duplex, head: Buffer, id: string): Promise<void> {
-    if (this.settings.duplicateClientId === 'refuse' && (await heldElsewhere(this.settings.name, id))) {
+    if (this.settings.duplicateClientId === 'refuse' && ((await heldElsewhere(this.settings.name, id)) || (this.fleetClients !== null && (await heldInFleet(this.fleetClients, id))))) {
       this.#refuse(socket, req, duplicateClientId(), id);
       return;
     }
@@ -274,18 +284,35 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
       this.#delete(null, 'the bridge is shutting down', id);
       return;
     }
+    const openedAt = Date.now();
+    const clients = this.fleetClients;
+    if (clients !== null) {
+      // Claimed before the upgrade completes: once the client is open, a push to any instance finds it.
+      if (!(await claimInFleet(clients, this.settings.name, id, openedAt, this.settings.duplicateClientId))) {
+        this.#refuse(socket, req, duplicateClientId(), id);
+        this.#delete(null, 'this ClientId is connected to another instance', id);
+        return;
+      }
+      if (socket.destroyed || !socket.writable) {
+        clients.release(id, openedAt);
+        this.#delete(null, 'the client left before the upgrade completed', id);
+        return;
+      }
+    }
     socket.removeListener('error', noop);
     let accepted = false;
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       accepted = true;
-      this.#accept(ws as TaggedSocket, id);
+      this.#accept(ws as TaggedSocket, id, openedAt);
     });
     // `ws` refused the handshake after the API approved it: tell the API the client is gone.
-    if (!accepted) this.#delete(null, 'the WebSocket handshake failed', id);
+    if (!accepted) {
+      clients?.release(id, openedAt);
+      this.#delete(null, 'the WebSocket handshake failed', id);
+    }
   }
 
-  #accept(ws: TaggedSocket, id: string): void {
-    const now = Date.now();
+  #accept(ws: TaggedSocket, id: string, now: number): void {
     const client = new BridgeClient(id, ws, now, this);
     ws.on('message', wsOnMessage);
     ws.on('close', wsOnClose);

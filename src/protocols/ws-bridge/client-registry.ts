@@ -59,6 +59,8 @@ export class ClientRegistry {
   readonly #pingIntervalMs: number;
   readonly #deadPeerTimeoutMs: number;
   #timer: NodeJS.Timeout | null = null;
+  /** Called once per sweep with every client held (the fleet refreshes their claims' TTL in one round trip). */
+  onSweep: ((clients: BridgeClient[]) => void) | null = null;
 
   constructor(pingIntervalMs: number, deadPeerTimeoutMs: number) {
     this.#pingIntervalMs = pingIntervalMs;
@@ -115,6 +117,7 @@ export class ClientRegistry {
         client.ws.ping();
       }
     }
+    if (this.onSweep !== null) this.onSweep([...this.#clients.values()]);
   }
 
   stop(): void {

@@ -76,6 +76,11 @@ export function registerBridge(name: string, bridge: LocalBridge): void {
   bridges.set(name, bridge);
 }
 
+/** This process's bridge for `listener` (the fleet's messages reach it through here). */
+export function localBridge(name: string): LocalBridge | undefined {
+  return bridges.get(name);
+}
+
 export function unregisterBridge(name: string, bridge: LocalBridge): void {
   if (bridges.get(name) === bridge) bridges.delete(name);
 }

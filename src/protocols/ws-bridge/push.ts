@@ -1,14 +1,16 @@
 /**
  * The API's push (ws2api "API to WS"): `POST /<ClientId>` to the bridge
  * with a body → that body goes to the client as one message. 200 `ok` when
- * delivered (here or by a sibling worker), 404 when the client is connected
- * to no worker, 413 over maxMessageBytes, 503 when a sibling did not answer
+ * delivered (here, by a sibling worker or by another instance of the
+ * fleet), 404 when the client is connected nowhere, 413 over maxMessageBytes, 503 when a sibling did not answer
  * in time and nobody delivered. Refusals are PolyproxyErrors the listener
  * counts and answers through core's error pages (errors.ts).
  */
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { PolyproxyError } from '../../core/errors.ts';
+import type { FleetClients } from '../../fleet/ws-clients.ts';
+import { pushInFleet } from './cross-instance.ts';
 import { pushElsewhere } from './cross-worker.ts';
 import { clientNotConnected, pushUndecided, tooLarge } from './errors.ts';
 import type { BridgeStats } from './metrics.ts';
@@ -17,6 +19,8 @@ export interface PushTarget {
   readonly name: string;
   readonly maxMessageBytes: number;
   readonly stats: BridgeStats;
+  /** The fleet's registry of this listener's clients (`cluster.redis`), or null. */
+  readonly fleetClients: FleetClients | null;
   /** Sends to a client of this process; false when it holds none with that id. */
   deliver(clientId: string, body: Buffer, binary: boolean): boolean;
   /** Counts a push as a session until it is answered (drain waits for it). */
@@ -75,7 +79,13 @@ async function deliver(target: PushTarget, clientId: string, body: Buffer, binar
   const elsewhere = await pushElsewhere(target.name, clientId, body, binary);
   if (elsewhere.delivered) {
     delivered(res);
-  } else if (elsewhere.missing > 0) {
+    return;
+  }
+  // Another instance of the fleet may hold it (404 only when none does).
+  const inFleet = target.fleetClients === null ? 'not-found' : await pushInFleet(target.fleetClients, target.name, clientId, body, binary);
+  if (inFleet === 'delivered') {
+    delivered(res);
+  } else if (elsewhere.missing > 0 || inFleet === 'undecided') {
     target.refusePush(req, res, pushUndecided(), false);
   } else {
     target.stats.pushesNotFound++;

@@ -38,3 +38,22 @@ it('deploy/kubernetes/polyproxy.yaml: its ConfigMap holds a valid config whose p
   assert.equal(container.readinessProbe.httpGet.path, '/readyz');
   assert.ok(pod.terminationGracePeriodSeconds > config.shutdownTimeoutSeconds, 'pods outlive the drain deadline');
 });
+
+it('deploy/kubernetes/polyproxy-fleet.yaml: N replicas with Redis; the config is valid, joins the fleet and reads routes from the same Redis', () => {
+  const docs = parseAllDocuments(readFileSync(path.join(ROOT, 'deploy/kubernetes/polyproxy-fleet.yaml'), 'utf8')).map((d) => d.toJS() as Manifest & { metadata: { name: string }; spec?: { replicas?: number; ports?: Array<{ port: number }> } });
+  assert.deepEqual(docs.map((d) => `${d.kind}/${d.metadata.name}`), ['ConfigMap/polyproxy', 'Deployment/polyproxy', 'Service/polyproxy', 'Deployment/redis', 'Service/redis']);
+  const config = parseConfig(parse(docs[0]?.data?.['polyproxy.yaml'] as string), '/etc/polyproxy', 'configmap');
+  assert.ok(config.cluster !== undefined && config.resolver.redis !== undefined);
+  // The URL's host is the redis Service, on the port it serves.
+  const url = new URL(config.cluster.redis.url ?? '');
+  assert.equal(url.hostname, docs[4]?.metadata.name);
+  assert.equal(Number(url.port), docs[4]?.spec?.ports?.[0]?.port);
+  assert.equal(config.resolver.redis.url, config.cluster.redis.url);
+  assert.ok((docs[1]?.spec?.replicas ?? 0) > 1, 'several replicas');
+  const pod = docs[1]?.spec?.template?.spec;
+  const container = pod?.containers[0];
+  assert.ok(pod !== undefined && container !== undefined);
+  const exposed = new Set(container.ports.map((p) => p.containerPort));
+  for (const listener of config.listeners) assert.ok(exposed.has(listener.port), `listener ${listener.name} port ${listener.port} is exposed`);
+  assert.ok(pod.terminationGracePeriodSeconds > config.shutdownTimeoutSeconds);
+});

@@ -41,7 +41,7 @@ describe('loadConfigFile: valid files', () => {
     const config = await loadConfigFile(await file(FULL_YAML));
     assert.deepEqual(config, {
       ...FULL_OBJECT,
-      resolver: { module: path.join(dir, 'resolvers/tenants.ts'), timeoutMs: 2000 },
+      resolver: { module: path.join(dir, 'resolvers/tenants.ts'), timeoutMs: 2000, trackIntervalMs: 10000 },
       listeners: [
         {
           ...FULL_OBJECT.listeners[0],
@@ -79,7 +79,7 @@ describe('loadConfigFile: valid files', () => {
       health: { intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 2, failureThreshold: 3, openMs: 10000 },
       coldStart: { timeoutMs: 30000, maxWaiting: 1000, pollIntervalMs: 100 },
       routes: {},
-      resolver: { timeoutMs: 5000 },
+      resolver: { timeoutMs: 5000, trackIntervalMs: 10000 },
       listeners: [{ protocol: 'postgres', port: 5432, host: '0.0.0.0', connectTimeoutMs: 5000, idleTimeoutMs: 0, handshakeTimeoutMs: 10000, maxConnections: 0, tcpKeepAliveMs: 60000, firstResponseTimeoutMs: 15000, name: 'postgres-5432' }],
     });
   });
@@ -93,7 +93,7 @@ describe('loadConfigFile: valid files', () => {
     const config = parseConfig(withMinimal({ security: { allowPrivateBackends: true }, cache: { ttlSeconds: 5 }, resolver: { module: '/abs/r.js' } }), '/x');
     assert.deepEqual(config.security, { allowPrivateBackends: true, allowBackends: [] });
     assert.deepEqual(config.cache, { ttlSeconds: 5, maxEntries: 100000 });
-    assert.deepEqual(config.resolver, { module: '/abs/r.js', timeoutMs: 5000 });
+    assert.deepEqual(config.resolver, { module: '/abs/r.js', timeoutMs: 5000, trackIntervalMs: 10000 });
   });
 });
 

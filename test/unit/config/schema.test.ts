@@ -133,3 +133,22 @@ describe('configSchema', () => {
     assert.equal(result.success, true, result.success ? '' : JSON.stringify(result.error.issues));
   });
 });
+
+describe('fleet and resolver sources', () => {
+  it('cluster.redis and resolver.redis take a url or a sentinel (one of them); prefixes and timeouts default', () => {
+    const config = parseConfig({ ...MINIMAL, cluster: { redis: { url: 'rediss://redis.example:6380' } }, resolver: { redis: { sentinel: { name: 'main', nodes: ['10.0.0.1:26379', '[fd00::1]:26379'] } }, http: { url: 'http://cp:8000/resolve' } } }, '/');
+    assert.equal(config.cluster?.redis.prefix, 'polyproxy:');
+    assert.equal(config.cluster?.commandTimeoutMs, 500);
+    assert.equal(config.cluster?.heartbeatMs, 5000);
+    assert.equal(config.resolver.redis?.prefix, 'polyproxy:route:');
+    assert.deepEqual(config.resolver.redis?.sentinel?.nodes, ['10.0.0.1:26379', '[fd00::1]:26379']);
+    assert.equal(config.resolver.http?.timeoutMs, 1000);
+    assert.equal(config.resolver.http?.track, false);
+    assert.equal(config.resolver.trackIntervalMs, 10000);
+    assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: {} } }, '/'), 'cluster.redis', /url .* or sentinel/);
+    assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: { url: 'redis://a:1', sentinel: { name: 'm', nodes: ['a:1'] } } } }, '/'), 'cluster.redis', /one of them/);
+    assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: { url: 'http://a:1' } } }, '/'), 'cluster.redis.url', /redis:\/\/ or rediss:\/\//);
+    assertNamesField(() => parseConfig({ ...MINIMAL, resolver: { http: { url: 'ftp://x' } } }, '/'), 'resolver.http.url', /http:\/\/ or https:\/\//);
+    assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: { url: 'redis://a:1' }, instanceId: 'has space' } }, '/'), 'cluster.instanceId', /no spaces/);
+  });
+});

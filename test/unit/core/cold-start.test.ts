@@ -80,4 +80,46 @@ describe('ColdStarts', () => {
     await assert.rejects(gate.wait('t', coldStart, [endpoint]), /2 connections already wait/);
     await Promise.allSettled([first, second]);
   });
+
+  it('with a fleet lock: wakes only when it takes the lock, releases it when the backend is up; without it, waits for the endpoint', async () => {
+    const port = await freePort();
+    const endpoint = parseEndpoint(`127.0.0.1:${port}`);
+    const server = net.createServer((s) => s.destroy());
+    const calls: string[] = [];
+    let holder: string | null = null;
+    const lockFor = (name: string) => ({
+      acquire: async (id: string, ttlMs: number): Promise<boolean> => {
+        calls.push(`${name} acquire ${id} ${ttlMs}`);
+        if (holder !== null) return false;
+        holder = name;
+        return true;
+      },
+      release: (id: string, keepMs?: number): void => {
+        calls.push(`${name} release ${id} keep ${keepMs}`);
+        if (holder === name) holder = null;
+      },
+    });
+    // Two gates, as on two instances, sharing one lock.
+    const first = new ColdStarts({ timeoutMs: 5000, pollIntervalMs: 10 }, undefined, lockFor('first'));
+    const second = new ColdStarts({ timeoutMs: 5000, pollIntervalMs: 10 }, undefined, lockFor('second'));
+    let wakes = 0;
+    const coldStart = {
+      wake: async (): Promise<void> => {
+        wakes++;
+        setTimeout(() => server.listen(port, '127.0.0.1'), 50);
+      },
+    };
+    try {
+      const a = first.wait('tenant', coldStart, [endpoint]);
+      await new Promise((r) => setTimeout(r, 5));
+      const b = second.wait('tenant', coldStart, [endpoint]);
+      await Promise.all([a, b]);
+      assert.equal(wakes, 1);
+      assert.equal(first.counters.wakes, 1);
+      assert.equal(second.counters.wakes, 0);
+      assert.deepEqual(calls, ['first acquire tenant 5000', 'second acquire tenant 5000', 'first release tenant keep 5000']);
+    } finally {
+      server.close();
+    }
+  });
 });

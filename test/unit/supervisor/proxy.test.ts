@@ -122,6 +122,13 @@ describe('reload', () => {
     assert.equal(await roundTrip(port, 'y'), 'A:y', 'the routes of the same reload applied');
   });
 
+  it('a cluster change comes back as a warning (the fleet membership is made once per process)', async () => {
+    // An unreachable Redis: a config with a fleet still loads; the membership is not rebuilt by a reload.
+    const warnings = await proxy.reload(config({ kv: A }, { cluster: { redis: { url: 'redis://127.0.0.1:1' } } }));
+    assert.ok(warnings.includes('cluster changed: the fleet settings apply at the next restart'), warnings.join('; '));
+    assert.equal(proxy.fleet, null);
+  });
+
   it('a resolver module that cannot load refuses the reload and changes nothing', async () => {
     const port = proxy.bound[0]?.port ?? 0;
     await assert.rejects(proxy.reload(config({ kv: B }, { resolver: { module: '/nonexistent/polyproxy-resolver.ts' } })));

@@ -1,0 +1,102 @@
+/**
+ * ws-bridge clients across the fleet: `<prefix>ws:<listener>:<ClientId>` →
+ * `<node>|<openedAt>`, with a TTL the bridge's ping sweep refreshes (an
+ * instance that dies leaves no client behind for longer than the TTL).
+ * A push for a ClientId this instance does not hold asks Redis who holds
+ * it and sends it to that instance's inbox (fleet.ts). Every script is one
+ * round trip.
+ */
+import type { Fleet } from './fleet.ts';
+import { fleetFallbacks } from './metrics.ts';
+
+/**
+ * Claims a ClientId for this node. ARGV: value, ttl ms, mode ("replace":
+ * always take it; "refuse": take it only when free or already ours).
+ * Returns the previous holder's value (or false when free); in refuse mode
+ * a holder that is not us is returned and nothing is written.
+ */
+const CLAIM = `
+local old = redis.call('GET', KEYS[1])
+if ARGV[3] == 'refuse' and old and string.sub(old, 1, string.len(ARGV[4]) + 1) ~= ARGV[4] .. '|' then return old end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return old`;
+
+/** Refreshes the TTL of each key still holding its value. ARGV: ttl ms, then one value per key. */
+const REFRESH = `
+local n = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i + 1] then redis.call('PEXPIRE', key, ARGV[1]); n = n + 1 end
+end
+return n`;
+
+const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+export interface Holder {
+  readonly node: string;
+  readonly openedAt: number;
+}
+
+function parseHolder(value: unknown): Holder | null {
+  if (typeof value !== 'string') return null;
+  const bar = value.lastIndexOf('|');
+  if (bar < 0) return null;
+  return { node: value.slice(0, bar), openedAt: Number(value.slice(bar + 1)) };
+}
+
+export class FleetClients {
+  readonly #fleet: Fleet;
+  readonly #listener: string;
+  readonly #ttlMs: number;
+
+  constructor(fleet: Fleet, listener: string, ttlMs: number) {
+    this.#fleet = fleet;
+    this.#listener = listener;
+    this.#ttlMs = ttlMs;
+  }
+
+  #key(clientId: string): string {
+    return this.#fleet.key(`ws:${this.#listener}:${clientId}`);
+  }
+
+  value(openedAt: number): string {
+    return `${this.#fleet.id}|${openedAt}`;
+  }
+
+  /**
+   * Records that this node now holds `clientId`. Returns the previous
+   * holder elsewhere (null when none, ours, or Redis is down). In `refuse`
+   * mode a holder elsewhere means nothing was written: refuse the client.
+   */
+  async claim(clientId: string, openedAt: number, mode: 'replace' | 'refuse'): Promise<Holder | null> {
+    try {
+      const old = await this.#fleet.link.run((c) => c.eval(CLAIM, { keys: [this.#key(clientId)], arguments: [this.value(openedAt), String(this.#ttlMs), mode, this.#fleet.id] }));
+      const holder = parseHolder(old);
+      return holder === null || holder.node === this.#fleet.id ? null : holder;
+    } catch {
+      fleetFallbacks.inc({ feature: 'ws-registry' });
+      return null;
+    }
+  }
+
+  /** The node holding `clientId` (may be this one); null when none, undefined when Redis could not say. */
+  async holder(clientId: string): Promise<Holder | null | undefined> {
+    try {
+      return parseHolder(await this.#fleet.link.run((c) => c.get(this.#key(clientId))));
+    } catch {
+      fleetFallbacks.inc({ feature: 'ws-push' });
+      return undefined;
+    }
+  }
+
+  release(clientId: string, openedAt: number): void {
+    this.#fleet.link.run((c) => c.eval(RELEASE, { keys: [this.#key(clientId)], arguments: [this.value(openedAt)] })).catch(() => {});
+  }
+
+  /** The ping sweep's refresh: one round trip for every client this listener holds. */
+  refresh(clients: ReadonlyArray<{ readonly id: string; readonly openedAt: number }>): void {
+    if (clients.length === 0 || !this.#fleet.up) return;
+    const keys = clients.map((c) => this.#key(c.id));
+    const values = clients.map((c) => this.value(c.openedAt));
+    this.#fleet.link.run((c) => c.eval(REFRESH, { keys, arguments: [String(this.#ttlMs), ...values] })).catch(() => {});
+  }
+}
