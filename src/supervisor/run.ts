@@ -14,6 +14,7 @@ import { announce, log } from '../core/logger.ts';
 import { collectProcessMetrics, registry } from '../core/metrics.ts';
 import { clusterAdminSource, localAdminSource } from './admin-source.ts';
 import { drainAndExit } from './lifecycle.ts';
+import { watchParent } from './parent-watch.ts';
 import { startProxy } from './proxy.ts';
 import type { BoundListener } from './proxy.ts';
 import { runSupervisor } from './supervisor.ts';
@@ -75,18 +76,21 @@ interface Control {
 }
 
 function onSignals(control: Control, timeoutMs: number, options: RunOptions, config: Config): void {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      if (control.drain === null) process.exit(0);
-      if (control.draining) {
-        log.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      control.draining = true;
-      log.info({ signal, timeoutMs }, 'shutting down: no longer accepting connections');
-      void control.drain();
-    });
-  }
+  const stop = (signal: string): void => {
+    if (control.drain === null) process.exit(0);
+    if (control.draining) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    control.draining = true;
+    log.info({ signal, timeoutMs }, 'shutting down: no longer accepting connections');
+    void control.drain();
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => stop(signal));
+  // npx/npm run: the shell npm signalled died without passing it on.
+  watchParent(() => {
+    if (!control.draining) stop('parent exited');
+  });
   let reloading = false;
   process.on('SIGHUP', () => {
     if (options.reload === null) {
