@@ -13,6 +13,8 @@ const TCP_PORT = Number(process.env.POLYPROXY_DEMO_TCP_PORT ?? 7000);
 const ADMIN_PORT = Number(process.env.POLYPROXY_DEMO_ADMIN_PORT ?? 9900);
 
 export async function runDemo(): Promise<number> {
+  // At once, before anything binds: the first thing a new user sees.
+  process.stderr.write('polyproxy demo: starting two demo PostgreSQL backends, a TCP echo server and the proxy…\n');
   const alpha = await startPgDemoServer({ name: 'alpha' });
   const beta = await startPgDemoServer({ name: 'beta' });
   const echo = net.createServer((socket) => socket.pipe(socket));
