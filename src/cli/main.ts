@@ -7,6 +7,7 @@
  *   polyproxy fastcgi status --server E [--server E...] [--json]
  */
 import { parseArgs } from 'node:util';
+import { checkConfig } from '../config/check.ts';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { log } from '../core/logger.ts';
@@ -19,12 +20,14 @@ const USAGE = `polyproxy — protocol-aware multi-tenant proxy
 
 Usage:
   polyproxy --config FILE               run the proxy (also: polyproxy start --config FILE)
-  polyproxy check --config FILE         validate a config file; exit 1 naming the bad field
+  polyproxy check --config FILE         validate a config file as a start would (files, certificates,
+                                        resolver module, ports); exit 1 naming the bad field
   polyproxy --protocol P --port N --backend HOST:PORT
                                         one listener with a fixed backend, no file needed
   polyproxy demo                        the proxy with embedded demo backends
   polyproxy fastcgi status --server E [--server E...] [--json]
                                         php-fpm status of each FastCGI server
+  polyproxy help                        this help
 
 Options:
   -c, --config FILE     YAML or JSON config file
@@ -32,7 +35,8 @@ Options:
       --port N          listening port        (one-line start)
       --host H          listening address     (one-line start, default 0.0.0.0)
       --backend E       host:port, [v6]:port or unix:/path (one-line start)
-      --workers N       worker processes (default: config, else CPU count)
+      --workers N       worker processes (default: one-line start 1; a config file's
+                        "workers", else the CPU count)
       --log-level L     fatal | error | warn | info | debug | trace | silent
   -h, --help            this help
   -v, --version         print the version`;
@@ -60,7 +64,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const { values, positionals } = parsed;
-  if (values.help === true) {
+  if (values.help === true || (positionals[0] === 'help' && positionals.length === 1)) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
@@ -86,8 +90,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // What a start would die on (files, certificates, resolver module, ports), before anything binds.
+  const { problems, warnings } = await checkConfig(config, command === 'check' ? {} : { lookup: null });
+  for (const warning of warnings) process.stderr.write(`polyproxy: warning: ${warning}\n`);
+  if (problems.length > 0) {
+    process.stderr.write(`polyproxy: ${values.config ?? 'config'} is invalid:\n${problems.join('\n')}\n`);
+    return 1;
+  }
   if (command === 'check') {
-    process.stdout.write(`ok: ${config.listeners.length} listener(s), ${Object.keys(config.routes).length} route(s), ${config.workers} worker(s)\n`);
+    process.stdout.write(`ok: ${config.listeners.length} listener(s), ${Object.keys(config.routes).length} route(s), ${config.workers} worker(s)${warnings.length > 0 ? `, ${warnings.length} warning(s)` : ''}\n`);
     return 0;
   }
   await run(config, { reload: values.config === undefined ? null : () => configFrom(values) });
