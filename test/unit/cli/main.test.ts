@@ -223,7 +223,7 @@ describe('polyproxy check: what a start would fail on (issue 19)', { concurrency
 
   it('--help tells the one-line start runs one worker', async () => {
     const run = await cli('--help');
-    assert.match(run.stdout, /--workers N +worker processes \(default: one-line start 1;/);
+    assert.match(run.stdout, /--workers N +POLYPROXY_WORKERS +worker processes \(default: one-line start 1;/);
   });
 });
 
