@@ -53,8 +53,8 @@ PostgreSQL on 127.0.0.1:${pg?.port}: databases "alpha" and "beta" route to two d
 demo backends, "*.tenants" is balanced over both, anything else is refused.
   psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=alpha" -c "select current_database()"
   psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=beta"  -c "select 'hi'"
-  psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=x.tenants" -c "select 1"   # run twice: round-robin
-  psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=nope"   # ERROR 3D000: not routed
+  psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=x.tenants" -c "select 'which backend?'"   # twice: one backend, then the other
+  psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=nope"   # refused: FATAL: database "nope" is not routed (SQLSTATE 3D000)
   node -e "const c=new (require('pg').Client)('postgres://demo@127.0.0.1:${pg?.port}/alpha');c.connect().then(()=>c.query('select 1')).then(r=>{console.log(r.rows);c.end()})"
 
 TCP echo on 127.0.0.1:${tcp?.port}:
