@@ -126,7 +126,7 @@ async function reload(read: () => Promise<Config>, running: Config, apply: (next
   }
 }
 
-async function startAdmin(settings: { host: string; port: number; allowedHosts?: readonly string[] | undefined }, current: () => AdminSource | null, ready: () => boolean): Promise<AdminServer> {
+async function startAdmin(settings: { host: string; port: number; allowedHosts?: readonly string[] | undefined; historyIntervalMs: number }, current: () => AdminSource | null, ready: () => boolean): Promise<AdminServer> {
   // Until the proxy is up the admin server answers, but not ready.
   const notYet = (): Promise<never> => Promise.reject(new Error('the proxy is still starting'));
   const source: AdminSource = {
@@ -135,7 +135,7 @@ async function startAdmin(settings: { host: string; port: number; allowedHosts?:
     purge: (id) => current()?.purge(id) ?? notYet(),
     ready,
   };
-  const server = createAdminServer(source, { host: settings.host, port: settings.port, log, ...(settings.allowedHosts === undefined ? {} : { allowedHosts: settings.allowedHosts }) });
+  const server = createAdminServer(source, { host: settings.host, port: settings.port, log, historyIntervalMs: settings.historyIntervalMs, ...(settings.allowedHosts === undefined ? {} : { allowedHosts: settings.allowedHosts }) });
   await server.listen();
   return server;
 }
