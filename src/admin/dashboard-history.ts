@@ -167,10 +167,16 @@ export const HISTORY_SCRIPT = String.raw`
   }
 
   var delay = 5000;
+  var drawn = 0;
   function poll() {
     fetch('api/history', { cache: 'no-store', headers: { accept: 'application/json' } })
       .then(function (res) { if (!res.ok) throw new Error('HTTP ' + res.status); return res.json(); })
-      .then(function (h) { delay = Math.min(5000, Math.max(250, h.intervalMs)); render(h); })
+      .then(function (h) {
+        delay = Math.min(5000, Math.max(250, h.intervalMs));
+        // Redraw only when a sample arrived: the rest of the page is not re-laid out for nothing.
+        var last = h.samples.length > 0 ? h.samples[h.samples.length - 1].at : 0;
+        if (h.samples.length > 0 && last !== drawn) { drawn = last; render(h); }
+      })
       .catch(function () { /* the stats poll reports the connection state */ })
       .finally(function () { setTimeout(poll, delay); });
   }
