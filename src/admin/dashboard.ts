@@ -20,6 +20,7 @@
  * and endpoints come from clients and resolvers, never as markup.
  */
 import { createHash } from 'node:crypto';
+import { HISTORY_SCRIPT, HISTORY_SECTION, HISTORY_STYLE } from './dashboard-history.ts';
 
 const STYLE = String.raw`
 :root {
@@ -482,7 +483,7 @@ const BODY = String.raw`
       <tbody data-testid="pools-body"></tbody>
     </table></div>
   </section>
-</main>
+${HISTORY_SECTION}</main>
 `;
 
 export const DASHBOARD_HTML = `<!doctype html>
@@ -493,9 +494,9 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta name="color-scheme" content="light dark">
 <title>polyproxy</title>
 <link rel="icon" href="data:,">
-<style>${STYLE}</style>
+<style>${STYLE}${HISTORY_STYLE}</style>
 </head>
-<body>${BODY}<script>${SCRIPT}</script>
+<body>${BODY}<script>${SCRIPT}</script><script>${HISTORY_SCRIPT}</script>
 </body>
 </html>
 `;
@@ -511,8 +512,8 @@ function sha256(text: string): string {
  */
 export const DASHBOARD_CSP = [
   "default-src 'none'",
-  `script-src ${sha256(SCRIPT)}`,
-  `style-src ${sha256(STYLE)}`,
+  `script-src ${sha256(SCRIPT)} ${sha256(HISTORY_SCRIPT)}`,
+  `style-src ${sha256(STYLE + HISTORY_STYLE)}`,
   "connect-src 'self'",
   'img-src data:',
   "base-uri 'none'",

@@ -9,6 +9,7 @@
  *   GET  /readyz                200 `ready` once every listener is bound, else 503
  *   GET  /metrics               Prometheus text exposition
  *   GET  /api/stats             ProxyStats as JSON
+ *   GET  /api/history           the last 15 minutes of samples (admin/history.ts) as JSON
  *   POST /api/purge/<id>        drops <id> (URL-decoded) from the routing caches → {"purged": n}
  *
  * HEAD works wherever GET does. Nothing is cacheable (`Cache-Control:
@@ -42,6 +43,8 @@ import { Registry } from 'prom-client';
 import { log as rootLog } from '../core/logger.ts';
 import type { Logger } from '../core/logger.ts';
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.ts';
+import { DEFAULT_HISTORY_INTERVAL_MS, HISTORY_WINDOW_MS, startHistory } from './history.ts';
+import type { History } from './history.ts';
 import type { AdminSource } from './source.ts';
 
 export interface AdminServerOptions {
@@ -57,6 +60,8 @@ export interface AdminServerOptions {
    */
   readonly allowedHosts?: readonly string[];
   readonly log?: Logger;
+  /** How often the 15-minute history behind GET /api/history samples the source (admin/history.ts); default 5000. */
+  readonly historyIntervalMs?: number;
 }
 
 export interface AdminServer {
@@ -151,9 +156,13 @@ function pathOf(url: string | undefined): string {
   return end === -1 ? raw : raw.slice(0, end);
 }
 
-async function route(req: IncomingMessage, source: AdminSource, log: Logger): Promise<Reply> {
+async function route(req: IncomingMessage, source: AdminSource, log: Logger, history: History): Promise<Reply> {
   const method = req.method ?? 'GET';
   const path = pathOf(req.url);
+  if (path === '/api/history') {
+    if (method !== 'GET' && method !== 'HEAD') return json(405, { error: 'method not allowed' }, { Allow: GET_ALLOW });
+    return json(200, history.snapshot());
+  }
 
   if (path.startsWith(PURGE_PREFIX)) {
     if (method !== 'POST') return json(405, { error: 'method not allowed' }, { Allow: 'POST' });
@@ -201,7 +210,7 @@ function hostName(header: string): string {
   return colon < 0 ? text : text.slice(0, colon);
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, source: AdminSource, log: Logger, hostAllowed: HostCheck): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, source: AdminSource, log: Logger, hostAllowed: HostCheck, history: History): Promise<void> {
   // No route reads a body: discard it so keep-alive connections stay usable.
   req.resume();
   let reply: Reply;
@@ -211,7 +220,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, source: AdminSo
     return;
   }
   try {
-    reply = await route(req, source, log);
+    reply = await route(req, source, log, history);
   } catch (err) {
     log.error({ err, method: req.method, url: req.url }, 'admin request failed');
     reply = json(500, { error: 'internal error' });
@@ -226,8 +235,10 @@ export function createAdminServer(source: AdminSource, options: AdminServerOptio
   let bound: AddressInfo | null = null;
 
   const hostAllowed = hostCheck(host, options.allowedHosts);
+  // Sampled from listen() to close(); until then an empty history.
+  let history: History = { snapshot: () => ({ intervalMs: options.historyIntervalMs ?? DEFAULT_HISTORY_INTERVAL_MS, windowMs: HISTORY_WINDOW_MS, samples: [] }), stop: () => {} };
   const server = http.createServer((req, res) => {
-    void handle(req, res, source, log, hostAllowed);
+    void handle(req, res, source, log, hostAllowed, history);
   });
 
   return {
@@ -241,12 +252,14 @@ export function createAdminServer(source: AdminSource, options: AdminServerOptio
         server.listen(options.port, host, () => {
           server.off('error', onError);
           bound = server.address() as AddressInfo;
+          history = startHistory(source, options.historyIntervalMs ?? DEFAULT_HISTORY_INTERVAL_MS);
           log.info({ host: bound.address, port: bound.port }, 'admin server listening');
           resolve(bound);
         });
       });
     },
     close() {
+      history.stop();
       if (!server.listening) return Promise.resolve();
       return new Promise<void>((resolve) => {
         const grace = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { ZodError } from 'zod';
+import type { z } from 'zod';
 import { configSchema } from './schema.ts';
 import type { Config, TlsConfig } from './schema.ts';
 
@@ -22,9 +23,55 @@ export function formatIssues(error: ZodError): string {
   return error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`).join('\n');
 }
 
+/**
+ * Messages a person can act on: a missing field says "required", an unknown
+ * one names the closest known field. `inst` is the schema that raised the
+ * issue (for unknown keys, the strict object whose shape lists the known ones).
+ */
+export const friendlyError: z.core.$ZodErrorMap = (issue) => {
+  if (issue.code === 'invalid_type' && issue.input === undefined) return `required (${issue.expected})`;
+  if (issue.code === 'unrecognized_keys') {
+    const shape = (issue.inst as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def?.shape;
+    const known = shape === undefined ? [] : Object.keys(shape);
+    return issue.keys
+      .map((key) => {
+        const near = closest(key, known);
+        return near === null ? `unknown field "${key}"${known.length > 0 ? ` (fields here: ${known.join(', ')})` : ''}` : `unknown field "${key}" (did you mean "${near}"?)`;
+      })
+      .join('; ');
+  }
+  return undefined;
+};
+
+/** The known name within a small edit distance (case-insensitive), or null. */
+export function closest(word: string, candidates: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best !== null && bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min((previous[j] as number) + 1, (row[j - 1] as number) + 1, (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length] as number;
+}
+
 /** Validates an already-parsed object; `baseDir` anchors relative paths. */
 export function parseConfig(raw: unknown, baseDir: string, source = 'config'): Config {
-  const result = configSchema.safeParse(raw ?? {});
+  const result = configSchema.safeParse(raw ?? {}, { error: friendlyError });
   if (!result.success) throw new ConfigError(`${source} is invalid:\n${formatIssues(result.error)}`);
   return resolvePaths(result.data, baseDir);
 }

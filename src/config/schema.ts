@@ -85,6 +85,8 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535),
         /** Host names requests may use besides IP literals and localhost (DNS-rebinding guard; see README). */
         allowedHosts: z.array(z.string().min(1)).optional(),
+        /** How often the dashboard's 15-minute history (GET /api/history) samples the stats. */
+        historyIntervalMs: z.number().int().min(100).max(60000).default(5000),
       })
       .optional(),
     metrics: z

@@ -13,6 +13,8 @@ const TCP_PORT = Number(process.env.POLYPROXY_DEMO_TCP_PORT ?? 7000);
 const ADMIN_PORT = Number(process.env.POLYPROXY_DEMO_ADMIN_PORT ?? 9900);
 
 export async function runDemo(): Promise<number> {
+  // At once, before anything binds: the first thing a new user sees.
+  process.stderr.write('polyproxy demo: starting two demo PostgreSQL backends, a TCP echo server and the proxy…\n');
   const alpha = await startPgDemoServer({ name: 'alpha' });
   const beta = await startPgDemoServer({ name: 'beta' });
   const echo = net.createServer((socket) => socket.pipe(socket));
@@ -51,8 +53,8 @@ PostgreSQL on 127.0.0.1:${pg?.port}: databases "alpha" and "beta" route to two d
 demo backends, "*.tenants" is balanced over both, anything else is refused.
   psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=alpha" -c "select current_database()"
   psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=beta"  -c "select 'hi'"
-  psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=x.tenants" -c "select 1"   # run twice: round-robin
-  psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=nope"   # ERROR 3D000: not routed
+  psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=x.tenants" -c "select 'which backend?'"   # twice: one backend, then the other
+  psql "host=127.0.0.1 port=${pg?.port} user=demo dbname=nope"   # refused: FATAL: database "nope" is not routed (SQLSTATE 3D000)
   node -e "const c=new (require('pg').Client)('postgres://demo@127.0.0.1:${pg?.port}/alpha');c.connect().then(()=>c.query('select 1')).then(r=>{console.log(r.rows);c.end()})"
 
 TCP echo on 127.0.0.1:${tcp?.port}:

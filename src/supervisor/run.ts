@@ -14,6 +14,7 @@ import { announce, log } from '../core/logger.ts';
 import { collectProcessMetrics, registry } from '../core/metrics.ts';
 import { clusterAdminSource, localAdminSource } from './admin-source.ts';
 import { drainAndExit } from './lifecycle.ts';
+import { watchParent } from './parent-watch.ts';
 import { startProxy } from './proxy.ts';
 import type { BoundListener } from './proxy.ts';
 import { runSupervisor } from './supervisor.ts';
@@ -75,18 +76,21 @@ interface Control {
 }
 
 function onSignals(control: Control, timeoutMs: number, options: RunOptions, config: Config): void {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.on(signal, () => {
-      if (control.drain === null) process.exit(0);
-      if (control.draining) {
-        log.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      control.draining = true;
-      log.info({ signal, timeoutMs }, 'shutting down: no longer accepting connections');
-      void control.drain();
-    });
-  }
+  const stop = (signal: string): void => {
+    if (control.drain === null) process.exit(0);
+    if (control.draining) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    control.draining = true;
+    log.info({ signal, timeoutMs }, 'shutting down: no longer accepting connections');
+    void control.drain();
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => stop(signal));
+  // npx/npm run: the shell npm signalled died without passing it on.
+  watchParent(() => {
+    if (!control.draining) stop('parent exited');
+  });
   let reloading = false;
   process.on('SIGHUP', () => {
     if (options.reload === null) {
@@ -122,7 +126,7 @@ async function reload(read: () => Promise<Config>, running: Config, apply: (next
   }
 }
 
-async function startAdmin(settings: { host: string; port: number; allowedHosts?: readonly string[] | undefined }, current: () => AdminSource | null, ready: () => boolean): Promise<AdminServer> {
+async function startAdmin(settings: { host: string; port: number; allowedHosts?: readonly string[] | undefined; historyIntervalMs: number }, current: () => AdminSource | null, ready: () => boolean): Promise<AdminServer> {
   // Until the proxy is up the admin server answers, but not ready.
   const notYet = (): Promise<never> => Promise.reject(new Error('the proxy is still starting'));
   const source: AdminSource = {
@@ -131,7 +135,7 @@ async function startAdmin(settings: { host: string; port: number; allowedHosts?:
     purge: (id) => current()?.purge(id) ?? notYet(),
     ready,
   };
-  const server = createAdminServer(source, { host: settings.host, port: settings.port, log, ...(settings.allowedHosts === undefined ? {} : { allowedHosts: settings.allowedHosts }) });
+  const server = createAdminServer(source, { host: settings.host, port: settings.port, log, historyIntervalMs: settings.historyIntervalMs, ...(settings.allowedHosts === undefined ? {} : { allowedHosts: settings.allowedHosts }) });
   await server.listen();
   return server;
 }

@@ -39,7 +39,7 @@ before(async () => {
   good = path.join(dir, 'good.yaml');
   await writeFile(
     good,
-    ['workers: 2', 'routes:', '  shop: 127.0.0.1:5432', '  blog: 127.0.0.1:5433', 'listeners:', '  - protocol: postgres', '    port: 6432', '  - protocol: tcp', '    port: 7000', '    backend: 127.0.0.1:7001', ''].join('\n'),
+    ['workers: 2', 'security:', '  allowBackends: [127.0.0.0/8]', 'routes:', '  shop: 127.0.0.1:5432', '  blog: 127.0.0.1:5433', 'listeners:', '  - protocol: postgres', '    port: 6432', '  - protocol: tcp', '    port: 7000', '    backend: 127.0.0.1:7001', ''].join('\n'),
   );
 });
 
@@ -86,7 +86,7 @@ describe('polyproxy check', { concurrency: 4 }, () => {
     const bad = await configFile('typo.yaml', 'listner:\n  - protocol: postgres\n    port: 6432\n');
     const run = await cli('check', '--config', bad);
     assert.equal(run.code, 1);
-    assert.match(run.stderr, /Unrecognized key: "listner"/);
+    assert.match(run.stderr, /^\(root\): unknown field "listner" \(did you mean "listeners"\?\)/m);
   });
 
   it('a bad route endpoint exits 1 naming routes.<key>', async () => {
@@ -188,3 +188,42 @@ describe('polyproxy command line', { concurrency: 4 }, () => {
     assert.match(run.stderr, /nothing to run/);
   });
 });
+
+describe('polyproxy check: what a start would fail on (issue 19)', { concurrency: 4 }, () => {
+  it('a missing certificate exits 1 naming the field', async () => {
+    const file = await configFile('no-cert.yaml', 'listeners:\n  - protocol: postgres\n    port: 6432\n    tls:\n      cert: missing.crt\n      key: missing.key\n');
+    const run = await cli('check', '--config', file);
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /^listeners\.0\.tls\.cert: cannot read .*missing\.crt \(ENOENT\)$/m);
+    assert.match(run.stderr, /^listeners\.0\.tls\.key: cannot read .*missing\.key \(ENOENT\)$/m);
+  });
+
+  it('a start with a missing certificate exits 1 with the same lines, no stack trace', async () => {
+    const file = await configFile('no-cert-start.yaml', 'workers: 2\nlisteners:\n  - protocol: postgres\n    port: 0\n    tls:\n      cert: missing.crt\n      key: missing.key\n');
+    const run = await cli('--config', file);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /^listeners\.0\.tls\.cert: cannot read/m);
+    assert.doesNotMatch(run.stderr, /^\s+at /m, 'no stack trace');
+    assert.equal(run.stderr.match(/ENOENT/g)?.length, 2, 'each file once');
+  });
+
+  it('a missing required field says "required"', async () => {
+    const file = await configFile('no-port.yaml', 'listeners:\n  - protocol: postgres\n');
+    const run = await cli('check', '--config', file);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /^listeners\.0\.port: required \(number\)$/m);
+  });
+
+  it('"polyproxy help" prints the usage', async () => {
+    const run = await cli('help');
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^Usage:$/m);
+  });
+
+  it('--help tells the one-line start runs one worker', async () => {
+    const run = await cli('--help');
+    assert.match(run.stdout, /--workers N +POLYPROXY_WORKERS +worker processes \(default: one-line start 1;/);
+  });
+});
+

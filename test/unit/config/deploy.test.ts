@@ -57,3 +57,18 @@ it('deploy/kubernetes/polyproxy-fleet.yaml: N replicas with Redis; the config is
   for (const listener of config.listeners) assert.ok(exposed.has(listener.port), `listener ${listener.name} port ${listener.port} is exposed`);
   assert.ok(pod.terminationGracePeriodSeconds > config.shutdownTimeoutSeconds);
 });
+
+it('deploy/grafana/polyproxy-dashboard.json: valid JSON whose queries use only metrics polyproxy exports', async () => {
+  const { registry } = await import('../../../src/core/metrics.ts');
+  const dashboard = JSON.parse(readFileSync(path.join(ROOT, 'deploy/grafana/polyproxy-dashboard.json'), 'utf8')) as { panels: Array<{ id: number; title: string; targets: Array<{ expr: string }> }> };
+  assert.ok(dashboard.panels.length >= 10);
+  assert.equal(new Set(dashboard.panels.map((p) => p.id)).size, dashboard.panels.length, 'panel ids are unique');
+  const used = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/polyproxy_[a-z_]+/g) ?? [])));
+  for (const name of used) {
+    const base = name.replace(/_(bucket|sum|count)$/, '');
+    assert.ok(registry.getSingleMetric(base) !== undefined, `${name} (panel query) is not a polyproxy metric`);
+  }
+  for (const wanted of ['polyproxy_connections_open', 'polyproxy_bytes_in_total', 'polyproxy_errors_total', 'polyproxy_resolve_duration_seconds_bucket', 'polyproxy_resource_bytes_total']) {
+    assert.ok(used.has(wanted), `the dashboard charts ${wanted}`);
+  }
+});

@@ -37,6 +37,7 @@ cache:
 admin:
   host: 127.0.0.1
   port: 9900
+  historyIntervalMs: 2000
 metrics:
   maxResources: 50
 health:
@@ -91,7 +92,7 @@ export const FULL_OBJECT = {
   shutdownTimeoutSeconds: 12,
   security: { allowPrivateBackends: false, allowBackends: ['127.0.0.0/8', '::1', 'unix:/var/run/postgresql'] },
   cache: { ttlSeconds: 30, maxEntries: 500 },
-  admin: { host: '127.0.0.1', port: 9900 },
+  admin: { host: '127.0.0.1', port: 9900, historyIntervalMs: 2000 },
   metrics: { maxResources: 50 },
   health: { intervalMs: 500, timeoutMs: 300, rise: 1, fall: 3, failureThreshold: 2, openMs: 4000, httpPath: '/healthz' },
   coldStart: { timeoutMs: 9000, maxWaiting: 10, pollIntervalMs: 50 },
