@@ -37,6 +37,8 @@ export interface ColdStart {
   wake(): Promise<void>;
 }
 
+import type { TenantLimitsInput } from './limits/config.ts';
+
 export interface Route {
   /** `host:port`, `[v6]:port`, `unix:/path`, or a list balanced round-robin. */
   endpoint: string | readonly string[];
@@ -47,6 +49,8 @@ export interface Route {
   ttlMs?: number;
   replicas?: readonly string[];
   coldStart?: ColdStart;
+  /** This tenant's limits (same shape as `limits.tenants.<id>` in the config), over the config's field by field. */
+  limits?: TenantLimitsInput;
 }
 
 export interface ConnectionInfo {

@@ -9,6 +9,7 @@
  * and costs a few property reads.
  */
 import { PolyproxyError } from './errors.ts';
+import { checkRouteLimits } from './limits/config.ts';
 import type { ColdStart, Route } from './resolver.ts';
 import { adopt, describeError, thenOf } from './tenant-code.ts';
 
@@ -51,6 +52,15 @@ export function checkRoute(answer: unknown, source: string, resourceId: string):
       const proto = typeof metadata === 'object' ? (Object.getPrototypeOf(metadata) as unknown) : undefined;
       if (proto !== Object.prototype && proto !== null) throw bad(`must be a plain object, got ${kindOf(metadata)}`);
       route.metadata = { ...(metadata as Record<string, unknown>) };
+    }
+    field = 'limits';
+    const limits = raw.limits;
+    if (limits !== undefined && limits !== null) {
+      try {
+        route.limits = checkRouteLimits(limits);
+      } catch (err) {
+        throw bad(`are invalid: ${(err as Error).message}`);
+      }
     }
     field = 'coldStart';
     const coldStart = raw.coldStart;

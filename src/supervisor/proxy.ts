@@ -19,6 +19,7 @@ import { setStatsProvider } from '../core/metrics.ts';
 import type { StatsProvider } from '../core/metrics.ts';
 import { resources } from '../core/resource-stats.ts';
 import type { Route } from '../core/resolver.ts';
+import { TenantLimits } from '../core/limits/tenant-limits.ts';
 import { Router } from '../core/router.ts';
 import type { ResolverSource } from '../core/router.ts';
 import { SniMatcher, sniCallback } from '../core/sni.ts';
@@ -85,7 +86,8 @@ async function buildRouting(config: Config, health: EndpointHealth, coldStarts: 
   const sources: ResolverSource[] = [];
   if (config.resolver.module !== undefined) sources.push({ name: 'module', resolver: await loadResolverModule(config.resolver.module, config, version) });
   sources.push({ name: 'routes', resolver: new StaticRoutes(config.routes) });
-  const routerOptions = { guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, probeKinds: HEALTH_PROBES, coldStarts };
+  const limits = config.limits === undefined ? undefined : new TenantLimits(config.limits);
+  const routerOptions = { limits, guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, probeKinds: HEALTH_PROBES, coldStarts };
   const router = new Router({ ...routerOptions, sources });
   // A listener's fixed backend is written by the operator, not chosen by a
   // resolver from tenant input, so it skips the SSRF guard.
