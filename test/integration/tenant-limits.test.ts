@@ -19,6 +19,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { startProxy } from '../../src/supervisor/proxy.ts';
 import type { RunningProxy } from '../../src/supervisor/proxy.ts';
 import { makeTestPki } from '../helpers/certs.ts';
+import { answer, fakeServer } from '../helpers/fastcgi-server.ts';
 import { PG_HOST, PG_PORT, PG_USER, ensureDatabases, postgresMissing } from '../helpers/services.ts';
 
 const execFileAsync = promisify(execFile);
@@ -274,6 +275,28 @@ test('tcp: a tenant (SNI name) limited to 1 MB/s downloads 10 MB in about 10 s w
   } finally {
     await proxy.drain(1000);
     backend.close();
+  }
+});
+
+test('fastcgi: curl past a Host\'s requestsPerSecond gets 429 with Retry-After; a reload lifts the limit', async () => {
+  const responder = await fakeServer((req) => answer(req, 'Content-Type: text/plain\r\n\r\nok'));
+  const limits = (rate: number) => ({ tenants: { 'php.test': { requestsPerSecond: rate, requestsBurst: 1 } } });
+  const config = (rate: number) =>
+    parseConfig({ workers: 1, logLevel: 'silent', limits: limits(rate), listeners: [{ name: 'php', protocol: 'fastcgi', host: '127.0.0.1', port: 0, documentRoot: '/srv', backends: [responder.address] }] }, process.cwd());
+  const proxy = await startProxy(config(0.2));
+  const url = `http://127.0.0.1:${proxy.bound[0]?.port}/index.php`;
+  const curl = async (host: string): Promise<string> => (await execFileAsync('curl', ['-s', '-i', '-H', `Host: ${host}`, url])).stdout;
+  try {
+    assert.match(await curl('php.test'), /^HTTP\/1\.1 200/);
+    const second = await curl('PHP.test:8080');
+    assert.match(second, /^HTTP\/1\.1 429 Too Many Requests/);
+    assert.match(second, /\r\nretry-after: 5\r\n/i);
+    assert.match(await curl('other.test'), /^HTTP\/1\.1 200/);
+    await proxy.reload(config(1000));
+    assert.match(await curl('php.test'), /^HTTP\/1\.1 200/);
+  } finally {
+    await proxy.drain(1000);
+    await responder.close();
   }
 });
 
