@@ -20,6 +20,8 @@ import { startProxy } from '../../src/supervisor/proxy.ts';
 import type { RunningProxy } from '../../src/supervisor/proxy.ts';
 import { makeTestPki } from '../helpers/certs.ts';
 import { answer, fakeServer } from '../helpers/fastcgi-server.ts';
+import { startApi } from '../helpers/ws-api.ts';
+import { connect, connectOk } from '../helpers/ws-bridge.ts';
 import { PG_HOST, PG_PORT, PG_USER, ensureDatabases, postgresMissing } from '../helpers/services.ts';
 
 const execFileAsync = promisify(execFile);
@@ -297,6 +299,34 @@ test('fastcgi: curl past a Host\'s requestsPerSecond gets 429 with Retry-After; 
   } finally {
     await proxy.drain(1000);
     await responder.close();
+  }
+});
+
+test('ws-bridge: an upgrade past the Host\'s requestsPerSecond gets 429; a message past it closes with 1008', async () => {
+  const api = await startApi();
+  const proxy = await startProxy(
+    parseConfig(
+      { workers: 1, logLevel: 'silent', limits: { tenants: { 'ws.test': { requestsPerSecond: 0.2, requestsBurst: 2 } } }, listeners: [{ name: 'ws', protocol: 'ws-bridge', host: '127.0.0.1', port: 0, api: api.url }] },
+      process.cwd(),
+    ),
+  );
+  const port = proxy.bound[0]?.port ?? 0;
+  try {
+    // Burst 2: the upgrade takes one, the first message the other, the second message is over.
+    const client = await connectOk(port, '/alice', { headers: { host: 'ws.test' } });
+    client.ws.send('one');
+    client.ws.send('two');
+    const closed = await client.closed;
+    assert.equal(closed.code, 1008);
+    const refused = await connect(port, '/bob', { headers: { host: 'ws.test' } });
+    assert.equal(refused.ok, false);
+    assert.equal(refused.ok === false && refused.status, 429);
+    // Another tenant is not limited.
+    const other = await connectOk(port, '/carol', { headers: { host: 'other.test' } });
+    await other.close();
+  } finally {
+    await proxy.drain(1000);
+    await api.close();
   }
 });
 

@@ -32,5 +32,6 @@ export const wsBridgeProtocol: ProtocolDescriptor<typeof wsBridgeListenerSchema>
         pool: listener.pool,
       },
       ctx.log,
+      ctx.router.limits,
     ),
 };
