@@ -60,11 +60,28 @@ export async function startPolyproxy(ctx: ScenarioContext, options: PolyproxyOpt
     '--log-level',
     'warn',
   ];
+  if (process.env.BENCH_LIMITS_OTHER === '1') args.splice(args.indexOf('--protocol'), 12, '--config', limitsOtherConfig(options, port));
   const [cmd, cmdArgs] = pinned(ctx.proxyCpu, ctx.node, args);
   const proc = spawnTracked(cmd, cmdArgs, { name: 'polyproxy', cwd: ctx.root });
   // At --log-level warn the "polyproxy ready" line (info) is not printed: wait for the port.
   await waitForPort(port, 15_000, proc);
   return { name: 'polyproxy', port, pid: proc.pid, proc, stop: () => proc.stop('SIGTERM', 10_000) };
+}
+
+/**
+ * BENCH_LIMITS_OTHER=1: the same listener from a config file that also sets
+ * tenant limits for 100 OTHER tenants (every kind of limit), so a run
+ * measures what limits cost a tenant that has none (fair share counted).
+ */
+function limitsOtherConfig(options: PolyproxyOptions, port: number): string {
+  const tenants: Record<string, unknown> = {};
+  for (let i = 0; i < 100; i++) tenants[`other-${i}`] = { maxConnections: 5, connectionsPerSecond: 10, requestsPerSecond: 100, bandwidth: { inBytesPerSecond: 1048576, outBytesPerSecond: 1048576 } };
+  const config = { workers: 1, logLevel: 'warn', limits: { tenants }, listeners: [{ protocol: options.protocol ?? 'postgres', host: '127.0.0.1', port, backend: options.backend }] };
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pp-bench-limits-'));
+  removeOnExit(dir);
+  const file = path.join(dir, 'polyproxy.json');
+  writeFileSync(file, JSON.stringify(config));
+  return file;
 }
 
 /** A bench/lib Node script that prints {"type":"ready","port":N} when listening. */

@@ -41,6 +41,8 @@ export interface ResourceStats {
   readonly total: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /** Sessions and requests refused by a tenant limit (limits.*). */
+  readonly limited?: number;
 }
 
 /** One PostgreSQL pool (src/protocols/postgres/pool/stats.ts), summed across workers. */

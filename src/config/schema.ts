@@ -8,6 +8,7 @@ import { LOG_LEVELS } from '../core/logger.ts';
 import type { ProtocolDescriptor } from '../core/protocol-descriptor.ts';
 import { SsrfGuard } from '../core/ssrf-guard.ts';
 import { PROTOCOLS, protocolOf } from '../protocols/index.ts';
+import { limitsSchema } from '../core/limits/config.ts';
 import { endpoint, positiveMs } from './listener-fields.ts';
 import type { tlsSchema } from './listener-fields.ts';
 
@@ -157,6 +158,8 @@ export const configSchema = z
         connectTimeoutMs: positiveMs.default(2000),
       })
       .optional(),
+    /** Tenant limits (core/limits): defaults, per-tenant overrides, fair share. Absent: no limits but the routes' own. */
+    limits: limitsSchema.optional(),
     listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
   })
   .superRefine((config, ctx) => {

@@ -16,6 +16,7 @@ export type FailureKind =
   | 'HANDSHAKE_TIMEOUT' //  the client did not finish its opening in time
   | 'TLS_REQUIRED' //       client certificate or TLS missing where it is required
   | 'TOO_MANY' //           listener connection limit reached
+  | 'LIMITED' //            a tenant limit (limits.*): connections, connection or request rate, fair share
   | 'SHUTTING_DOWN'; //     the drain deadline passed before the client's opening finished
 
 export type FailureSource = 'client' | 'backend' | 'resolver' | 'internal';
@@ -58,6 +59,7 @@ function defaultSource(kind: FailureKind): FailureSource {
     case 'PROTOCOL':
     case 'HANDSHAKE_TIMEOUT':
     case 'TLS_REQUIRED':
+    case 'LIMITED':
       return 'client';
     case 'INTERNAL':
     case 'TOO_MANY':
@@ -65,6 +67,31 @@ function defaultSource(kind: FailureKind): FailureSource {
       return 'internal';
     default:
       return 'resolver';
+  }
+}
+
+/** Which tenant limit refused: the metrics' `limit` label. */
+export type LimitName = 'connections' | 'connection-rate' | 'request-rate' | 'fair-share';
+
+/**
+ * A tenant over one of its limits. `retryAfterMs` is when trying again may
+ * succeed (a rate bucket's refill); 0 when nobody can tell (a concurrent
+ * limit frees up when a session ends). Protocols with a retry hint use it.
+ */
+export class LimitError extends PolyproxyError {
+  readonly limit: LimitName;
+  readonly retryAfterMs: number;
+
+  constructor(limit: LimitName, resourceId: string, message: string, retryAfterMs = 0) {
+    super('LIMITED', message, { source: 'client', resourceId });
+    this.name = 'LimitError';
+    this.limit = limit;
+    this.retryAfterMs = retryAfterMs;
+  }
+
+  /** Whole seconds for a Retry-After style hint, at least 1. */
+  get retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil(this.retryAfterMs / 1000));
   }
 }
 

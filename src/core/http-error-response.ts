@@ -8,7 +8,7 @@
  */
 import http from 'node:http';
 import type { ServerResponse } from 'node:http';
-import { PolyproxyError } from './errors.ts';
+import { LimitError, PolyproxyError } from './errors.ts';
 import type { FailureKind, FailureSource } from './errors.ts';
 
 /** A failure whose HTTP status is not its kind's (431 for a PROTOCOL error, 413, 409...). */
@@ -32,6 +32,7 @@ const STATUS: Record<FailureKind, number> = {
   HANDSHAKE_TIMEOUT: 408,
   TLS_REQUIRED: 403,
   TOO_MANY: 503,
+  LIMITED: 429, // RFC 6585 Too Many Requests, with Retry-After
   SHUTTING_DOWN: 503,
   INTERNAL: 500,
 };
@@ -86,6 +87,8 @@ export function errorPage(err: PolyproxyError, resourceId: string | undefined, o
     body = `<!doctype html><html><head><title>${status} ${reason}</title></head><body><h1>${status} ${reason}</h1><p>${escapeHtml(detail)}</p><hr><small>polyproxy</small></body></html>\n`;
   }
   const headers = ['content-type', type, 'content-length', String(Buffer.byteLength(body)), 'x-polyproxy-error', err.code];
+  // RFC 9110 10.2.3: when to try again (a rate bucket's refill; 1 s for a concurrent limit).
+  if (err instanceof LimitError) headers.push('retry-after', String(err.retryAfterSeconds));
   return { status, reason, headers, body: options.headRequest === true ? '' : body };
 }
 
@@ -126,6 +129,8 @@ function publicDetail(err: PolyproxyError, status: number, resourceId: string | 
     case 503:
       if (err.kind === 'SHUTTING_DOWN') return 'The proxy is shutting down.';
       return err.kind === 'TOO_MANY' ? 'Too many connections.' : `${host[0]?.toUpperCase()}${host.slice(1)} is unavailable.`;
+    case 429:
+      return `Too many requests or connections for ${host}; try again later.`;
     case 504:
       return `The backend for ${host} did not answer in time.`;
     case 502:

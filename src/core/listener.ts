@@ -14,6 +14,9 @@ import type { EndpointHealth } from './health.ts';
 import type { Endpoint } from './endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from './errors.ts';
 import { isFdExhaustion } from './fd-limit.ts';
+import { ListenerShare } from './limits/fair-share.ts';
+import { routeOnlyLimits } from './limits/tenant-limits.ts';
+import type { Lease } from './limits/tenant-limits.ts';
 import { ListenerBase } from './listener-base.ts';
 import type { ListenerUpdate, ProxyListener } from './listener-base.ts';
 import type { Logger } from './logger.ts';
@@ -75,6 +78,8 @@ interface SessionContext {
   readonly row: ResourceRow;
   /** The breakers that hear how the backend's first answer went (relays with a first-response deadline). */
   readonly health: EndpointHealth | undefined;
+  /** The session's place in its tenant's limits, released at close; null = nothing counted. */
+  readonly lease: Lease | null;
 }
 
 /**
@@ -112,6 +117,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   #fdUnlogged = 0;
   #port = 0;
   readonly #dialOptions: DialOptions;
+  /** Sessions per tenant, for the fair share of maxConnections (limits.fairShareReservePercent). */
+  readonly #share: ListenerShare;
+  /** Fast-path dials holding a lease (fair share on): released if the dial fails. */
+  readonly #dialLeases = new Map<Dial, Lease>();
 
   constructor(settings: ListenerSettings, protocol: ProtocolModule, router: Router, tlsSettings: TlsServerSettings | null, log: Logger) {
     super(settings.name, settings.protocol);
@@ -123,6 +132,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     this.#fastResourceId = immediate !== undefined && protocol.replay === undefined && isPlainOpening(immediate) ? immediate.resourceId : null;
     this.#fastKey = this.#fastResourceId === null ? '' : routeCacheKey(settings.protocol, this.#fastResourceId);
     this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
+    this.#share = new ListenerShare(settings.maxConnections);
     const keepAlive = settings.tcpKeepAliveMs > 0;
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true, keepAlive, keepAliveInitialDelay: settings.tcpKeepAliveMs }, (socket) => this.#accept(socket));
     // Backends judged by their first answer get it reported by the relay (or the replay), not by the connect alone.
@@ -256,10 +266,24 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     if (this.#fastResourceId !== null && this.tls === null) {
       const router = this.router;
       const decision = router.cachedDial(this.#fastKey);
-      if (decision !== undefined) {
+      // A tenant with limits of its own takes the pipeline (rates, counts, a throttled relay); fair share alone is counted here.
+      if (decision !== undefined && (decision.entry.limits ?? null) === null) {
+        let lease: Lease | null = null;
+        if (router.limits?.fairShare === true) {
+          try {
+            lease = router.limits.admit(this.#fastResourceId, null, this.#share) as Lease;
+          } catch (err) {
+            const conn = new ClientConnection(socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
+            this.#openings.add(conn);
+            socket.resume();
+            this.#refuse(conn, toPolyproxyError(err), this.#fastResourceId);
+            return;
+          }
+        }
         const dial = new Dial(this, decision.candidates, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, router.health, this.#dialOptions);
         dial.client = socket;
         dial.context = decision.entry;
+        if (lease !== null) this.#dialLeases.set(dial, lease);
         this.#dials.add(dial);
         dial.start();
         return;
@@ -278,6 +302,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     let connected: Connected | null = null;
     /** Set when the client half-closed while its session waited on the backend (finEndsOpening protocols). */
     let left: DialAbort | null = null;
+    let lease: Lease | null = null;
     const timer = setTimeout(abortOnHandshakeTimeout, this.settings.handshakeTimeoutMs, conn, this.settings.handshakeTimeoutMs);
     try {
       const session: ProtocolSession = {
@@ -319,6 +344,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         // A protocol that routed during identify (SMTP answers 550 in-session) hands its decision over: one rotation per connection.
         const decision = opening.decision ?? (await this.router.route(resourceId, this.#context(conn, opening.firstBytes)));
         resolver = decision.entry.source.resolver;
+        lease = await this.#admit(resourceId, decision.entry);
         connected = await this.router.connect(decision, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, this.#dialOptions, left ?? undefined);
       }
       backend = connected.socket;
@@ -339,9 +365,11 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       const { socket, leftover } = conn.detach();
       let replay = this.protocol.replay === undefined ? opening.replay : null;
       if (leftover !== null) replay = replay === null ? leftover : Buffer.concat([replay, leftover]);
-      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, onClose: opening.onClose, row: resources.opened(resourceId), health };
+      const context: SessionContext = { resourceId, endpoint: connected.endpoint, resolver, clientAddress: conn.remoteAddress, onClose: opening.onClose, row: resources.opened(resourceId), health, lease };
+      lease = null;
       const relay = new Relay(socket, backend, this, this.settings.idleTimeoutMs, opening.backendTap ?? null, opening.clientFilter ?? null);
       relay.context = context;
+      relay.throttle = context.lease?.throttle ?? null;
       if (this.protocol.replay === undefined && opening.endpoint === undefined) relay.firstResponseMs = this.settings.firstResponseTimeoutMs;
       this.#openings.delete(conn);
       this.#relays.add(relay);
@@ -351,6 +379,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       clearTimeout(timer);
       conn.whenGone(null);
       backend?.destroy();
+      lease?.release();
       // The client's leaving, not the backend's failure that followed it (its socket was closed for it), ends the session.
       const error = left?.reason ?? toPolyproxyError(err);
       // The backend accepted and then failed its part of the opening (no greeting in time, a reset, garbage).
@@ -367,6 +396,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     const backend = dial.socket as net.Socket;
     if (client.destroyed) {
       backend.destroy();
+      if (this.#dialLeases.size !== 0) this.#takeDialLease(dial)?.release();
       this.dialFailed(dial, new PolyproxyError('PROTOCOL', 'client left before the backend answered', { source: 'client' }));
       return;
     }
@@ -375,7 +405,8 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     const resolver = (dial.context as RouteEntry).source.resolver;
     // getpeername is a syscall: read the address only when a hook or the info log will use it.
     const clientAddress = resolver.onConnect !== undefined || resolver.onDisconnect !== undefined || this.#log.isLevelEnabled('info') ? (client.remoteAddress ?? '') : '';
-    const context: SessionContext = { resourceId, endpoint, resolver, clientAddress, onClose: undefined, row: resources.opened(resourceId), health: dial.health };
+    const lease = this.#dialLeases.size === 0 ? null : this.#takeDialLease(dial);
+    const context: SessionContext = { resourceId, endpoint, resolver, clientAddress, onClose: undefined, row: resources.opened(resourceId), health: dial.health, lease };
     const relay = new Relay(client, backend, this, this.settings.idleTimeoutMs, null, null);
     relay.context = context;
     relay.firstResponseMs = this.settings.firstResponseTimeoutMs;
@@ -387,11 +418,31 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   /** @internal Fast path: no backend (or shutdown, or the client left). Refused like a pipeline connection. */
   dialFailed(dial: Dial, error: PolyproxyError): void {
     this.#dials.delete(dial);
+    if (this.#dialLeases.size !== 0) this.#takeDialLease(dial)?.release();
     if (isFdExhaustion(error)) this.#fdExhausted(error.cause as Error, 'backend dial');
     // Rare: the pipeline's refusal (log, metrics, protocol error, graceful close) needs a ClientConnection.
     const conn = new ClientConnection(dial.client as net.Socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
     this.#openings.add(conn);
     this.#refuse(conn, error, this.#fastResourceId ?? undefined);
+  }
+
+  #takeDialLease(dial: Dial): Lease | null {
+    const lease = this.#dialLeases.get(dial) ?? null;
+    this.#dialLeases.delete(dial);
+    return lease;
+  }
+
+  /**
+   * Tenant limits for one session (core/limits): the config's (with fair
+   * share of this listener) or, without a `limits` section, the route's own.
+   * Null when nothing is counted. Throws LimitError.
+   */
+  #admit(resourceId: string, entry: RouteEntry): Lease | null | Promise<Lease> {
+    const limits = entry.limits ?? null;
+    const engine = this.router.limits ?? (limits === null ? undefined : routeOnlyLimits);
+    if (engine === undefined || (limits === null && !engine.fairShare)) return null;
+    this.#share.max = this.settings.maxConnections;
+    return engine.admit(resourceId, limits, engine.fairShare ? this.#share : null);
   }
 
   /** @internal The relay's first backend answer (or its failure before one), for the endpoint's breaker. */
@@ -463,6 +514,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     this.counters.bytesOut += relay.bytesOut;
     const context = relay.context as SessionContext;
     resources.closed(context.row, relay.bytesIn, relay.bytesOut);
+    context.lease?.release();
     if (context.onClose !== undefined) {
       try {
         context.onClose();

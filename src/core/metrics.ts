@@ -186,6 +186,7 @@ function perResource(name: string, help: string, type: 'counter' | 'gauge', read
 }
 perResource('polyproxy_resource_connections_open', 'Open sessions per resource (bounded: see metrics.maxResources; the rest count as "_other").', 'gauge', (r) => [[{}, r.open]]);
 perResource('polyproxy_resource_connections_total', 'Sessions per resource (bounded, the rest as "_other").', 'counter', (r) => [[{}, r.total]]);
+perResource('polyproxy_resource_limited_total', 'Sessions and requests per resource refused by a tenant limit (limits.*; bounded, the rest as "_other").', 'counter', (r) => [[{}, r.limited ?? 0]]);
 perResource('polyproxy_resource_bytes_total', 'Bytes per resource and direction (in: client to backend).', 'counter', (r) => [
   [{ direction: 'in' }, r.bytesIn],
   [{ direction: 'out' }, r.bytesOut],

@@ -12,10 +12,11 @@
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { borrowRead, lendSpare, reclaimLent, returnLent, settleBorrowed, takeRead } from './io/shared-read-buffer.ts';
-import { adoptSharedReadBuffer, usesSharedReadBuffer } from './io/socket-onread.ts';
+import { adoptSharedReadBuffer, setReadCallback, usesSharedReadBuffer } from './io/socket-onread.ts';
 import { directHandleOf, handleOwner, lastReadResult, newWriteReq, passReadToSocket, releaseWriteReq, stopReading, takeOverReads, WRITE_DONE, WRITE_QUEUED, writeReqOwner, writeToHandle } from './io/stream-handle.ts';
 import type { HandleOnRead, StreamHandle, WriteReq } from './io/stream-handle.ts';
 import { ioSupport } from './io/support.ts';
+import type { Throttle } from './limits/bandwidth.ts';
 
 const kRelay = Symbol('polyproxy.relay');
 
@@ -132,6 +133,10 @@ export class Relay {
   reason: string | null = null;
   /** Whatever the owner needs at close (resource id, endpoint...). */
   context: unknown = null;
+  /** The tenant's bandwidth buckets (limits.*.bandwidth): set before start() to take the throttled path. */
+  throttle: Throttle | null = null;
+  /** The throttled path's pause state, from start() on. */
+  throttled: ThrottledState | null = null;
   readonly clientSide: RelaySide;
   readonly backendSide: RelaySide;
   #closed = 0;
@@ -162,6 +167,10 @@ export class Relay {
     backend[kRelay] = this;
     client.setNoDelay?.(true);
     backend.setNoDelay?.(true);
+    if (this.throttle !== null) {
+      startThrottled(this, replay);
+      return;
+    }
     // Plain TCP sockets read through the shared buffer; TLS sockets use 'data' events.
     const clientSide = this.clientSide;
     const backendSide = this.backendSide;
@@ -225,6 +234,7 @@ export class Relay {
   sideClosed(): void {
     if (++this.#closed < 2 || this.#done) return;
     this.#done = true;
+    if (this.throttled !== null) this.throttled.stop();
     if (this.swept) idleList.remove(this);
     // A first byte the sweep has not seen yet still counts.
     if (this.firstDeadline !== 0 && this.bytesOut > 0) answered(this, null);
@@ -434,6 +444,147 @@ function socketOnClose(this: RelaySocket): void {
 }
 
 function noop(): void {}
+
+// ---- throttled relays (a tenant with a bandwidth limit) --------------------
+//
+// Chosen once in start() for a relay with a Throttle; the handlers above
+// never look at it, so an unlimited session pays nothing per chunk. Both
+// sides read through 'data' events and write with socket.write(): after
+// each chunk the tenant's bucket is spent (into debt if need be), and while
+// it is in debt the side that read is paused — the kernel's buffers fill
+// and TCP slows the sender (backpressure), nothing is buffered or dropped.
+// One timer per pause resumes it when the debt is paid; a side is resumed
+// only when neither its bucket nor its peer's 'drain' still holds it.
+
+/** Why a throttled side is paused: its bucket's debt, its peer's full buffer, or both. */
+export class ThrottledState {
+  readonly relay: Relay;
+  /** Client reads wait for the in bucket / for the backend to drain. */
+  inWaiting = false;
+  inNeedDrain = false;
+  outWaiting = false;
+  outNeedDrain = false;
+  inTimer: NodeJS.Timeout | null = null;
+  outTimer: NodeJS.Timeout | null = null;
+
+  constructor(relay: Relay) {
+    this.relay = relay;
+  }
+
+  stop(): void {
+    if (this.inTimer !== null) clearTimeout(this.inTimer);
+    if (this.outTimer !== null) clearTimeout(this.outTimer);
+    this.inTimer = this.outTimer = null;
+  }
+}
+
+function startThrottled(relay: Relay, replay: Buffer | null): void {
+  const client = relay.client as RelaySocket;
+  const backend = relay.backend as RelaySocket;
+  relay.throttled = new ThrottledState(relay);
+  // A socket reading through the shared buffer hands each read over as a 'data' event.
+  setReadCallback(client, readAsData);
+  setReadCallback(backend, readAsData);
+  client.on('data', clientOnDataThrottled);
+  client.on('end', clientOnEnd);
+  client.on('error', clientOnError);
+  client.on('close', socketOnClose);
+  client.on('drain', clientOnDrainThrottled);
+  backend.on('data', backendOnDataThrottled);
+  backend.on('end', backendOnEnd);
+  backend.on('error', backendOnError);
+  backend.on('close', socketOnClose);
+  backend.on('drain', backendOnDrainThrottled);
+  if (relay.firstResponseMs > 0) relay.firstDeadline = relay.startedAt + relay.firstResponseMs;
+  if (relay.idleTimeoutMs > 0 || relay.firstDeadline !== 0) idleList.add(relay);
+  if (replay !== null && replay.length > 0) clientOnDataThrottled.call(client, replay);
+  else client.resume();
+  backend.resume();
+  if (client.readableEnded) clientOnEnd.call(client);
+  if (backend.readableEnded) backendOnEnd.call(backend);
+  if (client.closed) socketOnClose.call(client);
+  if (backend.closed) socketOnClose.call(backend);
+}
+
+function readAsData(this: Socket, nread: number): boolean {
+  this.emit('data', takeRead(nread));
+  return true;
+}
+
+function clientOnDataThrottled(this: RelaySocket, chunk: Buffer): void {
+  const relay = this[kRelay] as Relay;
+  const state = relay.throttled as ThrottledState;
+  relay.bytesIn += chunk.length;
+  relay.lastActive = coarseNow;
+  if (!(relay.clientFilter === null ? relay.backend.write(chunk) : relay.clientFilter.push(relay, chunk))) {
+    state.inNeedDrain = true;
+    this.pause();
+  }
+  const bucket = (relay.throttle as Throttle).in;
+  if (bucket === null) return;
+  const wait = bucket.spend(chunk.length);
+  if (wait === 0 || state.inWaiting) return;
+  state.inWaiting = true;
+  this.pause();
+  state.inTimer = setTimeout(inRefilled, wait, state);
+}
+
+function backendOnDataThrottled(this: RelaySocket, chunk: Buffer): void {
+  const relay = this[kRelay] as Relay;
+  const state = relay.throttled as ThrottledState;
+  relay.bytesOut += chunk.length;
+  relay.lastActive = coarseNow;
+  if (relay.backendTap !== null && relay.backendTap.inspect(chunk)) relay.backendTap = null;
+  if (!relay.client.write(chunk)) {
+    state.outNeedDrain = true;
+    this.pause();
+  }
+  const bucket = (relay.throttle as Throttle).out;
+  if (bucket === null) return;
+  const wait = bucket.spend(chunk.length);
+  if (wait === 0 || state.outWaiting) return;
+  state.outWaiting = true;
+  this.pause();
+  state.outTimer = setTimeout(outRefilled, wait, state);
+}
+
+function inRefilled(state: ThrottledState): void {
+  state.inTimer = null;
+  // Another session of the tenant may have spent meanwhile: wait for what is still owed.
+  const wait = (state.relay.throttle as Throttle).in?.spend(0) ?? 0;
+  if (wait > 0) {
+    state.inTimer = setTimeout(inRefilled, wait, state);
+    return;
+  }
+  state.inWaiting = false;
+  const client = state.relay.client;
+  if (!state.inNeedDrain && !client.destroyed) client.resume();
+}
+
+function outRefilled(state: ThrottledState): void {
+  state.outTimer = null;
+  const wait = (state.relay.throttle as Throttle).out?.spend(0) ?? 0;
+  if (wait > 0) {
+    state.outTimer = setTimeout(outRefilled, wait, state);
+    return;
+  }
+  state.outWaiting = false;
+  const backend = state.relay.backend;
+  if (!state.outNeedDrain && !backend.destroyed) backend.resume();
+}
+
+/** The client took what the backend sent: the backend may read again unless its bucket holds it. */
+function clientOnDrainThrottled(this: RelaySocket): void {
+  const state = (this[kRelay] as Relay).throttled as ThrottledState;
+  state.outNeedDrain = false;
+  if (!state.outWaiting) state.relay.backend.resume();
+}
+
+function backendOnDrainThrottled(this: RelaySocket): void {
+  const state = (this[kRelay] as Relay).throttled as ThrottledState;
+  state.inNeedDrain = false;
+  if (!state.inWaiting) state.relay.client.resume();
+}
 
 // ---- idle timeouts: one coarse clock, one sweep ---------------------------
 

@@ -37,6 +37,8 @@ export interface ColdStart {
   wake(): Promise<void>;
 }
 
+import type { TenantLimitsInput } from './limits/config.ts';
+
 export interface Route {
   /** `host:port`, `[v6]:port`, `unix:/path`, or a list balanced round-robin. */
   endpoint: string | readonly string[];
@@ -61,6 +63,8 @@ export interface Route {
    * HTTP/2 whatever this says. Other protocols ignore it.
    */
   protocol?: BackendProtocol;
+  /** This tenant's limits (same shape as `limits.tenants.<id>` in the config), over the config's field by field. */
+  limits?: TenantLimitsInput;
 }
 
 /** One user's secret in Route.credentials: exactly one of password / scramSecret. */

@@ -14,6 +14,8 @@ export interface ResourceRow {
   total: number;
   bytesIn: number;
   bytesOut: number;
+  /** Refused by a tenant limit. */
+  limited: number;
 }
 
 export class ResourceTable {
@@ -35,13 +37,21 @@ export class ResourceTable {
       const key = this.#rows.size < this.#max ? resourceId : OTHER_RESOURCES;
       row = this.#rows.get(key);
       if (row === undefined) {
-        row = { open: 0, total: 0, bytesIn: 0, bytesOut: 0 };
+        row = { open: 0, total: 0, bytesIn: 0, bytesOut: 0, limited: 0 };
         this.#rows.set(key, row);
       }
     }
     row.open++;
     row.total++;
     return row;
+  }
+
+  /** A session or request of `resourceId` refused by a tenant limit. */
+  limited(resourceId: string): void {
+    const row = this.opened(resourceId);
+    row.open--;
+    row.total--;
+    row.limited++;
   }
 
   closed(row: ResourceRow, bytesIn: number, bytesOut: number): void {
@@ -58,7 +68,8 @@ export class ResourceTable {
   /** Every row (bounded by maxResources + 1). */
   all(): ResourceStats[] {
     const out: ResourceStats[] = [];
-    for (const [resourceId, row] of this.#rows) out.push({ resourceId, ...row });
+    // `limited` only where a limit refused something: rows stay as they were for deployments without limits.
+    for (const [resourceId, { open, total, bytesIn, bytesOut, limited }] of this.#rows) out.push(limited === 0 ? { resourceId, open, total, bytesIn, bytesOut } : { resourceId, open, total, bytesIn, bytesOut, limited });
     return out;
   }
 }
@@ -76,13 +87,14 @@ export function mergeResources(lists: ReadonlyArray<readonly ResourceStats[]>): 
   const merged = new Map<string, ResourceRow>();
   for (const list of lists) {
     for (const r of list) {
-      const row = merged.get(r.resourceId) ?? { open: 0, total: 0, bytesIn: 0, bytesOut: 0 };
+      const row = merged.get(r.resourceId) ?? { open: 0, total: 0, bytesIn: 0, bytesOut: 0, limited: 0 };
       row.open += r.open;
       row.total += r.total;
       row.bytesIn += r.bytesIn;
       row.bytesOut += r.bytesOut;
+      row.limited += r.limited ?? 0;
       merged.set(r.resourceId, row);
     }
   }
-  return [...merged].map(([resourceId, row]) => ({ resourceId, ...row }));
+  return [...merged].map(([resourceId, { open, total, bytesIn, bytesOut, limited }]) => (limited === 0 ? { resourceId, open, total, bytesIn, bytesOut } : { resourceId, open, total, bytesIn, bytesOut, limited }));
 }

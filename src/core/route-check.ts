@@ -9,6 +9,7 @@
  * and costs a few property reads.
  */
 import { PolyproxyError } from './errors.ts';
+import { checkRouteLimits } from './limits/config.ts';
 import type { ColdStart, Route, RouteCredential } from './resolver.ts';
 import { adopt, describeError, thenOf } from './tenant-code.ts';
 
@@ -63,6 +64,15 @@ export function checkRoute(answer: unknown, source: string, resourceId: string):
     if (protocol !== undefined && protocol !== null) {
       if (protocol !== 'h1' && protocol !== 'h2') throw bad(`must be "h1" or "h2", got ${kindOf(protocol)}`);
       route.protocol = protocol;
+    }
+    field = 'limits';
+    const limits = raw.limits;
+    if (limits !== undefined && limits !== null) {
+      try {
+        route.limits = checkRouteLimits(limits);
+      } catch (err) {
+        throw bad(`are invalid: ${(err as Error).message}`);
+      }
     }
     field = 'coldStart';
     const coldStart = raw.coldStart;

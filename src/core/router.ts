@@ -28,8 +28,11 @@ import type { Endpoint } from './endpoint.ts';
 import { parseEndpoint } from './endpoint.ts';
 import { PolyproxyError, ResolveError, toPolyproxyError } from './errors.ts';
 import type { EndpointHealth, ProbeKind } from './health.ts';
+import type { EffectiveLimits } from './limits/config.ts';
+import type { TenantLimits } from './limits/tenant-limits.ts';
 import { resolveDuration } from './metrics.ts';
 import type { ResolveContext, Resolver, Route } from './resolver.ts';
+import { effectiveLimits } from './limits/config.ts';
 import { checkRoute } from './route-check.ts';
 import type { SsrfGuard } from './ssrf-guard.ts';
 import { adopt, callHook, describeError, hookFailed, thenOf } from './tenant-code.ts';
@@ -53,6 +56,8 @@ export interface RouterOptions {
   readonly coldStarts?: ColdStarts;
   /** How `health` probes a routed endpoint, by the protocol that routed it (the protocol descriptors' healthProbe); unlisted: a TCP connect. */
   readonly probeKinds?: ReadonlyMap<string, ProbeKind>;
+  /** The config's tenant limits (`limits`); none = only routes' own `limits` apply, with no fair share. */
+  readonly limits?: TenantLimits;
 }
 
 /** A cached, checked answer for one resource id. */
@@ -65,6 +70,8 @@ export interface RouteEntry {
   readonly source: ResolverSource;
   /** Checked endpoints, in the route's order. */
   readonly endpoints: readonly Endpoint[];
+  /** The tenant's limits (config default ← tenants ← route), worked out once per answer; null = unlimited. */
+  readonly limits?: EffectiveLimits | null;
 }
 
 export interface RouteDecision {
@@ -100,6 +107,11 @@ export class Router {
 
   get sources(): readonly ResolverSource[] {
     return this.#options.sources;
+  }
+
+  /** The limits of the config this router was built from (fair share is on only with a `limits` section). */
+  get limits(): TenantLimits | undefined {
+    return this.#options.limits;
   }
 
   get health(): EndpointHealth | undefined {
@@ -265,7 +277,8 @@ export class Router {
       }
       const endpoints = await this.#check(resourceId, route, source);
       this.#options.health?.watch(endpoints, this.#options.probeKinds?.get(ctx.protocol) ?? 'tcp');
-      return { resourceId, route, answer: answer as object, source, endpoints };
+      const limits = this.#options.limits?.resolve(resourceId, route.limits) ?? (route.limits === undefined ? null : effectiveLimits(route.limits));
+      return { resourceId, route, answer: answer as object, source, endpoints, limits };
     }
     throw lastNotFound ?? new ResolveError('NOT_FOUND', `no route for "${resourceId}"`);
   }

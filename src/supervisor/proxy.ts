@@ -20,6 +20,7 @@ import type { StatsProvider } from '../core/metrics.ts';
 import { resources } from '../core/resource-stats.ts';
 import { poolRows } from '../protocols/postgres/pool/stats.ts';
 import type { Route } from '../core/resolver.ts';
+import { TenantLimits } from '../core/limits/tenant-limits.ts';
 import { Router } from '../core/router.ts';
 import type { ResolverSource } from '../core/router.ts';
 import { SniMatcher, sniCallback } from '../core/sni.ts';
@@ -105,7 +106,8 @@ async function buildRouting(config: Config, health: EndpointHealth, coldStarts: 
   }
   if (http !== undefined) sources.push({ name: 'http', resolver: new HttpResolver({ url: http.url, timeoutMs: http.timeoutMs, track: http.track }) });
   sources.push({ name: 'routes', resolver: new StaticRoutes(config.routes) });
-  const routerOptions = { guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, probeKinds: HEALTH_PROBES, coldStarts };
+  const limits = config.limits === undefined ? undefined : new TenantLimits(config.limits);
+  const routerOptions = { limits, guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, probeKinds: HEALTH_PROBES, coldStarts };
   const router = new Router({ ...routerOptions, sources });
   // A listener's fixed backend is written by the operator, not chosen by a
   // resolver from tenant input, so it skips the SSRF guard.

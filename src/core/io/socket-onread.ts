@@ -31,6 +31,13 @@ export function adoptSharedReadBuffer(socket: Socket, callback: ReadCallback): b
   return true;
 }
 
+/** For a socket already reading through the shared buffer: its reads go to `callback` from now on. False (nothing changed) for any other socket. */
+export function setReadCallback(socket: Socket, callback: ReadCallback): boolean {
+  if (!usesSharedReadBuffer(socket)) return false;
+  (socket as unknown as Record<symbol, unknown>)[(onreadFields as NonNullable<typeof onreadFields>).callback] = callback;
+  return true;
+}
+
 /** True when the socket reads through the shared buffer. */
 export function usesSharedReadBuffer(socket: Socket): boolean {
   return onreadFields !== null && (socket as unknown as Record<symbol, unknown>)[onreadFields.buffer] === readBuffer;

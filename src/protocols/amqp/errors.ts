@@ -38,6 +38,7 @@ export const REPLY_CODES: Readonly<Record<FailureKind, number>> = {
   BACKEND_UNREACHABLE: REPLY.INTERNAL_ERROR,
   INTERNAL: REPLY.INTERNAL_ERROR,
   TOO_MANY: REPLY.RESOURCE_ERROR,
+  LIMITED: REPLY.NOT_ALLOWED, //                RabbitMQ's answer past a vhost's connection limit
   SHUTTING_DOWN: REPLY.CONNECTION_FORCED,
   TLS_REQUIRED: REPLY.ACCESS_REFUSED,
   PROTOCOL: REPLY.COMMAND_INVALID,
@@ -93,6 +94,9 @@ export function replyText(err: PolyproxyError, code: number, vhost: string | und
       break;
     case 'TOO_MANY':
       text = 'too many connections';
+      break;
+    case 'LIMITED':
+      text = `connection to ${where} refused: ${err.message}`;
       break;
     case 'SHUTTING_DOWN':
       text = 'the proxy is shutting down';

@@ -12,6 +12,9 @@
  * head of STDOUT becomes the HTTP status and headers, the rest is streamed
  * to the client with backpressure; STDERR goes to the log.
  */
+import type { ListenerUpdate } from '../../core/listener-base.ts';
+import type { TenantLimits } from '../../core/limits/tenant-limits.ts';
+import { normalizeHost } from '../http/session.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Endpoint } from '../../core/endpoint.ts';
@@ -76,8 +79,10 @@ export class FastCgiGateway extends ServerListener {
   readonly #rotation: Rotation = { next: 0 };
   readonly paramsSettings: ParamsSettings;
   readonly #sockets = new Set<Socket>();
+  /** The config's tenant limits (requestsPerSecond per Host); a reload swaps them. */
+  #limits: TenantLimits | undefined;
 
-  constructor(settings: GatewaySettings, log: Logger) {
+  constructor(settings: GatewaySettings, log: Logger, limits?: TenantLimits) {
     super(
       { ...settings, protocol: 'fastcgi', errorFormat: 'html' },
       {
@@ -118,9 +123,33 @@ export class FastCgiGateway extends ServerListener {
     for (const pool of this.pools) this.#poolOf.set(pool.endpoint, pool);
     this.paramsSettings = { documentRoot: settings.documentRoot.replace(/\/+$/, ''), index: settings.index, serverSoftware: `polyproxy/${packageVersion()}`, extra: settings.params };
     this.server.on('connection', (socket: Socket) => this.#accept(socket));
+    this.#limits = limits;
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      if (!this.refusedRequest(req, res)) new Exchange(this, req, res).run();
+      if (!this.refusedRequest(req, res) && !this.#limited(req, res)) new Exchange(this, req, res).run();
     });
+  }
+
+  /** A reload: only the tenant limits apply to a running gateway (its backends need a restart). */
+  reconfigure(update: ListenerUpdate): void {
+    this.#limits = update.router.limits;
+  }
+
+  /**
+   * Tenant limits for FastCGI requests: the tenant is the request's Host
+   * (lower case, without port); over its requestsPerSecond the answer is
+   * 429 with Retry-After and the connection closes, as for http.
+   */
+  #limited(req: IncomingMessage, res: ServerResponse): boolean {
+    const limits = this.#limits;
+    if (limits === undefined) return false;
+    const host = normalizeHost(req.headers.host);
+    if (host === undefined) return false;
+    const refusal = limits.request(host, limits.resolve(host, undefined));
+    if (refusal === null) return false;
+    this.countFailure(refusal);
+    req.resume();
+    this.sendError(req, res, refusal, { resourceId: host });
+    return true;
   }
 
   /** The backends to try for one request, in order (round-robin or shuffled), minus those whose breaker is open. */

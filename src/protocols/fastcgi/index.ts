@@ -36,5 +36,6 @@ export const fastcgiProtocol: ProtocolDescriptor<typeof fastcgiListenerSchema> =
         tcpKeepAliveMs: listener.tcpKeepAliveMs,
       },
       ctx.log,
+      ctx.router.limits,
     ),
 };

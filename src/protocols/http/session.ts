@@ -29,6 +29,9 @@ import { reclaimLent } from '../../core/io/shared-read-buffer.ts';
 import { adoptSharedReadBuffer } from '../../core/io/socket-onread.ts';
 import { BackendSlot } from './backend-slot.ts';
 import type { SlotOwner } from './backend-slot.ts';
+import { throttleFor } from '../../core/limits/bandwidth.ts';
+import type { Throttle } from '../../core/limits/bandwidth.ts';
+import { routeOnlyLimits } from '../../core/limits/tenant-limits.ts';
 import { errorResponse } from './errors.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
 import type { BackendPool } from './pool.ts';
@@ -111,6 +114,11 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   prefaceCheck: boolean;
   /** After the preface: the HTTP/2 connection that serves the socket now. */
   #h2: H2Connection | null = null;
+  /** The current request's tenant bandwidth (limits.*.bandwidth); null = unlimited, and the response path never looks further. */
+  #throttle: Throttle | null = null;
+  /** A backend paused until its tenant's out bucket is out of debt (resumed by the timer even if it went back to the pool meanwhile). */
+  #throttledBackend: Socket | null = null;
+  #throttleTimer: NodeJS.Timeout | null = null;
 
   constructor(client: Socket, leftover: Buffer | null, settings: HttpSettings, pool: BackendPool, core: ProtocolSession) {
     this.client = client;
@@ -261,6 +269,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     const started = this.settings.telemetryHeaders ? performance.now() : 0;
     // Fast path: a cached route and an idle pooled connection need no promise.
     const decision = this.core.router.cached(host, this.resolveContext());
+    if (decision !== undefined && (decision.entry.limits ?? null) !== null && !this.#admitRequest(decision)) return;
     if (decision !== undefined && this.slot.takeIdle((decision.candidates[0] as Endpoint).label)) {
       this.#routed(decision, started);
       this.request.send(this.slot.backend as Socket);
@@ -272,7 +281,25 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     void this.#routeAsync(host, decision, started);
   }
 
+  /**
+   * A tenant with limits: its requestsPerSecond (429 with Retry-After when
+   * over, and the connection closes like every refusal), and its bandwidth
+   * for this request's response. False: refused.
+   */
+  #admitRequest(decision: RouteDecision): boolean {
+    const limits = decision.entry.limits ?? null;
+    const resourceId = decision.entry.resourceId;
+    const refusal = (this.core.router.limits ?? routeOnlyLimits).request(resourceId, limits);
+    if (refusal !== null) {
+      this.#fail(refusal);
+      return false;
+    }
+    this.#throttle = limits === null ? null : throttleFor(resourceId, limits.inBytesPerSecond, limits.outBytesPerSecond);
+    return true;
+  }
+
   #routed(decision: RouteDecision, started: number): void {
+    if ((decision.entry.limits ?? null) === null) this.#throttle = null;
     this.core.served(decision.entry.resourceId);
     this.#counters.requestsH1++;
     if (this.settings.telemetryHeaders) {
@@ -284,6 +311,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   async #routeAsync(host: string, cached: RouteDecision | undefined, started: number): Promise<void> {
     try {
       const decision = cached ?? (await this.core.router.route(host, this.resolveContext()));
+      if (cached === undefined && (decision.entry.limits ?? null) !== null && !this.#admitRequest(decision)) return;
       this.#routed(decision, started);
       const timeoutMs = decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs;
       await this.slot.attach(decision, timeoutMs);
@@ -309,6 +337,34 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
 
   backendBytes(chunk: Buffer, transient: boolean): void {
     this.response.onBackendBytes(chunk, transient);
+    if (this.#throttle !== null) this.#spendOut(chunk.length);
+  }
+
+  /** Bandwidth: the response's bytes spend the tenant's out bucket; in debt, the backend pauses (TCP slows it) until it is paid. */
+  #spendOut(n: number): void {
+    const bucket = (this.#throttle as Throttle).out;
+    if (bucket === null) return;
+    const wait = bucket.spend(n);
+    if (wait === 0 || this.#throttledBackend !== null) return;
+    const backend = this.slot.backend;
+    if (backend === null) return;
+    this.#throttledBackend = backend;
+    backend.pause();
+    this.#throttleTimer = setTimeout(httpOutRefilled, wait, this);
+  }
+
+  /** @internal The out bucket's debt is paid: the backend reads again, unless the client still has to drain. */
+  outRefilled(): void {
+    this.#throttleTimer = null;
+    const wait = this.#throttle?.out?.spend(0) ?? 0;
+    if (wait > 0 && this.state !== FINISHED) {
+      this.#throttleTimer = setTimeout(httpOutRefilled, wait, this);
+      return;
+    }
+    const backend = this.#throttledBackend;
+    this.#throttledBackend = null;
+    if (backend === null || backend.destroyed) return;
+    if (backend !== this.slot.backend || this.state === FINISHED || this.client.writableNeedDrain !== true) backend.resume();
   }
 
   /** A silent backend times out from its last activity, as a socket timeout would. */
@@ -450,6 +506,13 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     if (this.state === FINISHED) return;
     this.state = FINISHED;
     this.#clearDeadline();
+    if (this.#throttleTimer !== null) {
+      clearTimeout(this.#throttleTimer);
+      this.#throttleTimer = null;
+      const paused = this.#throttledBackend;
+      this.#throttledBackend = null;
+      if (paused !== null && !paused.destroyed) paused.resume();
+    }
     this.slot.release(false);
     // Client gone while waiting for a slot: out of the queue; #routeAsync's catch sees FINISHED.
     this.slot.cancelWait(new PolyproxyError('INTERNAL', 'the client went away while waiting for a backend connection', { source: 'client' }));
@@ -517,8 +580,9 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
 
   onClientDrain(): void {
     if (this.state === FINISHED) return;
-    if (this.response.bState === RESP_BODY) this.slot.backend?.resume();
-    else if (this.state === READ_HEAD && !this.clientEnded) this.client.resume();
+    if (this.response.bState === RESP_BODY) {
+      if (this.#throttledBackend === null) this.slot.backend?.resume();
+    } else if (this.state === READ_HEAD && !this.clientEnded) this.client.resume();
   }
 
   /**
@@ -631,3 +695,7 @@ function clientOnDrain(this: SessionSocket): void {
 }
 
 function noop(): void {}
+
+function httpOutRefilled(session: HttpSession): void {
+  session.outRefilled();
+}

@@ -22,6 +22,8 @@ export const NODE_NOT_FOUND: MongoErrorCode = { code: 74, codeName: 'NodeNotFoun
 export const COMMAND_NOT_SUPPORTED: MongoErrorCode = { code: 115, codeName: 'CommandNotSupported' };
 export const NETWORK_INTERFACE_EXCEEDED_TIME_LIMIT: MongoErrorCode = { code: 202, codeName: 'NetworkInterfaceExceededTimeLimit' };
 export const SHUTDOWN_IN_PROGRESS: MongoErrorCode = { code: 91, codeName: 'ShutdownInProgress' };
+/** mongod 8's ingress rate limiter refusal (error_codes.yml 462). */
+export const INGRESS_REQUEST_RATE_LIMIT_EXCEEDED: MongoErrorCode = { code: 462, codeName: 'IngressRequestRateLimitExceeded' };
 export const UNSUPPORTED_OP_QUERY_COMMAND: MongoErrorCode = { code: 352, codeName: 'UnsupportedOpQueryCommand' };
 
 /**
@@ -47,6 +49,7 @@ export const MONGO_ERROR: Readonly<Record<FailureKind, MongoErrorCode | null>> =
   PROTOCOL: null, //          malformed framing: nothing to answer
   HANDSHAKE_TIMEOUT: null, // no request pending
   TOO_MANY: null, //          refused at accept, before any request (mongod closes too)
+  LIMITED: INGRESS_REQUEST_RATE_LIMIT_EXCEEDED, // a tenant limit; refused after the first request, so it has a reply
   SHUTTING_DOWN: SHUTDOWN_IN_PROGRESS, // the driver clears its pool for this proxy: right, it is going away
 };
 
@@ -87,6 +90,8 @@ export function errorMessage(err: PolyproxyError, database: string | undefined):
       return `internal proxy error while connecting to ${db}`;
     case 'SHUTTING_DOWN':
       return 'the proxy is shutting down';
+    case 'LIMITED':
+      return `too many connections for tenant ${db}: ${err.message}`;
     default:
       return err.message;
   }

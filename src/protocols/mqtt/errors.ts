@@ -30,6 +30,7 @@ export const CONNACK_CODES: Readonly<Record<FailureKind, { readonly v3: number |
   TIMEOUT: { v3: 0x03, v5: 0x88 },
   BACKEND_UNREACHABLE: { v3: 0x03, v5: 0x88 },
   TOO_MANY: { v3: 0x03, v5: 0x89 }, //             server busy
+  LIMITED: { v3: 0x03, v5: 0x97 }, //              quota exceeded: a tenant limit
   SHUTTING_DOWN: { v3: 0x03, v5: 0x88 }, //        see above: 0x8B is not a CONNACK code
   TLS_REQUIRED: { v3: 0x05, v5: 0x87 },
   INTERNAL: { v3: 0x03, v5: 0x80 }, //             unspecified error
@@ -118,6 +119,8 @@ function reasonText(err: PolyproxyError, tenant: string | undefined): string {
       return `cannot reach the broker for ${who}`;
     case 'TOO_MANY':
       return 'too many connections';
+    case 'LIMITED':
+      return `${who} is over its limit: ${err.message}`;
     case 'SHUTTING_DOWN':
       return 'the proxy is shutting down';
     case 'TLS_REQUIRED':

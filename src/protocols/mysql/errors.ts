@@ -25,6 +25,7 @@ export const MYSQL_ERRORS: Readonly<Record<FailureKind, MysqlErrorCode>> = {
   HANDSHAKE_TIMEOUT: { code: 1043, sqlState: '08S01' },
   TLS_REQUIRED: { code: 3159, sqlState: 'HY000' }, //        ER_SECURE_TRANSPORT_REQUIRED
   TOO_MANY: { code: 1040, sqlState: '08004' }, //            ER_CON_COUNT_ERROR "Too many connections"
+  LIMITED: { code: 1040, sqlState: '08004' }, //             the same, for one tenant's limit
   SHUTTING_DOWN: { code: 1053, sqlState: '08S01' }, //       ER_SERVER_SHUTDOWN "Server shutdown in progress"
 };
 
@@ -51,6 +52,8 @@ export function errorMessage(err: PolyproxyError, database: string | undefined):
       return `Connection to ${db} refused: ${err.message}`;
     case 'TOO_MANY':
       return 'Too many connections';
+    case 'LIMITED':
+      return `Too many connections for tenant ${db} (${err.message})`;
     case 'SHUTTING_DOWN':
       return 'Server shutdown in progress';
     case 'PROTOCOL':

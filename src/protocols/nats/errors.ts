@@ -36,6 +36,7 @@ export const NATS_ERRORS: Readonly<Record<FailureKind, string>> = {
   HANDSHAKE_TIMEOUT: 'Authentication Timeout',
   TLS_REQUIRED: 'Secure Connection - TLS Required',
   TOO_MANY: 'maximum connections exceeded',
+  LIMITED: 'maximum connections exceeded',
   SHUTTING_DOWN: 'Server Shutdown',
 };
 

@@ -2,6 +2,7 @@
  * Failures as PostgreSQL ErrorResponse messages, so psql and drivers show a
  * real error with a SQLSTATE instead of "server closed the connection".
  */
+import { LimitError } from '../../core/errors.ts';
 import type { FailureKind, PolyproxyError } from '../../core/errors.ts';
 import { PostgresAuthError } from './auth/auth-error.ts';
 import { PostgresServerError } from './auth/server-error.ts';
@@ -18,6 +19,7 @@ export const SQLSTATE: Readonly<Record<FailureKind, string>> = {
   HANDSHAKE_TIMEOUT: '08P01',
   TLS_REQUIRED: '28000',
   TOO_MANY: '53300', //            too_many_connections
+  LIMITED: '53300', //             a tenant limit: too_many_connections too, the code clients and poolers back off on
   SHUTTING_DOWN: '57P01', //       admin_shutdown
 };
 
@@ -46,6 +48,23 @@ export function errorResponse(sqlstate: string, message: string, hint?: string):
   return out;
 }
 
+function limitText(err: PolyproxyError): string {
+  switch (err instanceof LimitError ? err.limit : 'connections') {
+    case 'connection-rate':
+      return 'connection rate limit';
+    case 'request-rate':
+      return 'request rate limit';
+    case 'fair-share':
+      return 'over its fair share of a full listener';
+    default:
+      return 'connection limit';
+  }
+}
+
+function retryHint(err: PolyproxyError): string {
+  return err instanceof LimitError && err.retryAfterMs > 0 ? `Try again in ${err.retryAfterSeconds} s.` : 'Try again when one of its sessions has ended.';
+}
+
 export function encodeError(err: PolyproxyError, database: string | undefined): Buffer {
   // The proxy's own authentication refusals, and a backend's refusal of the proxy's login, word for word.
   if (err instanceof PostgresAuthError) return errorResponse(err.sqlstate, err.message);
@@ -65,6 +84,8 @@ export function encodeError(err: PolyproxyError, database: string | undefined): 
       return errorResponse(SQLSTATE.TLS_REQUIRED, `connection to ${db} refused: ${err.message}`);
     case 'TOO_MANY':
       return errorResponse(SQLSTATE.TOO_MANY, 'sorry, too many clients already');
+    case 'LIMITED':
+      return errorResponse(SQLSTATE.LIMITED, `too many connections for tenant ${database === undefined ? '' : `"${database}" `}(${limitText(err)})`, retryHint(err));
     case 'SHUTTING_DOWN':
       return errorResponse(SQLSTATE.SHUTTING_DOWN, 'terminating connection: the proxy is shutting down');
     case 'PROTOCOL':

@@ -42,6 +42,8 @@ export function errorLine(err: PolyproxyError, user: string | undefined): string
       return `-ERR ${oneLine(err.message)}`;
     case 'TOO_MANY':
       return '-ERR max number of clients reached';
+    case 'LIMITED':
+      return `-ERR ${who} is over its limit: ${oneLine(err.message)}`;
     case 'SHUTTING_DOWN':
       return '-ERR the proxy is shutting down, closing connection';
   }

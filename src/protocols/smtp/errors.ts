@@ -19,6 +19,7 @@ export const SMTP_ERRORS: Readonly<Record<FailureKind, { readonly code: number; 
   TLS_REQUIRED: { code: 530, status: '5.7.0' }, //       must issue STARTTLS first
   TOO_MANY: { code: 421, status: '4.3.2' }, //           system not accepting network messages
   SHUTTING_DOWN: { code: 421, status: '4.3.2' },
+  LIMITED: { code: 421, status: '4.7.0' }, //           RFC 3463 4.7.0: other security/policy status; the MTA retries later
 };
 
 function text(err: PolyproxyError, domain: string | undefined): string {
@@ -43,6 +44,8 @@ function text(err: PolyproxyError, domain: string | undefined): string {
       return 'Too many connections, try again later';
     case 'SHUTTING_DOWN':
       return 'Service shutting down, closing connection';
+    case 'LIMITED':
+      return `Too many connections for ${where}, try again later`;
   }
 }
 

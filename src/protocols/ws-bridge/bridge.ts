@@ -19,7 +19,10 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
 import { PolyproxyError } from '../../core/errors.ts';
+import type { ListenerUpdate } from '../../core/listener-base.ts';
+import type { TenantLimits } from '../../core/limits/tenant-limits.ts';
 import type { Logger } from '../../core/logger.ts';
+import { normalizeHost } from '../http/session.ts';
 import { ServerListener } from '../../core/server-listener.ts';
 import { ApiClient } from './api-client.ts';
 import type { ApiAnswer } from './api-client.ts';
@@ -84,9 +87,15 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
   /** This listener's clients in the fleet's registry (`cluster.redis`); null without a fleet. */
   fleetClients: FleetClients | null = null;
 
-  constructor(settings: WsBridgeSettings, log: Logger) {
+  /** The config's tenant limits: requestsPerSecond per Host for upgrades and messages; a reload swaps them. */
+  #limits: TenantLimits | undefined;
+  /** Each client's tenant (its upgrade's Host), only while limits are configured. */
+  readonly #tenantOf = new WeakMap<BridgeClient, string>();
+
+  constructor(settings: WsBridgeSettings, log: Logger, limits?: TenantLimits) {
     super({ ...settings, protocol: 'ws-bridge', errorFormat: 'text' }, { noDelay: true, keepAliveTimeout: 5000 }, log);
     this.settings = settings;
+    this.#limits = limits;
     this.#ordered = settings.ordering === 'ordered';
     this.#api = new ApiClient(
       {
@@ -192,8 +201,14 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
 
   // ── ClientOwner: events of accepted connections ──────────────────────
 
+  /** A reload: the tenant limits apply to new upgrades and messages. */
+  reconfigure(update: ListenerUpdate): void {
+    this.#limits = update.router.limits;
+  }
+
   clientMessage(client: BridgeClient, data: Buffer, binary: boolean): void {
     this.counters.bytesIn += data.length;
+    if (this.#limits !== undefined && this.#overRate(client)) return;
     if (this.#ordered) {
       if (client.busy) {
         (client.queue ??= []).push({ data, binary, closeReason: null });
@@ -247,8 +262,14 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
       return;
     }
     if (this.settings.duplicateClientId === 'refuse' && this.#registry.get(id) !== undefined) return this.#refuse(socket, req, duplicateClientId(), id);
+    const limits = this.#limits;
+    const tenant = limits === undefined ? undefined : normalizeHost(req.headers.host);
+    if (limits !== undefined && tenant !== undefined) {
+      const refusal = limits.request(tenant, limits.resolve(tenant, undefined));
+      if (refusal !== null) return this.#refuse(socket, req, refusal, id);
+    }
     this.#upgrading++;
-    this.#admit(req, socket, head, id).then(
+    this.#admit(req, socket, head, id, tenant).then(
       () => this.#upgraded(),
       (err: unknown) => {
         this.log.error({ err, clientId: id }, 'ws-bridge upgrade failed');
@@ -258,12 +279,31 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
     );
   }
 
+  /**
+   * A message past its tenant's requestsPerSecond closes the connection
+   * with 1008 (policy violation) rather than being delayed: the message is
+   * already read whole, so delaying it would hold it in the proxy's memory
+   * for as long as the client keeps sending; a close tells the client at
+   * once, and it reconnects (an upgrade past the rate gets 429 with
+   * Retry-After).
+   */
+  #overRate(client: BridgeClient): boolean {
+    const tenant = this.#tenantOf.get(client);
+    const limits = this.#limits;
+    if (tenant === undefined || limits === undefined) return false;
+    const refusal = limits.request(tenant, limits.resolve(tenant, undefined));
+    if (refusal === null) return false;
+    this.#fail(refusal, client.id);
+    client.ws.close(1008, 'message rate limit exceeded');
+    return true;
+  }
+
   #upgraded(): void {
     this.#upgrading--;
     this.settle();
   }
 
-  async #admit(req: http.IncomingMessage, socket: Duplex, head: Buffer, id: string): Promise<void> {
+  async #admit(req: http.IncomingMessage, socket: Duplex, head: Buffer, id: string, tenant: string | undefined): Promise<void> {
     if (this.settings.duplicateClientId === 'refuse' && ((await heldElsewhere(this.settings.name, id)) || (this.fleetClients !== null && (await heldInFleet(this.fleetClients, id))))) {
       this.#refuse(socket, req, duplicateClientId(), id);
       return;
@@ -303,7 +343,8 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
     let accepted = false;
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       accepted = true;
-      this.#accept(ws as TaggedSocket, id, openedAt);
+      const client = this.#accept(ws as TaggedSocket, id, openedAt);
+      if (tenant !== undefined) this.#tenantOf.set(client, tenant);
     });
     // `ws` refused the handshake after the API approved it: tell the API the client is gone.
     if (!accepted) {
@@ -312,7 +353,7 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
     }
   }
 
-  #accept(ws: TaggedSocket, id: string, now: number): void {
+  #accept(ws: TaggedSocket, id: string, now: number): BridgeClient {
     const client = new BridgeClient(id, ws, now, this);
     ws.on('message', wsOnMessage);
     ws.on('close', wsOnClose);
@@ -326,7 +367,7 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
       // Two upgrades with one ClientId raced past the check: the first keeps it.
       client.replaced = true;
       ws.close(CLOSE_REPLACED, 'this ClientId is already connected');
-      return;
+      return client;
     }
     this.#registry.add(client);
     if (existing !== undefined) {
@@ -335,6 +376,7 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
     }
     if (this.settings.duplicateClientId === 'replace') announceOpened(this.settings.name, id, now);
     this.log.debug({ clientId: id }, 'ws-bridge client connected');
+    return client;
   }
 
   /** A refused upgrade: counted, then an HTTP response on the raw socket, as `ws` does (abortHandshake), and close. */

@@ -33,5 +33,6 @@ export const wsBridgeProtocol: ProtocolDescriptor<typeof wsBridgeListenerSchema>
         pool: listener.pool,
       },
       ctx.log,
+      ctx.router.limits,
     ),
 };

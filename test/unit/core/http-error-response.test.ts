@@ -23,6 +23,7 @@ describe('http error pages', () => {
       HANDSHAKE_TIMEOUT: 408,
       TLS_REQUIRED: 403,
       TOO_MANY: 503,
+    LIMITED: 429,
       SHUTTING_DOWN: 503,
       INTERNAL: 500,
     };

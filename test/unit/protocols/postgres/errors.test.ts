@@ -88,6 +88,7 @@ describe('encodeError', () => {
     ['TLS_REQUIRED', '28000', true],
     ['INTERNAL', 'XX000', true],
     ['SHUTTING_DOWN', '57P01', false], // admin_shutdown, as the server says it
+    ['LIMITED', '53300', false], // a tenant limit: too_many_connections, naming the tenant when known
   ];
 
   it('covers every failure kind', () => {
