@@ -44,7 +44,7 @@ before(async () => {
     `grant all on ${DB}.* to '${BACKEND_USER}'@'%'`,
   ]);
   pki = await makeTestPki();
-  const auth = (plugin: string) => ({ plugin, users: { [APP]: { password: APP_PASSWORD }, other: { password: 'other-secret' } }, backendUser: { user: BACKEND_USER, password: BACKEND_PASSWORD } });
+  const auth = (plugin: string) => ({ plugin, users: { [APP]: { password: APP_PASSWORD }, other: { password: 'other-secret' }, cli: { password: 'cli-secret' } }, backendUser: { user: BACKEND_USER, password: BACKEND_PASSWORD } });
   const file = await writeConfig({
     workers: 1,
     security: { allowBackends: ['127.0.0.0/8'] },
@@ -207,4 +207,15 @@ test('the backend login speaks caching_sha2_password too (RSA key from the serve
   } finally {
     await front.stop();
   }
+});
+
+test('the mariadb CLI with caching_sha2_password: full authentication over TLS; without TLS it sends the password in clear, which is refused (1045)', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  // --no-defaults must come first.
+  // `cli` logs in only here: never in the sha2 listener's cache (a cached user would take the fast path).
+  const base = ['-h', '127.0.0.1', '--connect-timeout=5', '-N', '-B', '-u', 'cli', '-pcli-secret', DB, '-e', 'select current_user()'];
+  const ok = await run('mariadb', ['--no-defaults', '-P', String(port('sha2tls')), '--ssl', `--ssl-ca=${(pki as TestPki).caCert}`, '--ssl-verify-server-cert', ...base]);
+  assert.equal(ok.stdout.trim(), `${BACKEND_USER}@%`);
+  const err = await run('mariadb', ['--no-defaults', '-P', String(port('sha2')), ...base]).catch((e: { code?: number; stderr?: string }) => e);
+  assert.match(String((err as { stderr?: string }).stderr), /ERROR 1045 \(28000\)/);
 });
