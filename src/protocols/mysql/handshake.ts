@@ -28,16 +28,9 @@ import { MysqlReplyError, encodeFailure } from './errors.ts';
 import {
   AUTH_MORE_DATA_HEADER,
   AUTH_SWITCH_HEADER,
-  CLIENT_COMPRESS,
-  CLIENT_CONNECT_ATTRS,
-  CLIENT_CONNECT_WITH_DB,
   CLIENT_PLUGIN_AUTH,
-  CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
-  CLIENT_PROTOCOL_41,
-  CLIENT_SECURE_CONNECTION,
   CLIENT_SSL,
   ERR_HEADER,
-  FRAMING_CAPABILITIES,
   NATIVE_PASSWORD,
   OK_HEADER,
   PROXY_CAPABILITIES,
@@ -52,8 +45,14 @@ import {
   parseGreeting,
   parseHandshakeResponse,
 } from './packets.ts';
-import type { Greeting, HandshakeResponse, Packet } from './packets.ts';
+import type { HandshakeResponse, Packet } from './packets.ts';
 import { UseGuard } from './use-guard.ts';
+import { backendCapabilities } from './capabilities.ts';
+import type { MysqlAuthConfig } from './config.ts';
+import { MysqlClientAuth } from './auth/client-auth.ts';
+import { loginToBackend } from './auth/backend-login.ts';
+
+export { backendCapabilities };
 
 /** Largest handshake packet accepted from either side (attributes, RSA-encrypted passwords fit easily). */
 export const MAX_HANDSHAKE_PAYLOAD = 64 * 1024;
@@ -69,6 +68,8 @@ export interface MysqlOptions {
   readonly handshakeTimeoutMs: number;
   /** The version the proxy's greeting announces (drivers may adapt to it). */
   readonly serverVersion?: string;
+  /** Proxy-side authentication: the proxy checks the client's password and logs in to the backend as `backendUser`. */
+  readonly auth?: MysqlAuthConfig;
 }
 
 /** How far a client's handshake got: the sequence id the proxy's next packet must carry. */
@@ -87,11 +88,13 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
   const handshakes = new WeakMap<ClientConnection, HandshakeState>();
   const starts = new WeakMap<Opening, SessionStart>();
   const serverVersion = options.serverVersion ?? DEFAULT_SERVER_VERSION;
+  const clientAuth = options.auth === undefined ? null : new MysqlClientAuth(options.auth);
 
   async function identify(conn: ClientConnection): Promise<Opening> {
     const state: HandshakeState = { nextSeq: 1 };
     handshakes.set(conn, state);
     const capabilities = (PROXY_CAPABILITIES | (conn.tlsAvailable ? CLIENT_SSL : 0)) >>> 0;
+    const scramble = makeScramble();
     conn.write(
       encodePacket(
         0,
@@ -102,8 +105,8 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
           capabilities,
           charset: UTF8MB4_GENERAL_CI,
           status: SERVER_STATUS_AUTOCOMMIT,
-          scramble: makeScramble(),
-          plugin: NATIVE_PASSWORD,
+          scramble,
+          plugin: clientAuth === null ? NATIVE_PASSWORD : clientAuth.plugin,
         }),
       ),
     );
@@ -126,6 +129,21 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
       // The backend's challenge reaches the client through an AuthSwitchRequest, which needs pluggable auth.
       throw new PolyproxyError('PROTOCOL', 'the client must support pluggable authentication (CLIENT_PLUGIN_AUTH)', { source: 'client', resourceId });
     }
+    if (clientAuth !== null) {
+      await clientAuth.authenticate(
+        conn,
+        response,
+        scramble,
+        {
+          send: (payload) => {
+            conn.write(encodePacket(state.nextSeq, payload));
+            state.nextSeq = (state.nextSeq + 1) & 0xff;
+          },
+          read: () => readFrom(conn, state, state.nextSeq),
+        },
+        () => state.nextSeq,
+      );
+    }
     const guard = new UseGuard(response.capabilities);
     const opening: Opening = {
       resourceId,
@@ -147,6 +165,15 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
     const backendLate = (): PolyproxyError => new PolyproxyError('BACKEND_UNREACHABLE', `the backend did not finish its handshake within ${options.handshakeTimeoutMs} ms`);
     const clientLate = (): PolyproxyError => new PolyproxyError('HANDSHAKE_TIMEOUT', `client did not finish authenticating within ${options.handshakeTimeoutMs} ms`, { source: 'client' });
     try {
+      if (options.auth !== undefined) {
+        // The client is authenticated already: the proxy logs in as backendUser and the client gets the server's OK.
+        const ok = await loginToBackend(backend, reader, deadline, backendLate, client, options.auth.backendUser, state.nextSeq);
+        conn.write(encodePacket(state.nextSeq, ok));
+        state.nextSeq = (state.nextSeq + 1) & 0xff;
+        const extra = reader.leftover();
+        if (extra !== null) conn.write(extra);
+        return;
+      }
       const first = await deadline.wait(reader.read(readBackendPacket), backendLate);
       if (first.payload[0] === ERR_HEADER) {
         // e.g. "Host is blocked" or "Too many connections", sent instead of a greeting.
@@ -229,29 +256,6 @@ async function readFrom(conn: ClientConnection, state: HandshakeState, expected:
   state.nextSeq = (packet.seq + 1) & 0xff;
   if (packet.seq !== expected) throw new PolyproxyError('PROTOCOL', `packets out of order: expected sequence id ${expected}, got ${packet.seq}`, { source: 'client' });
   return packet;
-}
-
-/**
- * The flags the backend gets: what the client chose, minus what the
- * plaintext leg cannot carry, and only what the backend offers. Flags that
- * change the command phase's framing must then still match the client's.
- */
-export function backendCapabilities(client: HandshakeResponse, greeting: Greeting): number {
-  const server = greeting.capabilities;
-  if ((server & CLIENT_PROTOCOL_41) === 0 || (server & CLIENT_SECURE_CONNECTION) === 0) {
-    throw new PolyproxyError('PROTOCOL', `the backend (${greeting.serverVersion}) does not speak protocol 4.1 with secure authentication`, { source: 'backend' });
-  }
-  const wanted = client.capabilities & ~(CLIENT_SSL | CLIENT_COMPRESS);
-  const missing = wanted & FRAMING_CAPABILITIES & ~server;
-  if (missing !== 0) {
-    throw new PolyproxyError('PROTOCOL', `the backend (${greeting.serverVersion}) lacks capabilities the client chose: 0x${(missing >>> 0).toString(16)}`, { source: 'backend' });
-  }
-  let caps = wanted & server;
-  if (client.database === '') caps &= ~CLIENT_CONNECT_WITH_DB;
-  if (client.rawAttributes === null) caps &= ~CLIENT_CONNECT_ATTRS;
-  // The proxy writes the auth response itself: pick the encoding the backend reads.
-  caps = (caps & ~CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) | (server & (CLIENT_PLUGIN_AUTH | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA));
-  return caps >>> 0;
 }
 
 /** A scramble for the proxy's own greeting: the client's answer to it is discarded. */

@@ -9,7 +9,7 @@ export const mysqlProtocol: ProtocolDescriptor<typeof mysqlListenerSchema> = {
   schema: mysqlListenerSchema,
   create: (listener, ctx) =>
     pipelineListener(listener, ctx, {
-      module: createMysqlProtocol({ handshakeTimeoutMs: listener.handshakeTimeoutMs, serverVersion: listener.serverVersion }),
+      module: createMysqlProtocol({ handshakeTimeoutMs: listener.handshakeTimeoutMs, serverVersion: listener.serverVersion, auth: listener.auth }),
       maxOpeningBytes: MAX_OPENING_BYTES,
     }),
 };
