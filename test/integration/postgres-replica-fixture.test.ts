@@ -1,13 +1,16 @@
 /**
  * The streaming-replica fixture of the read/write split (issue 17) works:
  * the standby is in recovery and replays the primary's writes, refuses
- * writes itself, lags while replay is paused, catches up on resume, and
+ * writes itself, runs every statement the split classifier calls a read
+ * (and refuses its writing functions with 25006), lags while replay is
+ * paused, catches up on resume, and
  * stops on its own; stop() removes both temp directories.
  */
 import assert from 'node:assert/strict';
 import { access } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { PostgresClassifier, loadPostgresParser } from '../../src/protocols/postgres/split/classify.ts';
 import { startPostgresReplica, waitUntil, type PostgresReplicaPair } from '../helpers/postgres-replica.ts';
 
 let pair: PostgresReplicaPair | null = null;
@@ -42,6 +45,41 @@ describe('postgres replica fixture', () => {
       await assert.rejects(client.query("select nextval('fixture_seq')"), { code: '25006' });
     } finally {
       await client.end();
+    }
+  });
+
+  it("the classifier's reads run on the standby; its writing functions are refused there", async (t) => {
+    if (pair === null) return t.skip('no throwaway PostgreSQL (see stderr)');
+    const { primary, standby } = pair;
+    await loadPostgresParser();
+    const classifier = new PostgresClassifier();
+    await primary.query('create table t (id int primary key, a int, b text, ts timestamptz default now()); create table u (id int, t int); create sequence s');
+    await primary.query("insert into t (id, a, b) select g, g % 7, md5(g::text) from generate_series(1, 50) g; insert into u select g, g from generate_series(1, 10) g");
+    await standby.waitForReplay();
+    const reads = [
+      'select * from t where id = 1',
+      'table t',
+      'values (1), (2)',
+      'show search_path',
+      'select count(*), sum(a), max(b), string_agg(b, $$,$$) from t',
+      'select lower(b), length(b), date_trunc($$day$$, ts), row_number() over (order by a) from t',
+      'select * from generate_series(1, 3) g join t on t.id = g',
+      'with x as (select a from t) select * from x where a > 1',
+      'select * from t where id in (select t from u) union select * from t where id = 3',
+      'explain select * from t',
+      'explain analyze select * from t',
+      'explain insert into t (id) values (99)',
+      'explain (analyze false) delete from t',
+      'select pg_is_in_recovery(), pg_last_wal_replay_lsn(), current_setting($$port$$), gen_random_uuid()',
+      'select 1; select 2',
+    ];
+    for (const sql of reads) {
+      assert.equal(classifier.classify(sql).route, 'read', sql);
+      await standby.query(sql);
+    }
+    for (const sql of ["select nextval('s')", "select setval('s', 5)", 'select txid_current()', 'select * from t for update', 'with d as (delete from t returning *) select * from d', 'select 1 into x']) {
+      assert.equal(classifier.classify(sql).route, 'primary', sql);
+      await assert.rejects(standby.query(sql), { code: '25006' }, sql);
     }
   });
 
