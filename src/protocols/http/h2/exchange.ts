@@ -29,6 +29,9 @@ import { DialError } from './dial.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
+const END_STREAM = Object.freeze({ endStream: true });
+const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
+
 const kExchange = Symbol('polyproxy.h2.exchange');
 type ExchangeStream = (ServerHttp2Stream | ClientHttp2Stream) & { [kExchange]?: H2Exchange };
 
@@ -64,6 +67,10 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   #candidate = 0;
   #telemetry: OutgoingHttpHeaders | null = null;
   #resolveStarted = 0;
+  /** HTTP/1.1 backend: the response head, sent with the first chunk or at the end (so a bodyless response is one HEADERS frame with END_STREAM). */
+  #head: OutgoingHttpHeaders | null = null;
+  /** HTTP/1.1 backend: the latest body chunk, held back so the last one goes out with end() (one DATA frame with END_STREAM). */
+  #held: Buffer | null = null;
 
   constructor(conn: H2Connection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: readonly string[]) {
     this.conn = conn;
@@ -78,8 +85,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     stream.on('error', streamOnError);
     stream.on('aborted', streamOnAborted);
     stream.on('close', streamOnClose);
-    stream.on('drain', streamOnDrain);
-    stream.on('wantTrailers', streamOnWantTrailers);
+    // 'drain' is listened for only when a write is refused, 'wantTrailers' only on the HTTP/2 backend path.
   }
 
   /** Routes the stream and sends it on. */
@@ -167,20 +173,38 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.responded = true;
-    stream.respond(responseHeaders(statusCode, headers, this.#telemetry));
+    this.#head = responseHeaders(statusCode, headers, this.#telemetry);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const stream = this.stream;
     if (this.done || stream.writableEnded || stream.destroyed) return;
-    if (!stream.write(chunk)) controller.pause();
+    const head = this.#head;
+    if (head !== null) {
+      this.#head = null;
+      stream.respond(head);
+    }
+    const held = this.#held;
+    this.#held = chunk;
+    if (held !== null && !stream.write(held)) {
+      controller.pause();
+      stream.once('drain', streamOnDrain);
+    }
   }
 
   onResponseEnd(): void {
     this.#controller = null;
     if (this.done) return;
     this.done = true;
-    if (!this.stream.writableEnded) this.stream.end();
+    const stream = this.stream;
+    const head = this.#head;
+    const held = this.#held;
+    this.#head = null;
+    this.#held = null;
+    if (stream.destroyed || stream.writableEnded) return;
+    if (head !== null) stream.respond(head, END_STREAM);
+    else if (held !== null) stream.end(held);
+    else stream.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -244,10 +268,11 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     const stream = this.stream;
     if (upstream.endAfterHeaders) {
       // Trailers-only (a gRPC status in the one HEADERS frame): it passes as such.
-      stream.respond(responseHeaders(status, headers, this.#telemetry), { endStream: true });
+      stream.respond(responseHeaders(status, headers, this.#telemetry), END_STREAM);
       return;
     }
-    stream.respond(responseHeaders(status, headers, this.#telemetry), { waitForTrailers: true });
+    stream.on('wantTrailers', streamOnWantTrailers);
+    stream.respond(responseHeaders(status, headers, this.#telemetry), WAIT_FOR_TRAILERS);
     upstream.pipe(stream);
   }
 
