@@ -1,5 +1,5 @@
 /** Resident memory of a process, from /proc/<pid>/status. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { sleep } from './net.ts';
 
 /** VmRSS in KiB. */
@@ -47,4 +47,33 @@ export function readCpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // fields[0] is field 3 (state): utime is field 14, stime field 15.
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU (user + system, seconds) of `pid` and its live descendants (a supervisor and its workers). */
+export function readTreeCpuSeconds(pid: number): number {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid);
+      if (list === undefined) children.set(ppid, [Number(entry)]);
+      else list.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  let total = 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop() as number;
+    try {
+      total += readCpuSeconds(p);
+    } catch {
+      continue;
+    }
+    for (const c of children.get(p) ?? []) stack.push(c);
+  }
+  return total;
 }

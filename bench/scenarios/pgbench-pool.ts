@@ -5,7 +5,11 @@
  * vs direct, one run each; then `-M prepared` through polyproxy alone
  * (Debian's PgBouncer 1.18 predates protocol-level prepared statements in
  * transaction mode). TPS and the proxy's CPU µs per transaction. Target
- * (issue 24): polyproxy ≥ 0.9× PgBouncer on one worker.
+ * (issue 24): polyproxy ≥ 0.9× PgBouncer on one worker, above it with two.
+ *
+ * The two-worker row runs `workers: 2` unpinned (both cores; pools are per
+ * worker, so `size: 10` each: 20 server connections in all, as PgBouncer's)
+ * and counts the CPU of the supervisor and both workers.
  *
  * Direct runs 20 clients, not 100: the shared PostgreSQL allows 100
  * connections in all (other work uses some), and 20 is what both poolers
@@ -15,7 +19,7 @@
  */
 import { progress } from '../lib/progress.ts';
 import { runChecked, runCommand } from '../lib/process.ts';
-import { readCpuSeconds } from '../lib/rss.ts';
+import { readCpuSeconds, readTreeCpuSeconds } from '../lib/rss.ts';
 import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { num, ratio } from '../lib/table.ts';
 import { freePort } from '../lib/net.ts';
@@ -62,12 +66,13 @@ function args(port: number, seconds: number, clients: number, mode: string): str
   return ['-S', '-n', '-M', mode, '-c', String(clients), '-j', String(THREADS), '-T', String(seconds), '-h', PG_HOST, '-p', String(port), '-U', 'postgres', DATABASE];
 }
 
-async function runPgbench(port: number, seconds: number, clients: number, mode: string, proxyPid: number | null): Promise<RunResult> {
-  const cpuBefore = proxyPid === null ? 0 : readCpuSeconds(proxyPid);
+async function runPgbench(port: number, seconds: number, clients: number, mode: string, proxyPid: number | null, tree = false): Promise<RunResult> {
+  const cpuOf = tree ? readTreeCpuSeconds : readCpuSeconds;
+  const cpuBefore = proxyPid === null ? 0 : cpuOf(proxyPid);
   const started = Date.now();
   const r = await runCommand('pgbench', args(port, seconds, clients, mode), { name: 'pgbench', env: { ...process.env, PGPASSWORD: PASSWORD } });
   const elapsed = (Date.now() - started) / 1000;
-  const cpu = proxyPid === null ? 0 : readCpuSeconds(proxyPid) - cpuBefore;
+  const cpu = proxyPid === null ? 0 : cpuOf(proxyPid) - cpuBefore;
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout);
   if (r.code !== 0 || tps === null) throw new Error(`pgbench -M ${mode} on port ${port} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
   const processed = /number of transactions actually processed: (\d+)/.exec(r.stdout);
@@ -111,25 +116,47 @@ export const pgbenchPoolScenario: Scenario = {
         ],
       });
       started.push(polyproxy);
+      const port2 = await freePort();
+      const polyproxy2 = await startPolyproxyWithConfig(
+        { ...ctx, proxyCpu: -1 },
+        {
+          workers: 2,
+          security: { allowBackends: ['127.0.0.0/8'] },
+          routes: { [DATABASE]: `${PG_HOST}:${PG_PORT}` },
+          listeners: [
+            {
+              name: 'pg',
+              protocol: 'postgres',
+              host: '127.0.0.1',
+              port: port2,
+              auth: { users: { postgres: { password: PASSWORD } } },
+              pool: { mode: 'transaction', size: POOL / 2, maxClientConnections: 1000, queueTimeoutMs: 30000 },
+            },
+          ],
+        },
+        'polyproxy-2w',
+      );
+      started.push(polyproxy2);
       const pgbouncer = await startPgbouncer(ctx, { databases: { [DATABASE]: `host=${PG_HOST} port=${PG_PORT}` }, poolMode: 'transaction', maxClientConn: 200, defaultPoolSize: POOL });
       started.push(pgbouncer);
       const targets = [
-        { key: 'direct', label: `direct (PostgreSQL, ${DIRECT_CLIENTS} clients)`, port: PG_PORT, pid: null, clients: DIRECT_CLIENTS, mode: 'extended' },
-        { key: 'polyproxy', label: 'polyproxy (transaction pool 20)', port: polyproxy.port, pid: polyproxy.pid, clients: CLIENTS, mode: 'extended' },
-        { key: 'pgbouncer', label: 'PgBouncer (transaction pool 20)', port: pgbouncer.port, pid: pgbouncer.pid, clients: CLIENTS, mode: 'extended' },
-        { key: 'polyproxyPrepared', label: 'polyproxy -M prepared (transaction pool 20)', port: polyproxy.port, pid: polyproxy.pid, clients: CLIENTS, mode: 'prepared' },
+        { key: 'direct', label: `direct (PostgreSQL, ${DIRECT_CLIENTS} clients)`, port: PG_PORT, pid: null, clients: DIRECT_CLIENTS, mode: 'extended', tree: false },
+        { key: 'polyproxy', label: 'polyproxy (transaction pool 20)', port: polyproxy.port, pid: polyproxy.pid, clients: CLIENTS, mode: 'extended', tree: false },
+        { key: 'polyproxy2', label: 'polyproxy, workers: 2 (pool 10 per worker, unpinned)', port: polyproxy2.port, pid: polyproxy2.pid, clients: CLIENTS, mode: 'extended', tree: true },
+        { key: 'pgbouncer', label: 'PgBouncer (transaction pool 20)', port: pgbouncer.port, pid: pgbouncer.pid, clients: CLIENTS, mode: 'extended', tree: false },
+        { key: 'polyproxyPrepared', label: 'polyproxy -M prepared (transaction pool 20)', port: polyproxy.port, pid: polyproxy.pid, clients: CLIENTS, mode: 'prepared', tree: false },
       ] as const;
       if (warmup > 0) {
         for (const t of targets) {
           progress(`pgbench-pool: warm-up ${t.label} (${warmup} s)`);
           // On a busy machine 100 logins may take the whole warm-up: a warm-up without a figure is fine.
-          await runPgbench(t.port, warmup, t.clients, t.mode, t.pid).catch(() => undefined);
+          await runPgbench(t.port, warmup, t.clients, t.mode, t.pid, t.tree).catch(() => undefined);
         }
       }
       const results = new Map<string, RunResult>();
       for (const t of targets) {
         progress(`pgbench-pool: ${t.label} (${duration} s)`);
-        results.set(t.key, await runPgbench(t.port, duration, t.clients, t.mode, t.pid));
+        results.set(t.key, await runPgbench(t.port, duration, t.clients, t.mode, t.pid, t.tree));
       }
       const get = (key: string): RunResult => results.get(key) as RunResult;
       const poly = get('polyproxy');
@@ -139,8 +166,10 @@ export const pgbenchPoolScenario: Scenario = {
         const r = get(t.key);
         return [t.label, `-M ${t.mode} -c ${t.clients}`, num(r.tps), ratio(r.tps, bouncer.tps), r.proxyCpu === null ? '—' : `${Math.round(r.proxyCpu * 100)} %`, r.usPerTx === null ? '—' : num(r.usPerTx, 1), String(r.failed)];
       });
+      const poly2 = get('polyproxy2');
       const met = poly.tps >= 0.9 * bouncer.tps;
-      const verdict = `${met ? 'Target met' : 'Target missed'}: polyproxy ${num(poly.tps)} TPS = ${ratio(poly.tps, bouncer.tps)} PgBouncer (target ≥ 0.90×) at ${num(poly.usPerTx ?? NaN, 1)} vs ${num(bouncer.usPerTx ?? NaN, 1)} CPU µs/tx; -M prepared ${num(get('polyproxyPrepared').tps)} TPS`;
+      const met2 = poly2.tps > bouncer.tps;
+      const verdict = `${met ? 'Target met' : 'Target missed'}: polyproxy ${num(poly.tps)} TPS = ${ratio(poly.tps, bouncer.tps)} PgBouncer (target ≥ 0.90×) at ${num(poly.usPerTx ?? NaN, 1)} vs ${num(bouncer.usPerTx ?? NaN, 1)} CPU µs/tx; two workers ${num(poly2.tps)} TPS = ${ratio(poly2.tps, bouncer.tps)} (target > 1.00×: ${met2 ? 'met' : 'missed'}); -M prepared ${num(get('polyproxyPrepared').tps)} TPS`;
       return {
         title: 'pgbench -S through a transaction pool of 20, 100 clients',
         verdict,
@@ -148,15 +177,16 @@ export const pgbenchPoolScenario: Scenario = {
         notes: [
           `\`pgbench ${args(0, duration, CLIENTS, 'extended').join(' ').replace('-p 0', '-p <port>')}\`, one run per target after a ${warmup} s warm-up; TPS is pgbench's "without initial connection time".`,
           `Direct runs ${DIRECT_CLIENTS} clients: the shared PostgreSQL's max_connections (100) cannot take 100 more; it is the no-pooler reference (${num(direct.tps)} TPS), not a like-for-like client count.`,
-          `polyproxy: one worker, \`auth\` (clients log in with SCRAM once per connection) and \`pool: { mode: transaction, size: ${POOL} }\`; PgBouncer: auth_type trust, pool_mode transaction, default_pool_size ${POOL}. Both ${ctx.proxyCpu < 0 ? 'unpinned' : `pinned to CPU ${ctx.proxyCpu}`}; pgbench and PostgreSQL float.`,
+          `polyproxy: one worker, \`auth\` (clients log in with SCRAM once per connection) and \`pool: { mode: transaction, size: ${POOL} }\`; PgBouncer: auth_type trust, pool_mode transaction, default_pool_size ${POOL}. Both ${ctx.proxyCpu < 0 ? 'unpinned' : `pinned to CPU ${ctx.proxyCpu}`}; pgbench and PostgreSQL float. The two-worker row: \`workers: 2\`, unpinned, \`size: ${POOL / 2}\` per worker (pools are per worker: ${POOL} server connections in all); its CPU is the supervisor's and both workers'.`,
           `Database ${DATABASE}: \`pgbench -i -s ${SCALE}\` (${dbState} this run). PostgreSQL ${serverVersion}; ${pgbenchVersion}; ${pgbouncerVersion}.`,
         ],
         data: {
           settings: { duration, warmup, clients: CLIENTS, directClients: DIRECT_CLIENTS, threads: THREADS, pool: POOL, proxyCpu: ctx.proxyCpu },
           versions: { pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion, postgres: serverVersion },
           results: Object.fromEntries(results),
-          ratios: { polyproxyToPgbouncer: poly.tps / bouncer.tps, cpuPerTxToPgbouncer: (poly.usPerTx ?? NaN) / (bouncer.usPerTx ?? NaN) },
+          ratios: { polyproxyToPgbouncer: poly.tps / bouncer.tps, twoWorkersToPgbouncer: poly2.tps / bouncer.tps, cpuPerTxToPgbouncer: (poly.usPerTx ?? NaN) / (bouncer.usPerTx ?? NaN) },
           targetMet: met,
+          twoWorkersAbovePgbouncer: met2,
         },
       };
     } finally {

@@ -61,7 +61,7 @@ import {
   readErrorFields,
   readyForQuery,
 } from './messages.ts';
-import { READ_BACK_QUERY, UNREPORTED, readBackRow, replayStatements, trackedName } from './parameters.ts';
+import { READ_BACK_QUERY, UNREPORTED, fingerprint, readBackRow, replayStatements, trackedName } from './parameters.ts';
 import type { ParameterValues } from './parameters.ts';
 import { ClientStatements } from './prepared-statements.ts';
 import type { Statement } from './prepared-statements.ts';
@@ -109,6 +109,8 @@ export class ClientSession implements PoolClient, ServerUser {
   readonly statements: ClientStatements;
   /** What the client's session parameters are (tracked ones). */
   readonly desired: ParameterValues;
+  /** fingerprint(desired), or null when desired changed since it was taken. */
+  #desiredKey: string | null = null;
   readonly #startup: ParameterValues;
   readonly #key: { processId: number; secretKey: Buffer; hex: string };
   // Waiter fields (wait-queue.ts).
@@ -483,8 +485,13 @@ export class ClientSession implements PoolClient, ServerUser {
     this.#serverFatal = null;
     if (server.socket.isPaused()) server.socket.resume();
     if (this.phase === LOGIN) this.#initDesired();
-    const replay = replayStatements(this.desired, server.params);
-    if (replay !== null) this.#ownQuery(replay, false);
+    // In step when the fingerprints match (the common case: every client of a pool runs the same parameters).
+    const key = this.#desiredKey ?? (this.#desiredKey = fingerprint(this.desired));
+    if (server.paramsKey !== key) {
+      const replay = replayStatements(this.desired, server.params);
+      server.paramsKey = key; // replayStatements brought its params to desired
+      if (replay !== null) this.#ownQuery(replay, false);
+    }
     if (this.phase === LOGIN) {
       if (this.#swallow === 0) this.#greet();
       else this.#flushServer();
@@ -503,6 +510,7 @@ export class ClientSession implements PoolClient, ServerUser {
       else this.desired.set(name, welcome?.get(name) ?? value);
     }
     for (const [name, value] of this.#startup) if (!this.desired.has(name)) this.desired.set(name, value);
+    this.#desiredKey = null;
   }
 
   /** Sends one of the pool's own queries; its answers are swallowed up to its ReadyForQuery. */
@@ -527,6 +535,7 @@ export class ClientSession implements PoolClient, ServerUser {
     }
     // Tracked values as the server now reports them are the client's.
     for (const [name, value] of server.params) if (value !== null && !UNREPORTED.includes(name as (typeof UNREPORTED)[number])) this.desired.set(name, value);
+    this.#desiredKey = null;
     const key = backendKeyData(this.#key.processId, this.#key.secretKey);
     out.bytes(key, 0, key.length);
     const ready = readyForQuery(STATUS_IDLE);
@@ -663,6 +672,8 @@ export class ClientSession implements PoolClient, ServerUser {
         if (this.#readBack) {
           readBackRow(body, start, end, this.desired, null);
           for (const name of UNREPORTED) server.params.set(name, this.desired.get(name) ?? null);
+          this.#desiredKey = null;
+          server.paramsKey = null;
         }
         return;
       case T_ERROR: {
@@ -706,7 +717,11 @@ export class ClientSession implements PoolClient, ServerUser {
     const valueEnd = cstringEnd(body, nameEnd + 1, end);
     const value = body.toString('utf8', nameEnd + 1, valueEnd < 0 ? end : valueEnd);
     server.params.set(tracked, value);
-    if (!this.#resetting) this.desired.set(tracked, value);
+    server.paramsKey = null;
+    if (!this.#resetting) {
+      this.desired.set(tracked, value);
+      this.#desiredKey = null;
+    }
   }
 
   /** Transaction mode: gives the server back when the client's transaction is over and nothing is in flight. */
@@ -829,6 +844,7 @@ export class ClientSession implements PoolClient, ServerUser {
     this.#resetting = true;
     this.#ownQuery('DISCARD ALL', false);
     for (const name of UNREPORTED) server.params.set(name, null);
+    server.paramsKey = null;
     this.#flushServer();
   }
 }

@@ -13,11 +13,19 @@
  * allocates nothing per message.
  *
  * `Outbox` collects the bytes to write to one socket during one read
- * callback and writes them with one write() at the end; its memory is
+ * callback and writes them with one write at the end; its memory is
  * reused unless the kernel kept the previous write queued (then the queued
- * write keeps it and a new one takes its place).
+ * write keeps it and a new one takes its place). On a plain TCP socket the
+ * write goes straight to the libuv handle (core/io/stream-handle.ts, as the
+ * relay does: no Writable state, no WriteWrap per write); a write libuv has
+ * to queue reports false, and its completion emits the socket's 'drain'
+ * (where the session's backpressure handlers already listen).
  */
 import type { Socket } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { directHandleOf, newWriteReq, releaseWriteReq, writeReqOwner, writeToHandle, WRITE_DONE, WRITE_QUEUED } from '../../../core/io/stream-handle.ts';
+import type { StreamHandle, WriteReq } from '../../../core/io/stream-handle.ts';
+import { ioSupport } from '../../../core/io/support.ts';
 
 /** What to do with a message, decided from its header. */
 export const PASS = 0;
@@ -172,6 +180,11 @@ export class MessageReader {
 export class Outbox {
   #buf: Buffer;
   length = 0;
+  /** The socket flushed to last, its direct handle (null: none) and write requests. */
+  #socket: Socket | null = null;
+  #handle: StreamHandle | null = null;
+  #req: WriteReq | null = null;
+  #pending: WriteReq | null = null;
 
   constructor(size = 16 * 1024) {
     this.#buf = Buffer.allocUnsafeSlow(size);
@@ -232,18 +245,68 @@ export class Outbox {
 
   /**
    * Writes what was collected to `socket` and empties the box. Returns
-   * write()'s answer (false: the socket's buffer is full; wait for 'drain').
+   * false when the socket cannot take more now (wait for its 'drain').
    */
   flush(socket: Socket): boolean {
     if (this.length === 0) return true;
     const n = this.length;
     this.length = 0;
     if (socket.destroyed) return true;
-    const ok = socket.write(this.#buf.subarray(0, n));
+    const chunk = this.#buf.subarray(0, n);
+    if (this.#pending === null && ioSupport.directIo && socket.writableLength === 0 && !socket.writableEnded) {
+      let handle = this.#handle;
+      if (this.#socket !== socket) {
+        this.#socket = socket;
+        this.#handle = handle = directHandleOf(socket);
+        this.#req = null;
+      }
+      if (handle !== null) {
+        let req = this.#req;
+        if (req === null) req = this.#req = newWriteReq(handle, this, outboxWriteComplete);
+        const result = writeToHandle(req, chunk);
+        if (result === WRITE_DONE) return true;
+        if (result !== WRITE_QUEUED) {
+          socket.destroy(writeError(result));
+          return true;
+        }
+        // Queued: the request keeps this memory until it completes.
+        this.#pending = req;
+        this.#req = null;
+        this.#buf = Buffer.allocUnsafeSlow(this.#buf.length);
+        return false;
+      }
+    }
+    const ok = socket.write(chunk);
     // A write the kernel did not take at once keeps pointing at this memory.
     if (socket.writableLength > 0) this.#buf = Buffer.allocUnsafeSlow(this.#buf.length);
     return ok;
   }
+
+  /** A queued direct write finished (outboxWriteComplete). */
+  writeComplete(req: WriteReq, status: number): void {
+    releaseWriteReq(req);
+    this.#pending = null;
+    const socket = this.#socket;
+    if (socket === null || socket.destroyed) return;
+    if (status < 0) {
+      socket.destroy(writeError(status));
+      return;
+    }
+    if (socket.writableLength === 0) socket.emit('drain');
+  }
+}
+
+function outboxWriteComplete(this: WriteReq, status: number): void {
+  (writeReqOwner(this) as Outbox).writeComplete(this, status);
+}
+
+function writeError(status: number): NodeJS.ErrnoException {
+  const code = getSystemErrorName(status);
+  const err: NodeJS.ErrnoException = new Error(`write ${code}`);
+  err.errno = status;
+  err.code = code;
+  err.syscall = 'write';
+  return err;
 }
 
 /** Where the NUL ending the string at `start` is, or -1. */

@@ -32,6 +32,24 @@ export function trackedName(name: string): string | undefined {
 /** Values by canonical name; absent or null = the server's default. */
 export type ParameterValues = Map<string, string | null>;
 
+const TRACKED: readonly string[] = [...REPORTED, ...UNREPORTED];
+
+/**
+ * One string per set of tracked values: two sets are in step exactly when
+ * their fingerprints are equal (values are C strings, never NUL; null and
+ * absent are both the server's default). Sessions cache it and drop the
+ * cache when a value changes, so a handover compares two strings instead
+ * of every parameter.
+ */
+export function fingerprint(values: ParameterValues): string {
+  let key = '';
+  for (const name of TRACKED) {
+    const value = values.get(name);
+    key += value === undefined || value === null ? '-\0' : `=${value}\0`;
+  }
+  return key;
+}
+
 /** True when `server` runs with every value `client` relies on. */
 export function inStep(client: ParameterValues, server: ParameterValues): boolean {
   for (const [name, value] of client) if ((server.get(name) ?? null) !== value) return false;

@@ -52,6 +52,8 @@ export class ServerConnection {
   readonly secretKey: Buffer;
   /** Tracked parameters as this connection runs them (parameters.ts). */
   readonly params: ParameterValues;
+  /** fingerprint(params), or null when params changed since it was taken (parameters.ts). */
+  paramsKey: string | null = null;
   /** Server-side statement names prepared here (prepared-statements.ts). */
   readonly prepared = new Set<string>();
   readonly reader: MessageReader;

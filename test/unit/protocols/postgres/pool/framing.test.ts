@@ -1,7 +1,9 @@
 /** MessageReader: headers both ways, PASS streamed, WHOLE collected, split at every offset; Outbox framing; bad lengths refused. */
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
+import net from 'node:net';
 import type { Socket } from 'node:net';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { FramingError, MessageReader, Outbox, PASS, WHOLE, cstringEnd } from '../../../../../src/protocols/postgres/pool/framing.ts';
 import type { MessageOwner } from '../../../../../src/protocols/postgres/pool/framing.ts';
@@ -107,6 +109,46 @@ describe('Outbox', () => {
     const out = Buffer.concat(written);
     assert.deepEqual(out.subarray(0, 11), message('C', 'Spp_1\0'));
     assert.deepEqual(out.subarray(11), Buffer.from([0x79, 0x7a, 0xff, 0xff, 0, 0, 0, 7]));
+  });
+
+  it('on a TCP socket: a write the kernel cannot take reports false, then drain; every byte arrives in order', async () => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const accepted = once(server, 'connection');
+    const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    const [peer] = (await accepted) as [Socket];
+    peer.pause(); // the kernel buffers fill up
+    const box = new Outbox(1024);
+    const chunk = Buffer.alloc(64 * 1024);
+    const sent: Buffer[] = [];
+    let ok = true;
+    for (let i = 0; ok && i < 1000; i++) {
+      chunk.fill(i & 0xff);
+      box.bytes(chunk, 0, chunk.length);
+      sent.push(Buffer.from(chunk));
+      ok = box.flush(socket);
+    }
+    assert.equal(ok, false, 'the socket never pushed back');
+    const drained = once(socket, 'drain');
+    const received: Buffer[] = [];
+    const total = sent.length * chunk.length;
+    let got = 0;
+    const all = new Promise<void>((resolve) => {
+      peer.on('data', (d: Buffer) => {
+        received.push(d);
+        got += d.length;
+        if (got >= total) resolve();
+      });
+    });
+    peer.resume();
+    await drained;
+    await all;
+    assert.ok(Buffer.concat(received).equals(Buffer.concat(sent)));
+    socket.destroy();
+    peer.destroy();
+    server.close();
   });
 });
 

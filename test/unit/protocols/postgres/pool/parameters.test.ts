@@ -1,7 +1,8 @@
 /** Parameter tracking: what a server connection needs to run as the client expects, startup parameters, read-back rows. */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { READ_BACK_QUERY, UNREPORTED, inStep, literal, readBackRow, replayStatements, startupParameters, trackedName } from '../../../../../src/protocols/postgres/pool/parameters.ts';
+import { describe, it, test } from 'node:test';
+import { READ_BACK_QUERY, UNREPORTED, fingerprint, inStep, literal, readBackRow, replayStatements, startupParameters, trackedName } from '../../../../../src/protocols/postgres/pool/parameters.ts';
+import type { ParameterValues } from '../../../../../src/protocols/postgres/pool/parameters.ts';
 
 describe('parameters', () => {
   it('tracked names are case-insensitive and canonical', () => {
@@ -60,4 +61,17 @@ describe('parameters', () => {
     assert.equal(target.get(UNREPORTED[1] as string), null);
     assert.equal(target.get('statement_timeout'), null, 'equal to the default: null');
   });
+});
+
+test('fingerprint: equal exactly when replayStatements finds nothing to replay', () => {
+  const a: ParameterValues = new Map([['application_name', 'pgbench'], ['search_path', null]]);
+  const b: ParameterValues = new Map([['application_name', 'pgbench']]);
+  assert.equal(fingerprint(a), fingerprint(b));
+  assert.equal(replayStatements(a, new Map(b)), null);
+  const c: ParameterValues = new Map([['application_name', 'pgbench'], ['search_path', 'x']]);
+  assert.notEqual(fingerprint(a), fingerprint(c));
+  assert.notEqual(replayStatements(a, new Map(c)), null);
+  // A value is not confused with the default nor with another name's value.
+  assert.notEqual(fingerprint(new Map([['TimeZone', '-']])), fingerprint(new Map()));
+  assert.notEqual(fingerprint(new Map([['TimeZone', 'UTC']])), fingerprint(new Map([['DateStyle', 'UTC']])));
 });
