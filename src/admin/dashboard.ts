@@ -249,8 +249,9 @@ const SCRIPT = String.raw`
       cell(tr, 'resource-total', fmtInt(r.total), r.total);
       cell(tr, 'resource-bytes-in', fmtBytes(r.bytesIn), r.bytesIn);
       cell(tr, 'resource-bytes-out', fmtBytes(r.bytesOut), r.bytesOut);
+      cell(tr, 'resource-limited', fmtInt(r.limited || 0), r.limited || 0);
       return tr;
-    }), 5, 'no traffic yet');
+    }), 6, 'no traffic yet');
 
     fill('pools-body', (s.pools || []).map(function (p) {
       var tr = el('tr', { 'data-testid': 'pool-row', 'data-pool': p.listener + ' ' + p.pool });
@@ -439,7 +440,7 @@ const BODY = String.raw`
     <section class="panel">
       <h2>Top resources</h2>
       <div class="table-wrap"><table data-testid="resources">
-        <thead><tr><th>Resource</th><th>Open</th><th>Total</th><th>Bytes in</th><th>Bytes out</th></tr></thead>
+        <thead><tr><th>Resource</th><th>Open</th><th>Total</th><th>Bytes in</th><th>Bytes out</th><th title="sessions and requests refused by tenant limits">Limited</th></tr></thead>
         <tbody data-testid="resources-body"></tbody>
       </table></div>
     </section>

@@ -19,6 +19,7 @@
  * then holds per instance, not per fleet — and counts
  * `polyproxy_fleet_fallbacks_total{feature="counters"}`.
  */
+import type { LimitStore } from '../core/limits/store.ts';
 import type { Fleet } from './fleet.ts';
 import { fleetFallbacks } from './metrics.ts';
 
@@ -211,3 +212,16 @@ export function setSharedCounters(next: FleetCounters | null): void {
 export function currentCounters(): FleetCounters | null {
   return counters;
 }
+
+/**
+ * Tenant limits' store when the fleet is configured (`cluster`): every call
+ * goes to whichever counters are current (the fleet's once it started,
+ * local ones before and after), so a tenant's concurrent count and
+ * connection rate hold across instances — one Lua round trip per admitted
+ * connection, local answers while Redis is down.
+ */
+export const fleetLimitStore: LimitStore = {
+  acquire: (tenant, max) => sharedCounters().acquire(tenant, max),
+  release: (tenant) => sharedCounters().release(tenant),
+  take: (key, ratePerSecond, burst, n) => sharedCounters().take(key, ratePerSecond, burst, n),
+};

@@ -20,6 +20,7 @@ import type { StatsProvider } from '../core/metrics.ts';
 import { resources } from '../core/resource-stats.ts';
 import { poolRows } from '../protocols/postgres/pool/stats.ts';
 import type { Route } from '../core/resolver.ts';
+import { localLimitStore } from '../core/limits/store.ts';
 import { TenantLimits } from '../core/limits/tenant-limits.ts';
 import { Router } from '../core/router.ts';
 import type { ResolverSource } from '../core/router.ts';
@@ -32,7 +33,7 @@ import { HttpResolver } from '../resolvers/http.ts';
 import { RedisResolver } from '../resolvers/redis.ts';
 import { ActivityTracker } from '../core/activity.ts';
 import { packageVersion } from '../core/version.ts';
-import { FleetCounters, setSharedCounters } from '../fleet/counters.ts';
+import { FleetCounters, fleetLimitStore, setSharedCounters } from '../fleet/counters.ts';
 import { Fleet, defaultInstanceId } from '../fleet/fleet.ts';
 import type { InstanceView } from '../fleet/fleet.ts';
 import { setFleet } from '../fleet/index.ts';
@@ -106,7 +107,8 @@ async function buildRouting(config: Config, health: EndpointHealth, coldStarts: 
   }
   if (http !== undefined) sources.push({ name: 'http', resolver: new HttpResolver({ url: http.url, timeoutMs: http.timeoutMs, track: http.track }) });
   sources.push({ name: 'routes', resolver: new StaticRoutes(config.routes) });
-  const limits = config.limits === undefined ? undefined : new TenantLimits(config.limits);
+  // With a fleet, concurrent counts and connection rates are the fleet's (Redis), not this process's.
+  const limits = config.limits === undefined ? undefined : new TenantLimits(config.limits, config.cluster === undefined ? localLimitStore : fleetLimitStore);
   const routerOptions = { limits, guard, cacheTtlMs: config.cache.ttlSeconds * 1000, cacheMaxEntries: config.cache.maxEntries, resolveTimeoutMs: config.resolver.timeoutMs, health, probeKinds: HEALTH_PROBES, coldStarts };
   const router = new Router({ ...routerOptions, sources });
   // A listener's fixed backend is written by the operator, not chosen by a

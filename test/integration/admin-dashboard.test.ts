@@ -47,7 +47,7 @@ class LiveSource implements AdminSource {
     { endpoint: '127.0.0.1:3002', state: 'half-open', healthy: null, failures: 1, lastProbeAt: null },
   ];
   readonly resources = [
-    { resourceId: 'shop', open: 4, total: 100, bytesIn: 900_000, bytesOut: 9_000_000 },
+    { resourceId: 'shop', open: 4, total: 100, bytesIn: 900_000, bytesOut: 9_000_000, limited: 7 },
     { resourceId: '<b>blog</b>', open: 1, total: 60, bytesIn: 1000, bytesOut: 2000 },
   ];
   readonly cache = { entries: 12, hits: 300, misses: 100 };
@@ -179,6 +179,8 @@ describe('admin dashboard in headless Chromium', () => {
       halfProbe: endpoint('127.0.0.1:3002', 'last-probe'),
       shopOpen: resource('shop', 'open'),
       shopOut: resource('shop', 'bytes-out'),
+      shopLimited: resource('shop', 'limited'),
+      blogLimited: resource('<b>blog</b>', 'limited'),
       blogId: resource('<b>blog</b>', 'id'),
       poolName: pool('pg shop/app@127.0.0.1:5432', 'name'),
       poolActive: pool('pg shop/app@127.0.0.1:5432', 'clients-active'),
@@ -211,6 +213,7 @@ describe('admin dashboard in headless Chromium', () => {
     assert.deepEqual([f.halfState.text, f.halfHealth.text, f.halfProbe.text], ['half-open', 'unknown', 'never']);
     assert.match(f.halfState.cls, /\bwarn\b/);
     assert.deepEqual([f.shopOpen.text, f.shopOut.text], ['4', '8.58 MiB']);
+    assert.deepEqual([f.shopLimited.text, f.blogLimited.text], ['7', '0'], 'refusals by tenant limits per resource');
     assert.equal(f.blogId.text, '<b>blog</b>', 'resource ids are text, not markup');
     assert.deepEqual([f.poolName.text, f.poolActive.text, f.poolWaiting.text, f.poolIdle.text, f.poolTx.text], ['shop/app@127.0.0.1:5432', '3', '2', '1', '1,234']);
     assert.equal(f.ratio.text, '75.0%');

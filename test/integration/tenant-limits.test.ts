@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
@@ -184,6 +185,34 @@ test('http: curl past requestsPerSecond gets 429 with Retry-After; another tenan
     assert.match(third, /\r\nretry-after: 2\r\n/i);
     assert.match(await curl('fast.test'), /^HTTP\/1\.1 200/);
   } finally {
+    await proxy.drain(1000);
+    backend.server.close();
+  }
+});
+
+test("http/2: a stream past requestsPerSecond gets 429 with retry-after; another tenant's streams on the same connection are served", async () => {
+  const backend = await bigBackend();
+  const proxy = await httpProxy(backend.port, { tenants: { 'slow.test': { requestsPerSecond: 0.5, requestsBurst: 2 } } });
+  const session = http2.connect(`http://127.0.0.1:${proxy.bound[0]?.port}`);
+  const get = (authority: string): Promise<http2.IncomingHttpHeaders> =>
+    new Promise((resolve, reject) => {
+      const stream = session.request({ ':path': '/', ':authority': authority });
+      stream.once('response', (headers) => {
+        stream.resume();
+        stream.once('close', () => resolve(headers));
+      });
+      stream.once('error', reject);
+      stream.end();
+    });
+  try {
+    assert.equal((await get('slow.test'))[':status'], 200);
+    assert.equal((await get('slow.test'))[':status'], 200);
+    const third = await get('slow.test');
+    assert.equal(third[':status'], 429);
+    assert.equal(third['retry-after'], '2');
+    assert.equal((await get('fast.test'))[':status'], 200);
+  } finally {
+    session.close();
     await proxy.drain(1000);
     backend.server.close();
   }

@@ -20,6 +20,7 @@ import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorPage } from '../../../core/http-error-response.ts';
+import { routeOnlyLimits } from '../../../core/limits/tenant-limits.ts';
 import type { RouteDecision } from '../../../core/router.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Connection } from './front.ts';
@@ -128,6 +129,15 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   #routed(decision: RouteDecision): void {
     if (this.done) return;
     const conn = this.conn;
+    // A tenant with limits: its requestsPerSecond per stream, as per HTTP/1.1 request (429 + Retry-After; gRPC 8 RESOURCE_EXHAUSTED).
+    const limits = decision.entry.limits ?? null;
+    if (limits !== null) {
+      const refusal = (conn.core.router.limits ?? routeOnlyLimits).request(decision.entry.resourceId, limits);
+      if (refusal !== null) {
+        this.fail(refusal);
+        return;
+      }
+    }
     conn.core.served(decision.entry.resourceId);
     conn.counters.requestsH2++;
     this.#decision = decision;
