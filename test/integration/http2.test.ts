@@ -196,6 +196,22 @@ describe('http listener: HTTP/2', () => {
     assert.equal(sample(now, 'polyproxy_http_requests_total', { listener: 'h2c', version: 'h2' }) - sample(before, 'polyproxy_http_requests_total', { listener: 'h2c', version: 'h2' }), 2);
   });
 
+  it('HEAD over HTTP/2 to an HTTP/1.1 backend: the head with its content-length, no body (node:http2 ends a HEAD stream\'s writable side up front)', async () => {
+    const session = await connect(`http://127.0.0.1:${h2c}`);
+    try {
+      const reply = await get(session, 'a.test', '/head', { ':method': 'HEAD' });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.body, '');
+      assert.ok(Number(reply.headers['content-length']) > 0, 'the backend\'s content-length passes');
+      // The connection goes on serving.
+      assert.equal((JSON.parse((await get(session, 'b.test', '/after')).body) as Echo).tag, 'B');
+    } finally {
+      await close(session);
+    }
+    const out = await execFileAsync('curl', ['-s', '-I', '--max-time', '5', '--http2-prior-knowledge', '-H', 'Host: a.test', `http://127.0.0.1:${h2c}/head`]);
+    assert.match(out.stdout, /^HTTP\/2 200/);
+  });
+
   it('curl --http2 over TLS: ALPN h2, two tenants by :authority over one connection, X-Forwarded-Proto https', async () => {
     const before = await scrape();
     const [one, two] = await curlTwoTenants(`https://127.0.0.1:${tls}`, ['--http2', '--cacert', pki.caCert]);

@@ -211,8 +211,11 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     const held = this.#held;
     this.#head = null;
     this.#held = null;
-    if (stream.destroyed || stream.writableEnded) return;
+    if (stream.destroyed) return;
+    // node:http2 ends the writable side of a HEAD request's stream up front: its response is
+    // headers only, so the head still has to go out even though writableEnded is already true.
     if (head !== null) stream.respond(head, END_STREAM);
+    else if (stream.writableEnded) return;
     else if (held !== null) stream.end(held);
     else stream.end();
   }
