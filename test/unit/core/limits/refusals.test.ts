@@ -8,6 +8,11 @@ import { encodeErrorReply } from '../../../../src/protocols/mongodb/errors.ts';
 import { encodeFailure as mysqlFailure } from '../../../../src/protocols/mysql/errors.ts';
 import { encodeError as pgError } from '../../../../src/protocols/postgres/errors.ts';
 import { encodeFailure as smtpFailure } from '../../../../src/protocols/smtp/errors.ts';
+import { REPLY_CODES as amqpReplyCodes, replyText as amqpReplyText } from '../../../../src/protocols/amqp/errors.ts';
+import { grpcStatusOf } from '../../../../src/protocols/http/h2/grpc.ts';
+import { encodeFailure as mqttFailure } from '../../../../src/protocols/mqtt/errors.ts';
+import { errorLine as natsErrorLine } from '../../../../src/protocols/nats/errors.ts';
+import { errorLine as redisErrorLine } from '../../../../src/protocols/redis/errors.ts';
 
 const rate = new LimitError('connection-rate', 'shop', 'connection rate limit of 2/s reached', 1500);
 const count = new LimitError('connections', 'shop', 'connection limit of 5 reached');
@@ -46,4 +51,29 @@ test('http: 429 with Retry-After in whole seconds (at least 1)', () => {
   assert.match(text, /^HTTP\/1\.1 429 Too Many Requests\r\n/);
   assert.match(text, /\r\nretry-after: 2\r\n/);
   assert.match(httpErrorResponse(count, 'shop').toString(), /\r\nretry-after: 1\r\n/);
+});
+
+test('redis: -ERR naming the user and the limit', () => {
+  assert.equal(redisErrorLine(count, 'shop'), "-ERR user 'shop' is over its limit: connection limit of 5 reached");
+});
+
+test('nats: -ERR maximum connections exceeded, as nats-server words it', () => {
+  assert.equal(natsErrorLine(count), "-ERR 'maximum connections exceeded'\r\n");
+});
+
+test('mqtt: CONNACK 0x97 quota exceeded in 5.0, 0x03 server unavailable in 3.1.1', () => {
+  const v5 = mqttFailure(count, 'shop', 5, undefined);
+  assert.ok(v5 !== null);
+  assert.equal(v5[0], 0x20);
+  assert.equal(v5[3], 0x97);
+  assert.deepEqual(mqttFailure(count, 'shop', 4, undefined), Buffer.from([0x20, 0x02, 0x00, 0x03]));
+});
+
+test('amqp: Connection.Close 530 NOT_ALLOWED naming the vhost', () => {
+  assert.equal(amqpReplyCodes.LIMITED, 530);
+  assert.match(amqpReplyText(count, 530, 'shop'), /^NOT_ALLOWED - connection to .*shop.* refused: connection limit of 5 reached$/);
+});
+
+test('grpc: 8 RESOURCE_EXHAUSTED', () => {
+  assert.equal(grpcStatusOf(rate), 8);
 });
