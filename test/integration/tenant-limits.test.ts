@@ -166,7 +166,7 @@ async function httpProxy(backendPort: number, limits: unknown): Promise<RunningP
   const backend = `127.0.0.1:${backendPort}`;
   return startProxy(
     parseConfig(
-      { workers: 1, logLevel: 'silent', security: { allowPrivateBackends: true }, routes: { 'slow.test': backend, 'fast.test': backend }, limits, listeners: [{ name: 'web', protocol: 'http', host: '127.0.0.1', port: 0 }] },
+      { workers: 1, logLevel: 'silent', security: { allowPrivateBackends: true }, routes: { 'slow.test': backend, 'fast.test': backend, 'slow-h2.test': backend, 'fast-h2.test': backend }, limits, listeners: [{ name: 'web', protocol: 'http', host: '127.0.0.1', port: 0 }] },
       process.cwd(),
     ),
   );
@@ -192,7 +192,8 @@ test('http: curl past requestsPerSecond gets 429 with Retry-After; another tenan
 
 test("http/2: a stream past requestsPerSecond gets 429 with retry-after; another tenant's streams on the same connection are served", async () => {
   const backend = await bigBackend();
-  const proxy = await httpProxy(backend.port, { tenants: { 'slow.test': { requestsPerSecond: 0.5, requestsBurst: 2 } } });
+  // Its own tenant names: buckets live in the process's store, which the HTTP/1.1 test above already drew on.
+  const proxy = await httpProxy(backend.port, { tenants: { 'slow-h2.test': { requestsPerSecond: 0.5, requestsBurst: 2 } } });
   const session = http2.connect(`http://127.0.0.1:${proxy.bound[0]?.port}`);
   const get = (authority: string): Promise<http2.IncomingHttpHeaders> =>
     new Promise((resolve, reject) => {
@@ -205,12 +206,12 @@ test("http/2: a stream past requestsPerSecond gets 429 with retry-after; another
       stream.end();
     });
   try {
-    assert.equal((await get('slow.test'))[':status'], 200);
-    assert.equal((await get('slow.test'))[':status'], 200);
-    const third = await get('slow.test');
+    assert.equal((await get('slow-h2.test'))[':status'], 200);
+    assert.equal((await get('slow-h2.test'))[':status'], 200);
+    const third = await get('slow-h2.test');
     assert.equal(third[':status'], 429);
     assert.equal(third['retry-after'], '2');
-    assert.equal((await get('fast.test'))[':status'], 200);
+    assert.equal((await get('fast-h2.test'))[':status'], 200);
   } finally {
     session.close();
     await proxy.drain(1000);
