@@ -82,7 +82,7 @@ function freePort(): Promise<number> {
   });
 }
 
-function asPostgres(command: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
+export function asPostgres(command: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
   return run('runuser', ['-u', 'postgres', '--', path.join(PG_BIN, command), ...args], { timeout: 120_000 });
 }
 
@@ -99,6 +99,37 @@ function conf(value: string | number | boolean): string {
 }
 
 /** Starts a cluster; null (with the reason printed) when it cannot outside CI; throws under CI=true. */
+/**
+ * Starts the cluster in `dataDir` on a free port, writing it with
+ * `configure` first; a port taken between the pick and the server's bind
+ * is retried twice. Resolves the port.
+ */
+export async function startOnFreePort(dataDir: string, logFile: string, configure: (port: number) => Promise<void>): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    await configure(port);
+    try {
+      await asPostgres('pg_ctl', ['start', '-D', dataDir, '-l', logFile, '-w', '-t', '60']);
+      return port;
+    } catch (err) {
+      if (attempt >= 2) throw new Error(`${(err as Error).message}\n${await readFile(logFile, 'utf8').catch(() => '')}`, { cause: err });
+    }
+  }
+}
+
+/** One query as the postgres superuser over the cluster's unix socket (a connection per call). */
+export function socketQuery(dir: string, port: number) {
+  return async <T extends pg.QueryResultRow>(sql: string, values?: unknown[], database = 'postgres'): Promise<T[]> => {
+    const client = new pg.Client({ host: dir, port, user: 'postgres', database });
+    await client.connect();
+    try {
+      return (await client.query<T>(sql, values)).rows;
+    } finally {
+      await client.end();
+    }
+  };
+}
+
 export async function startPostgresInstance(options: PostgresInstanceOptions = {}): Promise<PostgresInstance | null> {
   try {
     return await start(options);
@@ -139,29 +170,12 @@ async function start(options: PostgresInstanceOptions): Promise<PostgresInstance
       max_connections: 50,
       ...options.settings,
     };
-    let port = 0;
-    // A port taken between freePort and the server's bind: try another.
-    for (let attempt = 0; ; attempt++) {
-      port = await freePort();
-      const lines = Object.entries({ ...settings, port }).map(([key, value]) => `${key} = ${conf(value)}`);
-      await writeFile(path.join(dataDir, 'postgresql.auto.conf'), `${lines.join('\n')}\n`);
-      try {
-        await asPostgres('pg_ctl', ['start', '-D', dataDir, '-l', logFile, '-w', '-t', '60']);
-        started = true;
-        break;
-      } catch (err) {
-        if (attempt >= 2) throw new Error(`${(err as Error).message}\n${await readFile(logFile, 'utf8').catch(() => '')}`, { cause: err });
-      }
-    }
-    const query = async <T extends pg.QueryResultRow>(sql: string, values?: unknown[], database = 'postgres'): Promise<T[]> => {
-      const client = new pg.Client({ host: dir, port, user: 'postgres', database });
-      await client.connect();
-      try {
-        return (await client.query<T>(sql, values)).rows;
-      } finally {
-        await client.end();
-      }
-    };
+    const port = await startOnFreePort(dataDir, logFile, (free) => {
+      const lines = Object.entries({ ...settings, port: free }).map(([key, value]) => `${key} = ${conf(value)}`);
+      return writeFile(path.join(dataDir, 'postgresql.auto.conf'), `${lines.join('\n')}\n`);
+    });
+    started = true;
+    const query = socketQuery(dir, port);
     const createRole = async (role: PostgresRole): Promise<void> => {
       const client = new pg.Client({ host: dir, port, user: 'postgres', database: 'postgres' });
       await client.connect();

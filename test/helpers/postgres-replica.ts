@@ -15,12 +15,11 @@
  */
 import { execFile } from 'node:child_process';
 import { chown, mkdtemp, readFile, rm, appendFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
-import { PG_BIN, startPostgresInstance, type PostgresInstance, type PostgresInstanceOptions } from './postgres-instance.ts';
+import type pg from 'pg';
+import { PG_BIN, asPostgres, socketQuery, startOnFreePort, startPostgresInstance, type PostgresInstance, type PostgresInstanceOptions } from './postgres-instance.ts';
 
 const run = promisify(execFile);
 
@@ -59,21 +58,6 @@ export interface PostgresReplicaPair {
 }
 
 export const REPLICATION_HBA: readonly string[] = ['host replication all 127.0.0.1/32 trust', 'host all postgres 127.0.0.1/32 trust', 'host all all 127.0.0.1/32 scram-sha-256'];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function asPostgres(command: string, args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
-  return run('runuser', ['-u', 'postgres', '--', path.join(PG_BIN, command), ...args], { timeout: 120_000 });
-}
 
 /** Polls `check` (about every 20 ms) until it is true; throws `what` after timeoutMs. */
 export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
@@ -127,28 +111,12 @@ async function startStandby(primary: PostgresInstance): Promise<PostgresReplicaP
   try {
     // -R writes primary_conninfo and standby.signal; -X stream brings the WAL the backup needs.
     await asPostgres('pg_basebackup', ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-c', 'fast', '-X', 'stream', '--no-sync']);
-    let port = 0;
-    for (let attempt = 0; ; attempt++) {
-      port = await freePort();
+    const port = await startOnFreePort(dataDir, logFile, (free) =>
       // The copied postgresql.auto.conf holds the primary's port and socket dir: later lines win.
-      await appendFile(path.join(dataDir, 'postgresql.auto.conf'), `port = ${port}\nunix_socket_directories = '${dir}'\nhot_standby = on\nhot_standby_feedback = on\n`);
-      try {
-        await asPostgres('pg_ctl', ['start', '-D', dataDir, '-l', logFile, '-w', '-t', '60']);
-        running = true;
-        break;
-      } catch (err) {
-        if (attempt >= 2) throw new Error(`${(err as Error).message}\n${await readFile(logFile, 'utf8').catch(() => '')}`, { cause: err });
-      }
-    }
-    const query = async <T extends pg.QueryResultRow>(sql: string, values?: unknown[], database = 'postgres'): Promise<T[]> => {
-      const client = new pg.Client({ host: dir, port, user: 'postgres', database });
-      await client.connect();
-      try {
-        return (await client.query<T>(sql, values)).rows;
-      } finally {
-        await client.end();
-      }
-    };
+      appendFile(path.join(dataDir, 'postgresql.auto.conf'), `port = ${free}\nunix_socket_directories = '${dir}'\nhot_standby = on\nhot_standby_feedback = on\n`),
+    );
+    running = true;
+    const query = socketQuery(dir, port);
     const waitForReplay = async (lsn?: string, timeoutMs = 30_000): Promise<void> => {
       const target = lsn ?? (await primary.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn'))[0]?.lsn;
       await waitUntil(`the standby to replay past ${target}`, async () => (await query<{ ok: boolean | null }>('select pg_last_wal_replay_lsn() >= $1::pg_lsn as ok', [target]))[0]?.ok === true, timeoutMs);
