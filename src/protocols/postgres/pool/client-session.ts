@@ -33,8 +33,10 @@
 import type { Socket } from 'node:net';
 import { readBuffer, reclaimLent } from '../../../core/io/shared-read-buffer.ts';
 import { adoptSharedReadBuffer } from '../../../core/io/socket-onread.ts';
+import { handleOwner, lastReadResult, passReadToSocket } from '../../../core/io/stream-handle.ts';
+import type { StreamHandle } from '../../../core/io/stream-handle.ts';
 import type { Endpoint } from '../../../core/endpoint.ts';
-import { FramingError, MessageReader, Outbox, PASS, WHOLE, cstringEnd } from './framing.ts';
+import { FramingError, MessageReader, Outbox, PASS, WHOLE, cstringEnd, readDirect } from './framing.ts';
 import type { MessageOwner } from './framing.ts';
 import { LISTEN_REFUSAL_SQL, isListenTag, startsWithListen } from './listen-guard.ts';
 import {
@@ -63,6 +65,7 @@ import {
 } from './messages.ts';
 import { READ_BACK_QUERY, UNREPORTED, fingerprint, readBackRow, replayStatements, trackedName } from './parameters.ts';
 import type { ParameterValues } from './parameters.ts';
+import { ExpectQueue } from './expect-queue.ts';
 import { ClientStatements } from './prepared-statements.ts';
 import type { Statement } from './prepared-statements.ts';
 import type { PoolClient, PoolManager, ServerPool } from './server-pool.ts';
@@ -138,12 +141,9 @@ export class ClientSession implements PoolClient, ServerUser {
   #sawSet = false;
   #txStatus = STATUS_IDLE;
   /** ParseComplete expected per forwarded Parse: epoch, swallowed (the pool's own), statement (null: unnamed). */
-  readonly #parseEpochs: number[] = [];
-  readonly #parseOwn: boolean[] = [];
-  readonly #parseStatements: Array<Statement | null> = [];
+  readonly #parses = new ExpectQueue();
   /** CloseComplete expected per forwarded Close: epoch, relayed as ParseComplete. */
-  readonly #closeEpochs: number[] = [];
-  readonly #closeAsParse: boolean[] = [];
+  readonly #closes = new ExpectQueue();
   /** A FATAL the server sent before closing (shown in the client's 08006). */
   #serverFatal: string | null = null;
   #clientPaused = false;
@@ -166,6 +166,7 @@ export class ClientSession implements PoolClient, ServerUser {
     (client as SessionSocket)[kSession] = this;
     client.setNoDelay?.(true);
     if (!adoptSharedReadBuffer(client, clientOnRead)) client.on('data', clientOnData);
+    else readDirect(client, this, clientHandleOnRead);
     client.on('error', clientOnError);
     client.on('close', clientOnClose);
     client.on('end', clientOnEnd);
@@ -397,30 +398,24 @@ export class ClientSession implements PoolClient, ServerUser {
   }
 
   #expectParse(own: boolean, statement: Statement | null): void {
-    this.#parseEpochs.push(this.#syncsSent);
-    this.#parseOwn.push(own);
-    this.#parseStatements.push(statement);
+    this.#parses.push(this.#syncsSent, own, statement);
   }
 
   #expectClose(asParse: boolean): void {
-    this.#closeEpochs.push(this.#syncsSent);
-    this.#closeAsParse.push(asParse);
+    this.#closes.push(this.#syncsSent, asParse, null);
   }
 
   /** A ReadyForQuery ended sync #readySeen: expectations from before it got no answer (an error skipped them). */
   #purgeExpectations(): void {
     const server = this.server as ServerConnection;
-    while (this.#parseEpochs.length > 0 && (this.#parseEpochs[0] as number) < this.#readySeen) {
-      this.#parseEpochs.shift();
-      this.#parseOwn.shift();
-      const statement = this.#parseStatements.shift();
+    const parses = this.#parses;
+    while (parses.length > 0 && parses.epoch < this.#readySeen) {
+      const statement = parses.shift();
       // Not prepared after all.
-      if (statement !== null && statement !== undefined) server.prepared.delete(statement.serverName);
+      if (statement !== null) server.prepared.delete(statement.serverName);
     }
-    while (this.#closeEpochs.length > 0 && (this.#closeEpochs[0] as number) < this.#readySeen) {
-      this.#closeEpochs.shift();
-      this.#closeAsParse.shift();
-    }
+    const closes = this.#closes;
+    while (closes.length > 0 && closes.epoch < this.#readySeen) closes.shift();
   }
 
   #flushServer(): void {
@@ -629,20 +624,18 @@ export class ClientSession implements PoolClient, ServerUser {
         return;
       }
       case T_PARSE_COMPLETE: {
-        if (this.#parseEpochs.length > 0) {
-          this.#parseEpochs.shift();
-          this.#parseStatements.shift();
-          if (this.#parseOwn.shift() === true) return;
+        const parses = this.#parses;
+        if (parses.length > 0) {
+          const own = parses.flag;
+          parses.shift();
+          if (own) return;
         }
         forward(this.toClient, type, body, start, end);
         return;
       }
       case T_CLOSE_COMPLETE: {
-        const asParse = this.#closeEpochs.length > 0 && this.#closeAsParse[0] === true;
-        if (this.#closeEpochs.length > 0) {
-          this.#closeEpochs.shift();
-          this.#closeAsParse.shift();
-        }
+        const asParse = this.#closes.flag;
+        this.#closes.shift();
         forward(this.toClient, asParse ? T_PARSE_COMPLETE : type, body, start, end);
         return;
       }
@@ -739,15 +732,13 @@ export class ClientSession implements PoolClient, ServerUser {
   }
 
   #detach(server: ServerConnection): void {
-    this.#flushClient();
     this.server = null;
     this.pool.stats.clientsActive--;
-    this.#parseEpochs.length = 0;
-    this.#parseOwn.length = 0;
-    this.#parseStatements.length = 0;
-    this.#closeEpochs.length = 0;
-    this.#closeAsParse.length = 0;
+    this.#parses.clear();
+    this.#closes.clear();
+    // The server first: a waiting client's held query goes out before this client's answer is written, so the server works while the proxy writes.
     this.manager.release(this.pool, server);
+    this.#flushClient();
     if (this.phase === READY && this.#heldLength > 0) this.#requestServer();
   }
 
@@ -891,6 +882,13 @@ function clientSideOf(session: ClientSession): MessageOwner {
 function clientOnRead(this: SessionSocket, nread: number): boolean {
   (this[kSession] as ClientSession).onClientBytes(readBuffer, 0, nread);
   return true;
+}
+
+function clientHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
+  const nread = lastReadResult();
+  if (nread <= 0) return passReadToSocket(this, arrayBuffer);
+  (handleOwner(this) as ClientSession).onClientBytes(readBuffer, 0, nread);
+  return undefined;
 }
 
 function clientOnData(this: SessionSocket, chunk: Buffer): void {

@@ -23,7 +23,7 @@
  */
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { directHandleOf, newWriteReq, releaseWriteReq, writeReqOwner, writeToHandle, WRITE_DONE, WRITE_QUEUED } from '../../../core/io/stream-handle.ts';
+import { directHandleOf, takeOverReads, newWriteReq, releaseWriteReq, writeReqOwner, writeToHandle, WRITE_DONE, WRITE_QUEUED } from '../../../core/io/stream-handle.ts';
 import type { StreamHandle, WriteReq } from '../../../core/io/stream-handle.ts';
 import { ioSupport } from '../../../core/io/support.ts';
 
@@ -307,6 +307,18 @@ function writeError(status: number): NodeJS.ErrnoException {
   err.code = code;
   err.syscall = 'write';
   return err;
+}
+
+/**
+ * A plain-TCP socket reading through the shared buffer reads past
+ * net.Socket from here on (as the relay does, core/relay.ts): its handle's
+ * onread calls the session with the byte count, skipping onStreamRead's
+ * per-read bookkeeping. EOF and errors still take net.Socket's path;
+ * socket.pause()/resume() still stop and restart the handle.
+ */
+export function readDirect(socket: Socket, owner: unknown, onread: (this: StreamHandle, arrayBuffer?: ArrayBuffer) => unknown): void {
+  const handle = directHandleOf(socket);
+  if (handle !== null) takeOverReads(handle, owner, onread);
 }
 
 /** Where the NUL ending the string at `start` is, or -1. */
