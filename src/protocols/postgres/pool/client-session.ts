@@ -86,6 +86,9 @@ const NEVER_PREPARED = 'pp_none';
 /** Client bytes held while it waits for a server connection before its socket is paused. */
 const MAX_HELD_UNPAUSED = 64 * 1024;
 
+/** How long a server connection may take to answer its reset (ROLLBACK / DISCARD ALL) before it is closed instead. */
+export const RESET_TIMEOUT_MS = 10_000;
+
 const kSession = Symbol('polyproxy.pg.pool.session');
 type SessionSocket = Socket & { [kSession]?: ClientSession };
 
@@ -135,8 +138,14 @@ export class ClientSession implements PoolClient, ServerUser {
   #swallow = 0;
   /** The swallowed query is the read-back of unreported parameters. */
   #readBack = false;
-  /** DISCARD ALL in flight (session mode, the client left). */
+  /** The server's reset in flight (the client left): ROLLBACK and, in session mode, DISCARD ALL. */
   #resetting = false;
+  /** Of #swallow, the ReadyForQuery still owed to the client's own work in flight when it left (their errors are not the reset's). */
+  #swallowForeign = 0;
+  /** The reset's deadline (a server that does not answer it is closed). */
+  #resetTimer: NodeJS.Timeout | null = null;
+  /** The server is in COPY FROM STDIN (or COPY BOTH): it takes no reset until the copy ends. */
+  #copyIn = false;
   /** The transaction ran SET/RESET (CommandComplete tag): read unreported parameters back before giving the server back. */
   #sawSet = false;
   #txStatus = STATUS_IDLE;
@@ -577,6 +586,10 @@ export class ClientSession implements PoolClient, ServerUser {
       case T_CLOSE_COMPLETE:
       case T_COMMAND_COMPLETE:
         return this.transactionMode ? WHOLE : PASS;
+      case 0x47: // G CopyInResponse
+      case 0x57: // W CopyBothResponse
+        this.#copyIn = true;
+        return PASS;
       default:
         return PASS;
     }
@@ -599,6 +612,7 @@ export class ClientSession implements PoolClient, ServerUser {
     switch (type) {
       case T_READY: {
         this.#readySeen++;
+        this.#copyIn = false;
         this.#purgeExpectations();
         if (this.#pendingSyncs > 0) this.#pendingSyncs--;
         this.#txStatus = end > start ? (body[start] as number) : STATUS_IDLE;
@@ -608,6 +622,7 @@ export class ClientSession implements PoolClient, ServerUser {
         return;
       }
       case T_ERROR: {
+        this.#copyIn = false;
         const fields = readErrorFields(body, start, end);
         if (fields.severity === 'FATAL' || fields.severity === 'PANIC') {
           // The server is going away (pg_terminate_backend, admin shutdown...): the client hears 08006 when it closes.
@@ -670,6 +685,8 @@ export class ClientSession implements PoolClient, ServerUser {
         }
         return;
       case T_ERROR: {
+        // The departed client's own work failing (a statement of its aborted transaction) is no reason to drop the server.
+        if (this.#swallowForeign > 0) return;
         const fields = readErrorFields(body, start, end);
         this.manager.log.warn({ pool: this.pool.stats.name, err: fields.message, code: fields.code }, 'postgres pool: the pool\'s own query failed; the server connection will not be reused');
         server.broken = true;
@@ -682,11 +699,14 @@ export class ClientSession implements PoolClient, ServerUser {
       case T_READY: {
         this.#readySeen++;
         this.#swallow--;
+        if (this.#swallowForeign > 0) this.#swallowForeign--;
         if (this.#swallow > 0) return;
         this.#readBack = false;
         if (this.#resetting) {
           this.#resetting = false;
-          server.prepared.clear();
+          if (this.#resetTimer !== null) clearTimeout(this.#resetTimer);
+          this.#resetTimer = null;
+          if (!this.transactionMode) server.prepared.clear();
           this.#detach(server);
           return;
         }
@@ -820,23 +840,46 @@ export class ClientSession implements PoolClient, ServerUser {
     this.manager.leave(this.tenant);
     const server = this.server;
     if (server === null) return;
-    const clean = !wasLogin && this.#pendingSyncs === 0 && !this.#sentSinceSync && this.#swallow === 0 && this.#txStatus === STATUS_IDLE && this.clientReader.atBoundary;
-    if (!clean) {
-      // Mid-transaction or mid-exchange: the connection's state is unknown, never reuse it.
+    const idle = this.#pendingSyncs === 0 && !this.#sentSinceSync && this.#swallow === 0 && this.#txStatus === STATUS_IDLE;
+    if (!wasLogin && idle && this.clientReader.atBoundary && this.transactionMode) {
+      this.#detach(server);
+      return;
+    }
+    // A server mid-message, mid-login, in COPY FROM STDIN, or (transaction mode) with statement bookkeeping in flight cannot be reset safely: never reuse it.
+    const resettable = !wasLogin && this.clientReader.atBoundary && !this.#copyIn && this.#swallow === 0 && (!this.transactionMode || (this.#parses.length === 0 && this.#closes.length === 0));
+    if (!resettable) {
       server.broken = true;
       this.#detach(server);
       return;
     }
-    if (this.transactionMode) {
-      this.#detach(server);
-      return;
-    }
-    // Session mode: PgBouncer's server_reset_query; the server goes back once DISCARD ALL answered.
+    // PgBouncer's server_reset_query, and a ROLLBACK first when the client left inside a transaction or with work in flight
+    // (its answers, and a Sync closing an unfinished extended-protocol exchange, are swallowed first).
+    // The server goes back once the reset answered; it is closed if the reset fails or does not answer within RESET_TIMEOUT_MS.
     this.#resetting = true;
-    this.#ownQuery('DISCARD ALL', false);
-    for (const name of UNREPORTED) server.params.set(name, null);
-    server.paramsKey = null;
+    const out = server.outbox;
+    const foreign = this.#pendingSyncs + (this.#sentSinceSync ? 1 : 0);
+    if (this.#sentSinceSync) writeSync(out);
+    this.#swallow += foreign;
+    this.#swallowForeign = foreign;
+    if (foreign > 0 || this.#txStatus !== STATUS_IDLE) this.#ownQuery('ROLLBACK', false);
+    if (!this.transactionMode) {
+      this.#ownQuery('DISCARD ALL', false);
+      for (const name of UNREPORTED) server.params.set(name, null);
+      server.paramsKey = null;
+    }
+    this.#resetTimer = setTimeout(resetOverdue, RESET_TIMEOUT_MS, this);
+    this.#resetTimer.unref();
     this.#flushServer();
+  }
+
+  /** @internal The reset did not answer in time: close the server instead. */
+  resetOverdue(): void {
+    this.#resetTimer = null;
+    const server = this.server;
+    if (!this.#resetting || server === null) return;
+    this.#resetting = false;
+    server.broken = true;
+    this.#detach(server);
   }
 }
 
@@ -852,6 +895,11 @@ function writeQuery(out: Outbox, sql: string): void {
   const at = out.startMessage(T_QUERY);
   out.cstring(sql);
   out.endMessage(at);
+}
+
+function writeSync(out: Outbox): void {
+  out.byte(T_SYNC);
+  out.int32(4);
 }
 
 function writeParse(out: Outbox, parseBody: Buffer): void {
@@ -909,6 +957,10 @@ function clientOnError(this: SessionSocket): void {
 
 function clientOnClose(this: SessionSocket): void {
   (this[kSession] as ClientSession).clientClosed();
+}
+
+function resetOverdue(session: ClientSession): void {
+  session.resetOverdue();
 }
 
 function destroyIfOpen(socket: Socket): void {
