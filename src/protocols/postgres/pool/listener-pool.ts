@@ -42,6 +42,16 @@ export function createListenerPool(options: { listener: string; settings: PoolSe
   return { manager, auth: options.auth };
 }
 
+/**
+ * The listener drained (no session left): its server connections close (idle
+ * ones now, one still finishing a session's reset when that answers), login
+ * attempts in flight are dropped when they finish, the sweep timer stops.
+ * Idempotent.
+ */
+export function closeListenerPool(pool: ListenerPool): void {
+  pool.manager.close();
+}
+
 /** Serves one client through the pool; resolves when it leaves. Throws PolyproxyError (answered by the listener) before the hand-over. */
 export async function servePooled(pool: ListenerPool, conn: ClientConnection, session: ProtocolSession | undefined, startup: { version: number; params: ReadonlyMap<string, string> }): Promise<null> {
   if (session === undefined) throw new PolyproxyError('INTERNAL', 'pooling needs the listener session');
