@@ -27,7 +27,8 @@ before(async () => {
     routes: { [DB]: `${PG_HOST}:${PG_PORT}` },
     listeners: [{ name: 'pg', protocol: 'postgres', host: '127.0.0.1', port: 0, auth: { users: { [PG_USER]: { password: PASSWORD } } }, pool: { mode: 'transaction', size: SIZE, queueTimeoutMs: 20000 } }],
   });
-  proxy = await startCli(['--config', file]);
+  // Two workers each load the whole proxy: on a loaded machine that takes a while.
+  proxy = await startCli(['--config', file], 60_000);
 });
 
 after(async () => {
