@@ -37,7 +37,7 @@ export const MAX_MESSAGE_LENGTH = 0x3fffffff;
 export interface MessageOwner {
   /** A header arrived: PASS or WHOLE. `length` counts the 4 length bytes, not the type. Throw to refuse it. */
   messageStart(type: number, length: number): number;
-  /** PASS: the next bytes of the current message (the header first, as 5 bytes), valid during the call only. */
+  /** PASS: the next bytes of the current message (starting with its 5 header bytes, alone or with body bytes), valid during the call only. */
   messageBytes(bytes: Buffer, start: number, end: number): void;
   /** PASS: the current message ended. */
   messageEnd(type: number): void;
@@ -89,7 +89,11 @@ export class MessageReader {
           length = chunk.readUInt32BE(at + 1);
           at += 5;
           if (!this.#begin(type, length)) {
-            owner.messageBytes(chunk, at - 5, at);
+            // The header and as much of the body as this chunk holds, in one call.
+            const take = Math.min(this.#remaining, end - at);
+            owner.messageBytes(chunk, at - 5, at + take);
+            at += take;
+            this.#remaining -= take;
             if (this.#remaining === 0) {
               this.#state = READ_HEADER;
               owner.messageEnd(type);
