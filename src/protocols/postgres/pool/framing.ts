@@ -325,8 +325,14 @@ export function readDirect(socket: Socket, owner: unknown, onread: (this: Stream
   if (handle !== null) takeOverReads(handle, owner, onread);
 }
 
+/** Strings shorter than this are scanned in JS: Buffer.indexOf is a call into C++, dearer than the scan for a name or a short query. */
+const SCAN_IN_JS = 256;
+
 /** Where the NUL ending the string at `start` is, or -1. */
 export function cstringEnd(buf: Buffer, start: number, end: number): number {
-  const i = buf.indexOf(0, start);
+  const stop = Math.min(end, start + SCAN_IN_JS);
+  for (let i = start; i < stop; i++) if (buf[i] === 0) return i;
+  if (stop === end) return -1;
+  const i = buf.indexOf(0, stop);
   return i < 0 || i >= end ? -1 : i;
 }
