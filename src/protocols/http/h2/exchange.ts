@@ -258,7 +258,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     const stream = this.stream;
     let upstream: ClientHttp2Stream;
     try {
-      upstream = session.request(h2RequestHeaders(this.raw, this.authority as string, conn.forward), { endStream: stream.endAfterHeaders });
+      upstream = session.request(h2RequestHeaders(this.raw, this.authority as string, conn.forward, decision.entry.route.tls === undefined ? 'http' : 'https'), { endStream: stream.endAfterHeaders });
     } catch (err) {
       this.#backendFailed(new PolyproxyError('BACKEND_UNREACHABLE', `backend session failed: ${(err as Error).message}`, { source: 'backend', resourceId: this.resourceId }));
       return;
