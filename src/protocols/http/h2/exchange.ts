@@ -20,7 +20,10 @@ import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorPage } from '../../../core/http-error-response.ts';
+import { throttleFor } from '../../../core/limits/bandwidth.ts';
+import type { TokenBucket } from '../../../core/limits/token-bucket.ts';
 import { routeOnlyLimits } from '../../../core/limits/tenant-limits.ts';
+import { OutThrottle } from './out-throttle.ts';
 import type { RouteDecision } from '../../../core/router.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Connection } from './front.ts';
@@ -72,6 +75,11 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   #head: OutgoingHttpHeaders | null = null;
   /** HTTP/1.1 backend: the latest body chunk, held back so the last one goes out with end() (one DATA frame with END_STREAM). */
   #held: Buffer | null = null;
+  /** HTTP/1.1 backend: the response is chunked, so it may end with trailers; the stream waits for them ('wantTrailers'). */
+  #h1Trailers = false;
+  /** The tenant's bandwidth.outBytesPerSecond bucket (null: unlimited), and the response's throttle on it (out-throttle.ts). */
+  #outBucket: TokenBucket | null = null;
+  #throttle: OutThrottle | null = null;
 
   constructor(conn: H2Connection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: readonly string[]) {
     this.conn = conn;
@@ -137,6 +145,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
         this.fail(refusal);
         return;
       }
+      this.#outBucket = throttleFor(decision.entry.resourceId, limits.inBytesPerSecond, limits.outBytesPerSecond)?.out ?? null;
     }
     conn.core.served(decision.entry.resourceId);
     conn.counters.requestsH2++;
@@ -173,6 +182,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.#controller = controller;
+    if (this.#outBucket !== null) this.#throttle = new OutThrottle(this.#outBucket, controller, this.stream);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -184,6 +194,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     }
     this.responded = true;
     this.#head = responseHeaders(statusCode, headers, this.#telemetry);
+    this.#h1Trailers = headers['transfer-encoding'] !== undefined && !stream.writableEnded;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -192,7 +203,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     const head = this.#head;
     if (head !== null) {
       this.#head = null;
-      stream.respond(head);
+      this.#respondH1(stream, head);
     }
     const held = this.#held;
     this.#held = chunk;
@@ -200,12 +211,30 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
       controller.pause();
       stream.once('drain', streamOnDrain);
     }
+    if (this.#throttle !== null) this.#throttle.spend(chunk.length);
   }
 
-  onResponseEnd(): void {
+  /** The HTTP/1.1 response head: for a chunked body, the stream's end waits for the backend's trailers (chunked trailer fields → a trailing HEADERS frame). */
+  #respondH1(stream: ServerHttp2Stream, head: OutgoingHttpHeaders): void {
+    if (!this.#h1Trailers) {
+      stream.respond(head);
+      return;
+    }
+    stream.on('wantTrailers', streamOnWantTrailers);
+    stream.respond(head, WAIT_FOR_TRAILERS);
+  }
+
+  onResponseEnd(_controller?: Dispatcher.DispatchController, trailers?: IncomingHttpHeaders): void {
     this.#controller = null;
     if (this.done) return;
     this.done = true;
+    if (this.#h1Trailers && trailers !== undefined) {
+      const relayed = trailerHeaders(trailers);
+      for (const _ in relayed) {
+        this.#trailers = relayed;
+        break;
+      }
+    }
     const stream = this.stream;
     const head = this.#head;
     const held = this.#held;
@@ -214,8 +243,12 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     if (stream.destroyed) return;
     // node:http2 ends the writable side of a HEAD request's stream up front: its response is
     // headers only, so the head still has to go out even though writableEnded is already true.
-    if (head !== null) stream.respond(head, END_STREAM);
-    else if (stream.writableEnded) return;
+    if (head !== null) {
+      if (this.#h1Trailers && this.#trailers !== null) {
+        this.#respondH1(stream, head);
+        stream.end();
+      } else stream.respond(head, END_STREAM);
+    } else if (stream.writableEnded) return;
     else if (held !== null) stream.end(held);
     else stream.end();
   }
@@ -286,6 +319,10 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     }
     stream.on('wantTrailers', streamOnWantTrailers);
     stream.respond(responseHeaders(status, headers, this.#telemetry), WAIT_FOR_TRAILERS);
+    if (this.#outBucket !== null) {
+      this.#throttle = new OutThrottle(this.#outBucket, upstream, stream);
+      upstream.on('data', upstreamOnData);
+    }
     upstream.pipe(stream);
   }
 
@@ -425,7 +462,13 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     this.#cancelBackend();
   }
 
+  /** HTTP/2 backend, a tenant with a bandwidth limit: the chunk the pipe is relaying spends the bucket. */
+  onUpstreamData(chunk: Buffer): void {
+    this.#throttle?.spend(chunk.length);
+  }
+
   onClientClose(): void {
+    this.#throttle?.stop();
     this.conn.streamClosed(this);
     if (!this.done) {
       this.done = true;
@@ -435,7 +478,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   }
 
   onClientDrain(): void {
-    this.#controller?.resume();
+    if (this.#throttle === null || !this.#throttle.holding) this.#controller?.resume();
   }
 }
 
@@ -478,6 +521,9 @@ function streamOnWantTrailers(this: ExchangeStream): void {
 }
 function upstreamOnResponse(this: ExchangeStream, headers: IncomingHttpHeaders): void {
   this[kExchange]?.onUpstreamResponse(headers);
+}
+function upstreamOnData(this: ExchangeStream, chunk: Buffer): void {
+  this[kExchange]?.onUpstreamData(chunk);
 }
 function upstreamOnTrailers(this: ExchangeStream, trailers: IncomingHttpHeaders): void {
   this[kExchange]?.onUpstreamTrailers(trailers);

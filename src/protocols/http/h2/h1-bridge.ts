@@ -33,7 +33,10 @@ import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorResponse, sendErrorPage } from '../../../core/http-error-response.ts';
+import { throttleFor } from '../../../core/limits/bandwidth.ts';
+import type { TokenBucket } from '../../../core/limits/token-bucket.ts';
 import { routeOnlyLimits } from '../../../core/limits/tenant-limits.ts';
+import { OutThrottle } from './out-throttle.ts';
 import type { DrainTarget, ProtocolSession } from '../../../core/protocol.ts';
 import type { ResolveContext } from '../../../core/resolver.ts';
 import type { RouteDecision } from '../../../core/router.ts';
@@ -200,6 +203,9 @@ class BridgedRequest implements Dispatcher.DispatchHandler {
   #upstream: ClientHttp2Stream | null = null;
   #controller: Dispatcher.DispatchController | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** The tenant's bandwidth.outBytesPerSecond bucket (null: unlimited), and the response's throttle on it. */
+  #outBucket: TokenBucket | null = null;
+  #throttle: OutThrottle | null = null;
   /** The client said `TE: trailers`: HTTP/2 trailers go out as chunked trailers. */
   readonly #trailersWanted: boolean;
 
@@ -248,6 +254,7 @@ class BridgedRequest implements Dispatcher.DispatchHandler {
         this.fail(refusal);
         return;
       }
+      this.#outBucket = throttleFor(decision.entry.resourceId, limits.inBytesPerSecond, limits.outBytesPerSecond)?.out ?? null;
     }
     conn.core.served(decision.entry.resourceId);
     conn.counters.requestsH1++;
@@ -327,6 +334,11 @@ class BridgedRequest implements Dispatcher.DispatchHandler {
       this.#end();
       return;
     }
+    if (this.#outBucket !== null) {
+      const throttle = new OutThrottle(this.#outBucket, upstream, res);
+      this.#throttle = throttle;
+      upstream.on('data', (chunk: Buffer) => throttle.spend(chunk.length));
+    }
     upstream.pipe(res, { end: false });
     upstream.once('end', () => this.#end());
   }
@@ -379,19 +391,25 @@ class BridgedRequest implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     if (this.done) controller.abort(new Error('client went away'));
-    else this.#controller = controller;
+    else {
+      this.#controller = controller;
+      if (this.#outBucket !== null) this.#throttle = new OutThrottle(this.#outBucket, controller, this.res);
+    }
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200 || this.done) return;
     this.#clearTimer();
     this.res.writeHead(statusCode, this.#responseHeaders(headers));
-    this.res.on('drain', () => controller.resume());
+    this.res.on('drain', () => {
+      if (this.#throttle === null || !this.#throttle.holding) controller.resume();
+    });
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.done) return;
     if (!this.res.write(chunk)) controller.pause();
+    if (this.#throttle !== null) this.#throttle.spend(chunk.length);
   }
 
   onResponseEnd(): void {
@@ -464,6 +482,7 @@ class BridgedRequest implements Dispatcher.DispatchHandler {
 
   #finished(): void {
     this.done = true;
+    this.#throttle?.stop();
     this.#clearTimer();
     if (this.conn.current === this) this.conn.current = null;
   }
