@@ -24,6 +24,7 @@ import { throttleFor } from '../../../core/limits/bandwidth.ts';
 import type { TokenBucket } from '../../../core/limits/token-bucket.ts';
 import { routeOnlyLimits } from '../../../core/limits/tenant-limits.ts';
 import { OutThrottle } from './out-throttle.ts';
+import { isWebSocketConnect, openWebSocketTunnel } from './ws-tunnel.ts';
 import type { RouteDecision } from '../../../core/router.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Connection } from './front.ts';
@@ -99,8 +100,8 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
 
   /** Routes the stream and sends it on. */
   start(headers: IncomingHttpHeaders): void {
-    if (this.method === 'CONNECT') {
-      // RFC 8441 extended CONNECT (WebSockets over HTTP/2) is not offered (SETTINGS_ENABLE_CONNECT_PROTOCOL stays 0).
+    if (this.method === 'CONNECT' && !isWebSocketConnect(this.method, headers[':protocol'])) {
+      // Only RFC 8441 extended CONNECT for WebSockets (ws-tunnel.ts); a plain CONNECT tunnel is not offered.
       this.fail(new HttpStatusError('PROTOCOL', 501, 'CONNECT is not supported over HTTP/2 by this proxy', { source: 'client' }));
       return;
     }
@@ -151,7 +152,8 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     conn.counters.requestsH2++;
     this.#decision = decision;
     if (conn.telemetryHeaders) this.#telemetry = { 'x-proxy-resolve-ms': (performance.now() - this.#resolveStarted).toFixed(3), 'x-proxy-cache': decision.cacheHit ? 'hit' : 'miss' };
-    if (this.grpc || decision.entry.route.protocol === 'h2') void this.#toH2(decision);
+    if (this.method === 'CONNECT') void openWebSocketTunnel(this, decision);
+    else if (this.grpc || decision.entry.route.protocol === 'h2') void this.#toH2(decision);
     else this.#toH1(decision.candidates[0] as Endpoint);
   }
 
