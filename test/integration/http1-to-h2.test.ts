@@ -51,6 +51,13 @@ describe('HTTP/1.1 clients on protocol: h2 routes', () => {
           stream.end(seen);
           return;
         }
+        if (path === '/slow') {
+          setTimeout(() => {
+            stream.respond({ ':status': 200 });
+            stream.end('slow done');
+          }, 400);
+          return;
+        }
         if (path === '/length') {
           stream.respond({ ':status': 201, 'content-length': String(Buffer.byteLength(seen)), 'x-h2': 'yes' });
           stream.end(seen);
@@ -161,5 +168,27 @@ describe('HTTP/1.1 clients on protocol: h2 routes', () => {
     } finally {
       await down.close();
     }
+  });
+  // Last: it stops the proxy.
+  it('SIGTERM: a bridged request in flight finishes, answered with Connection: close, and the proxy exits', async () => {
+    const reply = new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/slow', headers: { host: 'h2.test' }, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            body += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }));
+        })
+        .on('error', reject);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const stopped = cli.stop();
+    const r = await reply;
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'slow done');
+    assert.equal(r.connection, 'close');
+    await stopped;
   });
 });
