@@ -97,8 +97,9 @@ describe('tenant bandwidth on the HTTP/2 side', () => {
   function check(limited: { bytes: number; seconds: number }, fast: { bytes: number; seconds: number }): void {
     assert.equal(limited.bytes, SIZE);
     assert.equal(fast.bytes, SIZE);
-    assert.ok(limited.seconds >= 1.5 && limited.seconds <= 6, `limited: ${limited.seconds} s`);
-    assert.ok(fast.seconds < limited.seconds / 2, `unlimited: ${fast.seconds} s vs ${limited.seconds} s`);
+    // The lower bound is the throttle's (2 MB past the burst at 1 MB/s); the others leave room for a loaded machine.
+    assert.ok(limited.seconds >= 1.5 && limited.seconds <= 10, `limited: ${limited.seconds} s`);
+    assert.ok(fast.seconds < limited.seconds, `unlimited: ${fast.seconds} s vs ${limited.seconds} s`);
   }
 
   it('HTTP/2 client → HTTP/1.1 backend', async () => {
