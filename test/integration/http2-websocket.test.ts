@@ -131,9 +131,11 @@ describe('WebSockets over HTTP/2 (RFC 8441)', () => {
     try {
       const refused = await open(session, 'ws.test', '/forbidden');
       assert.equal(refused.headers[':status'], 403);
+      refused.stream.resume();
       const [unknown, ok] = await Promise.all([open(session, 'nobody.test', '/'), open(session, 'ws.test', '/two')]);
       assert.equal(unknown.headers[':status'], 404);
-      unknown.stream.close();
+      // Read like any client: a response left unread keeps the client's session (and the proxy's drain) waiting.
+      unknown.stream.resume();
       assert.equal(ok.headers[':status'], 200);
       const reply = readFrame(ok.stream);
       ok.stream.write(textFrame('x'));
