@@ -4,3 +4,4 @@ export { ReplicaSet, type LagProbe, type ReplicaSetOptions, type ReplicaStats } 
 export { replicaSetFor, closeReplicaSets, replicaSetStats, type ReplicaSetKey, type RouteReplicaStats } from './registry.ts';
 export { ReadAfterWrite } from './read-after-write.ts';
 export { countStatement, countPinnedSession, splitCounts, type SplitTarget, type SplitReason, type SplitListenerCounts } from './metrics.ts';
+export { splitStats, mergeSplitStats, type SplitStatsRow, type SplitReplicaRow } from './stats.ts';

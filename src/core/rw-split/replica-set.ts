@@ -13,8 +13,12 @@ import type { Logger } from '../logger.ts';
 import type { ReadWriteSplitSettings } from './config.ts';
 import { replicaLagMs, replicaUp } from './metrics.ts';
 
-/** Measures a replica's replay lag in ms; throws (or rejects) when it is down. Must give up when `signal` aborts. */
-export type LagProbe = (endpoint: string, signal: AbortSignal) => Promise<number>;
+/**
+ * Measures a replica's replay lag in ms; throws (or rejects) when it is down.
+ * Must give up when `signal` aborts. A probe that keeps connections open
+ * has a `close` method: the set calls it when it closes.
+ */
+export type LagProbe = ((endpoint: string, signal: AbortSignal) => Promise<number>) & { close?: () => void };
 
 export interface ReplicaSetOptions {
   readonly listener: string;
@@ -136,6 +140,7 @@ export class ReplicaSet {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    this.probe.close?.();
     for (const r of this.replicas) {
       r.up = false;
       replicaLagMs.remove(this.listener, r.endpoint);

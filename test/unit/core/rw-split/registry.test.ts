@@ -60,3 +60,11 @@ test('metrics: statements and pinned sessions are counted per listener, in Prome
   assert.match(text, /polyproxy_rw_statements_total\{listener="m1",target="replica",reason="read"\} 2/);
   assert.match(text, /polyproxy_rw_pinned_sessions\{listener="m1"\} 1/);
 });
+
+test('close: the probe\'s own close runs (kept probe connections end)', () => {
+  let closed = 0;
+  const probe = Object.assign(() => Promise.resolve(0), { close: () => closed++ });
+  const set = new ReplicaSet({ listener: 'c1', route: 'shop', replicas: ['r1'], settings, probe, log, autoProbe: false });
+  set.close();
+  assert.equal(closed, 1);
+});
