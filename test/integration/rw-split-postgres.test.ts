@@ -233,6 +233,22 @@ describe('read/write split, postgres', () => {
     }
   });
 
+  it('a session SET of a parameter the pool carries does not pin: the standby runs with it', async (t) => {
+    if (skip !== null) return t.skip(skip);
+    const c = client();
+    await c.connect();
+    try {
+      await c.query("set search_path = pg_catalog, public; set statement_timeout = '7s'");
+      const rows = (await c.query<{ r: boolean; p: string; t: string }>("select pg_is_in_recovery() as r, current_setting('search_path') as p, current_setting('statement_timeout') as t")).rows;
+      assert.deepEqual(rows, [{ r: true, p: 'pg_catalog, public', t: '7s' }]);
+      // One the pool does not carry pins.
+      await c.query('set work_mem = 2048');
+      assert.equal(await onStandby(c), false);
+    } finally {
+      await c.end();
+    }
+  });
+
   it('psql: reads on the standby, writes on the primary', async (t) => {
     if (skip !== null) return t.skip(skip);
     const env = { ...process.env, PGPASSWORD: PASSWORD };

@@ -6,7 +6,7 @@
  * one server chosen, pipelined messages included.
  *
  * The answer waits ('wait') until the held bytes hold a whole exchange (a
- * Sync or a Query) unless something already sends them to the primary: a
+ * Sync, a Flush or a Query) unless something already sends them to the primary: a
  * driver flushes Parse/Bind/Execute and Sync together, so the next read
  * usually completes it.
  */
@@ -85,12 +85,12 @@ export function classifyHeld(held: Buffer, length: number, classifier: PostgresC
         break;
       }
       case T_SYNC:
+      case T_FLUSH: // a client may wait for a Parse/Describe answer after a Flush, without Sync
         complete = true;
         break;
       case T_DESCRIBE:
       case T_EXECUTE:
       case T_CLOSE:
-      case T_FLUSH:
         break;
       default:
         // FunctionCall, COPY data, Terminate...: the primary.

@@ -34,6 +34,7 @@ import type { SplitReason, SplitTarget } from '../../../core/rw-split/metrics.ts
 import { ReadAfterWrite } from '../../../core/rw-split/read-after-write.ts';
 import { replicaSetFor } from '../../../core/rw-split/registry.ts';
 import { ReplicaSet } from '../../../core/rw-split/replica-set.ts';
+import { trackedName } from '../pool/parameters.ts';
 import type { ClientStatements } from '../pool/prepared-statements.ts';
 import type { PoolManager, ServerPool } from '../pool/server-pool.ts';
 import { PostgresClassifier, loadPostgresParser } from './classify.ts';
@@ -61,7 +62,8 @@ export class PostgresSplit {
     this.settings = options.settings;
     this.manager = options.manager;
     this.log = options.log;
-    this.classifier = new PostgresClassifier({ readOnlyFunctions: options.settings.readOnlyFunctions });
+    // The pool replays its tracked parameters on every server, replicas included: a SET of one of them needs no pin.
+    this.classifier = new PostgresClassifier({ readOnlyFunctions: options.settings.readOnlyFunctions, carriedSettings: (name) => trackedName(name) !== undefined });
     // Until the WASM parser is in, every statement goes to the primary.
     void loadPostgresParser();
   }

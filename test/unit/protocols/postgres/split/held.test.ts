@@ -35,6 +35,8 @@ test('extended: Parse/Bind/Describe/Execute/Sync classified by the Parse text; w
   assert.equal(verdict(whole).route, 'read');
   // Cut anywhere before the Sync is complete: wait (the next read brings it).
   for (let cut = 0; cut < whole.length; cut++) assert.equal(classifyHeld(whole, cut, classifier, () => undefined).route, 'wait', `cut at ${cut}`);
+  // Parse + Describe + Flush: the client waits for the answer without a Sync.
+  assert.equal(verdict(Buffer.concat([parse('s9', 'select 9'), msg('D', 'Ss9'), msg('H')])).route, 'read');
   const write = Buffer.concat([parse('', 'update t set a = 1'), bind(''), execute]);
   assert.equal(verdict(write).route, 'primary', 'a write decides at once, no Sync needed');
 });
