@@ -8,6 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -94,6 +97,16 @@ describe('read/write split, postgres', () => {
           auth: { users: { [USER]: { password: PASSWORD } } },
           pool: { mode: 'transaction', size: 4 },
           readWriteSplit: { maxReplicaLagMs: 1000, lagProbeIntervalMs: 100 },
+        },
+        {
+          // md5: a hand-written client pipelines its first exchange behind the login, in pieces.
+          name: 'md5',
+          protocol: 'postgres',
+          host: '127.0.0.1',
+          port: 0,
+          auth: { method: 'md5', users: { [USER]: { password: PASSWORD } } },
+          pool: { mode: 'transaction', size: 2 },
+          readWriteSplit: { lagProbeIntervalMs: 100 },
         },
         {
           // Read-your-writes: a lagging replica is still used (maxReplicaLagMs is huge), except right after a write.
@@ -249,6 +262,33 @@ describe('read/write split, postgres', () => {
     }
   });
 
+  it('an exchange sent behind the login and split across writes is answered (the session waits for its Sync, then resumes the client)', async (t) => {
+    if (skip !== null) return t.skip(skip);
+    const socket = net.connect((proxy as RunningCli).port('md5'), '127.0.0.1');
+    await once(socket, 'connect');
+    let received = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+    const until = (what: string, test: () => boolean): Promise<void> => waitUntil(what, () => Promise.resolve(test()), 10_000);
+    try {
+      socket.write(startup(USER, DB));
+      await until('the md5 challenge', () => received.length >= 13 && received[0] === 0x52 && received.readInt32BE(5) === 5);
+      const salt = received.subarray(9, 13);
+      received = Buffer.alloc(0);
+      const inner = createHash('md5').update(PASSWORD + USER).digest('hex');
+      const answer = `md5${createHash('md5').update(inner).update(salt).digest('hex')}`;
+      // The password and, in the same write, the first half of an exchange: Parse + Bind + Execute, no Sync yet.
+      const exchange = Buffer.concat([frontend('P', cstr(''), cstr('select pg_is_in_recovery()::text as r'), Buffer.from([0, 0])), frontend('B', cstr(''), cstr(''), Buffer.from([0, 0, 0, 0, 0, 0])), frontend('E', cstr(''), Buffer.from([0, 0, 0, 0]))]);
+      socket.write(Buffer.concat([frontend('p', cstr(answer)), exchange]));
+      await until('the greeting', () => received.includes(Buffer.from([0x5a, 0, 0, 0, 5, 0x49])));
+      received = Buffer.alloc(0);
+      socket.write(frontend('S'));
+      await until('the answer and ReadyForQuery', () => received.includes(Buffer.from([0x5a, 0, 0, 0, 5, 0x49])));
+      assert.ok(received.includes(Buffer.from('SELECT 1')), received.toString('latin1'));
+    } finally {
+      socket.destroy();
+    }
+  });
+
   it('psql: reads on the standby, writes on the primary', async (t) => {
     if (skip !== null) return t.skip(skip);
     const env = { ...process.env, PGPASSWORD: PASSWORD };
@@ -358,6 +398,25 @@ describe('read/write split, postgres', () => {
     }
   });
 });
+
+function cstr(text: string): Buffer {
+  return Buffer.from(`${text}\0`);
+}
+
+function frontend(type: string, ...parts: Buffer[]): Buffer {
+  const body = Buffer.concat(parts);
+  const head = Buffer.alloc(5);
+  head[0] = type.charCodeAt(0);
+  head.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([head, body]);
+}
+
+function startup(user: string, database: string): Buffer {
+  const body = Buffer.concat([Buffer.from([0, 3, 0, 0]), cstr('user'), cstr(user), cstr('database'), cstr(database), Buffer.from([0])]);
+  const head = Buffer.alloc(4);
+  head.writeInt32BE(body.length + 4, 0);
+  return Buffer.concat([head, body]);
+}
 
 function replicaReads(s: ProxyStats): number {
   const row = s.readWriteSplit?.find((r) => r.listener === 'pg');

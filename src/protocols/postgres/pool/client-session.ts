@@ -467,7 +467,10 @@ export class ClientSession implements PoolClient, ServerUser {
     if (this.#waiting || this.server !== null || this.phase === CLOSED) return;
     // The split picks the pool (a replica's or the primary's) from the held messages; null: it waits for a whole exchange.
     const pool = this.split === null || this.phase !== READY ? this.pool : this.split.choose(this.#held ?? EMPTY, this.#heldLength, this.statements);
-    if (pool === null) return;
+    if (pool === null) {
+      this.#resumeClient(); // the rest of the exchange must come (the client may be paused since its login)
+      return;
+    }
     const server = this.manager.acquire(pool, this);
     if (server !== null) {
       this.serverGranted(server);
