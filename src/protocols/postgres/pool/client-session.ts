@@ -70,6 +70,7 @@ import type { ServerConnection } from './server-connection.ts';
 import type { ServerUser } from './server-connection.ts';
 import { dropClientKey, newClientKey } from './cancel-keys.ts';
 import type { WaitQueue } from './wait-queue.ts';
+import type { SessionSplit } from '../split/session-split.ts';
 
 const LOGIN = 0;
 const READY = 1;
@@ -83,6 +84,8 @@ const NEVER_PREPARED = 'pp_none';
 /** Client bytes held while it waits for a server connection before its socket is paused. */
 const MAX_HELD_UNPAUSED = 64 * 1024;
 
+const EMPTY = Buffer.alloc(0);
+
 const kSession = Symbol('polyproxy.pg.pool.session');
 type SessionSocket = Socket & { [kSession]?: ClientSession };
 
@@ -92,6 +95,8 @@ export interface ClientSessionOptions {
   readonly tenant: string;
   /** Tracked startup parameters (canonical names; null: the server's default). */
   readonly startup: ParameterValues;
+  /** The read/write split (split/session-split.ts): which pool the next transaction's server comes from. */
+  readonly split?: SessionSplit | null;
 }
 
 export class ClientSession implements PoolClient, ServerUser {
@@ -100,6 +105,7 @@ export class ClientSession implements PoolClient, ServerUser {
   readonly pool: ServerPool;
   readonly tenant: string;
   readonly transactionMode: boolean;
+  readonly split: SessionSplit | null;
   readonly done: Promise<void>;
   #resolveDone!: () => void;
   phase = LOGIN;
@@ -154,6 +160,7 @@ export class ClientSession implements PoolClient, ServerUser {
     this.pool = options.pool;
     this.tenant = options.tenant;
     this.transactionMode = options.manager.settings.mode === 'transaction';
+    this.split = options.split ?? null;
     this.#startup = options.startup;
     this.desired = new Map();
     this.statements = new ClientStatements(options.pool.registry);
@@ -265,6 +272,7 @@ export class ClientSession implements PoolClient, ServerUser {
       this.#end(null);
       return;
     }
+    if (this.split !== null) this.split.observe(type, body, start, end);
     if (!this.transactionMode) {
       forward(out, type, body, start, end);
       return;
@@ -457,7 +465,10 @@ export class ClientSession implements PoolClient, ServerUser {
 
   #requestServer(): void {
     if (this.#waiting || this.server !== null || this.phase === CLOSED) return;
-    const server = this.manager.acquire(this.pool, this);
+    // The split picks the pool (a replica's or the primary's) from the held messages; null: it waits for a whole exchange.
+    const pool = this.split === null || this.phase !== READY ? this.pool : this.split.choose(this.#held ?? EMPTY, this.#heldLength, this.statements);
+    if (pool === null) return;
+    const server = this.manager.acquire(pool, this);
     if (server !== null) {
       this.serverGranted(server);
       return;
@@ -469,7 +480,7 @@ export class ClientSession implements PoolClient, ServerUser {
   serverGranted(server: ServerConnection): void {
     this.#waiting = false;
     if (this.phase === CLOSED) {
-      this.manager.release(this.pool, server);
+      this.manager.release(server.home as ServerPool, server);
       return;
     }
     this.server = server;
@@ -567,6 +578,11 @@ export class ClientSession implements PoolClient, ServerUser {
   serverFailed(sqlstate: string, message: string, raw: Buffer | null): void {
     this.#waiting = false;
     if (this.phase === CLOSED) return;
+    // A replica that gave no connection: the same messages go to the primary, the client sees nothing.
+    if (this.split !== null && this.phase === READY && this.split.failed(sqlstate, message)) {
+      this.#requestServer();
+      return;
+    }
     this.#end(raw ?? errorMessage('FATAL', sqlstate, message));
   }
 
@@ -729,6 +745,7 @@ export class ClientSession implements PoolClient, ServerUser {
     const server = this.server;
     if (server === null || this.phase !== READY) return;
     if (this.#pendingSyncs > 0 || this.#sentSinceSync || this.#swallow > 0 || this.#txStatus !== STATUS_IDLE || !this.clientReader.atBoundary) return;
+    if (this.split !== null && this.split.holdsServer) return; // pinned: the session's state lives in this connection
     if (this.#sawSet) {
       this.#sawSet = false;
       this.#ownQuery(READ_BACK_QUERY, true);
@@ -747,7 +764,8 @@ export class ClientSession implements PoolClient, ServerUser {
     this.#parseStatements.length = 0;
     this.#closeEpochs.length = 0;
     this.#closeAsParse.length = 0;
-    this.manager.release(this.pool, server);
+    this.manager.release(server.home as ServerPool, server);
+    if (this.split !== null) this.split.detached();
     if (this.phase === READY && this.#heldLength > 0) this.#requestServer();
   }
 
@@ -827,6 +845,7 @@ export class ClientSession implements PoolClient, ServerUser {
     this.statements.clear();
     this.pool.stats.clients--;
     this.manager.leave(this.tenant);
+    if (this.split !== null) this.split.end();
     const server = this.server;
     if (server === null) return;
     const clean = !wasLogin && this.#pendingSyncs === 0 && !this.#sentSinceSync && this.#swallow === 0 && this.#txStatus === STATUS_IDLE && this.clientReader.atBoundary;
@@ -836,11 +855,11 @@ export class ClientSession implements PoolClient, ServerUser {
       this.#detach(server);
       return;
     }
-    if (this.transactionMode) {
+    if (this.transactionMode && (this.split === null || !this.split.holdsServer)) {
       this.#detach(server);
       return;
     }
-    // Session mode: PgBouncer's server_reset_query; the server goes back once DISCARD ALL answered.
+    // Session mode (or a session the split pinned to its connection): PgBouncer's server_reset_query; the server goes back once DISCARD ALL answered.
     this.#resetting = true;
     this.#ownQuery('DISCARD ALL', false);
     for (const name of UNREPORTED) server.params.set(name, null);
