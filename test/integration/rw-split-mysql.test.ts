@@ -13,6 +13,7 @@ import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import mariadb from 'mariadb';
 import mysql from 'mysql2/promise';
 import { startCli, writeConfig } from '../helpers/cli.ts';
 import type { RunningCli } from '../helpers/cli.ts';
@@ -216,6 +217,27 @@ test('the mariadb CLI: a read on the replica, a transaction on the primary', asy
   if (missing !== null) return t.skip(missing);
   const { stdout } = await run('mariadb', ['-h', '127.0.0.1', '-P', String(proxy!.port('split')), '-u', APP, `-p${APP_PASSWORD}`, DB, '-N', '-B', '-e', 'SELECT @@server_id; BEGIN; SELECT @@server_id; COMMIT; SELECT COUNT(*) > 0 FROM t']);
   assert.deepEqual(stdout.trim().split('\n'), [String(REPLICA_ID), String(PRIMARY_ID), '1']);
+});
+
+test('the mariadb npm driver, pipelining: commands queued behind each other each go where they belong', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const conn = await mariadb.createConnection({ host: '127.0.0.1', port: proxy!.port('split'), user: APP, password: APP_PASSWORD, database: DB, pipelining: true });
+  try {
+    const id = (rows: Array<{ s: unknown }>): number => Number(rows[0]?.s);
+    const [a, , b, c, d] = await Promise.all([
+      conn.query('SELECT @@server_id AS s'),
+      conn.query("INSERT INTO t (v) VALUES ('pipelined')"),
+      conn.query('SELECT @@server_id AS s'),
+      conn.query('SELECT @@server_id AS s FROM t LIMIT 1 FOR UPDATE'),
+      conn.execute('SELECT @@server_id AS s'),
+    ]);
+    assert.deepEqual([id(a), id(b), id(c), id(d)], [REPLICA_ID, REPLICA_ID, PRIMARY_ID, PRIMARY_ID]);
+    await conn.beginTransaction();
+    assert.equal(id(await conn.query('SELECT @@server_id AS s')), PRIMARY_ID);
+    await conn.commit();
+  } finally {
+    await conn.end();
+  }
 });
 
 test('read-your-writes: after a committed write, reads go to the primary for readAfterWriteMs', async (t) => {

@@ -57,6 +57,8 @@ const MAX_REPLAYED_BYTES = 16 * 1024;
 const MAX_BUFFERED = 1024 * 1024;
 
 const ER_UNKNOWN_COM_ERROR = 1047;
+/** A replica's answers that mean "this connection is gone" (ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED): retried on the primary. */
+const GONE_ERRORS: ReadonlySet<number> = new Set([1053, 1927]);
 const ER_NET_PACKET_TOO_LARGE = 1153;
 const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION = 1792;
 
@@ -68,6 +70,23 @@ interface Conn {
   readonly endpoint: string;
   /** Last status flags seen. */
   status: number;
+}
+
+/** The command in flight. */
+interface Command {
+  readonly payload: Buffer;
+  /** Its packets as the client sent them. */
+  readonly packet: Buffer;
+  conn: Conn;
+  /** Bytes of the answer reached the client. */
+  forwarded: boolean;
+  /** Not a read: read-your-writes starts at the next commit. */
+  readonly write: boolean;
+  /** A SET to replay on replica connections once it succeeds. */
+  readonly replay: boolean;
+  /** The database a USE / COM_INIT_DB switches to. */
+  readonly database: string | null;
+  readonly reset: boolean;
 }
 
 export interface SplitSessionOptions {
@@ -97,7 +116,7 @@ export class SplitSession {
   readonly #raw: ReadAfterWrite;
   #buffer: Buffer = Buffer.alloc(0);
   /** The command in flight, its target, and what to do when it ends. */
-  #current: { payload: Buffer; packet: Buffer; conn: Conn; forwarded: boolean; write: boolean; replay: boolean; database: string | null; reset: boolean } | null = null;
+  #current: Command | null = null;
   #busy = false;
   #pinned: string | null = null;
   readonly #sets: string[] = [];
@@ -393,6 +412,13 @@ export class SplitSession {
   #onBackend(conn: Conn, chunk: Buffer): void {
     const current = this.#current;
     if (current === null || current.conn !== conn) return; // nothing asked: ignore (a server's own notice before closing)
+    if (conn.role === 'replica' && !current.forwarded && chunk.length >= 7 && chunk[4] === 0xff && GONE_ERRORS.has(chunk.readUInt16LE(5))) {
+      // The replica is shutting down or killed this connection: the read runs on the primary.
+      this.#o.replicas.markDown(conn.endpoint, `the replica answered with error ${chunk.readUInt16LE(5)}`);
+      this.#dropReplica();
+      this.#retryOnPrimary(current);
+      return;
+    }
     const used = this.#tracker.feed(chunk, 0, chunk.length);
     current.forwarded = true;
     const ok = this.#client.write(used === chunk.length ? chunk : chunk.subarray(0, used));
@@ -460,11 +486,15 @@ export class SplitSession {
         return;
       }
       // Nothing reached the client yet: the read runs on the primary.
-      countStatement(this.#o.listener, 'primary', 'fallback');
-      current.conn = this.#primary;
-      this.#tracker.start(answerKind(current.payload[0] as number));
-      this.#primary.socket.write(current.packet);
+      this.#retryOnPrimary(current);
     }
+  }
+
+  #retryOnPrimary(current: Command): void {
+    countStatement(this.#o.listener, 'primary', 'fallback');
+    current.conn = this.#primary;
+    this.#tracker.start(answerKind(current.payload[0] as number));
+    this.#primary.socket.write(current.packet);
   }
 
   // ---- answers and the end -----------------------------------------------
