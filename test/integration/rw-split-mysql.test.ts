@@ -26,6 +26,8 @@ const BACKEND = 'pp_rw_backend';
 const BACKEND_PASSWORD = 'pp-rw-backend-secret';
 const APP = 'app';
 const APP_PASSWORD = 'app-secret';
+/** A route without replicas on the same listeners: the usual relay. */
+const PLAIN_DB = 'pp_rw_plain';
 const PRIMARY_ID = 1;
 const REPLICA_ID = 2;
 
@@ -51,6 +53,7 @@ before(async () => {
     return;
   }
   await pair.createUser(BACKEND, BACKEND_PASSWORD, DB);
+  await pair.createUser(BACKEND, BACKEND_PASSWORD, PLAIN_DB);
   // The lag probe runs SHOW REPLICA STATUS as backendUser.
   await pair.primary.query(`GRANT SLAVE MONITOR ON *.* TO '${BACKEND}'@'%'`);
   await pair.primary.query(`CREATE TABLE ${DB}.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))`);
@@ -59,7 +62,7 @@ before(async () => {
   const file = await writeConfig({
     workers: 1,
     security: { allowBackends: ['127.0.0.0/8'] },
-    routes: { [DB]: { primary: pair.primary.endpoint, replicas: [pair.replica.endpoint] } },
+    routes: { [DB]: { primary: pair.primary.endpoint, replicas: [pair.replica.endpoint] }, [PLAIN_DB]: pair.primary.endpoint },
     listeners: [
       { name: 'split', protocol: 'mysql', host: '127.0.0.1', port: 0, auth, readWriteSplit: { maxReplicaLagMs: 1000, lagProbeIntervalMs: 200 } },
       { name: 'ryw', protocol: 'mysql', host: '127.0.0.1', port: 0, auth, readWriteSplit: { maxReplicaLagMs: 1000, lagProbeIntervalMs: 200, readAfterWriteMs: 1500 } },
@@ -206,6 +209,17 @@ test('mysql2 execute (binary protocol) runs on the primary; USE of the same rout
     // A database routed nowhere (or elsewhere) is refused as by the use guard.
     await assert.rejects(conn.query('USE mysql'), (err: { errno?: number }) => err.errno === 1044 || err.errno === 1049);
     assert.equal(await serverId(conn), REPLICA_ID);
+  } finally {
+    await conn.end();
+  }
+});
+
+test('a route without replicas on a split listener is relayed to its primary as usual', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const conn = await mysql.createConnection({ host: '127.0.0.1', port: proxy!.port('split'), user: APP, password: APP_PASSWORD, database: PLAIN_DB });
+  try {
+    const [rows] = await conn.query<mysql.RowDataPacket[]>('SELECT @@server_id AS s, DATABASE() AS d, CURRENT_USER() AS u');
+    assert.deepEqual(rows[0], { s: PRIMARY_ID, d: PLAIN_DB, u: `${BACKEND}@%` });
   } finally {
     await conn.end();
   }

@@ -125,6 +125,8 @@ export class SplitSession {
   /** The primary ran a non-read since its last commit: read-your-writes starts at the next commit. */
   #wrote = false;
   #closed = false;
+  /** The listener drains: the session ends after the command in flight. */
+  #draining = false;
   readonly done: Promise<void>;
   #resolveDone!: () => void;
 
@@ -464,6 +466,10 @@ export class SplitSession {
       }
     }
     this.#busy = false;
+    if (this.#draining) {
+      this.close();
+      return;
+    }
     this.#pump();
   }
 
@@ -533,6 +539,7 @@ export class SplitSession {
 
   /** The listener drains: close once no command is in flight (or now, at the deadline). */
   drain(deadline: boolean): void {
+    this.#draining = true;
     if (deadline || !this.#busy) this.close();
   }
 }
