@@ -25,6 +25,7 @@ import { startPostgresReplica } from '../../test/helpers/postgres-replica.ts';
 import { PostgresClassifier, loadPostgresParser } from '../../src/protocols/postgres/split/classify.ts';
 import { classifyHeld } from '../../src/protocols/postgres/split/held.ts';
 import { envNumber } from '../lib/env.ts';
+import { mysqlPart } from './rw-split-mysql.ts';
 import { freePort } from '../lib/net.ts';
 import { startPolyproxyWithConfig } from '../lib/polyproxy-config.ts';
 import { progress } from '../lib/progress.ts';
@@ -208,7 +209,7 @@ export const postgresPart: RwSplitPart = {
  * sysbench oltp_read_only) is appended here: `import { mysqlPart } from
  * './rw-split-mysql.ts'` and `[postgresPart, mysqlPart]`.
  */
-export const PARTS: readonly RwSplitPart[] = [postgresPart];
+export const PARTS: readonly RwSplitPart[] = [postgresPart, mysqlPart];
 
 export const rwSplitScenario: Scenario = {
   name: 'rw-split',

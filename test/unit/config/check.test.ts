@@ -167,6 +167,13 @@ describe('checkConfig: routes with replicas need the read/write split (issue 17)
     assertNamesField(() => parseConfig({ listeners: [{ protocol: 'postgres', port: 6432, auth, readWriteSplit: {} }] }, dir), 'listeners.0.readWriteSplit', /needs pool \(mode: transaction\)/);
     assertNamesField(() => parseConfig({ listeners: [{ protocol: 'postgres', port: 6432, auth, pool: { mode: 'session' }, readWriteSplit: {} }] }, dir), 'listeners.0.readWriteSplit', /needs pool\.mode "transaction"/);
   });
+
+  it('mysql: readWriteSplit without auth names the field; readOnlyFunctions is not a mysql field; with auth the split is fine', async () => {
+    assertNamesField(() => parseConfig({ listeners: [{ protocol: 'mysql', port: 3307, readWriteSplit: {} }] }, dir), 'listeners.0.readWriteSplit', /needs `auth` \(with backendUser\)/);
+    assert.throws(() => parseConfig({ listeners: [{ protocol: 'mysql', port: 3307, auth: mysqlAuth, readWriteSplit: { readOnlyFunctions: ['f'] } }] }, dir), /readOnlyFunctions/);
+    const config = parseConfig({ routes, listeners: [{ protocol: 'mysql', port: 3307, auth: mysqlAuth, readWriteSplit: { maxReplicaLagMs: 500 } }] }, dir);
+    assert.deepEqual((await checkConfig(config)).problems, []);
+  });
 });
 
 describe('friendly schema messages', () => {
