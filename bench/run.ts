@@ -24,6 +24,8 @@ import { idleMemoryScenario } from './scenarios/idle-memory.ts';
 import { mysqlSysbenchScenario } from './scenarios/mysql-sysbench.ts';
 import { pgbenchScenario } from './scenarios/pgbench.ts';
 import { pgbenchPoolScenario } from './scenarios/pgbench-pool.ts';
+import { rwSplitScenario } from './scenarios/rw-split.ts';
+import { rwSplitMysqlScenario } from './scenarios/rw-split-mysql.ts';
 import { smtpScenario } from './scenarios/smtp.ts';
 import { tcpBulkScenario } from './scenarios/tcp-bulk.ts';
 import { tcpHoldScenario } from './scenarios/tcp-hold.ts';
@@ -31,7 +33,7 @@ import { tcpRateScenario } from './scenarios/tcp-rate.ts';
 import { tcpRrScenario } from './scenarios/tcp-rr.ts';
 import { wsBridgeScenario } from './scenarios/ws-bridge.ts';
 
-const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario, clusterScenario];
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario, clusterScenario, rwSplitScenario, rwSplitMysqlScenario];
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);

@@ -22,7 +22,9 @@ export async function startPolyproxyWithConfig(ctx: ScenarioContext, config: Rec
   const file = path.join(dir, 'polyproxy.json');
   writeFileSync(file, `${JSON.stringify({ workers: 1, logLevel: 'warn', ...config }, null, 2)}\n`);
   const extra = (process.env.BENCH_POLYPROXY_NODE_FLAGS ?? '').split(/\s+/).filter((s) => s !== '');
-  const [cmd, args] = pinned(ctx.proxyCpu, ctx.node, [...extra, path.join(ctx.root, 'bin', 'polyproxy.js'), '--config', file]);
+  // Several workers are meant to spread over the cores: not pinned.
+  const workers = typeof config.workers === 'number' ? config.workers : 1;
+  const [cmd, args] = pinned(workers > 1 ? -1 : ctx.proxyCpu, ctx.node, [...extra, path.join(ctx.root, 'bin', 'polyproxy.js'), '--config', file]);
   const proc = spawnTracked(cmd, args, { name, cwd: ctx.root });
   const stop = async (): Promise<void> => {
     await proc.stop('SIGTERM', 10_000);

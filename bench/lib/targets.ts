@@ -37,9 +37,11 @@ export interface PolyproxyOptions {
   readonly protocol?: string;
   /** Extra Node flags (e.g. --cpu-prof). */
   readonly nodeFlags?: readonly string[];
+  /** Worker processes (default 1). More than one: not pinned (the workers are meant to spread over the cores). */
+  readonly workers?: number;
 }
 
-/** `node bin/polyproxy.js --protocol P --port N --backend B --host 127.0.0.1 --log-level warn` (one worker). */
+/** `node bin/polyproxy.js --protocol P --port N --backend B --host 127.0.0.1 --log-level warn` (one worker unless `workers`). */
 export async function startPolyproxy(ctx: ScenarioContext, options: PolyproxyOptions): Promise<Running> {
   const port = await freePort();
   const extra = (process.env.BENCH_POLYPROXY_NODE_FLAGS ?? '').split(/\s+/).filter((s) => s !== '');
@@ -56,17 +58,22 @@ export async function startPolyproxy(ctx: ScenarioContext, options: PolyproxyOpt
     '--host',
     '127.0.0.1',
     '--workers',
-    '1',
+    String(options.workers ?? 1),
     '--log-level',
     'warn',
   ];
   if (process.env.BENCH_LIMITS_OTHER === '1') args.splice(args.indexOf('--protocol'), 12, '--config', limitsOtherConfig(options, port));
-  const [cmd, cmdArgs] = pinned(ctx.proxyCpu, ctx.node, args);
-  const proc = spawnTracked(cmd, cmdArgs, { name: 'polyproxy', cwd: ctx.root });
+  const workers = options.workers ?? 1;
+  const [cmd, cmdArgs] = pinned(workers > 1 ? -1 : ctx.proxyCpu, ctx.node, args);
+  const proc = spawnTracked(cmd, cmdArgs, { name: workers > 1 ? `polyproxy-${workers}w` : 'polyproxy', cwd: ctx.root });
   // At --log-level warn the "polyproxy ready" line (info) is not printed: wait for the port.
   await waitForPort(port, 15_000, proc);
   return { name: 'polyproxy', port, pid: proc.pid, proc, stop: () => proc.stop('SIGTERM', 10_000) };
 }
+
+/** The note under a table with a `workers: 2` row next to the one-worker row. */
+export const TWO_WORKERS_NOTE =
+  'The "2 workers" row is the same polyproxy with `workers: 2` (a supervisor and two worker processes sharing the port with SO_REUSEPORT), not pinned, so the kernel spreads it over both cores — which the load generator and backend share; its CPU figure is the supervisor and workers together. It shows how polyproxy scales past the single-threaded anchors on this 2-core machine, not a per-core figure.';
 
 /**
  * BENCH_LIMITS_OTHER=1: the same listener from a config file that also sets

@@ -21,17 +21,19 @@ import { startNginx, nginxVersion } from '../lib/nginx.ts';
 import { startPolyproxyWithConfig } from '../lib/polyproxy-config.ts';
 import { progress } from '../lib/progress.ts';
 import { runCommand, spawnTracked } from '../lib/process.ts';
-import { readCpuSeconds, readRssKb } from '../lib/rss.ts';
+import { readRssKb, readTreeCpuSeconds } from '../lib/rss.ts';
 import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
+import { TWO_WORKERS_NOTE } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
 import { clientCpu } from './tcp-rr.ts';
 import { envNumber } from '../lib/env.ts';
 
 const WRK = '/usr/bin/wrk';
 const CONNECTIONS = 64;
-const TARGET = 0.6;
+/** Issue 23: ≥ 0.8× HAProxy, one worker, keep-alive. */
+const TARGET = 0.8;
 const SINK_HOST = 'sink.bench.test';
 const BENCH_LIB = path.join(path.dirname(path.dirname(new URL(import.meta.url).pathname)), 'lib');
 
@@ -48,12 +50,12 @@ interface RunResult {
 }
 
 async function runWrk(ctx: ScenarioContext, port: number, seconds: number, proxyPid: number | null): Promise<RunResult> {
-  const cpuBefore = proxyPid === null ? 0 : readCpuSeconds(proxyPid);
+  const cpuBefore = proxyPid === null ? 0 : readTreeCpuSeconds(proxyPid);
   const started = Date.now();
   const [cmd, args] = pinned(clientCpu(ctx), WRK, wrkArgs(port, seconds));
   const r = await runCommand(cmd, args, { name: 'wrk' });
   const elapsed = (Date.now() - started) / 1000;
-  const cpuAfter = proxyPid === null ? 0 : readCpuSeconds(proxyPid);
+  const cpuAfter = proxyPid === null ? 0 : readTreeCpuSeconds(proxyPid);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
   if (r.code !== 0 || rps === null) throw new Error(`wrk on port ${port} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout);
@@ -202,6 +204,17 @@ export const httpRpsScenario: Scenario = {
         listeners: [{ name: 'web', protocol: 'http', host: '127.0.0.1', port: await freePort() }],
       });
       started.push(polyproxy);
+      const polyproxy2 = await startPolyproxyWithConfig(
+        ctx,
+        {
+          workers: 2,
+          security: { allowBackends: ['127.0.0.0/8'] },
+          routes: { '127.0.0.1': backend },
+          listeners: [{ name: 'web', protocol: 'http', host: '127.0.0.1', port: await freePort() }],
+        },
+        'polyproxy-2w',
+      );
+      started.push(polyproxy2);
       const haproxy = await startHaproxyTcp(ctx, { backend, mode: 'http', name: 'haproxy' });
       started.push(haproxy);
       const haproxySink = await startHaproxyTcp(ctx, { backend: `127.0.0.1:${sinkPort}`, mode: 'http', name: 'haproxy-sink' });
@@ -210,6 +223,7 @@ export const httpRpsScenario: Scenario = {
       const targets: Target[] = [
         { key: 'direct', label: 'direct (nginx)', port: nginx.port, pid: null },
         { key: 'polyproxy', label: 'polyproxy (http, Host route)', port: polyproxy.port, pid: polyproxy.pid },
+        { key: 'polyproxy2', label: 'polyproxy, 2 workers (unpinned)', port: polyproxy2.port, pid: polyproxy2.pid },
         { key: 'haproxy', label: 'HAProxy http (nbthread 1)', port: haproxy.port, pid: haproxy.pid },
       ];
       for (const t of targets) {
@@ -285,6 +299,7 @@ export const httpRpsScenario: Scenario = {
         notes: [
           `\`wrk ${wrkArgs(0, seconds).join(' ').replace('127.0.0.1:0', '127.0.0.1:<port>')}\` per target; ${rounds} interleaved round(s) (order reversed every other round) after a ${warmup} s warm-up each; best run.${errors.length > 0 ? ` Errors seen: ${errors.map((e) => `${e.non2xx} non-2xx, socket ${e.socketErrors ?? 'ok'}`).join('; ')}.` : ' No non-2xx responses or socket errors.'}`,
           `${versions.wrk}; nginx ${versions.nginx}; ${versions.haproxy}.`,
+          TWO_WORKERS_NOTE,
           `Backend: nginx, \`worker_processes 1\`, \`access_log off\`, \`keepalive_requests 1000000\`, \`location / { return 200 "hello\\n"; }\`. polyproxy (config: http listener, route \`127.0.0.1\` → nginx — wrk sends \`Host: 127.0.0.1:<port>\` — one worker, \`logLevel: warn\`) and HAProxy (\`mode http\`, \`option http-keep-alive\`, \`nbthread 1\`) ${ctx.proxyCpu < 0 ? 'are not pinned' : `are pinned to CPU ${ctx.proxyCpu}; wrk and nginx share CPU ${loadCpu} (so "direct" is limited by wrk and nginx competing for one core)`}. "proxy CPU" is the proxy's user+system CPU time over the run's wall time (100 % = one core); "µs/req" is that CPU time per request (medians of the runs).`,
           ...(streamRows.length === 0
             ? []
@@ -297,7 +312,7 @@ export const httpRpsScenario: Scenario = {
           versions,
           targets: targets.map((t) => ({ key: t.key, label: t.label, best: best(t.key), runs: runs.get(t.key) })),
           streams,
-          ratios: { polyproxyToHaproxy: poly / ha, polyproxyToDirect: poly / direct, haproxyToDirect: ha / direct },
+          ratios: { polyproxyToHaproxy: poly / ha, twoWorkersToHaproxy: best('polyproxy2') / ha, twoWorkersToOne: best('polyproxy2') / poly, polyproxyToDirect: poly / direct, haproxyToDirect: ha / direct },
           targetMet: met,
           rssFlat: growthKb === null ? null : flat,
         },

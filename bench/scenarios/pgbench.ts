@@ -12,11 +12,11 @@
  */
 import { progress } from '../lib/progress.ts';
 import { runChecked, runCommand } from '../lib/process.ts';
-import { readCpuSeconds } from '../lib/rss.ts';
+import { readTreeCpuSeconds } from '../lib/rss.ts';
 import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
-import { startPgbouncer, startPipeProxy, startPolyproxy, startRawProxy } from '../lib/targets.ts';
+import { startPgbouncer, startPipeProxy, startPolyproxy, startRawProxy, TWO_WORKERS_NOTE } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
 import { envNumber } from '../lib/env.ts';
 
@@ -60,11 +60,11 @@ function pgbenchArgs(port: number, seconds: number): string[] {
 }
 
 async function runPgbench(port: number, seconds: number, proxyPid: number | null): Promise<RunResult> {
-  const cpuBefore = proxyPid === null ? 0 : readCpuSeconds(proxyPid);
+  const cpuBefore = proxyPid === null ? 0 : readTreeCpuSeconds(proxyPid);
   const started = Date.now();
   const r = await runCommand('pgbench', pgbenchArgs(port, seconds), { name: 'pgbench' });
   const elapsed = (Date.now() - started) / 1000;
-  const cpuAfter = proxyPid === null ? 0 : readCpuSeconds(proxyPid);
+  const cpuAfter = proxyPid === null ? 0 : readTreeCpuSeconds(proxyPid);
   const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout);
   if (r.code !== 0 || tps === null) throw new Error(`pgbench on port ${port} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
   const latency = /latency average = ([\d.]+) ms/.exec(r.stdout);
@@ -103,6 +103,8 @@ export const pgbenchScenario: Scenario = {
       const backend = `${PG_HOST}:${PG_PORT}`;
       const polyproxy = await startPolyproxy(ctx, { backend });
       started.push(polyproxy);
+      const polyproxy2 = await startPolyproxy(ctx, { backend, workers: 2 });
+      started.push(polyproxy2);
       const pgbouncer = await startPgbouncer(ctx, {
         databases: { [DATABASE]: `host=${PG_HOST} port=${PG_PORT}` },
         poolMode: 'session',
@@ -118,6 +120,7 @@ export const pgbenchScenario: Scenario = {
       const targets: Target[] = [
         { key: 'direct', label: 'direct (PostgreSQL)', port: PG_PORT, pid: null },
         { key: 'polyproxy', label: 'polyproxy', port: polyproxy.port, pid: polyproxy.pid },
+        { key: 'polyproxy2', label: 'polyproxy, 2 workers (unpinned)', port: polyproxy2.port, pid: polyproxy2.pid },
         { key: 'pgbouncer', label: 'PgBouncer (session)', port: pgbouncer.port, pid: pgbouncer.pid },
         { key: 'pipe', label: 'naive Node pipe() proxy', port: pipe.port, pid: pipe.pid },
         { key: 'nodeFloor', label: 'Node floor (raw libuv handles)', port: raw.port, pid: raw.pid },
@@ -185,13 +188,14 @@ export const pgbenchScenario: Scenario = {
           `Database ${DATABASE}: \`pgbench -i -s ${SCALE}\` (${dbState} this run). ${serverVersion === '' ? '' : `PostgreSQL ${serverVersion}; `}${pgbenchVersion}; ${pgbouncerVersion}.`,
           `polyproxy (one worker, \`--log-level warn\`), PgBouncer (session mode, pool 20), the naive pipe() proxy and the Node floor ${ctx.proxyCpu < 0 ? 'are not pinned' : `are each pinned to CPU ${ctx.proxyCpu} with taskset`}; pgbench and PostgreSQL are not pinned: client, proxy and server share the machine's cores. "proxy CPU" is the proxy process's user+system CPU time over the run's wall time (100 % = one core); "µs/tx" is that CPU time per transaction — the proxy's cost, less sensitive to run-to-run noise than TPS (medians of the runs).`,
           'The naive pipe() proxy is bench/lib/pipe-proxy.ts: `client.pipe(backend).pipe(client)` with noDelay, the "naive Node" anchor of DESIGN.md §5.',
+          TWO_WORKERS_NOTE,
           `"Node floor (raw libuv handles)" is bench/lib/raw-proxy.ts, a measuring anchor (not part of polyproxy): the cheapest proxy a Node process can run — libuv TCP handles driven directly through Node's internal bindings, no net.Socket, no streams, no per-read allocation, each read written straight to the other side. What it costs per transaction (${num(usPerTx('nodeFloor'), 1)} µs of CPU here, vs ${num(usPerTx('pgbouncer'), 1)} for PgBouncer and ${num(usPerTx('polyproxy'), 1)} for polyproxy) is the Node runtime's own cost (V8 ⇄ C++ calls, libuv, the kernel's TCP work), so it bounds what any Node proxy — polyproxy included — can do on this machine${floor < bouncer ? ': the floor itself does not beat PgBouncer here, so no single-process Node proxy can' : usPerTx('nodeFloor') > usPerTx('pgbouncer') ? `: even the floor needs ${ratio(usPerTx('nodeFloor'), usPerTx('pgbouncer'))} PgBouncer's CPU per transaction, so a Node proxy can at best tie PgBouncer's TPS while the proxy core has time to spare, never beat it on cost` : ''}.`,
         ],
         data: {
           settings: { duration, warmup, rounds, clients: CLIENTS, threads: THREADS, scale: SCALE, proxyCpu: ctx.proxyCpu },
           versions: { pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion, postgres: serverVersion },
           targets: targets.map((t) => ({ key: t.key, label: t.label, bestTps: best(t.key), runs: runs.get(t.key) })),
-          ratios: { polyproxyToDirect: poly / direct, polyproxyToPgbouncer: poly / bouncer, pgbouncerToDirect: bouncer / direct, pipeToDirect: best('pipe') / direct, nodeFloorToDirect: floor / direct, nodeFloorToPgbouncer: floor / bouncer, polyproxyToNodeFloor: poly / floor },
+          ratios: { polyproxyToDirect: poly / direct, twoWorkersToPgbouncer: best('polyproxy2') / bouncer, twoWorkersToOne: best('polyproxy2') / poly, polyproxyToPgbouncer: poly / bouncer, pgbouncerToDirect: bouncer / direct, pipeToDirect: best('pipe') / direct, nodeFloorToDirect: floor / direct, nodeFloorToPgbouncer: floor / bouncer, polyproxyToNodeFloor: poly / floor },
           targetMet: poly > bouncer,
         },
       };

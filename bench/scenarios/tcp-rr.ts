@@ -13,11 +13,11 @@ import { haproxyVersion, startHaproxyTcp } from '../lib/haproxy.ts';
 import { pinned } from '../lib/machine.ts';
 import { progress } from '../lib/progress.ts';
 import { runChecked, runCommand } from '../lib/process.ts';
-import { readCpuSeconds } from '../lib/rss.ts';
+import { readTreeCpuSeconds } from '../lib/rss.ts';
 import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { max, median } from '../lib/stats.ts';
 import { num, ratio } from '../lib/table.ts';
-import { startPipeProxy, startPolyproxy } from '../lib/targets.ts';
+import { startPipeProxy, startPolyproxy, TWO_WORKERS_NOTE } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
 import { envNumber } from '../lib/env.ts';
 
@@ -44,12 +44,12 @@ interface RunResult {
 }
 
 async function runRedisBenchmark(ctx: ScenarioContext, port: number, requests: number, proxyPid: number | null): Promise<RunResult> {
-  const cpuBefore = proxyPid === null ? 0 : readCpuSeconds(proxyPid);
+  const cpuBefore = proxyPid === null ? 0 : readTreeCpuSeconds(proxyPid);
   const started = Date.now();
   const [cmd, args] = pinned(clientCpu(ctx), REDIS_BENCHMARK, benchArgs(port, requests));
   const r = await runCommand(cmd, args, { name: 'redis-benchmark' });
   const elapsed = (Date.now() - started) / 1000;
-  const cpuAfter = proxyPid === null ? 0 : readCpuSeconds(proxyPid);
+  const cpuAfter = proxyPid === null ? 0 : readTreeCpuSeconds(proxyPid);
   // -q prints progress lines ending in \r, then "GET: 123456.79 requests per second, p50=0.199 msec".
   const match = /GET: ([\d.]+) requests per second/.exec(r.stdout);
   if (r.code !== 0 || match === null) throw new Error(`redis-benchmark on port ${port} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
@@ -86,6 +86,8 @@ export const tcpRrScenario: Scenario = {
       const backend = `${REDIS_HOST}:${REDIS_PORT}`;
       const polyproxy = await startPolyproxy(ctx, { backend, protocol: 'tcp' });
       started.push(polyproxy);
+      const polyproxy2 = await startPolyproxy(ctx, { backend, protocol: 'tcp', workers: 2 });
+      started.push(polyproxy2);
       const haproxy = await startHaproxyTcp(ctx, { backend });
       started.push(haproxy);
       const pipe = await startPipeProxy(ctx, backend);
@@ -93,6 +95,7 @@ export const tcpRrScenario: Scenario = {
       const targets: Target[] = [
         { key: 'direct', label: 'direct (Redis)', port: REDIS_PORT, pid: null },
         { key: 'polyproxy', label: 'polyproxy (tcp, fixed backend)', port: polyproxy.port, pid: polyproxy.pid },
+        { key: 'polyproxy2', label: 'polyproxy, 2 workers (unpinned)', port: polyproxy2.port, pid: polyproxy2.pid },
         { key: 'haproxy', label: 'HAProxy tcp (nbthread 1)', port: haproxy.port, pid: haproxy.pid },
         { key: 'pipe', label: 'naive Node pipe() proxy', port: pipe.port, pid: pipe.pid },
       ];
@@ -139,12 +142,13 @@ export const tcpRrScenario: Scenario = {
           `${versions.redisBenchmark}; Redis ${versions.redis}; ${versions.haproxy}.`,
           `polyproxy (\`--protocol tcp --backend 127.0.0.1:6379\`, one worker, \`--log-level warn\`), HAProxy (\`mode tcp\`, \`nbthread 1\`) and the naive pipe() proxy ${ctx.proxyCpu < 0 ? 'are not pinned' : `are each pinned to CPU ${ctx.proxyCpu}, redis-benchmark to CPU ${clientCpu(ctx)}`}; Redis is not pinned. "proxy CPU" is the proxy's user+system CPU time over the run's wall time (100 % = one core); "µs/op" is that CPU time per GET (medians of the runs).`,
           'The naive pipe() proxy is bench/lib/pipe-proxy.ts: `client.pipe(backend).pipe(client)` with noDelay.',
+          TWO_WORKERS_NOTE,
         ],
         data: {
           settings: { requests, rounds, connections: CONNECTIONS, valueBytes: VALUE_BYTES, proxyCpu: ctx.proxyCpu, clientCpu: clientCpu(ctx) },
           versions,
           targets: targets.map((t) => ({ key: t.key, label: t.label, best: best(t.key), runs: runs.get(t.key) })),
-          ratios: { polyproxyToHaproxy: poly / ha, polyproxyToDirect: poly / direct, haproxyToDirect: ha / direct, pipeToHaproxy: best('pipe') / ha },
+          ratios: { polyproxyToHaproxy: poly / ha, twoWorkersToHaproxy: best('polyproxy2') / ha, twoWorkersToOne: best('polyproxy2') / poly, polyproxyToDirect: poly / direct, haproxyToDirect: ha / direct, pipeToHaproxy: best('pipe') / ha },
           targetMet: met,
         },
       };

@@ -267,6 +267,35 @@ const SCRIPT = String.raw`
       return tr;
     }), 9, 'no PostgreSQL pools');
 
+    var split = s.readWriteSplit || [];
+    fill('rw-body', split.map(function (l) {
+      var replica = 0, primary = 0;
+      l.statements.forEach(function (x) { if (x.target === 'replica') replica += x.count; else primary += x.count; });
+      var tr = el('tr', { 'data-testid': 'rw-row', 'data-listener': l.listener });
+      cell(tr, 'rw-listener', l.listener, l.listener, 'key');
+      cell(tr, 'rw-replica', fmtInt(replica), replica);
+      cell(tr, 'rw-primary', fmtInt(primary), primary);
+      var share = replica + primary === 0 ? null : replica / (replica + primary);
+      cell(tr, 'rw-share', share === null ? '\u2014' : (share * 100).toFixed(1) + '%', share === null ? '' : Math.round(share * 10000) / 10000);
+      cell(tr, 'rw-pinned', fmtInt(l.pinnedSessions), l.pinnedSessions);
+      return tr;
+    }), 5, 'no read/write split');
+    var replicas = [];
+    split.forEach(function (l) {
+      l.routes.forEach(function (r) {
+        r.replicas.forEach(function (x) {
+          var tr = el('tr', { 'data-testid': 'rw-replica-row', 'data-replica': l.listener + ' ' + r.route + ' ' + x.endpoint });
+          cell(tr, 'rw-replica-name', r.route + ' \u2192 ' + x.endpoint, x.endpoint, 'key');
+          var state = cell(tr, 'rw-replica-state-cell', '', x.up ? 'up' : 'down', 'text');
+          state.appendChild(badge('rw-replica-state', x.up ? 'up' : 'down', x.up ? 'ok' : 'bad'));
+          cell(tr, 'rw-replica-lag', x.lagMs === null ? '\u2014' : fmtInt(Math.round(x.lagMs)) + ' ms', x.lagMs === null ? '' : x.lagMs);
+          cell(tr, 'rw-replica-sessions', fmtInt(x.sessions), x.sessions);
+          replicas.push(tr);
+        });
+      });
+    });
+    fill('rw-replicas-body', replicas, 4, 'no replicas probed yet');
+
     var lookups = s.cache.hits + s.cache.misses;
     var ratio = lookups === 0 ? null : s.cache.hits / lookups;
     set('cache-hit-ratio', ratio === null ? '\u2014' : (ratio * 100).toFixed(1) + '%', ratio === null ? null : Math.round(ratio * 10000) / 10000);
@@ -482,6 +511,17 @@ const BODY = String.raw`
     <div class="table-wrap"><table data-testid="pools">
       <thead><tr><th>Pool</th><th class="text">Mode</th><th>Clients active</th><th>Waiting</th><th>Servers active</th><th>Idle</th><th>Opened</th><th>Transactions</th><th>Queue timeouts</th></tr></thead>
       <tbody data-testid="pools-body"></tbody>
+    </table></div>
+  </section>
+  <section class="panel">
+    <h2>Read/write split</h2>
+    <div class="table-wrap"><table data-testid="rw">
+      <thead><tr><th>Listener</th><th>To replicas</th><th>To primary</th><th>On replicas</th><th>Pinned sessions</th></tr></thead>
+      <tbody data-testid="rw-body"></tbody>
+    </table></div>
+    <div class="table-wrap"><table data-testid="rw-replicas">
+      <thead><tr><th>Replica</th><th class="text">State</th><th>Lag</th><th>Reading sessions</th></tr></thead>
+      <tbody data-testid="rw-replicas-body"></tbody>
     </table></div>
   </section>
 ${HISTORY_SECTION}</main>

@@ -2,6 +2,7 @@
  * What the admin server serves, whoever computes it: the proxy itself when
  * it runs one process, the supervisor (aggregating every worker) otherwise.
  */
+import type { SplitStatsRow } from '../core/rw-split/stats.ts';
 
 export interface ListenerStats {
   readonly name: string;
@@ -80,6 +81,8 @@ export interface ProxyStats {
   readonly coldStarts: { readonly waiting: number; readonly wakes: number; readonly timeouts: number };
   /** PostgreSQL pools (listeners with `pool:`), bounded like the pool metrics' labels. */
   readonly pools: readonly PoolStatsRow[];
+  /** The read/write split (listeners with readWriteSplit): statements by target and reason, pinned sessions, replicas' state. */
+  readonly readWriteSplit?: readonly SplitStatsRow[];
   /** Each resolver source's stats() (module, redis, http), and the track() settings and call count. */
   readonly resolvers?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** The fleet (`cluster`): this instance, the Redis state, every instance's last heartbeat; null without `cluster`. */

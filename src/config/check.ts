@@ -40,6 +40,7 @@ export async function checkConfig(config: Config, options: CheckOptions = {}): P
     }
   }
   problems.push(...portClashes(config));
+  problems.push(...unsplitReplicas(config));
   warnings.push(...(await refusedRoutes(config, options.lookup === undefined ? undefined : options.lookup)));
   return { problems, warnings };
 }
@@ -118,4 +119,29 @@ async function refusedRoutes(config: Config, lookup: HostLookup | null | undefin
     }
   }
   return warnings;
+}
+
+/**
+ * Static routes with replicas that a postgres or mysql listener would send
+ * wholly to the primary: replicas are used only by the read/write split,
+ * which needs proxy-side auth (the proxy opens the primary and replica
+ * connections itself) and `readWriteSplit`. Refused rather than ignored
+ * (issue 17). Listeners with a fixed `backend` do not route.
+ */
+function unsplitReplicas(config: Config): string[] {
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(config.routes)) {
+    if (typeof value !== 'object' || Array.isArray(value) || !('primary' in value) || (value.replicas ?? []).length === 0) continue;
+    config.listeners.forEach((listener, i) => {
+      if ((listener.protocol !== 'postgres' && listener.protocol !== 'mysql') || listener.backend !== undefined) return;
+      const fields = listener as { auth?: unknown; readWriteSplit?: unknown };
+      const which = `listeners.${i}${listener.name === undefined ? '' : ` (${listener.name})`}`;
+      if (fields.auth === undefined) {
+        problems.push(`routes.${key}: has replicas, but ${which} has no proxy-side auth: only the read/write split uses replicas, and it needs the proxy to log in to the primary and the replicas itself (add auth, ${listener.protocol === 'postgres' ? 'pool and ' : ''}readWriteSplit to the listener, or drop the replicas)`);
+      } else if (fields.readWriteSplit === undefined) {
+        problems.push(`routes.${key}: has replicas, but ${which} has no readWriteSplit: its clients would use the primary only (add readWriteSplit to the listener, or drop the replicas)`);
+      }
+    });
+  }
+  return problems;
 }

@@ -98,7 +98,19 @@ function resolvePaths(config: Config, baseDir: string): Config {
     ...config,
     resolver: config.resolver.module === undefined ? config.resolver : { ...config.resolver, module: abs(config.resolver.module) },
     listeners: config.listeners.map((listener) => (listener.tls === undefined ? listener : { ...listener, tls: resolveTlsPaths(listener.tls, abs) })),
+    routes: resolveRouteCaPaths(config.routes, abs),
   };
+}
+
+/** A route's backend `tls.ca` file, made absolute (the table is returned as is when no route names one). */
+function resolveRouteCaPaths(routes: Config['routes'], abs: (p: string) => string): Config['routes'] {
+  let out: Config['routes'] | null = null;
+  for (const [key, value] of Object.entries(routes)) {
+    if (typeof value !== 'object' || Array.isArray(value) || !('tls' in value) || typeof value.tls !== 'object' || value.tls.ca === undefined) continue;
+    out ??= { ...routes };
+    out[key] = { ...value, tls: { ...value.tls, ca: abs(value.tls.ca) } };
+  }
+  return out ?? routes;
 }
 
 /** Every file a listener's `tls` block names (default, SNI certificates, CA), made absolute. */

@@ -52,12 +52,26 @@ function redisTarget(prefix: string) {
     .refine((target) => (target.url === undefined) !== (target.sentinel === undefined), { message: 'set url (one server) or sentinel (a Sentinel-managed master), one of them' });
 }
 
+/** TLS to a route's HTTP/2 backends: SNI name, the CA file their certificates must chain to (default: the system's), verification. */
+const backendTlsSchema = z.strictObject({
+  servername: z.string().min(1).max(253).optional(),
+  /** A PEM file (read at load and reload). */
+  ca: z.string().min(1).optional(),
+  rejectUnauthorized: z.boolean().optional(),
+});
+
 const routeValue = z.union([
   endpoint,
   z.array(endpoint).min(1),
   z.strictObject({ primary: endpoint, replicas: z.array(endpoint).optional() }),
-  /** `{ endpoint, protocol: h2 }`: the http listener speaks HTTP/2 (h2c) to these backends. */
-  z.strictObject({ endpoint: z.union([endpoint, z.array(endpoint).min(1)]), protocol: z.enum(['h1', 'h2']).optional() }),
+  /** `{ endpoint, protocol: h2 }`: the http listener speaks HTTP/2 (h2c) to these backends; with `tls`, HTTP/2 over TLS. */
+  z
+    .strictObject({
+      endpoint: z.union([endpoint, z.array(endpoint).min(1)]),
+      protocol: z.enum(['h1', 'h2']).optional(),
+      tls: z.union([z.literal(true), backendTlsSchema]).optional(),
+    })
+    .refine((route) => route.tls === undefined || route.protocol === 'h2', { message: 'tls needs protocol: h2 (TLS to backends is HTTP/2 only)', path: ['tls'] }),
 ]);
 
 export const configSchema = z

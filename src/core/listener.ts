@@ -9,6 +9,11 @@ import { ClientConnection } from './client-connection.ts';
 import type { TlsServerSettings } from './client-connection.ts';
 import { listenServer } from './listen.ts';
 import { connectFirst, Dial, DialAbort } from './connect.ts';
+import { dialableByHandle, HandleRelay } from './handle-relay.ts';
+import type { HandleRelayOwner } from './handle-relay.ts';
+import { interceptAccept, peerAddress, socketForHandle } from './io/tcp-handle.ts';
+import type { TcpHandle } from './io/tcp-handle.ts';
+import { ioSupport } from './io/support.ts';
 import type { Connected, DialOptions, DialOwner } from './connect.ts';
 import type { EndpointHealth } from './health.ts';
 import type { Endpoint } from './endpoint.ts';
@@ -94,8 +99,18 @@ interface SessionContext {
  *   socket stays paused (no 'data' listener) until the relay resumes it.
  *   The first connection, and the first after the cache entry expires, go
  *   the pipeline way and fill the cache.
+ *
+ * With direct I/O (io/support.ts ioSupport.handleRelay) and no
+ * first-response deadline, the fast path goes further: the listening
+ * handle's accept hook takes the connection before net.Server makes a
+ * Socket of it, and a HandleRelay (handle-relay.ts) dials and relays on
+ * bare libuv handles. When the route is not cached, a tenant has limits,
+ * fair share is on, a candidate is not a literal TCP address, TLS is
+ * configured or the listener is full, the hook hands the connection to
+ * the socket paths instead (unchanged, and all there is with
+ * POLYPROXY_DIRECT_IO=0).
  */
-export class Listener extends ListenerBase implements RelayOwner, ProxyListener, DialOwner {
+export class Listener extends ListenerBase implements RelayOwner, ProxyListener, DialOwner, HandleRelayOwner {
   readonly settings: ListenerSettings;
   readonly protocol: ProtocolModule;
   router: Router;
@@ -121,6 +136,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   readonly #share: ListenerShare;
   /** Fast-path dials holding a lease (fair share on): released if the dial fails. */
   readonly #dialLeases = new Map<Dial, Lease>();
+  /** Sessions on bare handles (dialing or relayed). */
+  readonly #handleRelays = new Set<HandleRelay>();
+  /** The accept hook of the handle fast path, or null when it does not apply to this listener. */
+  readonly #acceptHook: ((status: number, handle: TcpHandle) => boolean) | null;
 
   constructor(settings: ListenerSettings, protocol: ProtocolModule, router: Router, tlsSettings: TlsServerSettings | null, log: Logger) {
     super(settings.name, settings.protocol);
@@ -131,6 +150,8 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     const immediate = protocol.immediateOpening;
     this.#fastResourceId = immediate !== undefined && protocol.replay === undefined && isPlainOpening(immediate) ? immediate.resourceId : null;
     this.#fastKey = this.#fastResourceId === null ? '' : routeCacheKey(settings.protocol, this.#fastResourceId);
+    // A first-response deadline needs the socket relay's sweep and error answer.
+    this.#acceptHook = this.#fastResourceId !== null && ioSupport.handleRelay && settings.firstResponseTimeoutMs === 0 ? (_status, handle) => this.#acceptHandle(handle) : null;
     this.#log = log.child({ listener: settings.name, protocol: settings.protocol });
     this.#share = new ListenerShare(settings.maxConnections);
     const keepAlive = settings.tcpKeepAliveMs > 0;
@@ -150,7 +171,12 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   }
 
   get sessions(): number {
-    return this.#openings.size + this.#dials.size + this.#relays.size;
+    return this.#openings.size + this.#dials.size + this.#relays.size + this.#handleRelays.size;
+  }
+
+  /** Sessions on bare libuv handles now (the handle fast path), dialing or relayed. */
+  get handleSessions(): number {
+    return this.#handleRelays.size;
   }
 
   liveBytes(): [number, number] {
@@ -160,12 +186,17 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       bytesIn += relay.bytesIn;
       bytesOut += relay.bytesOut;
     }
+    for (const relay of this.#handleRelays) {
+      bytesIn += relay.bytesIn;
+      bytesOut += relay.bytesOut;
+    }
     return [bytesIn, bytesOut];
   }
 
   async listen(port = this.settings.port): Promise<AddressInfo> {
     const address = await listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
     this.#port = address.port;
+    if (this.#acceptHook !== null) interceptAccept(this.#server, this.#acceptHook);
     return address;
   }
 
@@ -197,7 +228,10 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     this.#fdPause = null;
     if (this.draining) return;
     listenServer(this.#server, this.settings.host, this.#port, this.settings.reusePort).then(
-      () => this.#log.info({ sessions: this.sessions }, 'accepting again'),
+      () => {
+        if (this.#acceptHook !== null) interceptAccept(this.#server, this.#acceptHook);
+        this.#log.info({ sessions: this.sessions }, 'accepting again');
+      },
       (err: Error) => {
         // The server's 'error' handler has seen it too: it pauses again on EMFILE.
         if (!isFdExhaustion(err)) this.#log.error({ err }, 'could not listen again after running out of file descriptors');
@@ -255,6 +289,55 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       this.dialFailed(dial, shutdown);
     }
     for (const relay of this.#relays) relay.destroy(reason);
+    // Dialing ones are refused SHUTTING_DOWN (handleDialFailed), relayed ones closed.
+    for (const relay of this.#handleRelays) relay.destroy(reason);
+  }
+
+  /**
+   * The handle fast path's accept (see the class comment): true when it
+   * took the connection, false to let net.Server make a Socket of it for
+   * #accept. Counts like #accept.
+   */
+  #acceptHandle(handle: TcpHandle): boolean {
+    const settings = this.settings;
+    const router = this.router;
+    if (this.tls !== null || router.limits?.fairShare === true) return false;
+    if (settings.maxConnections > 0 && this.sessions >= settings.maxConnections) return false;
+    const decision = router.cachedDial(this.#fastKey);
+    if (decision === undefined) return false;
+    const counters = this.counters;
+    counters.total++;
+    counters.open++;
+    if ((decision.entry.limits ?? null) !== null || !dialableByHandle(decision.candidates)) {
+      // The decision is taken (a balanced route rotated): the socket fast path uses it.
+      this.#acceptCached(socketForHandle(handle, settings.tcpKeepAliveMs), decision);
+      return true;
+    }
+    const relay = new HandleRelay(this, handle, decision.candidates, decision.entry.route.timeoutMs ?? settings.connectTimeoutMs, router.health, settings.tcpKeepAliveMs, settings.idleTimeoutMs);
+    relay.context = decision.entry;
+    this.#handleRelays.add(relay);
+    relay.start();
+    return true;
+  }
+
+  /** @internal Handle fast path: the backend accepted; the relay reads from now on. */
+  handleConnected(relay: HandleRelay): void {
+    const resourceId = this.#fastResourceId as string;
+    const resolver = (relay.context as RouteEntry).source.resolver;
+    // getpeername is a syscall: read the address only when a hook or the info log will use it.
+    const clientAddress = resolver.onConnect !== undefined || resolver.onDisconnect !== undefined || this.#log.isLevelEnabled('info') ? peerAddress(relay.client) : '';
+    const context: SessionContext = { resourceId, endpoint: relay.endpoint as Endpoint, resolver, clientAddress, onClose: undefined, row: resources.opened(resourceId), health: relay.health, lease: null };
+    relay.context = context;
+    if (resolver.onConnect !== undefined) this.#onConnect(resolver, context);
+  }
+
+  /** @internal Handle fast path: no backend, or shutdown. The client becomes a Socket and is refused like a pipeline connection. */
+  handleDialFailed(relay: HandleRelay, error: PolyproxyError): void {
+    this.#handleRelays.delete(relay);
+    if (isFdExhaustion(error)) this.#fdExhausted(error.cause as Error, 'backend dial');
+    const conn = new ClientConnection(socketForHandle(relay.client, this.settings.tcpKeepAliveMs), { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
+    this.#openings.add(conn);
+    this.#refuse(conn, error, this.#fastResourceId ?? undefined);
   }
 
   #accept(socket: net.Socket): void {
@@ -269,31 +352,44 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     }
     counters.open++;
     if (this.#fastResourceId !== null && this.tls === null) {
-      const router = this.router;
-      const decision = router.cachedDial(this.#fastKey);
-      // A tenant with limits of its own takes the pipeline (rates, counts, a throttled relay); fair share alone is counted here.
-      if (decision !== undefined && (decision.entry.limits ?? null) === null) {
-        let lease: Lease | null = null;
-        if (router.limits?.fairShare === true) {
-          try {
-            lease = router.limits.admit(this.#fastResourceId, null, this.#share) as Lease;
-          } catch (err) {
-            const conn = new ClientConnection(socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
-            this.#openings.add(conn);
-            socket.resume();
-            this.#refuse(conn, toPolyproxyError(err), this.#fastResourceId);
-            return;
-          }
-        }
-        const dial = new Dial(this, decision.candidates, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, router.health, this.#dialOptions);
-        dial.client = socket;
-        dial.context = decision.entry;
-        if (lease !== null) this.#dialLeases.set(dial, lease);
-        this.#dials.add(dial);
-        dial.start();
+      const decision = this.router.cachedDial(this.#fastKey);
+      if (decision !== undefined) {
+        this.#acceptCached(socket, decision);
         return;
       }
     }
+    this.#pipeline(socket);
+  }
+
+  /** The socket fast path, for an accepted (and counted) client whose route came from the cache. */
+  #acceptCached(socket: net.Socket, decision: RouteDecision): void {
+    // A tenant with limits of its own takes the pipeline (rates, counts, a throttled relay); fair share alone is counted here.
+    if ((decision.entry.limits ?? null) !== null) {
+      this.#pipeline(socket);
+      return;
+    }
+    const router = this.router;
+    let lease: Lease | null = null;
+    if (router.limits?.fairShare === true) {
+      try {
+        lease = router.limits.admit(this.#fastResourceId as string, null, this.#share) as Lease;
+      } catch (err) {
+        const conn = new ClientConnection(socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: null });
+        this.#openings.add(conn);
+        socket.resume();
+        this.#refuse(conn, toPolyproxyError(err), this.#fastResourceId as string);
+        return;
+      }
+    }
+    const dial = new Dial(this, decision.candidates, decision.entry.route.timeoutMs ?? this.settings.connectTimeoutMs, router.health, this.#dialOptions);
+    dial.client = socket;
+    dial.context = decision.entry;
+    if (lease !== null) this.#dialLeases.set(dial, lease);
+    this.#dials.add(dial);
+    dial.start();
+  }
+
+  #pipeline(socket: net.Socket): void {
     const conn = new ClientConnection(socket, { maxOpeningBytes: this.settings.maxOpeningBytes, tls: this.tls });
     this.#openings.add(conn);
     socket.resume();
@@ -513,8 +609,9 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     return firstBytes === undefined ? ctx : { ...ctx, firstBytes };
   }
 
-  relayClosed(relay: Relay): void {
-    this.#relays.delete(relay);
+  relayClosed(relay: Relay | HandleRelay): void {
+    if (relay instanceof HandleRelay) this.#handleRelays.delete(relay);
+    else this.#relays.delete(relay);
     this.counters.bytesIn += relay.bytesIn;
     this.counters.bytesOut += relay.bytesOut;
     const context = relay.context as SessionContext;

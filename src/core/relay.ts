@@ -143,8 +143,8 @@ export class Relay {
   #done = false;
   // Intrusive list of relays with idle timeouts or a first-response deadline, for the shared sweep.
   swept = false;
-  prevIdle: Relay | null = null;
-  nextIdle: Relay | null = null;
+  prevIdle: IdleSession | null = null;
+  nextIdle: IdleSession | null = null;
 
   constructor(client: Socket, backend: Socket, owner: RelayOwner, idleTimeoutMs: number, backendTap: StreamTap | null, clientFilter: ClientFilter | null = null) {
     this.client = client;
@@ -588,14 +588,36 @@ function backendOnDrainThrottled(this: RelaySocket): void {
 
 // ---- idle timeouts: one coarse clock, one sweep ---------------------------
 
-/** Seconds-resolution clock read on the hot path instead of Date.now(). */
-let coarseNow = Date.now();
+/** Seconds-resolution clock read on the hot path instead of Date.now() (also by core/handle-relay.ts). */
+export let coarseNow = Date.now();
+
+/** What the sweep needs of a session: a Relay, or a HandleRelay (core/handle-relay.ts, which never sets firstDeadline). */
+export interface IdleSession {
+  swept: boolean;
+  prevIdle: IdleSession | null;
+  nextIdle: IdleSession | null;
+  /** Non-zero only for a Relay waiting for its backend's first byte. */
+  firstDeadline: number;
+  idleTimeoutMs: number;
+  lastActive: number;
+  destroy(reason: string): void;
+}
+
+/** Puts a session with an idle timeout under the shared sweep. */
+export function watchIdle(session: IdleSession): void {
+  idleList.add(session);
+}
+
+/** Takes it off (it closed). */
+export function unwatchIdle(session: IdleSession): void {
+  if (session.swept) idleList.remove(session);
+}
 
 class IdleList {
-  head: Relay | null = null;
+  head: IdleSession | null = null;
   count = 0;
 
-  add(relay: Relay): void {
+  add(relay: IdleSession): void {
     relay.swept = true;
     relay.nextIdle = this.head;
     relay.prevIdle = null;
@@ -604,7 +626,7 @@ class IdleList {
     this.count++;
   }
 
-  remove(relay: Relay): void {
+  remove(relay: IdleSession): void {
     relay.swept = false;
     if (relay.prevIdle !== null) relay.prevIdle.nextIdle = relay.nextIdle;
     else if (this.head === relay) this.head = relay.nextIdle;
@@ -624,7 +646,7 @@ function tick(): void {
   let relay = idleList.head;
   while (relay !== null) {
     const next = relay.nextIdle;
-    if (relay.firstDeadline !== 0) firstResponseCheck(relay);
+    if (relay.firstDeadline !== 0) firstResponseCheck(relay as Relay);
     // + TICK_MS: lastActive was stamped from a clock up to one tick old, so never close early.
     else if (relay.idleTimeoutMs > 0 && coarseNow - relay.lastActive >= relay.idleTimeoutMs + TICK_MS) relay.destroy('idle-timeout');
     relay = next;

@@ -59,10 +59,17 @@ export interface Route {
   credentials?: Readonly<Record<string, RouteCredential>>;
   /**
    * How the http listener speaks to this route's backends: 'h1' (default,
-   * HTTP/1.1) or 'h2' (HTTP/2 cleartext, prior knowledge). gRPC requests use
-   * HTTP/2 whatever this says. Other protocols ignore it.
+   * HTTP/1.1) or 'h2' (HTTP/2: cleartext with prior knowledge, or over TLS
+   * with `tls`). gRPC requests use HTTP/2 whatever this says. Other
+   * protocols ignore it.
    */
   protocol?: BackendProtocol;
+  /**
+   * HTTP/2 over TLS to this route's backends (needs `protocol: 'h2'`):
+   * ALPN `h2`, SNI, and the backend's certificate verified. `true` or `{}`:
+   * system CAs, the endpoint's host as the name. Other protocols ignore it.
+   */
+  tls?: true | BackendTls;
   /** This tenant's limits (same shape as `limits.tenants.<id>` in the config), over the config's field by field. */
   limits?: TenantLimitsInput;
 }
@@ -73,6 +80,16 @@ export interface RouteCredential {
   readonly scramSecret?: string;
   /** Log in to the backend with this password instead of what the client proved. */
   readonly backendPassword?: string;
+}
+
+/** How the proxy speaks TLS to a route's backends (Route.tls). */
+export interface BackendTls {
+  /** SNI server name, and the name the certificate must carry; default: the endpoint's host (no SNI for an IP address). */
+  readonly servername?: string;
+  /** PEM CA certificate(s) the backend's certificate must chain to, instead of the system's. */
+  readonly ca?: string;
+  /** false: accept any certificate (tests, never production). Default true. */
+  readonly rejectUnauthorized?: boolean;
 }
 
 /** A backend's HTTP version (Route.protocol). */

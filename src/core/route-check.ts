@@ -10,7 +10,7 @@
  */
 import { PolyproxyError } from './errors.ts';
 import { checkRouteLimits } from './limits/config.ts';
-import type { ColdStart, Route, RouteCredential } from './resolver.ts';
+import type { BackendTls, ColdStart, Route, RouteCredential } from './resolver.ts';
 import { adopt, describeError, thenOf } from './tenant-code.ts';
 
 /** More endpoints than this in one route (or its replicas) is a resolver bug, not a pool. */
@@ -65,6 +65,15 @@ export function checkRoute(answer: unknown, source: string, resourceId: string):
       if (protocol !== 'h1' && protocol !== 'h2') throw bad(`must be "h1" or "h2", got ${kindOf(protocol)}`);
       route.protocol = protocol;
     }
+    field = 'tls';
+    const tls = raw.tls;
+    if (tls !== undefined && tls !== null && tls !== false) {
+      if (route.protocol !== 'h2') throw bad('needs protocol "h2" (TLS to backends is HTTP/2 only)');
+      route.tls = checkBackendTls(tls, (at, why) => {
+        field = `tls${at}`;
+        return bad(why);
+      });
+    }
     field = 'limits';
     const limits = raw.limits;
     if (limits !== undefined && limits !== null) {
@@ -89,6 +98,32 @@ export function checkRoute(answer: unknown, source: string, resourceId: string):
     // A getter or proxy trap threw while the field was read.
     throw bad(`could not be read: ${describeError(err)}`);
   }
+}
+
+/** Route.tls: `true` or `{ servername?, ca?, rejectUnauthorized? }`, copied. */
+function checkBackendTls(value: unknown, bad: (at: string, why: string) => PolyproxyError): true | BackendTls {
+  if (value === true) return true;
+  const proto = typeof value === 'object' && value !== null ? (Object.getPrototypeOf(value) as unknown) : undefined;
+  if (proto !== Object.prototype && proto !== null) throw bad('', `must be true or an object, got ${kindOf(value)}`);
+  const raw = value as Record<string, unknown>;
+  const out: { servername?: string; ca?: string; rejectUnauthorized?: boolean } = {};
+  for (const key of Object.keys(raw)) if (key !== 'servername' && key !== 'ca' && key !== 'rejectUnauthorized') throw bad(`.${key}`, 'is not a field of tls (servername, ca, rejectUnauthorized)');
+  const servername = raw.servername;
+  if (servername !== undefined) {
+    if (typeof servername !== 'string' || servername === '' || servername.length > 253) throw bad('.servername', `must be a host name, got ${kindOf(servername)}`);
+    out.servername = servername;
+  }
+  const ca = raw.ca;
+  if (ca !== undefined) {
+    if (typeof ca !== 'string' || !ca.includes('-----BEGIN CERTIFICATE-----')) throw bad('.ca', `must be PEM certificate text, got ${kindOf(ca)}`);
+    out.ca = ca;
+  }
+  const reject = raw.rejectUnauthorized;
+  if (reject !== undefined) {
+    if (typeof reject !== 'boolean') throw bad('.rejectUnauthorized', `must be a boolean, got ${kindOf(reject)}`);
+    out.rejectUnauthorized = reject;
+  }
+  return out;
 }
 
 /** More users than this in one route's credentials is a resolver bug. */

@@ -3,15 +3,23 @@
  * `*.domain` wildcards; among wildcards the longest suffix wins. Built once
  * per config load and never mutated (reload swaps the whole table).
  */
-import type { BackendProtocol, Resolver, Route } from './resolver.ts';
+import { readFileSync } from 'node:fs';
+import type { BackendProtocol, BackendTls, Resolver, Route } from './resolver.ts';
 import { parseEndpoint } from './endpoint.ts';
 
 export type StaticRouteValue =
   | string
   | readonly string[]
   | { primary: string; replicas?: readonly string[] }
-  /** An endpoint (or a balanced list) with the HTTP version its backends speak (Route.protocol). */
-  | { endpoint: string | readonly string[]; protocol?: BackendProtocol };
+  /** An endpoint (or a balanced list) with the HTTP version its backends speak (Route.protocol) and TLS to them (Route.tls; `ca` is a file here). */
+  | { endpoint: string | readonly string[]; protocol?: BackendProtocol; tls?: true | StaticBackendTls };
+
+/** Route.tls as the config file writes it: `ca` names a PEM file, read when the table is built. */
+export interface StaticBackendTls {
+  readonly servername?: string | undefined;
+  readonly ca?: string | undefined;
+  readonly rejectUnauthorized?: boolean | undefined;
+}
 
 export class StaticRoutes implements Resolver {
   readonly #exact = new Map<string, Route>();
@@ -65,8 +73,24 @@ function toRoute(key: string, value: StaticRouteValue): Route {
     else if (endpoint.length === 0) throw new TypeError(`routes.${key}: an endpoint list needs at least one endpoint`);
     else route = { endpoint: endpoint.map(validate) };
     if (value.protocol !== undefined) route.protocol = value.protocol;
+    if (value.tls !== undefined) route.tls = backendTls(key, value.tls);
     return route;
   }
   const { primary, replicas } = value as { primary: string; replicas?: readonly string[] };
   return replicas === undefined ? { endpoint: validate(primary) } : { endpoint: validate(primary), replicas: replicas.map(validate) };
+}
+
+function backendTls(key: string, tls: true | StaticBackendTls): true | BackendTls {
+  if (tls === true) return true;
+  const out: { servername?: string; ca?: string; rejectUnauthorized?: boolean } = {};
+  if (tls.servername !== undefined) out.servername = tls.servername;
+  if (tls.rejectUnauthorized !== undefined) out.rejectUnauthorized = tls.rejectUnauthorized;
+  if (tls.ca !== undefined) {
+    try {
+      out.ca = readFileSync(tls.ca, 'utf8');
+    } catch (err) {
+      throw new TypeError(`routes.${key}.tls.ca: cannot read ${tls.ca}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return out;
 }

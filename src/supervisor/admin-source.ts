@@ -9,6 +9,7 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { AdminSource, BreakerState, EndpointStats, FleetInstance, ListenerStats, PoolStatsRow, ProxyStats } from '../admin/source.ts';
 import { addRows } from '../protocols/postgres/pool/stats.ts';
 import { registry } from '../core/metrics.ts';
+import { mergeSplitStats } from '../core/rw-split/stats.ts';
 import { mergeResources, topResources } from '../core/resource-stats.ts';
 import { packageVersion } from '../core/version.ts';
 import type { RunningProxy, WorkerStats } from './proxy.ts';
@@ -103,6 +104,7 @@ export function mergeWorkerStats(list: readonly WorkerStats[], workers: number, 
     resources: topResources(mergeResources(list.map((s) => s.resources)), TOP_RESOURCES),
     coldStarts,
     pools: [...pools.values()].sort((a, b) => a.listener.localeCompare(b.listener) || a.pool.localeCompare(b.pool)),
+    readWriteSplit: mergeSplitStats(list.map((s) => s.readWriteSplit ?? [])),
   };
 }
 

@@ -39,6 +39,7 @@ import type { InstanceView } from '../fleet/fleet.ts';
 import { setFleet } from '../fleet/index.ts';
 import { closeSharedLinks, sharedLink } from '../fleet/redis-link.ts';
 import os from 'node:os';
+import { splitStats } from '../core/rw-split/stats.ts';
 
 export interface BoundListener {
   readonly name: string;
@@ -55,7 +56,7 @@ export interface StartOptions {
 }
 
 /** One process's share of ProxyStats (the admin source merges workers'). */
-export type WorkerStats = Pick<ProxyStats, 'startedAt' | 'ready' | 'listeners' | 'routes' | 'cache' | 'endpoints' | 'resources' | 'coldStarts' | 'pools' | 'resolvers' | 'fleet'>;
+export type WorkerStats = Pick<ProxyStats, 'startedAt' | 'ready' | 'listeners' | 'routes' | 'cache' | 'endpoints' | 'resources' | 'coldStarts' | 'pools' | 'resolvers' | 'fleet' | 'readWriteSplit'>;
 
 export interface RunningProxy {
   readonly listeners: readonly ProxyListener[];
@@ -268,6 +269,7 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
         resources: resources.all(),
         coldStarts: { waiting: coldStarts.counters.waiting, wakes: coldStarts.counters.wakes, timeouts: coldStarts.counters.timeouts },
         pools: poolRows(),
+        readWriteSplit: splitStats(),
         resolvers: resolverStats(),
         fleet: fleet === null ? null : fleetStats(fleet),
       };

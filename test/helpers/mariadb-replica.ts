@@ -105,13 +105,13 @@ export async function startMariadbReplicaPair(): Promise<MariadbReplicaPair | nu
       },
       async stop() {
         await Promise.all(started.map((s) => s.stop()));
-        await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+        await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }).catch(() => undefined)));
       },
     };
     return pair;
   } catch (err) {
     await Promise.all(started.map((s) => s.stop().catch(() => undefined)));
-    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }).catch(() => undefined)));
     const why = `cannot start a throwaway MariaDB primary and replica (${MARIADBD}): ${(err as Error).message}`;
     if (process.env.CI === 'true') throw new Error(`${why} (CI=true: this test needs it)`, { cause: err });
     process.stderr.write(`skipping: ${why}\n`);

@@ -56,6 +56,27 @@ class LiveSource implements AdminSource {
     { listener: 'pg', pool: 'shop/app@127.0.0.1:5432', mode: 'transaction', clientsActive: 3, clientsWaiting: 2, clients: 40, serversActive: 3, serversIdle: 1, serversLoggingIn: 0, serversOpened: 4, transactions: 1234, queries: 2345, queueTimeouts: 1, waitSecondsTotal: 0.5 },
   ];
 
+  readonly readWriteSplit = [
+    {
+      listener: 'pg',
+      pinnedSessions: 2,
+      statements: [
+        { target: 'replica' as const, reason: 'read' as const, count: 3000 },
+        { target: 'primary' as const, reason: 'write' as const, count: 900 },
+        { target: 'primary' as const, reason: 'pinned' as const, count: 100 },
+      ],
+      routes: [
+        {
+          route: 'shop',
+          replicas: [
+            { endpoint: '127.0.0.1:5433', up: true, lagMs: 12.4, sessions: 3 },
+            { endpoint: '127.0.0.1:5434', up: false, lagMs: null, sessions: 0 },
+          ],
+        },
+      ],
+    },
+  ];
+
   metrics(): Promise<string> {
     return Promise.resolve('');
   }
@@ -75,6 +96,7 @@ class LiveSource implements AdminSource {
         resources: this.resources,
         coldStarts: this.coldStarts,
         pools: this.pools,
+        readWriteSplit: this.readWriteSplit,
       }),
     );
   }
@@ -93,6 +115,8 @@ const tid = (id: string): string => `[data-testid="${id}"]`;
 const listener = (name: string, field: string): string => `[data-testid="listener-row"][data-name="${name}"] [data-testid="listener-${field}"]`;
 const endpoint = (ep: string, field: string): string => `[data-testid="endpoint-row"][data-endpoint="${ep}"] [data-testid="endpoint-${field}"]`;
 const pool = (key: string, field: string): string => `[data-testid="pool-row"][data-pool="${key}"] [data-testid="pool-${field}"]`;
+const rw = (name: string, field: string): string => `[data-testid="rw-row"][data-listener="${name}"] [data-testid="rw-${field}"]`;
+const rwReplica = (key: string, field: string): string => `[data-testid="rw-replica-row"][data-replica="${key}"] [data-testid="rw-replica-${field}"]`;
 const resource = (id: string, field: string): string => `[data-testid="resource-row"][data-resource="${id}"] [data-testid="resource-${field}"]`;
 
 interface Figure {
@@ -187,6 +211,15 @@ describe('admin dashboard in headless Chromium', () => {
       poolWaiting: pool('pg shop/app@127.0.0.1:5432', 'clients-waiting'),
       poolIdle: pool('pg shop/app@127.0.0.1:5432', 'servers-idle'),
       poolTx: pool('pg shop/app@127.0.0.1:5432', 'transactions'),
+      rwReplica: rw('pg', 'replica'),
+      rwPrimary: rw('pg', 'primary'),
+      rwShare: rw('pg', 'share'),
+      rwPinned: rw('pg', 'pinned'),
+      upState: rwReplica('pg shop 127.0.0.1:5433', 'state'),
+      upLag: rwReplica('pg shop 127.0.0.1:5433', 'lag'),
+      upSessions: rwReplica('pg shop 127.0.0.1:5433', 'sessions'),
+      downState: rwReplica('pg shop 127.0.0.1:5434', 'state'),
+      downLag: rwReplica('pg shop 127.0.0.1:5434', 'lag'),
       ratio: tid('cache-hit-ratio'),
       entries: tid('cache-entries'),
       waiting: tid('cold-waiting'),
@@ -216,6 +249,10 @@ describe('admin dashboard in headless Chromium', () => {
     assert.deepEqual([f.shopLimited.text, f.blogLimited.text], ['7', '0'], 'refusals by tenant limits per resource');
     assert.equal(f.blogId.text, '<b>blog</b>', 'resource ids are text, not markup');
     assert.deepEqual([f.poolName.text, f.poolActive.text, f.poolWaiting.text, f.poolIdle.text, f.poolTx.text], ['shop/app@127.0.0.1:5432', '3', '2', '1', '1,234']);
+    assert.deepEqual([f.rwReplica.text, f.rwPrimary.text, f.rwShare.text, f.rwPinned.text], ['3,000', '1,000', '75.0%', '2'], 'read/write split per listener');
+    assert.deepEqual([f.upState.text, f.upLag.text, f.upSessions.text, f.downState.text, f.downLag.text], ['up', '12 ms', '3', 'down', '\u2014']);
+    assert.match(f.upState.cls, /\bok\b/);
+    assert.match(f.downState.cls, /\bbad\b/);
     assert.equal(f.ratio.text, '75.0%');
     assert.equal(f.entries.text, '12');
     assert.deepEqual([f.waiting.text, f.wakes.text], ['1', '3']);

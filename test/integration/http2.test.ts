@@ -289,7 +289,7 @@ describe('http listener: HTTP/2', () => {
       assert.equal(settings.maxConcurrentStreams, 7);
       assert.equal(settings.initialWindowSize, 100000);
       assert.equal(settings.maxHeaderListSize, 4096);
-      assert.equal(settings.enableConnectProtocol, false);
+      assert.equal(settings.enableConnectProtocol, true); // RFC 8441: WebSockets over HTTP/2
       // The connection window: 65535 plus the WINDOW_UPDATE the proxy sent.
       assert.equal(session.state.remoteWindowSize, 4 * 1024 * 1024);
       const big = get(session, 'a.test', '/big', { 'x-big': 'v'.repeat(6000) });

@@ -20,6 +20,7 @@
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { getSystemErrorName } from 'node:util';
 import { streamWrap } from './support.ts';
 
 /** A libuv stream handle as lib/net.js sees it (TCPWrap, PipeWrap). */
@@ -152,4 +153,56 @@ export function releaseWriteReq(req: WriteReq): void {
   req.buffer = null;
   req.owner = null;
   req.handle = null;
+}
+
+// ---- one-off writes of owned buffers ------------------------------------------
+
+const kSocketReq = Symbol('polyproxy.socketWriteReq');
+const kSocketPending = Symbol('polyproxy.socketWritePending');
+type DirectSocket = Socket & { [kSocketReq]?: WriteReq | null; [kSocketPending]?: WriteReq | null };
+
+/**
+ * Writes `chunk` (a buffer the caller never touches again: a response
+ * head, a whole small response) to `socket` through its handle when
+ * nothing is ahead of it — no write queued in the Writable, none of ours
+ * still in libuv, not ended — and otherwise with socket.write(), which
+ * keeps the order (libuv runs a handle's writes in turn). What this saves
+ * per call: the Writable's bookkeeping, a WriteWrap and the nextTick that
+ * runs the write's callback. A write libuv had to queue keeps its buffer
+ * (req.buffer) until it completes; meanwhile this socket's writes take
+ * socket.write(), so at most one such write is outside the Writable's
+ * accounting. Returns what socket.write() would: false when the caller
+ * should wait for 'drain' (never for a direct write).
+ */
+export function writeOwned(socket: Socket, chunk: Buffer): boolean {
+  const s = socket as DirectSocket;
+  if (streamWrap === null || s[kSocketPending] != null || socket.writableLength > 0 || socket.writableEnded || socket.destroyed || socket.connecting) return socket.write(chunk);
+  let req = s[kSocketReq];
+  if (req === undefined || req === null) {
+    const handle = directHandleOf(socket);
+    if (handle === null) return socket.write(chunk);
+    req = newWriteReq(handle, socket, ownedWriteComplete);
+    s[kSocketReq] = req;
+  }
+  const result = writeToHandle(req, chunk);
+  if (result === WRITE_DONE) return true;
+  if (result === WRITE_QUEUED) {
+    s[kSocketPending] = req;
+    s[kSocketReq] = null;
+    return true;
+  }
+  socket.destroy(writeErrorOf(result));
+  return false;
+}
+
+function ownedWriteComplete(this: WriteReq, status: number): void {
+  const socket = writeReqOwner(this) as DirectSocket;
+  releaseWriteReq(this);
+  if (socket[kSocketPending] === this) socket[kSocketPending] = null;
+  if (status < 0 && !socket.destroyed) socket.destroy(writeErrorOf(status));
+}
+
+function writeErrorOf(status: number): NodeJS.ErrnoException {
+  const code = getSystemErrorName(status);
+  return Object.assign(new Error(`write ${code}`), { errno: status, code, syscall: 'write' });
 }

@@ -36,6 +36,21 @@ export interface IoSupport {
   readonly directIo: boolean;
   /** Accepted sockets can be switched onto the shared read buffer (socket-onread.ts). */
   readonly socketOnread: boolean;
+  /**
+   * The tcp fast path may accept and connect on bare libuv TCP handles,
+   * without a net.Socket (tcp-handle.ts, core/handle-relay.ts). On with
+   * direct I/O unless the `tcp_wrap` binding has another shape.
+   */
+  readonly handleRelay: boolean;
+}
+
+/** The parts of `process.binding('tcp_wrap')` (and stream_wrap's ShutdownWrap) tcp-handle.ts uses. */
+export interface TcpWrap {
+  readonly TCP: new (type: number) => object;
+  readonly TCPConnectWrap: new () => object;
+  readonly ShutdownWrap: new () => object;
+  /** TCP's constructor argument for a connection handle (constants.SOCKET). */
+  readonly socketType: number;
 }
 
 function probeStreamWrap(): StreamWrap | null {
@@ -46,6 +61,22 @@ function probeStreamWrap(): StreamWrap | null {
     if (typeof kReadBytesOrError !== 'number' || typeof kLastWriteWasAsync !== 'number') return null;
     if (kReadBytesOrError < 0 || kReadBytesOrError >= streamBaseState.length || kLastWriteWasAsync < 0 || kLastWriteWasAsync >= streamBaseState.length) return null;
     return { WriteWrap, state: streamBaseState, kReadBytesOrError, kLastWriteWasAsync };
+  } catch {
+    return null;
+  }
+}
+
+const TCP_METHODS = ['connect', 'connect6', 'getpeername', 'setNoDelay', 'setKeepAlive', 'readStart', 'readStop', 'shutdown', 'useUserBuffer', 'writeBuffer', 'close'];
+
+function probeTcpWrap(): TcpWrap | null {
+  try {
+    const binding = process as unknown as { binding(name: string): Record<string, unknown> };
+    const { TCP, TCPConnectWrap, constants } = binding.binding('tcp_wrap') as { TCP?: unknown; TCPConnectWrap?: unknown; constants?: { SOCKET?: unknown } };
+    const { ShutdownWrap } = binding.binding('stream_wrap') as { ShutdownWrap?: unknown };
+    if (typeof TCP !== 'function' || typeof TCPConnectWrap !== 'function' || typeof ShutdownWrap !== 'function' || typeof constants?.SOCKET !== 'number') return null;
+    const proto = TCP.prototype as Record<string, unknown>;
+    if (!TCP_METHODS.every((m) => typeof proto[m] === 'function')) return null;
+    return { TCP: TCP as TcpWrap['TCP'], TCPConnectWrap: TCPConnectWrap as TcpWrap['TCPConnectWrap'], ShutdownWrap: ShutdownWrap as TcpWrap['ShutdownWrap'], socketType: constants.SOCKET };
   } catch {
     return null;
   }
@@ -81,5 +112,8 @@ export const streamWrap: StreamWrap | null = process.env.POLYPROXY_DIRECT_IO ===
 /** The checked field symbols for socket-onread.ts; null when net.Socket has changed. */
 export const onreadFields: OnreadFields | null = probeOnreadFields();
 
+/** The checked binding for tcp-handle.ts; null when direct I/O is off. */
+export const tcpWrap: TcpWrap | null = streamWrap === null ? null : probeTcpWrap();
+
 /** The decision: what this process uses. */
-export const ioSupport: IoSupport = Object.freeze({ directIo: streamWrap !== null, socketOnread: onreadFields !== null });
+export const ioSupport: IoSupport = Object.freeze({ directIo: streamWrap !== null, socketOnread: onreadFields !== null, handleRelay: tcpWrap !== null });

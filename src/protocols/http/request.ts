@@ -12,6 +12,7 @@
 import type { Socket } from 'node:net';
 import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
 import { borrowBytes, settleBorrowed } from '../../core/io/shared-read-buffer.ts';
+import { writeOwned } from '../../core/io/stream-handle.ts';
 import { ChunkedFramer } from './chunked.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
 import { parseRequestHead } from './head-parser.ts';
@@ -178,7 +179,8 @@ export class RequestReader {
     }
     this.#sentHead = requestHeadBytes(head, info, forwarding);
     if (head.framing === 'none') {
-      backend.write(this.#sentHead);
+      // A head alone, ours to keep: through the backend's handle when nothing is queued (io/stream-handle.ts).
+      writeOwned(backend, this.#sentHead);
       this.#requestComplete(this.buf);
       return;
     }

@@ -14,6 +14,7 @@
 import type { Socket } from 'node:net';
 import { PolyproxyError, toPolyproxyError } from '../../core/errors.ts';
 import { borrowBytes, settleBorrowed } from '../../core/io/shared-read-buffer.ts';
+import { writeOwned } from '../../core/io/stream-handle.ts';
 import { ChunkedFramer } from './chunked.ts';
 import type { HeadLimits, HttpHead } from './head-parser.ts';
 import { parseResponseHead } from './head-parser.ts';
@@ -146,7 +147,7 @@ export class ResponseWriter {
         rest.copy(out, out.length - rest.length);
         this.responseStarted = true;
         this.bState = RESP_BODY;
-        client.write(out);
+        writeOwned(client, out);
         owner.responseComplete(EMPTY);
         return;
       }
@@ -156,7 +157,7 @@ export class ResponseWriter {
         this.bState = RESP_BODY;
         this.resRemaining = head.contentLength;
         this.resFramer = head.framing === 'chunked' ? new ChunkedFramer('backend') : null;
-        client.write(headBytes);
+        writeOwned(client, headBytes);
         if (head.framing === 'none') owner.responseComplete(rest);
         return;
       }

@@ -41,6 +41,8 @@ import { RESP_BODY, ResponseWriter } from './response.ts';
 import type { ResponseOwner } from './response.ts';
 import { responseHeadBytes } from './rewrite.ts';
 import type { H2Connection, H2Front } from './h2/front.ts';
+import { bridgeFor, rebuiltHead } from './h2/h1-bridge.ts';
+import type { BridgeConnection } from './h2/h1-bridge.ts';
 import { httpCounters } from './h2/metrics.ts';
 import type { HttpVersionCounters } from './h2/metrics.ts';
 import { IS_H2, NOT_H2, prefaceState } from './h2/preface.ts';
@@ -114,6 +116,8 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   prefaceCheck: boolean;
   /** After the preface: the HTTP/2 connection that serves the socket now. */
   #h2: H2Connection | null = null;
+  /** After a request for a `protocol: h2` route: the h1→h2 bridge serves the socket now. */
+  #bridged: BridgeConnection | null = null;
   /** The current request's tenant bandwidth (limits.*.bandwidth); null = unlimited, and the response path never looks further. */
   #throttle: Throttle | null = null;
   /** A backend paused until its tenant's out bucket is out of debt (resumed by the timer even if it went back to the pool meanwhile). */
@@ -269,6 +273,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     const started = this.settings.telemetryHeaders ? performance.now() : 0;
     // Fast path: a cached route and an idle pooled connection need no promise.
     const decision = this.core.router.cached(host, this.resolveContext());
+    if (decision !== undefined && this.#bridgeH2(decision, head)) return;
     if (decision !== undefined && (decision.entry.limits ?? null) !== null && !this.#admitRequest(decision)) return;
     if (decision !== undefined && this.slot.takeIdle((decision.candidates[0] as Endpoint).label)) {
       this.#routed(decision, started);
@@ -279,6 +284,33 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     this.client.pause();
     this.request.keepHead();
     void this.#routeAsync(host, decision, started);
+  }
+
+  /**
+   * A `protocol: h2` route (an h2-only backend refuses HTTP/1.1): the
+   * connection goes to the h1→h2 bridge (h2/h1-bridge.ts), which serves
+   * this request and the connection's later ones (limits included). Not an
+   * Upgrade request: it stays here and its backend answers it. True: handed over.
+   */
+  #bridgeH2(decision: RouteDecision, head: HttpHead): boolean {
+    const h2 = this.settings.h2;
+    if (h2 === null || decision.entry.route.protocol !== 'h2' || head.upgrade !== undefined) return false;
+    const request = this.request;
+    const bytes = request.buf.length === 0 ? rebuiltHead(head) : Buffer.concat([rebuiltHead(head), request.buf]);
+    request.buf = EMPTY;
+    this.#clearDeadline();
+    const client = this.client;
+    this.#detachClient();
+    this.state = UPGRADED;
+    const settings = this.settings;
+    const bridge = bridgeFor(h2, { maxHeadBytes: settings.limits.maxHeadBytes, maxHeaders: settings.limits.maxHeaders, keepAliveTimeoutMs: settings.keepAliveTimeoutMs, backendTimeoutMs: settings.backendTimeoutMs, telemetryHeaders: settings.telemetryHeaders, proto: settings.proto });
+    const conn = bridge.accept(client, bytes, this.core);
+    this.#bridged = conn;
+    void conn.done.then(() => {
+      this.state = FINISHED;
+      this.#resolveDone();
+    });
+    return true;
   }
 
   /**
@@ -311,6 +343,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   async #routeAsync(host: string, cached: RouteDecision | undefined, started: number): Promise<void> {
     try {
       const decision = cached ?? (await this.core.router.route(host, this.resolveContext()));
+      if (this.state === FINISHED || this.#bridgeH2(decision, this.request.req as HttpHead)) return;
       if (cached === undefined && (decision.entry.limits ?? null) !== null && !this.#admitRequest(decision)) return;
       this.#routed(decision, started);
       const timeoutMs = decision.entry.route.timeoutMs ?? this.core.connectTimeoutMs;
@@ -561,6 +594,10 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
   abort(): void {
     if (this.#h2 !== null) {
       this.#h2.abort();
+      return;
+    }
+    if (this.#bridged !== null) {
+      this.#bridged.abort();
       return;
     }
     if (this.state === FINISHED || this.state === UPGRADED) return;

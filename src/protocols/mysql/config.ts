@@ -4,6 +4,15 @@
  */
 import { z } from 'zod';
 import { listenerFields } from '../../config/listener-fields.ts';
+import type { ListenerCheck } from '../../core/protocol-descriptor.ts';
+import { mysqlReadWriteSplitSchema } from '../../core/rw-split/config.ts';
+
+/**
+ * The read/write split of a mysql listener (needs `auth`): the shared
+ * settings without readOnlyFunctions — a SELECT calling any function the
+ * MySQL classifier does not know to be read-only goes to the primary.
+ */
+export type MysqlReadWriteSplit = z.output<typeof mysqlReadWriteSplitSchema>;
 
 export const mysqlAuthSchema = z.strictObject({
   /**
@@ -28,6 +37,15 @@ export const mysqlListenerSchema = z.strictObject({
   serverVersion: z.string().min(1).regex(/^[\x21-\x7e]+$/, 'printable ASCII without spaces').optional(),
   /** Proxy-side authentication; absent: the client authenticates to the backend through the relay. */
   auth: mysqlAuthSchema.optional(),
+  /** Reads outside transactions to the route's replicas (src/protocols/mysql/split/); needs `auth`. */
+  readWriteSplit: mysqlReadWriteSplitSchema.optional(),
 });
 
 export type MysqlListenerConfig = z.output<typeof mysqlListenerSchema>;
+
+/** Rules the schema cannot say: the split opens backend connections itself, so it needs proxy-side auth. */
+export function checkMysqlListener(listener: MysqlListenerConfig, at: ListenerCheck): void {
+  if (listener.readWriteSplit !== undefined && listener.auth === undefined) {
+    at.problem('readWriteSplit', 'needs `auth` (with backendUser): the proxy opens the primary and replica connections itself, so it must authenticate clients and log in to the backends with configured credentials');
+  }
+}

@@ -23,7 +23,12 @@ import type { Socket } from 'node:net';
 import type { ClientConnection } from '../../core/client-connection.ts';
 import { Deadline } from '../../core/deadline.ts';
 import { PolyproxyError } from '../../core/errors.ts';
-import type { Opening, ProtocolModule } from '../../core/protocol.ts';
+import type { Opening, ProtocolModule, ProtocolSession } from '../../core/protocol.ts';
+import type { RouteDecision } from '../../core/router.ts';
+import type { Logger } from '../../core/logger.ts';
+import { parseEndpoint } from '../../core/endpoint.ts';
+import { ReplicaSet } from '../../core/rw-split/replica-set.ts';
+import { replicaSetFor } from '../../core/rw-split/registry.ts';
 import { MysqlReplyError, encodeFailure } from './errors.ts';
 import {
   AUTH_MORE_DATA_HEADER,
@@ -48,7 +53,10 @@ import {
 import type { HandshakeResponse, Packet } from './packets.ts';
 import { UseGuard } from './use-guard.ts';
 import { backendCapabilities } from './capabilities.ts';
-import type { MysqlAuthConfig } from './config.ts';
+import type { MysqlAuthConfig, MysqlReadWriteSplit } from './config.ts';
+import { okStatus } from './split/backend-session.ts';
+import { mysqlLagProbe } from './split/lag-probe.ts';
+import { SplitSession } from './split/session.ts';
 import { MysqlClientAuth } from './auth/client-auth.ts';
 import { loginToBackend } from './auth/backend-login.ts';
 
@@ -70,6 +78,8 @@ export interface MysqlOptions {
   readonly serverVersion?: string;
   /** Proxy-side authentication: the proxy checks the client's password and logs in to the backend as `backendUser`. */
   readonly auth?: MysqlAuthConfig;
+  /** The read/write split (needs `auth`): routes with replicas get a SplitSession. */
+  readonly split?: { readonly listener: string; readonly settings: MysqlReadWriteSplit; readonly connectTimeoutMs: number; readonly idleTimeoutMs: number; readonly log: Logger };
 }
 
 /** How far a client's handshake got: the sequence id the proxy's next packet must carry. */
@@ -90,7 +100,7 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
   const serverVersion = options.serverVersion ?? DEFAULT_SERVER_VERSION;
   const clientAuth = options.auth === undefined ? null : new MysqlClientAuth(options.auth);
 
-  async function identify(conn: ClientConnection): Promise<Opening> {
+  async function identify(conn: ClientConnection, session?: ProtocolSession): Promise<Opening | null> {
     const state: HandshakeState = { nextSeq: 1 };
     handshakes.set(conn, state);
     const capabilities = (PROXY_CAPABILITIES | (conn.tlsAvailable ? CLIENT_SSL : 0)) >>> 0;
@@ -144,15 +154,90 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
         () => state.nextSeq,
       );
     }
+    let decision: RouteDecision | undefined;
+    if (options.split !== undefined && options.auth !== undefined && session !== undefined) {
+      decision = await session.router.route(resourceId, session.resolveContext());
+      const replicas = decision.entry.route.replicas;
+      if (replicas !== undefined && replicas.length > 0) {
+        await serveSplit(conn, session, state, response, decision, replicas, options.split, options.auth);
+        return null;
+      }
+    }
     const guard = new UseGuard(response.capabilities);
     const opening: Opening = {
       resourceId,
       replay: null,
       clientFilter: guard,
       onConnected: (endpoint, lookup) => guard.connected(endpoint, lookup),
+      ...(decision === undefined ? {} : { decision }),
     };
     starts.set(opening, { response });
     return opening;
+  }
+
+  /**
+   * A route with replicas under `readWriteSplit`: the proxy logs in to the
+   * primary, answers the client with its OK, and serves the session itself
+   * (split/session.ts) until the client leaves.
+   */
+  async function serveSplit(
+    conn: ClientConnection,
+    session: ProtocolSession,
+    state: HandshakeState,
+    response: HandshakeResponse,
+    decision: RouteDecision,
+    replicas: readonly string[],
+    split: NonNullable<MysqlOptions['split']>,
+    auth: MysqlAuthConfig,
+  ): Promise<void> {
+    const resourceId = decision.entry.resourceId;
+    const set = replicaSetFor(
+      { listener: split.listener, route: resourceId, replicas },
+      () => new ReplicaSet({ listener: split.listener, route: resourceId, replicas, settings: { ...split.settings, readOnlyFunctions: [] }, probe: mysqlLagProbe(auth.backendUser, Math.max(options.handshakeTimeoutMs, 1000)), log: split.log }),
+    );
+    for (const r of replicas) parseEndpoint(r); // a bad endpoint fails this client, not the session later
+    const connected = await session.router.connect(decision, decision.entry.route.timeoutMs ?? split.connectTimeoutMs);
+    const backend = connected.socket;
+    const reader = new BackendReader(backend, 'the handshake');
+    const deadline = new Deadline(options.handshakeTimeoutMs);
+    const late = (): PolyproxyError => new PolyproxyError('BACKEND_UNREACHABLE', `the backend did not finish its handshake within ${options.handshakeTimeoutMs} ms`);
+    let ok: Buffer;
+    try {
+      ok = await loginToBackend(backend, reader, deadline, late, response, auth.backendUser, state.nextSeq);
+    } catch (err) {
+      backend.destroy();
+      throw err;
+    } finally {
+      deadline.clear();
+      reader.dispose();
+    }
+    session.router.health?.answered(connected.endpoint, null);
+    if (conn.closed) {
+      backend.destroy();
+      return;
+    }
+    session.takeOver();
+    conn.write(encodePacket(state.nextSeq, ok));
+    const { socket, leftover } = conn.detach();
+    const ctx = session.resolveContext();
+    const split_ = new SplitSession({
+      listener: split.listener,
+      client: socket,
+      leftover,
+      handshake: response,
+      primary: { socket: backend, endpoint: connected.endpoint, status: okStatus(ok) === -1 ? SERVER_STATUS_AUTOCOMMIT : okStatus(ok) },
+      replicas: set,
+      credentials: auth.backendUser,
+      readAfterWriteMs: split.settings.readAfterWriteMs,
+      connectTimeoutMs: split.connectTimeoutMs,
+      loginTimeoutMs: options.handshakeTimeoutMs,
+      idleTimeoutMs: split.idleTimeoutMs,
+      lookup: (id) => session.router.route(id, ctx).then((d) => d.entry.endpoints),
+      log: split.log,
+    });
+    session.served(resourceId);
+    session.onDrain(split_);
+    await split_.done;
   }
 
   async function replay(conn: ClientConnection, backend: Socket, opening: Opening): Promise<void> {

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { listenerFields } from '../../config/listener-fields.ts';
 import type { ListenerCheck } from '../../core/protocol-descriptor.ts';
+import { readWriteSplitSchema } from '../../core/rw-split/config.ts';
 import { parseScramSecret } from './auth/scram.ts';
 
 const scramSecret = z.string().refine((text) => parseScramSecret(text) !== undefined, 'must be a stored verifier: SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> (base64 salt, 32-byte keys)');
@@ -89,6 +90,8 @@ export const postgresListenerSchema = z.strictObject({
   auth: authSchema.optional(),
   /** Pool server connections (session or transaction mode); needs `auth`. Absent: one backend connection per client. */
   pool: poolSchema.optional(),
+  /** Reads outside transactions go to the route's replicas (README "Read/write split"); needs `auth` and `pool` in transaction mode. */
+  readWriteSplit: readWriteSplitSchema.optional(),
 });
 
 export type PostgresListenerConfig = z.output<typeof postgresListenerSchema>;
@@ -100,6 +103,12 @@ export function checkPostgresListener(listener: PostgresListenerConfig, at: List
     if (listener.auth === undefined) at.problem('pool', 'pooling needs proxy-side authentication: add auth to this listener (the proxy logs in to the servers it pools)');
     if (pool.minSize > pool.size) at.problem('pool', `minSize (${pool.minSize}) is larger than size (${pool.size})`);
     if (pool.maxServerConnectionsPerBackend !== 0 && pool.minSize > pool.maxServerConnectionsPerBackend) at.problem('pool', `minSize (${pool.minSize}) is larger than maxServerConnectionsPerBackend (${pool.maxServerConnectionsPerBackend})`);
+  }
+  const split = listener.readWriteSplit;
+  if (split !== undefined) {
+    if (listener.auth === undefined) at.problem('readWriteSplit', 'the read/write split needs proxy-side authentication: add auth (and pool) to this listener (the proxy opens the replica and primary connections itself)');
+    else if (pool === undefined) at.problem('readWriteSplit', 'the read/write split needs pool (mode: transaction): it picks a server per transaction from the pools of the primary and the replicas');
+    else if (pool.mode !== 'transaction') at.problem('readWriteSplit', 'the read/write split needs pool.mode "transaction": in session mode a client keeps one server for its whole session, so there is nothing to split');
   }
   const auth = listener.auth;
   if (auth === undefined) return;

@@ -17,7 +17,15 @@ export const postgresProtocol: ProtocolDescriptor<typeof postgresListenerSchema>
     const pool =
       auth === null || listener.pool === undefined
         ? null
-        : createListenerPool({ listener: listener.name, settings: perWorkerSettings(listener.pool, ctx.workers ?? 1), auth, log: ctx.log, connectTimeoutMs: listener.connectTimeoutMs, tcpKeepAliveMs: listener.tcpKeepAliveMs });
+        : createListenerPool({
+            listener: listener.name,
+            settings: perWorkerSettings(listener.pool, ctx.workers ?? 1),
+            auth,
+            log: ctx.log,
+            connectTimeoutMs: listener.connectTimeoutMs,
+            tcpKeepAliveMs: listener.tcpKeepAliveMs,
+            readWriteSplit: listener.readWriteSplit,
+          });
     return pipelineListener(listener, ctx, { module: createPostgresProtocol(auth, pool), maxOpeningBytes: 16 * 1024, firstResponseTimeoutMs: listener.firstResponseTimeoutMs });
   },
 };

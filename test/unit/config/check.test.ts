@@ -115,7 +115,8 @@ describe('checkConfig: routes the SSRF guard refuses', () => {
 
   it('warns for each refused endpoint, naming the route; a listener backend is not guarded', async () => {
     const { problems, warnings } = await checkConfig(config, { lookup });
-    assert.deepEqual(problems, []);
+    // The postgres listener has no auth: the replicas of routes.pair are refused (see the read/write split tests below).
+    assert.deepEqual(problems.map((p) => p.split(':')[0]), ['routes.pair']);
     assert.deepEqual(warnings.map((w) => w.split(':')[0]), ['routes.private', 'routes.named', 'routes.pair']);
     assert.match(warnings[0] as string, /10\.0\.0\.5.*forbidden.*allowBackends.*\(refused at run time\)$/);
   });
@@ -128,6 +129,50 @@ describe('checkConfig: routes the SSRF guard refuses', () => {
   it('allowPrivateBackends: no warnings', async () => {
     const open = parseConfig({ security: { allowPrivateBackends: true }, routes: { a: '10.0.0.5:5432' }, listeners: [{ protocol: 'postgres', port: 6432 }] }, dir);
     assert.deepEqual((await checkConfig(open, { lookup })).warnings, []);
+  });
+});
+
+describe('checkConfig: routes with replicas need the read/write split (issue 17)', () => {
+  const routes = { shop: { primary: '127.0.0.1:5432', replicas: ['127.0.0.1:5433'] }, plain: '127.0.0.1:5432' };
+  const auth = { users: { app: { password: 'secret' } } };
+  const mysqlAuth = { users: { app: { password: 'secret' } }, backendUser: { user: 'app', password: 'secret' } };
+
+  it('a postgres or mysql listener without auth is refused, saying why', async () => {
+    const config = parseConfig({ routes, listeners: [{ name: 'pg', protocol: 'postgres', port: 6432 }, { protocol: 'mysql', port: 3307 }, { protocol: 'tcp', port: 7000, backend: '127.0.0.1:1' }] }, dir);
+    const { problems } = await checkConfig(config);
+    assert.equal(problems.length, 2);
+    assert.match(problems[0] as string, /^routes\.shop: has replicas, but listeners\.0 \(pg\) has no proxy-side auth: only the read\/write split uses replicas.*add auth, pool and readWriteSplit/);
+    assert.match(problems[1] as string, /^routes\.shop: has replicas, but listeners\.1 \(mysql-3307\) has no proxy-side auth.*add auth, readWriteSplit/);
+  });
+
+  it('auth without readWriteSplit is refused too: the replicas would be ignored', async () => {
+    const config = parseConfig({ routes, listeners: [{ protocol: 'postgres', port: 6432, auth, pool: { mode: 'transaction' } }, { protocol: 'mysql', port: 3307, auth: mysqlAuth }] }, dir);
+    const { problems } = await checkConfig(config);
+    assert.deepEqual(
+      problems.map((p) => p.replace(/:.*/s, '') + ' / ' + /has no (\w+)/.exec(p)?.[1]),
+      ['routes.shop / readWriteSplit', 'routes.shop / readWriteSplit'],
+    );
+  });
+
+  it('a postgres listener with auth, a transaction pool and readWriteSplit is fine; so is a listener with a fixed backend', async () => {
+    const config = parseConfig(
+      { routes, listeners: [{ protocol: 'postgres', port: 6432, auth, pool: { mode: 'transaction' }, readWriteSplit: { maxReplicaLagMs: 500 } }, { protocol: 'postgres', port: 6433, backend: '127.0.0.1:5432' }] },
+      dir,
+    );
+    assert.deepEqual((await checkConfig(config)).problems, []);
+  });
+
+  it('readWriteSplit without auth, without pool, or with a session pool is a schema problem naming the field', () => {
+    assertNamesField(() => parseConfig({ listeners: [{ protocol: 'postgres', port: 6432, readWriteSplit: {} }] }, dir), 'listeners.0.readWriteSplit', /needs proxy-side authentication/);
+    assertNamesField(() => parseConfig({ listeners: [{ protocol: 'postgres', port: 6432, auth, readWriteSplit: {} }] }, dir), 'listeners.0.readWriteSplit', /needs pool \(mode: transaction\)/);
+    assertNamesField(() => parseConfig({ listeners: [{ protocol: 'postgres', port: 6432, auth, pool: { mode: 'session' }, readWriteSplit: {} }] }, dir), 'listeners.0.readWriteSplit', /needs pool\.mode "transaction"/);
+  });
+
+  it('mysql: readWriteSplit without auth names the field; readOnlyFunctions is not a mysql field; with auth the split is fine', async () => {
+    assertNamesField(() => parseConfig({ listeners: [{ protocol: 'mysql', port: 3307, readWriteSplit: {} }] }, dir), 'listeners.0.readWriteSplit', /needs `auth` \(with backendUser\)/);
+    assert.throws(() => parseConfig({ listeners: [{ protocol: 'mysql', port: 3307, auth: mysqlAuth, readWriteSplit: { readOnlyFunctions: ['f'] } }] }, dir), /readOnlyFunctions/);
+    const config = parseConfig({ routes, listeners: [{ protocol: 'mysql', port: 3307, auth: mysqlAuth, readWriteSplit: { maxReplicaLagMs: 500 } }] }, dir);
+    assert.deepEqual((await checkConfig(config)).problems, []);
   });
 });
 

@@ -84,6 +84,14 @@ describe('loadConfigFile: valid files', () => {
     });
   });
 
+  it("a route's backend tls.ca is resolved against the config folder; tls needs protocol: h2 (issue 20)", () => {
+    const listeners = [{ protocol: 'http', port: 1 }];
+    const config = parseConfig({ listeners, routes: { 'a.test': { endpoint: '10.0.0.1:443', protocol: 'h2', tls: { ca: 'ca.pem', servername: 'a.internal' } }, 'b.test': { endpoint: '10.0.0.1:443', protocol: 'h2', tls: true } } }, '/etc/pp');
+    assert.deepEqual(config.routes['a.test'], { endpoint: '10.0.0.1:443', protocol: 'h2', tls: { ca: '/etc/pp/ca.pem', servername: 'a.internal' } });
+    assert.deepEqual(config.routes['b.test'], { endpoint: '10.0.0.1:443', protocol: 'h2', tls: true });
+    assert.throws(() => parseConfig({ listeners, routes: { 'c.test': { endpoint: '10.0.0.1:443', tls: true } } }, '/etc/pp'), /tls needs protocol: h2/);
+  });
+
   it('tls.requireClientCert defaults to false and ca stays absent', () => {
     const config = parseConfig({ listeners: [{ protocol: 'postgres', port: 1, tls: { cert: 'a.crt', key: 'a.key' } }] }, '/etc/pp');
     assert.deepEqual(config.listeners[0]?.tls, { cert: '/etc/pp/a.crt', key: '/etc/pp/a.key', requireClientCert: false });

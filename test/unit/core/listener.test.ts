@@ -9,6 +9,7 @@
  * is down, drain. The first connection goes the pipeline way (cache miss).
  */
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
@@ -18,6 +19,7 @@ import type { ClientConnection } from '../../../src/core/client-connection.ts';
 import { PolyproxyError } from '../../../src/core/errors.ts';
 import type { ProtocolModule } from '../../../src/core/protocol.ts';
 import { EndpointHealth } from '../../../src/core/health.ts';
+import { ioSupport } from '../../../src/core/io/support.ts';
 import { Listener } from '../../../src/core/listener.ts';
 import type { ListenerSettings } from '../../../src/core/listener.ts';
 import type { ConnectionInfo, ConnectionSummary, Resolver, Route } from '../../../src/core/resolver.ts';
@@ -162,6 +164,117 @@ describe('listener fast path (tcp, fixed backend)', () => {
     assert.equal(listener.sessions, 0);
     assert.equal(listener.counters.open, 0);
     await hang.close();
+  });
+});
+
+describe('listener fast path on bare handles (direct I/O on; sockets with POLYPROXY_DIRECT_IO=0)', () => {
+  const servers: net.Server[] = [];
+  const listeners: Listener[] = [];
+  after(async () => {
+    for (const l of listeners) {
+      l.destroyAll('test over');
+      await l.stopAccepting();
+    }
+    for (const s of servers) s.close();
+  });
+
+  /** A listener whose route is already cached, so the next connection takes the fast path. */
+  async function warmListener(endpoint: string | string[], overrides: Partial<ListenerSettings> = {}, health = new EndpointHealth()): Promise<{ listener: Listener; port: number }> {
+    const started = await startListener({ resolve: () => ({ endpoint }) }, health, overrides);
+    listeners.push(started.listener);
+    await started.listener.router.route('tcp', { protocol: 'tcp', listener: 'tcp', clientAddress: '', clientPort: 0, tls: undefined });
+    return started;
+  }
+
+  it('a plain session runs on bare handles only with direct I/O, with the same bytes, counters and half-close', async () => {
+    const echo = await echoServer();
+    servers.push(echo.server);
+    const { listener, port } = await warmListener(echo.endpoint);
+    const client = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    let got = '';
+    client.setEncoding('utf8');
+    client.on('data', (text: string) => (got += text));
+    const closed = new Promise((resolve) => client.once('close', resolve));
+    client.write('one');
+    while (got !== 'one') await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(listener.handleSessions, ioSupport.handleRelay ? 1 : 0);
+    assert.equal(listener.sessions, 1);
+    // Half-close: the backend sees our FIN and can still answer.
+    client.end('two');
+    await closed;
+    assert.equal(got, 'onetwo');
+    await listener.idle();
+    assert.equal(listener.handleSessions, 0);
+    assert.equal(listener.counters.open, 0);
+    assert.equal(listener.counters.bytesIn, 6);
+    assert.equal(listener.counters.bytesOut, 6);
+  });
+
+  it('16 MB each way through a slow reader arrive intact (queued writes, reads stopped meanwhile)', { timeout: 60_000 }, async () => {
+    const echo = await echoServer();
+    servers.push(echo.server);
+    const { listener, port } = await warmListener(echo.endpoint);
+    const payload = randomBytes(16 * 1024 * 1024);
+    const received = createHash('sha256');
+    let length = 0;
+    await new Promise<void>((resolve, reject) => {
+      const client = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => client.end(payload));
+      client.on('error', reject);
+      client.on('data', (chunk: Buffer) => {
+        received.update(chunk);
+        length += chunk.length;
+        // A slow client: the proxy's writes to it queue and the backend side must stop reading.
+        client.pause();
+        setTimeout(() => client.resume(), 1);
+      });
+      client.on('close', () => resolve());
+    });
+    assert.equal(length, payload.length);
+    assert.equal(received.digest('hex'), createHash('sha256').update(payload).digest('hex'));
+    await listener.idle();
+    assert.equal(listener.counters.bytesIn, payload.length);
+    assert.equal(listener.counters.bytesOut, payload.length);
+  });
+
+  it('an idle session is closed by idleTimeoutMs; a client reset closes the backend', { timeout: 30_000 }, async () => {
+    let backendClosed = 0;
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => {});
+      socket.on('close', () => backendClosed++);
+      socket.pipe(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push(server);
+    const { listener, port } = await warmListener(`127.0.0.1:${(server.address() as AddressInfo).port}`, { idleTimeoutMs: 300 });
+    const idle = net.connect({ host: '127.0.0.1', port });
+    idle.on('error', () => {});
+    await new Promise((resolve) => idle.once('connect', resolve));
+    await new Promise((resolve) => idle.once('close', resolve));
+    const reset = net.connect({ host: '127.0.0.1', port });
+    reset.on('error', () => {});
+    await new Promise((resolve) => reset.once('connect', resolve));
+    reset.write('x');
+    await new Promise((resolve) => reset.once('data', resolve));
+    reset.resetAndDestroy();
+    await listener.idle();
+    while (backendClosed < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(listener.counters.open, 0);
+  });
+
+  it('a balanced route with a refusing endpoint: fallback, breaker fed; all refusing: closed and counted failed', async () => {
+    const echo = await echoServer();
+    servers.push(echo.server);
+    const dead = await deadEndpoint();
+    const health = new EndpointHealth({ failureThreshold: 100, intervalMs: 0 });
+    const { listener, port } = await warmListener([dead, echo.endpoint], {}, health);
+    for (let i = 0; i < 4; i++) assert.equal(await roundTrip(port, `b${i}`), `b${i}`);
+    await listener.idle();
+    assert.equal(listener.counters.failed, 0);
+    const down = await warmListener(dead, {}, new EndpointHealth({ failureThreshold: 100, intervalMs: 0 }));
+    for (let i = 0; i < 2; i++) assert.equal(await roundTrip(down.port, 'hello'), '');
+    await down.listener.idle();
+    assert.equal(down.listener.counters.failed, 2);
+    assert.equal(down.listener.counters.open, 0);
   });
 });
 

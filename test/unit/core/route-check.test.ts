@@ -100,6 +100,20 @@ describe('checkRoute', () => {
     refused({ endpoint: 'a:1', protocol: 'http2' }, /protocol must be "h1" or "h2", got "http2"/);
     refused({ endpoint: 'a:1', protocol: 2 }, /protocol must be "h1" or "h2", got 2/);
   });
+
+  it('tls: true or { servername, ca, rejectUnauthorized }, with protocol h2 only; anything else refused naming the field', () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    assert.equal(checkRoute({ endpoint: 'a:1', protocol: 'h2', tls: true }, 'mod', 'shop').tls, true);
+    assert.deepEqual(checkRoute({ endpoint: 'a:1', protocol: 'h2', tls: { servername: 'b.internal', ca: pem, rejectUnauthorized: false } }, 'mod', 'shop').tls, { servername: 'b.internal', ca: pem, rejectUnauthorized: false });
+    assert.equal(checkRoute({ endpoint: 'a:1', protocol: 'h2', tls: false }, 'mod', 'shop').tls, undefined);
+    refused({ endpoint: 'a:1', tls: true }, /tls needs protocol "h2"/);
+    refused({ endpoint: 'a:1', protocol: 'h1', tls: {} }, /tls needs protocol "h2"/);
+    refused({ endpoint: 'a:1', protocol: 'h2', tls: 'yes' }, /tls must be true or an object, got "yes"/);
+    refused({ endpoint: 'a:1', protocol: 'h2', tls: { ca: 'not a pem' } }, /tls\.ca must be PEM certificate text/);
+    refused({ endpoint: 'a:1', protocol: 'h2', tls: { servername: '' } }, /tls\.servername must be a host name/);
+    refused({ endpoint: 'a:1', protocol: 'h2', tls: { rejectUnauthorized: 'no' } }, /tls\.rejectUnauthorized must be a boolean/);
+    refused({ endpoint: 'a:1', protocol: 'h2', tls: { cert: 'x' } }, /tls\.cert is not a field of tls/);
+  });
 });
 
 describe('checkRoute: credentials (proxy-side authentication)', () => {

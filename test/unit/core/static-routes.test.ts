@@ -1,5 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { StaticRoutes } from '../../../src/core/static-routes.ts';
 import type { StaticRouteValue } from '../../../src/core/static-routes.ts';
 
@@ -171,5 +174,22 @@ describe('StaticRoutes: bad endpoints name routes.<key>', () => {
     assert.deepEqual(routes.resolve('pool.test'), { endpoint: ['127.0.0.1:1', '127.0.0.1:2'] });
     throwsNaming({ bad: { endpoint: 'nope' } }, 'routes.bad', /invalid endpoint/);
     throwsNaming({ empty: { endpoint: [] } }, 'routes.empty', /at least one endpoint/);
+  });
+
+  it('tls on an h2 route: the ca file is read when the table is built; a missing one names the route', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pp-static-tls-'));
+    try {
+      const ca = path.join(dir, 'ca.pem');
+      writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+      const routes = new StaticRoutes({
+        'a.test': { endpoint: '127.0.0.1:443', protocol: 'h2', tls: { ca, servername: 'a.internal' } },
+        'b.test': { endpoint: '127.0.0.1:443', protocol: 'h2', tls: true },
+      });
+      assert.deepEqual(routes.resolve('a.test'), { endpoint: '127.0.0.1:443', protocol: 'h2', tls: { servername: 'a.internal', ca: readFileSync(ca, 'utf8') } });
+      assert.deepEqual(routes.resolve('b.test'), { endpoint: '127.0.0.1:443', protocol: 'h2', tls: true });
+      assert.throws(() => new StaticRoutes({ 'c.test': { endpoint: '127.0.0.1:443', protocol: 'h2', tls: { ca: path.join(dir, 'missing.pem') } } }), /^TypeError: routes\.c\.test\.tls\.ca: cannot read /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -20,7 +20,11 @@ import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorPage } from '../../../core/http-error-response.ts';
+import { throttleFor } from '../../../core/limits/bandwidth.ts';
+import type { TokenBucket } from '../../../core/limits/token-bucket.ts';
 import { routeOnlyLimits } from '../../../core/limits/tenant-limits.ts';
+import { OutThrottle } from './out-throttle.ts';
+import { isWebSocketConnect, openWebSocketTunnel } from './ws-tunnel.ts';
 import type { RouteDecision } from '../../../core/router.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Connection } from './front.ts';
@@ -72,6 +76,11 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   #head: OutgoingHttpHeaders | null = null;
   /** HTTP/1.1 backend: the latest body chunk, held back so the last one goes out with end() (one DATA frame with END_STREAM). */
   #held: Buffer | null = null;
+  /** HTTP/1.1 backend: the response is chunked, so it may end with trailers; the stream waits for them ('wantTrailers'). */
+  #h1Trailers = false;
+  /** The tenant's bandwidth.outBytesPerSecond bucket (null: unlimited), and the response's throttle on it (out-throttle.ts). */
+  #outBucket: TokenBucket | null = null;
+  #throttle: OutThrottle | null = null;
 
   constructor(conn: H2Connection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: readonly string[]) {
     this.conn = conn;
@@ -91,8 +100,8 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
 
   /** Routes the stream and sends it on. */
   start(headers: IncomingHttpHeaders): void {
-    if (this.method === 'CONNECT') {
-      // RFC 8441 extended CONNECT (WebSockets over HTTP/2) is not offered (SETTINGS_ENABLE_CONNECT_PROTOCOL stays 0).
+    if (this.method === 'CONNECT' && !isWebSocketConnect(this.method, headers[':protocol'])) {
+      // Only RFC 8441 extended CONNECT for WebSockets (ws-tunnel.ts); a plain CONNECT tunnel is not offered.
       this.fail(new HttpStatusError('PROTOCOL', 501, 'CONNECT is not supported over HTTP/2 by this proxy', { source: 'client' }));
       return;
     }
@@ -137,12 +146,14 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
         this.fail(refusal);
         return;
       }
+      this.#outBucket = throttleFor(decision.entry.resourceId, limits.inBytesPerSecond, limits.outBytesPerSecond)?.out ?? null;
     }
     conn.core.served(decision.entry.resourceId);
     conn.counters.requestsH2++;
     this.#decision = decision;
     if (conn.telemetryHeaders) this.#telemetry = { 'x-proxy-resolve-ms': (performance.now() - this.#resolveStarted).toFixed(3), 'x-proxy-cache': decision.cacheHit ? 'hit' : 'miss' };
-    if (this.grpc || decision.entry.route.protocol === 'h2') void this.#toH2(decision);
+    if (this.method === 'CONNECT') void openWebSocketTunnel(this, decision);
+    else if (this.grpc || decision.entry.route.protocol === 'h2') void this.#toH2(decision);
     else this.#toH1(decision.candidates[0] as Endpoint);
   }
 
@@ -173,6 +184,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.#controller = controller;
+    if (this.#outBucket !== null) this.#throttle = new OutThrottle(this.#outBucket, controller, this.stream);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -184,6 +196,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     }
     this.responded = true;
     this.#head = responseHeaders(statusCode, headers, this.#telemetry);
+    this.#h1Trailers = headers['transfer-encoding'] !== undefined && !stream.writableEnded;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -192,7 +205,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     const head = this.#head;
     if (head !== null) {
       this.#head = null;
-      stream.respond(head);
+      this.#respondH1(stream, head);
     }
     const held = this.#held;
     this.#held = chunk;
@@ -200,12 +213,30 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
       controller.pause();
       stream.once('drain', streamOnDrain);
     }
+    if (this.#throttle !== null) this.#throttle.spend(chunk.length);
   }
 
-  onResponseEnd(): void {
+  /** The HTTP/1.1 response head: for a chunked body, the stream's end waits for the backend's trailers (chunked trailer fields → a trailing HEADERS frame). */
+  #respondH1(stream: ServerHttp2Stream, head: OutgoingHttpHeaders): void {
+    if (!this.#h1Trailers) {
+      stream.respond(head);
+      return;
+    }
+    stream.on('wantTrailers', streamOnWantTrailers);
+    stream.respond(head, WAIT_FOR_TRAILERS);
+  }
+
+  onResponseEnd(_controller?: Dispatcher.DispatchController, trailers?: IncomingHttpHeaders): void {
     this.#controller = null;
     if (this.done) return;
     this.done = true;
+    if (this.#h1Trailers && trailers !== undefined) {
+      const relayed = trailerHeaders(trailers);
+      for (const _ in relayed) {
+        this.#trailers = relayed;
+        break;
+      }
+    }
     const stream = this.stream;
     const head = this.#head;
     const held = this.#held;
@@ -214,8 +245,12 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     if (stream.destroyed) return;
     // node:http2 ends the writable side of a HEAD request's stream up front: its response is
     // headers only, so the head still has to go out even though writableEnded is already true.
-    if (head !== null) stream.respond(head, END_STREAM);
-    else if (stream.writableEnded) return;
+    if (head !== null) {
+      if (this.#h1Trailers && this.#trailers !== null) {
+        this.#respondH1(stream, head);
+        stream.end();
+      } else stream.respond(head, END_STREAM);
+    } else if (stream.writableEnded) return;
     else if (held !== null) stream.end(held);
     else stream.end();
   }
@@ -258,7 +293,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     const stream = this.stream;
     let upstream: ClientHttp2Stream;
     try {
-      upstream = session.request(h2RequestHeaders(this.raw, this.authority as string, conn.forward), { endStream: stream.endAfterHeaders });
+      upstream = session.request(h2RequestHeaders(this.raw, this.authority as string, conn.forward, decision.entry.route.tls === undefined ? 'http' : 'https'), { endStream: stream.endAfterHeaders });
     } catch (err) {
       this.#backendFailed(new PolyproxyError('BACKEND_UNREACHABLE', `backend session failed: ${(err as Error).message}`, { source: 'backend', resourceId: this.resourceId }));
       return;
@@ -286,6 +321,10 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     }
     stream.on('wantTrailers', streamOnWantTrailers);
     stream.respond(responseHeaders(status, headers, this.#telemetry), WAIT_FOR_TRAILERS);
+    if (this.#outBucket !== null) {
+      this.#throttle = new OutThrottle(this.#outBucket, upstream, stream);
+      upstream.on('data', upstreamOnData);
+    }
     upstream.pipe(stream);
   }
 
@@ -425,7 +464,13 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     this.#cancelBackend();
   }
 
+  /** HTTP/2 backend, a tenant with a bandwidth limit: the chunk the pipe is relaying spends the bucket. */
+  onUpstreamData(chunk: Buffer): void {
+    this.#throttle?.spend(chunk.length);
+  }
+
   onClientClose(): void {
+    this.#throttle?.stop();
     this.conn.streamClosed(this);
     if (!this.done) {
       this.done = true;
@@ -435,7 +480,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   }
 
   onClientDrain(): void {
-    this.#controller?.resume();
+    if (this.#throttle === null || !this.#throttle.holding) this.#controller?.resume();
   }
 }
 
@@ -478,6 +523,9 @@ function streamOnWantTrailers(this: ExchangeStream): void {
 }
 function upstreamOnResponse(this: ExchangeStream, headers: IncomingHttpHeaders): void {
   this[kExchange]?.onUpstreamResponse(headers);
+}
+function upstreamOnData(this: ExchangeStream, chunk: Buffer): void {
+  this[kExchange]?.onUpstreamData(chunk);
 }
 function upstreamOnTrailers(this: ExchangeStream, trailers: IncomingHttpHeaders): void {
   this[kExchange]?.onUpstreamTrailers(trailers);

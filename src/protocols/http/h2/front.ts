@@ -92,7 +92,8 @@ export class H2Front {
         maxConcurrentStreams: settings.maxConcurrentStreams,
         initialWindowSize: settings.initialWindowSize,
         maxHeaderListSize: settings.maxHeaderListSize,
-        enableConnectProtocol: false,
+        // RFC 8441: WebSockets over HTTP/2 (extended CONNECT, ws-tunnel.ts).
+        enableConnectProtocol: true,
       },
       // Pseudo-headers count too.
       maxHeaderListPairs: settings.maxHeaders + 8,

@@ -1,6 +1,7 @@
 /**
  * HTTP/2 backends (routes with `protocol: h2`, every gRPC request): per
- * endpoint, a few long-lived h2c sessions (node:http2 ClientHttp2Session),
+ * endpoint, a few long-lived h2c sessions, or h2 over TLS for routes with
+ * `tls` (backend-tls.ts; pooled apart per TLS settings) (node:http2 ClientHttp2Session),
  * each carrying many concurrent streams. A stream goes on the first open
  * session with room under the backend's SETTINGS_MAX_CONCURRENT_STREAMS;
  * a new session is opened when all are full (at most `maxSessions` per
@@ -10,10 +11,13 @@
  */
 import http2 from 'node:http2';
 import type { ClientHttp2Session } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Route } from '../../../core/resolver.ts';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import type { RouteDecision } from '../../../core/router.ts';
 import type { Router } from '../../../core/router.ts';
 import { dialFirst } from './dial.ts';
+import { tlsKey, upgradeToTls } from './backend-tls.ts';
 
 const kActive = Symbol('polyproxy.h2.active');
 const kLabel = Symbol('polyproxy.h2.label');
@@ -45,12 +49,15 @@ export class H2Backends {
   /** A session for the decision's endpoints (first candidate with a session, else a dial through the candidates). */
   async lease(decision: RouteDecision, router: Router, timeoutMs: number, keepAliveMs: number): Promise<Leased> {
     const first = decision.candidates[0] as Endpoint;
-    const found = this.#pick(first.label);
+    const tls = decision.entry.route.tls;
+    const suffix = tlsKey(tls);
+    const key = suffix === '' ? first.label : first.label + suffix;
+    const found = this.#pick(key);
     if (found !== null) return this.#take(found, true);
-    let pending = this.#dialing.get(first.label);
+    let pending = this.#dialing.get(key);
     if (pending === undefined) {
-      pending = this.#open(decision.candidates, router, timeoutMs, keepAliveMs).finally(() => this.#dialing.delete(first.label));
-      this.#dialing.set(first.label, pending);
+      pending = this.#open(decision.candidates, router, timeoutMs, keepAliveMs, tls, suffix).finally(() => this.#dialing.delete(key));
+      this.#dialing.set(key, pending);
       return this.#take(await pending, false);
     }
     const session = await pending;
@@ -91,22 +98,29 @@ export class H2Backends {
     return list.length >= this.#options.maxSessions ? least : null;
   }
 
-  async #open(candidates: readonly Endpoint[], router: Router, timeoutMs: number, keepAliveMs: number): Promise<PooledSession> {
-    const { socket, endpoint } = await dialFirst(candidates, timeoutMs, keepAliveMs, router.health);
-    const authority = endpoint.type === 'unix' ? 'http://localhost' : `http://${endpoint.label}`;
+  async #open(candidates: readonly Endpoint[], router: Router, timeoutMs: number, keepAliveMs: number, tls: Route['tls'], suffix: string): Promise<PooledSession> {
+    const dialed = await dialFirst(candidates, timeoutMs, keepAliveMs, router.health);
+    const endpoint = dialed.endpoint;
+    let socket: Socket = dialed.socket;
+    // A certificate or ALPN the proxy refuses fails this stream (502 / UNAVAILABLE) but not the
+    // endpoint's breaker: it is the route's TLS settings against this server, and another route
+    // may reach the same endpoint with other settings.
+    if (tls !== undefined) socket = await upgradeToTls(socket, endpoint, tls, timeoutMs);
+    const scheme = tls === undefined ? 'http' : 'https';
+    const authority = endpoint.type === 'unix' ? `${scheme}://localhost` : `${scheme}://${endpoint.label}`;
     const session = http2.connect(authority, { createConnection: () => socket, settings: { enablePush: false }, peerMaxConcurrentStreams: 1000 }) as PooledSession;
     session[kActive] = 0;
-    session[kLabel] = endpoint.label;
+    session[kLabel] = endpoint.label + suffix;
     session.on('error', noop);
     session.on('timeout', sessionOnIdle);
     session.once('close', () => this.#forget(session));
     session.once('goaway', () => this.#forget(session));
     if (this.#closed) session.destroy();
     else {
-      let list = this.#sessions.get(endpoint.label);
+      let list = this.#sessions.get(session[kLabel]);
       if (list === undefined) {
         list = [];
-        this.#sessions.set(endpoint.label, list);
+        this.#sessions.set(session[kLabel], list);
       }
       list.push(session);
     }

@@ -56,8 +56,8 @@ export function h1RequestHeaders(raw: readonly string[], authority: string, fwd:
   return out;
 }
 
-/** The request for an HTTP/2 backend: the pseudo-headers kept (`:scheme` http, the backend hop is h2c), `te: trailers` kept (gRPC requires it). */
-export function h2RequestHeaders(raw: readonly string[], authority: string, fwd: ForwardContext): OutgoingHttpHeaders {
+/** The request for an HTTP/2 backend: the pseudo-headers kept (`:scheme` the backend hop's: http for h2c, https over TLS), `te: trailers` kept (gRPC requires it). */
+export function h2RequestHeaders(raw: readonly string[], authority: string, fwd: ForwardContext, scheme = 'http'): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   let forwardedFor: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -78,7 +78,7 @@ export function h2RequestHeaders(raw: readonly string[], authority: string, fwd:
     else out[name] = [String(prior), value];
   }
   out[':authority'] = authority;
-  out[':scheme'] = 'http';
+  out[':scheme'] = scheme;
   const client = forwardedAddress(fwd.clientAddress);
   out['x-forwarded-for'] = forwardedFor === undefined ? client : `${forwardedFor}, ${client}`;
   out['x-forwarded-proto'] = fwd.proto;

@@ -73,6 +73,7 @@ import type { ServerConnection } from './server-connection.ts';
 import type { ServerUser } from './server-connection.ts';
 import { dropClientKey, newClientKey } from './cancel-keys.ts';
 import type { WaitQueue } from './wait-queue.ts';
+import type { SessionSplit } from '../split/session-split.ts';
 
 const LOGIN = 0;
 const READY = 1;
@@ -88,6 +89,7 @@ const MAX_HELD_UNPAUSED = 64 * 1024;
 
 /** How long a server connection may take to answer its reset (ROLLBACK / DISCARD ALL) before it is closed instead. */
 export const RESET_TIMEOUT_MS = 10_000;
+const EMPTY = Buffer.alloc(0);
 
 const kSession = Symbol('polyproxy.pg.pool.session');
 type SessionSocket = Socket & { [kSession]?: ClientSession };
@@ -98,6 +100,8 @@ export interface ClientSessionOptions {
   readonly tenant: string;
   /** Tracked startup parameters (canonical names; null: the server's default). */
   readonly startup: ParameterValues;
+  /** The read/write split (split/session-split.ts): which pool the next transaction's server comes from. */
+  readonly split?: SessionSplit | null;
 }
 
 export class ClientSession implements PoolClient, ServerUser {
@@ -106,6 +110,7 @@ export class ClientSession implements PoolClient, ServerUser {
   readonly pool: ServerPool;
   readonly tenant: string;
   readonly transactionMode: boolean;
+  readonly split: SessionSplit | null;
   readonly done: Promise<void>;
   #resolveDone!: () => void;
   phase = LOGIN;
@@ -142,6 +147,8 @@ export class ClientSession implements PoolClient, ServerUser {
   #resetting = false;
   /** Of #swallow, the ReadyForQuery still owed to the client's own work in flight when it left (their errors are not the reset's). */
   #swallowForeign = 0;
+  /** The reset includes DISCARD ALL (session mode, or a session the split pinned). */
+  #resetDiscard = false;
   /** The reset's deadline (a server that does not answer it is closed). */
   #resetTimer: NodeJS.Timeout | null = null;
   /** The server is in COPY FROM STDIN (or COPY BOTH): it takes no reset until the copy ends. */
@@ -163,6 +170,7 @@ export class ClientSession implements PoolClient, ServerUser {
     this.pool = options.pool;
     this.tenant = options.tenant;
     this.transactionMode = options.manager.settings.mode === 'transaction';
+    this.split = options.split ?? null;
     this.#startup = options.startup;
     this.desired = new Map();
     this.statements = new ClientStatements(options.pool.registry);
@@ -275,6 +283,7 @@ export class ClientSession implements PoolClient, ServerUser {
       this.#end(null);
       return;
     }
+    if (this.split !== null) this.split.observe(type, body, start, end);
     if (!this.transactionMode) {
       forward(out, type, body, start, end);
       return;
@@ -461,7 +470,13 @@ export class ClientSession implements PoolClient, ServerUser {
 
   #requestServer(): void {
     if (this.#waiting || this.server !== null || this.phase === CLOSED) return;
-    const server = this.manager.acquire(this.pool, this);
+    // The split picks the pool (a replica's or the primary's) from the held messages; null: it waits for a whole exchange.
+    const pool = this.split === null || this.phase !== READY ? this.pool : this.split.choose(this.#held ?? EMPTY, this.#heldLength, this.statements);
+    if (pool === null) {
+      this.#resumeClient(); // the rest of the exchange must come (the client may be paused since its login)
+      return;
+    }
+    const server = this.manager.acquire(pool, this);
     if (server !== null) {
       this.serverGranted(server);
       return;
@@ -473,7 +488,7 @@ export class ClientSession implements PoolClient, ServerUser {
   serverGranted(server: ServerConnection): void {
     this.#waiting = false;
     if (this.phase === CLOSED) {
-      this.manager.release(this.pool, server);
+      this.manager.release(server.home as ServerPool, server);
       return;
     }
     this.server = server;
@@ -571,6 +586,11 @@ export class ClientSession implements PoolClient, ServerUser {
   serverFailed(sqlstate: string, message: string, raw: Buffer | null): void {
     this.#waiting = false;
     if (this.phase === CLOSED) return;
+    // A replica that gave no connection: the same messages go to the primary, the client sees nothing.
+    if (this.split !== null && this.phase === READY && this.split.failed(sqlstate, message)) {
+      this.#requestServer();
+      return;
+    }
     this.#end(raw ?? errorMessage('FATAL', sqlstate, message));
   }
 
@@ -706,7 +726,7 @@ export class ClientSession implements PoolClient, ServerUser {
           this.#resetting = false;
           if (this.#resetTimer !== null) clearTimeout(this.#resetTimer);
           this.#resetTimer = null;
-          if (!this.transactionMode) server.prepared.clear();
+          if (this.#resetDiscard) server.prepared.clear();
           this.#detach(server);
           return;
         }
@@ -742,6 +762,7 @@ export class ClientSession implements PoolClient, ServerUser {
     const server = this.server;
     if (server === null || this.phase !== READY) return;
     if (this.#pendingSyncs > 0 || this.#sentSinceSync || this.#swallow > 0 || this.#txStatus !== STATUS_IDLE || !this.clientReader.atBoundary) return;
+    if (this.split !== null && this.split.holdsServer) return; // pinned: the session's state lives in this connection
     if (this.#sawSet) {
       this.#sawSet = false;
       this.#ownQuery(READ_BACK_QUERY, true);
@@ -757,7 +778,8 @@ export class ClientSession implements PoolClient, ServerUser {
     this.#parses.clear();
     this.#closes.clear();
     // The server first: a waiting client's held query goes out before this client's answer is written, so the server works while the proxy writes.
-    this.manager.release(this.pool, server);
+    this.manager.release(server.home as ServerPool, server);
+    if (this.split !== null) this.split.detached();
     this.#flushClient();
     if (this.phase === READY && this.#heldLength > 0) this.#requestServer();
   }
@@ -838,10 +860,13 @@ export class ClientSession implements PoolClient, ServerUser {
     this.statements.clear();
     this.pool.stats.clients--;
     this.manager.leave(this.tenant);
+    if (this.split !== null) this.split.end();
     const server = this.server;
     if (server === null) return;
     const idle = this.#pendingSyncs === 0 && !this.#sentSinceSync && this.#swallow === 0 && this.#txStatus === STATUS_IDLE;
-    if (!wasLogin && idle && this.clientReader.atBoundary && this.transactionMode) {
+    // Session mode, or a session the split pinned to its connection, ends with DISCARD ALL.
+    const discard = !this.transactionMode || (this.split !== null && this.split.holdsServer);
+    if (!wasLogin && idle && this.clientReader.atBoundary && !discard) {
       this.#detach(server);
       return;
     }
@@ -862,7 +887,8 @@ export class ClientSession implements PoolClient, ServerUser {
     this.#swallow += foreign;
     this.#swallowForeign = foreign;
     if (foreign > 0 || this.#txStatus !== STATUS_IDLE) this.#ownQuery('ROLLBACK', false);
-    if (!this.transactionMode) {
+    this.#resetDiscard = discard;
+    if (discard) {
       this.#ownQuery('DISCARD ALL', false);
       for (const name of UNREPORTED) server.params.set(name, null);
       server.paramsKey = null;

@@ -21,10 +21,17 @@ import { startupParameters } from './parameters.ts';
 import { PoolManager } from './server-pool.ts';
 import type { PoolSettings } from './server-pool.ts';
 import { newPoolStats } from './stats.ts';
+import type { ReadWriteSplitSettings } from '../../../core/rw-split/config.ts';
+import { PostgresSplit } from '../split/session-split.ts';
 
 export interface ListenerPool {
   readonly manager: PoolManager;
   readonly auth: ListenerAuth;
+  /** The read/write split (transaction mode only), or null. */
+  readonly split: PostgresSplit | null;
+  readonly log: Logger;
+  /** Routes with replicas this listener does not split (logged once each). */
+  readonly unsplit: Set<string>;
 }
 
 /**
@@ -53,7 +60,15 @@ export function perWorkerSettings(settings: PoolSettings, workers: number): Pool
 }
 
 /** The pool of one listener, made once at create(). */
-export function createListenerPool(options: { listener: string; settings: PoolSettings; auth: ListenerAuth; log: Logger; connectTimeoutMs: number; tcpKeepAliveMs: number }): ListenerPool {
+export function createListenerPool(options: {
+  listener: string;
+  settings: PoolSettings;
+  auth: ListenerAuth;
+  log: Logger;
+  connectTimeoutMs: number;
+  tcpKeepAliveMs: number;
+  readWriteSplit?: ReadWriteSplitSettings | undefined;
+}): ListenerPool {
   const { listener, settings } = options;
   const manager = new PoolManager({
     settings,
@@ -64,7 +79,9 @@ export function createListenerPool(options: { listener: string; settings: PoolSe
     tcpKeepAliveMs: options.tcpKeepAliveMs,
     makeStats: (pool) => newPoolStats(listener, pool, settings.mode),
   });
-  return { manager, auth: options.auth };
+  const rw = options.readWriteSplit;
+  const split = rw === undefined || settings.mode !== 'transaction' ? null : new PostgresSplit({ listener, settings: rw, manager, log: options.log });
+  return { manager, auth: options.auth, split, log: options.log, unsplit: new Set() };
 }
 
 /**
@@ -98,7 +115,17 @@ export async function servePooled(pool: ListenerPool, conn: ClientConnection, se
     conn.write(authenticationOk());
     const { socket, leftover } = conn.detach();
     const serverPool = manager.pool(endpoint, client.database, client.user, client.credentials);
-    pooled = new ClientSession(socket, leftover, { manager, pool: serverPool, tenant: database, startup: tracked });
+    const replicas = decision.entry.route.replicas;
+    let split = null;
+    if (replicas !== undefined && replicas.length > 0) {
+      if (pool.split !== null) split = pool.split.session(decision.entry.resourceId, replicas, serverPool);
+      else if (!pool.unsplit.has(decision.entry.resourceId)) {
+        // A resolver's route (the config's are refused at check time): said once, not per session.
+        pool.unsplit.add(decision.entry.resourceId);
+        pool.log.warn({ route: decision.entry.resourceId }, 'postgres: this route has replicas but the listener has no readWriteSplit: everything goes to the primary');
+      }
+    }
+    pooled = new ClientSession(socket, leftover, { manager, pool: serverPool, tenant: database, startup: tracked, split });
   } catch (err) {
     manager.leave(database);
     throw err;

@@ -59,6 +59,12 @@ export interface PostgresClassifierOptions {
   readonly cacheChars?: number;
   /** Strings longer than this are not cached (default 16 Ki characters). */
   readonly maxCachedLength?: number;
+  /**
+   * Settings the caller carries to every server itself (the transaction
+   * pool's tracked parameters, replayed on whichever server a session
+   * moves to): a session SET of one of these does not pin.
+   */
+  readonly carriedSettings?: (name: string) => boolean;
 }
 
 /**
@@ -176,6 +182,7 @@ export class PostgresClassifier {
   readonly #qualified: ReadonlySet<string>;
   readonly #cache: LRUCache<string, PostgresClassification>;
   readonly #maxCachedLength: number;
+  readonly #carried: (name: string) => boolean;
 
   constructor(options: PostgresClassifierOptions = {}) {
     const unqualified = new Set(BUILTIN_READ_ONLY_FUNCTIONS);
@@ -184,6 +191,7 @@ export class PostgresClassifier {
     this.#unqualified = unqualified;
     this.#qualified = qualified;
     this.#maxCachedLength = options.maxCachedLength ?? 16_384;
+    this.#carried = options.carriedSettings ?? carriesNothing;
     this.#cache = new LRUCache({ maxSize: options.cacheChars ?? 4 * 1024 * 1024, sizeCalculation: (_value, key) => Math.max(1, key.length) });
   }
 
@@ -321,7 +329,7 @@ export class PostgresClassifier {
         findings.pins.add('prepare');
         return;
       case 'VariableSetStmt':
-        if (node.is_local !== true && node.kind !== 'VAR_RESET' && node.kind !== 'VAR_RESET_ALL') findings.pins.add('set');
+        if (node.is_local !== true && node.kind !== 'VAR_RESET' && node.kind !== 'VAR_RESET_ALL' && !(typeof node.name === 'string' && this.#carried(node.name))) findings.pins.add('set');
         return;
       case 'DeclareCursorStmt':
         if (typeof node.options === 'number' && (node.options & CURSOR_OPT_HOLD) !== 0) findings.pins.add('hold-cursor');
@@ -330,6 +338,10 @@ export class PostgresClassifier {
         if (DATA_MODIFYING.has(type)) notRead(`data-modifying ${type}`);
     }
   }
+}
+
+function carriesNothing(): boolean {
+  return false;
 }
 
 let parserLoaded = false;

@@ -19,6 +19,7 @@ import {
   WRITE_DONE,
   WRITE_QUEUED,
   writeReqOwner,
+  writeOwned,
   writeToHandle,
 } from '../../../../src/core/io/stream-handle.ts';
 import type { StreamHandle, WriteReq } from '../../../../src/core/io/stream-handle.ts';
@@ -109,5 +110,41 @@ describe('io/stream-handle', { timeout: 30_000, skip: !ioSupport.directIo }, () 
     assert.equal(owner.text, 'hello world');
     peer.end();
     await ended;
+  });
+});
+
+describe('io/stream-handle writeOwned', { timeout: 30_000 }, () => {
+  it('owned buffers arrive whole and in order, mixed with socket.write() and past what the kernel takes at once', async () => {
+    const { accepted, peer } = await pair();
+    const received: Buffer[] = [];
+    let length = 0;
+    peer.pause();
+    peer.on('data', (chunk: Buffer) => {
+      received.push(chunk);
+      length += chunk.length;
+    });
+    const sent: Buffer[] = [];
+    // 64 × 64 KiB: past the socket buffers, so some writes queue in libuv and later ones must follow them.
+    for (let i = 0; i < 64; i++) {
+      const chunk = Buffer.alloc(65536, i);
+      sent.push(chunk);
+      if (i % 5 === 4) accepted.write(chunk);
+      else writeOwned(accepted, chunk);
+    }
+    accepted.end();
+    peer.resume();
+    await once(peer, 'end');
+    assert.equal(length, 64 * 65536);
+    assert.ok(Buffer.concat(received).equals(Buffer.concat(sent)));
+  });
+
+  it('after end() it behaves as socket.write() (an error, not a write past the FIN)', async () => {
+    const { accepted } = await pair();
+    accepted.on('error', () => {});
+    accepted.end();
+    const errored = once(accepted, 'error');
+    writeOwned(accepted, Buffer.from('late'));
+    const [err] = (await errored) as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'ERR_STREAM_WRITE_AFTER_END');
   });
 });

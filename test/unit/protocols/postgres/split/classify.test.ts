@@ -212,6 +212,14 @@ describe('PostgresClassifier', () => {
     assert.deepEqual(pins('select 1'), []);
   });
 
+  it('carriedSettings: a session SET of a setting the caller carries to every server does not pin', () => {
+    const carried = new PostgresClassifier({ carriedSettings: (name) => name === 'search_path' || name === 'timezone' });
+    assert.deepEqual(carried.classify('set search_path = x').pins, []);
+    assert.deepEqual(carried.classify('set time zone utc').pins, []);
+    assert.deepEqual(carried.classify('set work_mem = 1024').pins, ['set']);
+    assert.equal(carried.classify('set search_path = x').route, 'primary', 'still no read: it runs on the primary');
+  });
+
   it('caches by query text and returns the same answer', () => {
     const c = new PostgresClassifier({ maxCachedLength: 20 });
     const first = c.classify('select 1');
