@@ -7,9 +7,9 @@
  * transaction mode). TPS and the proxy's CPU µs per transaction. Target
  * (issue 24): polyproxy ≥ 0.9× PgBouncer on one worker, above it with two.
  *
- * The two-worker row runs `workers: 2` unpinned (both cores; pools are per
- * worker, so `size: 10` each: 20 server connections in all, as PgBouncer's)
- * and counts the CPU of the supervisor and both workers.
+ * The two-worker row runs `workers: 2` unpinned (both cores; the same
+ * `size: 20`, which each worker gets half of: 20 server connections in all,
+ * as PgBouncer's) and counts the CPU of the supervisor and both workers.
  *
  * Direct runs 20 clients, not 100: the shared PostgreSQL allows 100
  * connections in all (other work uses some), and 20 is what both poolers
@@ -130,7 +130,7 @@ export const pgbenchPoolScenario: Scenario = {
               host: '127.0.0.1',
               port: port2,
               auth: { users: { postgres: { password: PASSWORD } } },
-              pool: { mode: 'transaction', size: POOL / 2, maxClientConnections: 1000, queueTimeoutMs: 30000 },
+              pool: { mode: 'transaction', size: POOL, maxClientConnections: 1000, queueTimeoutMs: 30000 },
             },
           ],
         },
@@ -177,7 +177,7 @@ export const pgbenchPoolScenario: Scenario = {
         notes: [
           `\`pgbench ${args(0, duration, CLIENTS, 'extended').join(' ').replace('-p 0', '-p <port>')}\`, one run per target after a ${warmup} s warm-up; TPS is pgbench's "without initial connection time".`,
           `Direct runs ${DIRECT_CLIENTS} clients: the shared PostgreSQL's max_connections (100) cannot take 100 more; it is the no-pooler reference (${num(direct.tps)} TPS), not a like-for-like client count.`,
-          `polyproxy: one worker, \`auth\` (clients log in with SCRAM once per connection) and \`pool: { mode: transaction, size: ${POOL} }\`; PgBouncer: auth_type trust, pool_mode transaction, default_pool_size ${POOL}. Both ${ctx.proxyCpu < 0 ? 'unpinned' : `pinned to CPU ${ctx.proxyCpu}`}; pgbench and PostgreSQL float. The two-worker row: \`workers: 2\`, unpinned, \`size: ${POOL / 2}\` per worker (pools are per worker: ${POOL} server connections in all); its CPU is the supervisor's and both workers'.`,
+          `polyproxy: one worker, \`auth\` (clients log in with SCRAM once per connection) and \`pool: { mode: transaction, size: ${POOL} }\`; PgBouncer: auth_type trust, pool_mode transaction, default_pool_size ${POOL}. Both ${ctx.proxyCpu < 0 ? 'unpinned' : `pinned to CPU ${ctx.proxyCpu}`}; pgbench and PostgreSQL float. The two-worker row: \`workers: 2\`, unpinned, the same \`size: ${POOL}\`, which each worker gets half of (${POOL} server connections in all); its CPU is the supervisor's and both workers'.`,
           `Database ${DATABASE}: \`pgbench -i -s ${SCALE}\` (${dbState} this run). PostgreSQL ${serverVersion}; ${pgbenchVersion}; ${pgbouncerVersion}.`,
         ],
         data: {

@@ -258,6 +258,11 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     return Promise.resolve();
   }
 
+  /** Draining and no session left: the protocol releases what its sessions shared (a postgres pool's server connections). */
+  protected override drained(): void {
+    this.protocol.drained?.();
+  }
+
   /**
    * Ends every session now (the drain deadline passed). A client still in
    * its opening gets the protocol's SHUTTING_DOWN error; a relayed session

@@ -60,6 +60,8 @@ export interface ListenerContext {
   readonly port: number;
   /** Share the port with sibling worker processes (SO_REUSEPORT). */
   readonly reusePort: boolean;
+  /** Worker processes serving this listener (config `workers` when they share its port; absent: 1): limits meant for the whole proxy are divided by it. */
+  readonly workers?: number;
   readonly log: Logger;
   /** The listener's router: its fixed backend's, or the config's shared one. */
   readonly router: Router;

@@ -131,4 +131,10 @@ export interface ProtocolModule {
    * path); `identify` must still return it for the pipeline.
    */
   readonly immediateOpening?: Opening;
+  /**
+   * The listener is draining and no session is left (may run more than
+   * once): release what only sessions needed — a pool's server connections
+   * and its timers (postgres `pool:`).
+   */
+  drained?(): void;
 }

@@ -182,6 +182,7 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
       const listener = protocolOf(listenerConfig).create(listenerConfig, {
         port: options.ports?.get(name) ?? listenerConfig.port,
         reusePort: options.reusePort ?? false,
+        workers: options.reusePort === true ? config.workers : 1,
         log,
         router: routing.routers.get(name) ?? routing.router,
         tls: tlsSettings(listenerConfig),

@@ -74,18 +74,51 @@ test('session mode: LISTEN/NOTIFY works', async (t) => {
   }
 });
 
-test('session mode: a client leaving mid-transaction does not pass its transaction on', async (t) => {
+test('session mode: a client leaving mid-transaction does not pass its transaction on; its server is rolled back, reset and reused', async (t) => {
   if (skip !== null) return t.skip(skip);
   const a = client();
   await a.connect();
+  const pid = (await a.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]?.pid;
   await a.query('begin');
   await a.query('create temp table pp_left (x int)');
+  await a.query("set pp.gone = 'yes'");
   await a.end();
   const b = client();
   await b.connect();
   try {
-    const r = await b.query<{ status: string }>("select (select count(*) from pg_class where relname = 'pp_left')::text as status");
+    const r = await b.query<{ pid: number; status: string; gone: string; tx: string }>(
+      "select pg_backend_pid() as pid, (select count(*) from pg_class where relname = 'pp_left')::text as status, coalesce(current_setting('pp.gone', true), '') as gone, (now() = statement_timestamp())::text as tx",
+    );
     assert.equal(r.rows[0]?.status, '0');
+    assert.equal(r.rows[0]?.gone, '');
+    assert.equal(r.rows[0]?.tx, 'true', 'not inside the last client\'s transaction');
+    assert.equal(r.rows[0]?.pid, pid, 'the server connection was reset (ROLLBACK, DISCARD ALL) and reused, not closed');
+  } finally {
+    await b.end();
+  }
+});
+
+test('session mode: a client leaving with a query in flight (in an aborted transaction) gets its server rolled back and reused', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const front_ = front as PoolFront;
+  const a = client();
+  await a.connect();
+  a.on('error', () => {});
+  const pid = (await a.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]?.pid;
+  await a.query('begin');
+  await assert.rejects(a.query('select 1/0'));
+  // In flight when the client goes: a slow statement of the failed transaction, then a pipelined one.
+  const slow = a.query('select pg_sleep(0.3)').catch(() => undefined);
+  const opened = front_.manager.pools.values().next().value?.stats.serversOpened ?? 0;
+  (a as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+  await slow;
+  const b = client();
+  await b.connect();
+  try {
+    const r = await b.query<{ pid: number; one: number }>('select pg_backend_pid() as pid, 1 as one');
+    assert.equal(r.rows[0]?.one, 1);
+    assert.equal(r.rows[0]?.pid, pid, 'the same server connection');
+    assert.equal(front_.manager.pools.values().next().value?.stats.serversOpened ?? 0, opened, 'no new server connection was opened');
   } finally {
     await b.end();
   }

@@ -270,3 +270,26 @@ test('a client that sends garbage gets 08P01 and only it is closed', async (t) =
   assert.equal((await other.query<{ n: number }>('select 4 as n')).rows[0]?.n, 4);
   await other.end();
 });
+
+test('a client leaving mid-transaction: its server is rolled back and reused, not closed', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const pool = () => [...(front as PoolFront).manager.pools.values()][0];
+  const a = client();
+  await a.connect();
+  await a.query('begin');
+  await a.query('create table pp_left_behind (x int)');
+  const closed = pool()?.stats.serversClosed ?? 0;
+  await a.end();
+  // The ROLLBACK is one round trip away: wait until the server is back in the pool.
+  for (let i = 0; i < 10_000 && (pool()?.active ?? 0) > 0; i++) await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(pool()?.active, 0, 'the server came back');
+  assert.equal(pool()?.stats.serversClosed, closed, 'no server connection was closed');
+  const b = client();
+  await b.connect();
+  try {
+    const r = await b.query<{ n: string }>("select count(*)::text as n from pg_class where relname = 'pp_left_behind'");
+    assert.equal(r.rows[0]?.n, '0', 'the transaction was rolled back');
+  } finally {
+    await b.end();
+  }
+});

@@ -4,7 +4,7 @@ import type { ProtocolDescriptor } from '../../core/protocol-descriptor.ts';
 import { prepareListenerAuth } from './auth/listener-auth.ts';
 import { checkPostgresListener, postgresListenerSchema } from './config.ts';
 import { createPostgresProtocol } from './opening.ts';
-import { createListenerPool } from './pool/listener-pool.ts';
+import { createListenerPool, perWorkerSettings } from './pool/listener-pool.ts';
 
 export const postgresProtocol: ProtocolDescriptor<typeof postgresListenerSchema> = {
   name: 'postgres',
@@ -19,7 +19,7 @@ export const postgresProtocol: ProtocolDescriptor<typeof postgresListenerSchema>
         ? null
         : createListenerPool({
             listener: listener.name,
-            settings: listener.pool,
+            settings: perWorkerSettings(listener.pool, ctx.workers ?? 1),
             auth,
             log: ctx.log,
             connectTimeoutMs: listener.connectTimeoutMs,

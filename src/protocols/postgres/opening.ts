@@ -18,7 +18,7 @@ import type { ListenerAuth } from './auth/listener-auth.ts';
 import type { AuthenticatedClient } from './auth/types.ts';
 import { encodeError } from './errors.ts';
 import { BackendKeyScanner, parseStartupPacket } from './parse.ts';
-import { servePooled } from './pool/listener-pool.ts';
+import { closeListenerPool, servePooled } from './pool/listener-pool.ts';
 import type { ListenerPool } from './pool/listener-pool.ts';
 
 const ANSWER_SSL_YES = Buffer.from('S');
@@ -36,6 +36,7 @@ export function createPostgresProtocol(auth: ListenerAuth | null = null, pool: L
     identify: (conn, session) => identify(conn, session, auth, pool),
     encodeError,
     replay: (conn, backend, opening) => replay(auth, conn, backend, opening),
+    ...(pool === null ? {} : { drained: () => closeListenerPool(pool) }),
   };
 }
 

@@ -33,8 +33,10 @@
 import type { Socket } from 'node:net';
 import { readBuffer, reclaimLent } from '../../../core/io/shared-read-buffer.ts';
 import { adoptSharedReadBuffer } from '../../../core/io/socket-onread.ts';
+import { handleOwner, lastReadResult, passReadToSocket } from '../../../core/io/stream-handle.ts';
+import type { StreamHandle } from '../../../core/io/stream-handle.ts';
 import type { Endpoint } from '../../../core/endpoint.ts';
-import { FramingError, MessageReader, Outbox, PASS, WHOLE, cstringEnd } from './framing.ts';
+import { FramingError, MessageReader, Outbox, PASS, WHOLE, cstringEnd, readDirect } from './framing.ts';
 import type { MessageOwner } from './framing.ts';
 import { LISTEN_REFUSAL_SQL, isListenTag, startsWithListen } from './listen-guard.ts';
 import {
@@ -63,6 +65,7 @@ import {
 } from './messages.ts';
 import { READ_BACK_QUERY, UNREPORTED, fingerprint, readBackRow, replayStatements, trackedName } from './parameters.ts';
 import type { ParameterValues } from './parameters.ts';
+import { ExpectQueue } from './expect-queue.ts';
 import { ClientStatements } from './prepared-statements.ts';
 import type { Statement } from './prepared-statements.ts';
 import type { PoolClient, PoolManager, ServerPool } from './server-pool.ts';
@@ -84,6 +87,8 @@ const NEVER_PREPARED = 'pp_none';
 /** Client bytes held while it waits for a server connection before its socket is paused. */
 const MAX_HELD_UNPAUSED = 64 * 1024;
 
+/** How long a server connection may take to answer its reset (ROLLBACK / DISCARD ALL) before it is closed instead. */
+export const RESET_TIMEOUT_MS = 10_000;
 const EMPTY = Buffer.alloc(0);
 
 const kSession = Symbol('polyproxy.pg.pool.session');
@@ -138,18 +143,23 @@ export class ClientSession implements PoolClient, ServerUser {
   #swallow = 0;
   /** The swallowed query is the read-back of unreported parameters. */
   #readBack = false;
-  /** DISCARD ALL in flight (session mode, the client left). */
+  /** The server's reset in flight (the client left): ROLLBACK and, in session mode, DISCARD ALL. */
   #resetting = false;
+  /** Of #swallow, the ReadyForQuery still owed to the client's own work in flight when it left (their errors are not the reset's). */
+  #swallowForeign = 0;
+  /** The reset includes DISCARD ALL (session mode, or a session the split pinned). */
+  #resetDiscard = false;
+  /** The reset's deadline (a server that does not answer it is closed). */
+  #resetTimer: NodeJS.Timeout | null = null;
+  /** The server is in COPY FROM STDIN (or COPY BOTH): it takes no reset until the copy ends. */
+  #copyIn = false;
   /** The transaction ran SET/RESET (CommandComplete tag): read unreported parameters back before giving the server back. */
   #sawSet = false;
   #txStatus = STATUS_IDLE;
   /** ParseComplete expected per forwarded Parse: epoch, swallowed (the pool's own), statement (null: unnamed). */
-  readonly #parseEpochs: number[] = [];
-  readonly #parseOwn: boolean[] = [];
-  readonly #parseStatements: Array<Statement | null> = [];
+  readonly #parses = new ExpectQueue();
   /** CloseComplete expected per forwarded Close: epoch, relayed as ParseComplete. */
-  readonly #closeEpochs: number[] = [];
-  readonly #closeAsParse: boolean[] = [];
+  readonly #closes = new ExpectQueue();
   /** A FATAL the server sent before closing (shown in the client's 08006). */
   #serverFatal: string | null = null;
   #clientPaused = false;
@@ -173,6 +183,7 @@ export class ClientSession implements PoolClient, ServerUser {
     (client as SessionSocket)[kSession] = this;
     client.setNoDelay?.(true);
     if (!adoptSharedReadBuffer(client, clientOnRead)) client.on('data', clientOnData);
+    else readDirect(client, this, clientHandleOnRead);
     client.on('error', clientOnError);
     client.on('close', clientOnClose);
     client.on('end', clientOnEnd);
@@ -405,30 +416,24 @@ export class ClientSession implements PoolClient, ServerUser {
   }
 
   #expectParse(own: boolean, statement: Statement | null): void {
-    this.#parseEpochs.push(this.#syncsSent);
-    this.#parseOwn.push(own);
-    this.#parseStatements.push(statement);
+    this.#parses.push(this.#syncsSent, own, statement);
   }
 
   #expectClose(asParse: boolean): void {
-    this.#closeEpochs.push(this.#syncsSent);
-    this.#closeAsParse.push(asParse);
+    this.#closes.push(this.#syncsSent, asParse, null);
   }
 
   /** A ReadyForQuery ended sync #readySeen: expectations from before it got no answer (an error skipped them). */
   #purgeExpectations(): void {
     const server = this.server as ServerConnection;
-    while (this.#parseEpochs.length > 0 && (this.#parseEpochs[0] as number) < this.#readySeen) {
-      this.#parseEpochs.shift();
-      this.#parseOwn.shift();
-      const statement = this.#parseStatements.shift();
+    const parses = this.#parses;
+    while (parses.length > 0 && parses.epoch < this.#readySeen) {
+      const statement = parses.shift();
       // Not prepared after all.
-      if (statement !== null && statement !== undefined) server.prepared.delete(statement.serverName);
+      if (statement !== null) server.prepared.delete(statement.serverName);
     }
-    while (this.#closeEpochs.length > 0 && (this.#closeEpochs[0] as number) < this.#readySeen) {
-      this.#closeEpochs.shift();
-      this.#closeAsParse.shift();
-    }
+    const closes = this.#closes;
+    while (closes.length > 0 && closes.epoch < this.#readySeen) closes.shift();
   }
 
   #flushServer(): void {
@@ -601,6 +606,10 @@ export class ClientSession implements PoolClient, ServerUser {
       case T_CLOSE_COMPLETE:
       case T_COMMAND_COMPLETE:
         return this.transactionMode ? WHOLE : PASS;
+      case 0x47: // G CopyInResponse
+      case 0x57: // W CopyBothResponse
+        this.#copyIn = true;
+        return PASS;
       default:
         return PASS;
     }
@@ -623,6 +632,7 @@ export class ClientSession implements PoolClient, ServerUser {
     switch (type) {
       case T_READY: {
         this.#readySeen++;
+        this.#copyIn = false;
         this.#purgeExpectations();
         if (this.#pendingSyncs > 0) this.#pendingSyncs--;
         this.#txStatus = end > start ? (body[start] as number) : STATUS_IDLE;
@@ -632,6 +642,7 @@ export class ClientSession implements PoolClient, ServerUser {
         return;
       }
       case T_ERROR: {
+        this.#copyIn = false;
         const fields = readErrorFields(body, start, end);
         if (fields.severity === 'FATAL' || fields.severity === 'PANIC') {
           // The server is going away (pg_terminate_backend, admin shutdown...): the client hears 08006 when it closes.
@@ -648,20 +659,18 @@ export class ClientSession implements PoolClient, ServerUser {
         return;
       }
       case T_PARSE_COMPLETE: {
-        if (this.#parseEpochs.length > 0) {
-          this.#parseEpochs.shift();
-          this.#parseStatements.shift();
-          if (this.#parseOwn.shift() === true) return;
+        const parses = this.#parses;
+        if (parses.length > 0) {
+          const own = parses.flag;
+          parses.shift();
+          if (own) return;
         }
         forward(this.toClient, type, body, start, end);
         return;
       }
       case T_CLOSE_COMPLETE: {
-        const asParse = this.#closeEpochs.length > 0 && this.#closeAsParse[0] === true;
-        if (this.#closeEpochs.length > 0) {
-          this.#closeEpochs.shift();
-          this.#closeAsParse.shift();
-        }
+        const asParse = this.#closes.flag;
+        this.#closes.shift();
         forward(this.toClient, asParse ? T_PARSE_COMPLETE : type, body, start, end);
         return;
       }
@@ -696,6 +705,8 @@ export class ClientSession implements PoolClient, ServerUser {
         }
         return;
       case T_ERROR: {
+        // The departed client's own work failing (a statement of its aborted transaction) is no reason to drop the server.
+        if (this.#swallowForeign > 0) return;
         const fields = readErrorFields(body, start, end);
         this.manager.log.warn({ pool: this.pool.stats.name, err: fields.message, code: fields.code }, 'postgres pool: the pool\'s own query failed; the server connection will not be reused');
         server.broken = true;
@@ -708,11 +719,14 @@ export class ClientSession implements PoolClient, ServerUser {
       case T_READY: {
         this.#readySeen++;
         this.#swallow--;
+        if (this.#swallowForeign > 0) this.#swallowForeign--;
         if (this.#swallow > 0) return;
         this.#readBack = false;
         if (this.#resetting) {
           this.#resetting = false;
-          server.prepared.clear();
+          if (this.#resetTimer !== null) clearTimeout(this.#resetTimer);
+          this.#resetTimer = null;
+          if (this.#resetDiscard) server.prepared.clear();
           this.#detach(server);
           return;
         }
@@ -759,16 +773,14 @@ export class ClientSession implements PoolClient, ServerUser {
   }
 
   #detach(server: ServerConnection): void {
-    this.#flushClient();
     this.server = null;
     this.pool.stats.clientsActive--;
-    this.#parseEpochs.length = 0;
-    this.#parseOwn.length = 0;
-    this.#parseStatements.length = 0;
-    this.#closeEpochs.length = 0;
-    this.#closeAsParse.length = 0;
+    this.#parses.clear();
+    this.#closes.clear();
+    // The server first: a waiting client's held query goes out before this client's answer is written, so the server works while the proxy writes.
     this.manager.release(server.home as ServerPool, server);
     if (this.split !== null) this.split.detached();
+    this.#flushClient();
     if (this.phase === READY && this.#heldLength > 0) this.#requestServer();
   }
 
@@ -851,23 +863,49 @@ export class ClientSession implements PoolClient, ServerUser {
     if (this.split !== null) this.split.end();
     const server = this.server;
     if (server === null) return;
-    const clean = !wasLogin && this.#pendingSyncs === 0 && !this.#sentSinceSync && this.#swallow === 0 && this.#txStatus === STATUS_IDLE && this.clientReader.atBoundary;
-    if (!clean) {
-      // Mid-transaction or mid-exchange: the connection's state is unknown, never reuse it.
+    const idle = this.#pendingSyncs === 0 && !this.#sentSinceSync && this.#swallow === 0 && this.#txStatus === STATUS_IDLE;
+    // Session mode, or a session the split pinned to its connection, ends with DISCARD ALL.
+    const discard = !this.transactionMode || (this.split !== null && this.split.holdsServer);
+    if (!wasLogin && idle && this.clientReader.atBoundary && !discard) {
+      this.#detach(server);
+      return;
+    }
+    // A server mid-message, mid-login, in COPY FROM STDIN, or (transaction mode) with statement bookkeeping in flight cannot be reset safely: never reuse it.
+    const resettable = !wasLogin && this.clientReader.atBoundary && !this.#copyIn && this.#swallow === 0 && (!this.transactionMode || (this.#parses.length === 0 && this.#closes.length === 0));
+    if (!resettable) {
       server.broken = true;
       this.#detach(server);
       return;
     }
-    if (this.transactionMode && (this.split === null || !this.split.holdsServer)) {
-      this.#detach(server);
-      return;
-    }
-    // Session mode (or a session the split pinned to its connection): PgBouncer's server_reset_query; the server goes back once DISCARD ALL answered.
+    // PgBouncer's server_reset_query, and a ROLLBACK first when the client left inside a transaction or with work in flight
+    // (its answers, and a Sync closing an unfinished extended-protocol exchange, are swallowed first).
+    // The server goes back once the reset answered; it is closed if the reset fails or does not answer within RESET_TIMEOUT_MS.
     this.#resetting = true;
-    this.#ownQuery('DISCARD ALL', false);
-    for (const name of UNREPORTED) server.params.set(name, null);
-    server.paramsKey = null;
+    const out = server.outbox;
+    const foreign = this.#pendingSyncs + (this.#sentSinceSync ? 1 : 0);
+    if (this.#sentSinceSync) writeSync(out);
+    this.#swallow += foreign;
+    this.#swallowForeign = foreign;
+    if (foreign > 0 || this.#txStatus !== STATUS_IDLE) this.#ownQuery('ROLLBACK', false);
+    this.#resetDiscard = discard;
+    if (discard) {
+      this.#ownQuery('DISCARD ALL', false);
+      for (const name of UNREPORTED) server.params.set(name, null);
+      server.paramsKey = null;
+    }
+    this.#resetTimer = setTimeout(resetOverdue, RESET_TIMEOUT_MS, this);
+    this.#resetTimer.unref();
     this.#flushServer();
+  }
+
+  /** @internal The reset did not answer in time: close the server instead. */
+  resetOverdue(): void {
+    this.#resetTimer = null;
+    const server = this.server;
+    if (!this.#resetting || server === null) return;
+    this.#resetting = false;
+    server.broken = true;
+    this.#detach(server);
   }
 }
 
@@ -883,6 +921,11 @@ function writeQuery(out: Outbox, sql: string): void {
   const at = out.startMessage(T_QUERY);
   out.cstring(sql);
   out.endMessage(at);
+}
+
+function writeSync(out: Outbox): void {
+  out.byte(T_SYNC);
+  out.int32(4);
 }
 
 function writeParse(out: Outbox, parseBody: Buffer): void {
@@ -915,6 +958,13 @@ function clientOnRead(this: SessionSocket, nread: number): boolean {
   return true;
 }
 
+function clientHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
+  const nread = lastReadResult();
+  if (nread <= 0) return passReadToSocket(this, arrayBuffer);
+  (handleOwner(this) as ClientSession).onClientBytes(readBuffer, 0, nread);
+  return undefined;
+}
+
 function clientOnData(this: SessionSocket, chunk: Buffer): void {
   (this[kSession] as ClientSession).onClientBytes(chunk, 0, chunk.length);
 }
@@ -933,6 +983,10 @@ function clientOnError(this: SessionSocket): void {
 
 function clientOnClose(this: SessionSocket): void {
   (this[kSession] as ClientSession).clientClosed();
+}
+
+function resetOverdue(session: ClientSession): void {
+  session.resetOverdue();
 }
 
 function destroyIfOpen(socket: Socket): void {

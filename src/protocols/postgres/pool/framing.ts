@@ -23,7 +23,7 @@
  */
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { directHandleOf, newWriteReq, releaseWriteReq, writeReqOwner, writeToHandle, WRITE_DONE, WRITE_QUEUED } from '../../../core/io/stream-handle.ts';
+import { directHandleOf, takeOverReads, newWriteReq, releaseWriteReq, writeReqOwner, writeToHandle, WRITE_DONE, WRITE_QUEUED } from '../../../core/io/stream-handle.ts';
 import type { StreamHandle, WriteReq } from '../../../core/io/stream-handle.ts';
 import { ioSupport } from '../../../core/io/support.ts';
 
@@ -37,7 +37,7 @@ export const MAX_MESSAGE_LENGTH = 0x3fffffff;
 export interface MessageOwner {
   /** A header arrived: PASS or WHOLE. `length` counts the 4 length bytes, not the type. Throw to refuse it. */
   messageStart(type: number, length: number): number;
-  /** PASS: the next bytes of the current message (the header first, as 5 bytes), valid during the call only. */
+  /** PASS: the next bytes of the current message (starting with its 5 header bytes, alone or with body bytes), valid during the call only. */
   messageBytes(bytes: Buffer, start: number, end: number): void;
   /** PASS: the current message ended. */
   messageEnd(type: number): void;
@@ -89,7 +89,11 @@ export class MessageReader {
           length = chunk.readUInt32BE(at + 1);
           at += 5;
           if (!this.#begin(type, length)) {
-            owner.messageBytes(chunk, at - 5, at);
+            // The header and as much of the body as this chunk holds, in one call.
+            const take = Math.min(this.#remaining, end - at);
+            owner.messageBytes(chunk, at - 5, at + take);
+            at += take;
+            this.#remaining -= take;
             if (this.#remaining === 0) {
               this.#state = READ_HEADER;
               owner.messageEnd(type);
@@ -309,8 +313,26 @@ function writeError(status: number): NodeJS.ErrnoException {
   return err;
 }
 
+/**
+ * A plain-TCP socket reading through the shared buffer reads past
+ * net.Socket from here on (as the relay does, core/relay.ts): its handle's
+ * onread calls the session with the byte count, skipping onStreamRead's
+ * per-read bookkeeping. EOF and errors still take net.Socket's path;
+ * socket.pause()/resume() still stop and restart the handle.
+ */
+export function readDirect(socket: Socket, owner: unknown, onread: (this: StreamHandle, arrayBuffer?: ArrayBuffer) => unknown): void {
+  const handle = directHandleOf(socket);
+  if (handle !== null) takeOverReads(handle, owner, onread);
+}
+
+/** Strings shorter than this are scanned in JS: Buffer.indexOf is a call into C++, dearer than the scan for a name or a short query. */
+const SCAN_IN_JS = 256;
+
 /** Where the NUL ending the string at `start` is, or -1. */
 export function cstringEnd(buf: Buffer, start: number, end: number): number {
-  const i = buf.indexOf(0, start);
+  const stop = Math.min(end, start + SCAN_IN_JS);
+  for (let i = start; i < stop; i++) if (buf[i] === 0) return i;
+  if (stop === end) return -1;
+  const i = buf.indexOf(0, stop);
   return i < 0 || i >= end ? -1 : i;
 }

@@ -34,6 +34,31 @@ export interface ListenerPool {
   readonly unsplit: Set<string>;
 }
 
+/**
+ * One worker's share of the listener's limits. Each worker process has its
+ * own pools; the configured limits are for the whole proxy, so every worker
+ * gets `size`, `minSize` and `maxServerConnectionsPerBackend` divided by the
+ * worker count (rounded down, at least 1: the backend never sees more server
+ * connections than configured, unless a limit is below the worker count),
+ * and `maxClientConnections` divided rounded up (clients are spread by the
+ * kernel, so that limit holds approximately; `limits` gives an exact
+ * fleet-wide one). Sharing one budget between workers instead would need an
+ * IPC round trip before each server connection is opened and a way to move
+ * idle budget between workers; dividing keeps the hot path local.
+ */
+export function perWorkerSettings(settings: PoolSettings, workers: number): PoolSettings {
+  if (workers <= 1) return settings;
+  const share = (n: number): number => (n === 0 ? 0 : Math.max(1, Math.floor(n / workers)));
+  const size = share(settings.size);
+  return {
+    ...settings,
+    size,
+    minSize: Math.min(size, Math.floor(settings.minSize / workers)),
+    maxServerConnectionsPerBackend: share(settings.maxServerConnectionsPerBackend),
+    maxClientConnections: settings.maxClientConnections === 0 ? 0 : Math.ceil(settings.maxClientConnections / workers),
+  };
+}
+
 /** The pool of one listener, made once at create(). */
 export function createListenerPool(options: {
   listener: string;
@@ -57,6 +82,16 @@ export function createListenerPool(options: {
   const rw = options.readWriteSplit;
   const split = rw === undefined || settings.mode !== 'transaction' ? null : new PostgresSplit({ listener, settings: rw, manager, log: options.log });
   return { manager, auth: options.auth, split, log: options.log, unsplit: new Set() };
+}
+
+/**
+ * The listener drained (no session left): its server connections close (idle
+ * ones now, one still finishing a session's reset when that answers), login
+ * attempts in flight are dropped when they finish, the sweep timer stops.
+ * Idempotent.
+ */
+export function closeListenerPool(pool: ListenerPool): void {
+  pool.manager.close();
 }
 
 /** Serves one client through the pool; resolves when it leaves. Throws PolyproxyError (answered by the listener) before the hand-over. */

@@ -12,7 +12,9 @@ import type { Endpoint } from '../../../core/endpoint.ts';
 import { readBuffer } from '../../../core/io/shared-read-buffer.ts';
 import { adoptSharedReadBuffer } from '../../../core/io/socket-onread.ts';
 import { reclaimLent } from '../../../core/io/shared-read-buffer.ts';
-import { MessageReader, Outbox } from './framing.ts';
+import { handleOwner, lastReadResult, passReadToSocket } from '../../../core/io/stream-handle.ts';
+import type { StreamHandle } from '../../../core/io/stream-handle.ts';
+import { MessageReader, Outbox, readDirect } from './framing.ts';
 import type { MessageOwner } from './framing.ts';
 import { TERMINATE } from './messages.ts';
 import type { ParameterValues } from './parameters.ts';
@@ -83,6 +85,7 @@ export class ServerConnection {
     (socket as ServerSocket)[kServer] = this;
     socket.setNoDelay?.(true);
     if (!adoptSharedReadBuffer(socket, serverOnRead)) socket.on('data', serverOnData);
+    else readDirect(socket, this, serverHandleOnRead);
     socket.on('error', serverOnError);
     socket.on('close', serverOnClose);
     socket.on('end', serverOnEnd);
@@ -147,6 +150,13 @@ function serverOnRead(this: ServerSocket, nread: number): boolean {
   const server = this[kServer] as ServerConnection;
   server.receive(readBuffer, 0, nread);
   return true; // pausing is socket.pause() (readStop in onread mode)
+}
+
+function serverHandleOnRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
+  const nread = lastReadResult();
+  if (nread <= 0) return passReadToSocket(this, arrayBuffer);
+  (handleOwner(this) as ServerConnection).receive(readBuffer, 0, nread);
+  return undefined;
 }
 
 function serverOnData(this: ServerSocket, chunk: Buffer): void {

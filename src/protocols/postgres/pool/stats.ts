@@ -9,7 +9,8 @@
  * process get their own `pool` label (`database/user@endpoint`); later ones
  * share "_other" (their figures add up there).
  */
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import type { Metric } from 'prom-client';
 import type { PoolStatsRow } from '../../../admin/source.ts';
 import { registry } from '../../../core/metrics.ts';
 
@@ -32,11 +33,12 @@ export class PoolStats {
   queries = 0;
   queueTimeouts = 0;
   waitSecondsTotal = 0;
+  /** Waits observed, and per WAIT_BUCKETS bound the waits at or below it and above the previous one (the last slot: above every bound). */
+  waitCount = 0;
+  readonly waitBuckets = new Float64Array(WAIT_BUCKETS.length + 1);
   /** Filled by the pool (server-pool.ts) for reads: live counts. */
   read: () => { waiting: number; active: number; idle: number; opening: number } = () => ({ waiting: 0, active: 0, idle: 0, opening: 0 });
   retired = false;
-  /** The wait histogram's child for this pool's labels (label lookup done once, not per observation). */
-  waits: { observe(value: number): void } | null = null;
 
   constructor(listener: string, name: string, label: string, mode: string) {
     this.listener = listener;
@@ -86,7 +88,6 @@ export function newPoolStats(listener: string, pool: { database: string; user: s
     else labelled.add(`${listener}\0${name}`);
   }
   const stats = new PoolStats(listener, name, label, mode);
-  stats.waits = waitHistogram?.labels(listener, label) ?? null;
   live.add(stats);
   return stats;
 }
@@ -129,13 +130,55 @@ export function forgetPools(listener: string): void {
   for (const s of live) if (s.listener === listener) live.delete(s);
 }
 
-let waitHistogram: Histogram<'listener' | 'pool'> | null = null;
+/** Upper bounds (seconds) of the wait histogram's buckets. */
+const WAIT_BUCKETS = [0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5];
 
-/** A client waited `ms` for a server connection (0: one was idle). */
+/**
+ * A client waited `ms` for a server connection (0: one was idle). Counted
+ * in the pool's own figures, once per transaction: a prom-client
+ * Histogram.observe hashes its labels on every call, so the histogram is
+ * built from these counts when a scrape reads it (waitMetric).
+ */
 export function observeWait(stats: PoolStats, ms: number): void {
-  stats.waitSecondsTotal += ms / 1000;
-  stats.waits?.observe(ms / 1000);
+  const seconds = ms / 1000;
+  stats.waitSecondsTotal += seconds;
+  stats.waitCount++;
+  let i = 0;
+  while (i < WAIT_BUCKETS.length && seconds > (WAIT_BUCKETS[i] as number)) i++;
+  (stats.waitBuckets[i] as number)++;
 }
+
+/** polyproxy_pg_pool_wait_seconds as prom-client's registry reads a histogram (get() → values), from the pools' counts. */
+const waitMetric = {
+  name: 'polyproxy_pg_pool_wait_seconds',
+  help: 'Time a client waited for a server connection of a PostgreSQL pool (0 when one was idle).',
+  type: 'histogram',
+  aggregator: 'sum',
+  get() {
+    const sums = new Map<string, { listener: string; pool: string; buckets: Float64Array; count: number; sum: number }>();
+    for (const s of live) {
+      const key = `${s.listener}\0${s.label}`;
+      let acc = sums.get(key);
+      if (acc === undefined) sums.set(key, (acc = { listener: s.listener, pool: s.label, buckets: new Float64Array(WAIT_BUCKETS.length + 1), count: 0, sum: 0 }));
+      for (let i = 0; i < acc.buckets.length; i++) (acc.buckets[i] as number) += s.waitBuckets[i] as number;
+      acc.count += s.waitCount;
+      acc.sum += s.waitSecondsTotal;
+    }
+    const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+    for (const { listener, pool, buckets, count, sum } of sums.values()) {
+      let cumulative = 0;
+      for (let i = 0; i < WAIT_BUCKETS.length; i++) {
+        cumulative += buckets[i] as number;
+        values.push({ labels: { le: WAIT_BUCKETS[i] as number, listener, pool }, value: cumulative, metricName: 'polyproxy_pg_pool_wait_seconds_bucket' });
+      }
+      values.push({ labels: { le: '+Inf', listener, pool }, value: count, metricName: 'polyproxy_pg_pool_wait_seconds_bucket' });
+      values.push({ labels: { listener, pool }, value: sum, metricName: 'polyproxy_pg_pool_wait_seconds_sum' });
+      values.push({ labels: { listener, pool }, value: count, metricName: 'polyproxy_pg_pool_wait_seconds_count' });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  },
+  reset() {},
+};
 
 type Field = 'clientsActive' | 'clientsWaiting' | 'serversActive' | 'serversIdle' | 'serversLoggingIn' | 'serversOpened' | 'transactions' | 'queries' | 'queueTimeouts';
 
@@ -143,13 +186,7 @@ let registered = false;
 function ensureMetrics(): void {
   if (registered) return;
   registered = true;
-  waitHistogram = new Histogram({
-    name: 'polyproxy_pg_pool_wait_seconds',
-    help: 'Time a client waited for a server connection of a PostgreSQL pool (0 when one was idle).',
-    labelNames: ['listener', 'pool'] as const,
-    buckets: [0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
-    registers: [registry],
-  });
+  registry.registerMetric(waitMetric as unknown as Metric);
   const metric = (name: string, help: string, field: Field, type: 'gauge' | 'counter'): void => {
     const config = {
       name,

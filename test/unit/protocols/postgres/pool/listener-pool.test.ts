@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, parseConfig } from '../../../../../src/config/load.ts';
+import { perWorkerSettings } from '../../../../../src/protocols/postgres/pool/listener-pool.ts';
+import { DEFAULT_SETTINGS } from '../../../../helpers/pg-pool-front.ts';
 
 function problem(raw: unknown): string {
   try {
@@ -33,5 +35,13 @@ describe('postgres listener pool config', () => {
     assert.match(problem({ routes, listeners: [{ protocol: 'postgres', port: 1, auth, pool: { mode: 'statement' } }] }), /listeners\.0\.pool\.mode/);
     assert.match(problem({ routes, listeners: [{ protocol: 'postgres', port: 1, auth, pool: { poolSize: 3 } }] }), /poolSize/);
     assert.match(problem({ routes, listeners: [{ protocol: 'postgres', port: 1, auth, pool: { size: 0 } }] }), /listeners\.0\.pool\.size/);
+  });
+
+  it('limits are for the whole proxy: each worker gets its share', () => {
+    const settings = { ...DEFAULT_SETTINGS, size: 20, minSize: 5, maxClientConnections: 1001, maxServerConnectionsPerBackend: 100 };
+    assert.equal(perWorkerSettings(settings, 1), settings);
+    assert.deepEqual(perWorkerSettings(settings, 2), { ...settings, size: 10, minSize: 2, maxClientConnections: 501, maxServerConnectionsPerBackend: 50 });
+    // Never below one server connection per worker; 0 (no limit) stays 0.
+    assert.deepEqual(perWorkerSettings({ ...settings, size: 3, minSize: 3, maxClientConnections: 0, maxServerConnectionsPerBackend: 0 }, 4), { ...settings, size: 1, minSize: 0, maxClientConnections: 0, maxServerConnectionsPerBackend: 0 });
   });
 });
