@@ -4,7 +4,8 @@
  * instance that dies leaves no client behind for longer than the TTL).
  * A push for a ClientId this instance does not hold asks Redis who holds
  * it and sends it to that instance's inbox (fleet.ts). Every script is one
- * round trip.
+ * round trip and touches one key (a Redis Cluster runs it on that key's
+ * node).
  */
 import type { Fleet } from './fleet.ts';
 import { fleetFallbacks } from './metrics.ts';
@@ -21,13 +22,8 @@ if ARGV[3] == 'refuse' and old and string.sub(old, 1, string.len(ARGV[4]) + 1) ~
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return old`;
 
-/** Refreshes the TTL of each key still holding its value. ARGV: ttl ms, then one value per key. */
-const REFRESH = `
-local n = 0
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i + 1] then redis.call('PEXPIRE', key, ARGV[1]); n = n + 1 end
-end
-return n`;
+/** Refreshes the key's TTL if it still holds our value. ARGV: ttl ms, value. */
+const REFRESH = "if redis.call('GET', KEYS[1]) == ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return 0";
 
 const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
@@ -92,11 +88,14 @@ export class FleetClients {
     this.#fleet.link.run((c) => c.eval(RELEASE, { keys: [this.#key(clientId)], arguments: [this.value(openedAt)] })).catch(() => {});
   }
 
-  /** The ping sweep's refresh: one round trip for every client this listener holds. */
+  /**
+   * The ping sweep's refresh for every client this listener holds: one
+   * script per key (clients' keys sit in different cluster slots), sent
+   * together — node-redis pipelines them, one round trip per node.
+   */
   refresh(clients: ReadonlyArray<{ readonly id: string; readonly openedAt: number }>): void {
     if (clients.length === 0 || !this.#fleet.up) return;
-    const keys = clients.map((c) => this.#key(c.id));
-    const values = clients.map((c) => this.value(c.openedAt));
-    this.#fleet.link.run((c) => c.eval(REFRESH, { keys, arguments: [String(this.#ttlMs), ...values] })).catch(() => {});
+    const ttl = String(this.#ttlMs);
+    this.#fleet.link.run((c) => Promise.all(clients.map((client) => c.eval(REFRESH, { keys: [this.#key(client.id)], arguments: [ttl, this.value(client.openedAt)] })))).catch(() => {});
   }
 }
