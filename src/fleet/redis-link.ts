@@ -98,6 +98,9 @@ export class RedisLink {
   /** While down: a PING now and then, so a client that reconnected without saying so (or a failover) is noticed. */
   #probe: NodeJS.Timeout | null = null;
   readonly #ready: Promise<void>;
+  readonly #onUp: Array<() => void> = [];
+  /** A #pingNow is in flight. */
+  #pinging = false;
   /** Cluster only: subscriptions asked for before its first topology discovery (node-redis refuses them until then; after, it resubscribes them itself). */
   #deferred: Subscription[] = [];
 
@@ -165,6 +168,11 @@ export class RedisLink {
     return this.#up;
   }
 
+  /** Runs `work` each time the link goes from down to up (the first connection included): state written while it was down can be written again. */
+  onUp(work: () => void): void {
+    this.#onUp.push(work);
+  }
+
   /** Resolves once the first connection attempt ended (up or not): startup does not wait longer than connectTimeoutMs. */
   ready(): Promise<void> {
     return this.#ready;
@@ -185,6 +193,7 @@ export class RedisLink {
     if (this.#warned) this.#options.log.info({ link: this.name }, 'redis is back: fleet state shared again');
     else this.#options.log.info({ link: this.name }, 'redis connected');
     this.#warned = false;
+    for (const work of this.#onUp) work();
   }
 
   #down(err: unknown): void {
@@ -220,10 +229,17 @@ export class RedisLink {
   async run<T>(work: (client: RedisClientType) => Promise<T>): Promise<T> {
     if (!this.#up || !this.client.isReady) throw new RedisDownError(this.name, 'not connected');
     // node-redis's command timeout bounds the wait to be written, not the reply: bound the whole call here.
+    // The timer fires late when this process itself was stalled (GC, a starved CPU), and the timers phase
+    // runs before the poll phase that reads the socket: a reply that arrived meanwhile would lose the race
+    // and count as Redis being down. So the timeout is decided in the check phase (setImmediate), after
+    // this loop turn read what the socket holds: only a reply that is really not there is a timeout.
     let timer: NodeJS.Timeout | undefined;
+    let decide: NodeJS.Immediate | undefined;
     const ms = this.#options.commandTimeoutMs;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RedisTimeoutError(ms)), ms);
+      timer = setTimeout(() => {
+        decide = setImmediate(() => reject(new RedisTimeoutError(ms)));
+      }, ms);
     });
     const pending = work(this.client);
     try {
@@ -232,12 +248,35 @@ export class RedisLink {
       if (err instanceof RedisTimeoutError) pending.catch(() => {});
       if (isConnectionFailure(err)) {
         this.#down(err);
+        // Slow, not gone (the connection is open): ask again at once rather than at the next probe, so one late
+        // answer does not keep every fleet feature local (pushes, replies to other instances) for a probe interval.
+        if (err instanceof RedisTimeoutError && this.client.isReady) this.#pingNow();
         throw new RedisDownError(this.name, (err as Error).message);
       }
       throw err;
     } finally {
       clearTimeout(timer);
+      if (decide !== undefined) clearImmediate(decide);
     }
+  }
+
+  /** One PING now; an answer within commandTimeoutMs brings the link back up. */
+  #pingNow(): void {
+    if (this.#pinging) return;
+    this.#pinging = true;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisTimeoutError(this.#options.commandTimeoutMs)), this.#options.commandTimeoutMs);
+    });
+    Promise.race([this.client.ping(), bound])
+      .then(
+        () => this.#onReady(),
+        () => {},
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        this.#pinging = false;
+      });
   }
 
   /**

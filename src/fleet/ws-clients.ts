@@ -22,8 +22,16 @@ if ARGV[3] == 'refuse' and old and string.sub(old, 1, string.len(ARGV[4]) + 1) ~
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return old`;
 
-/** Refreshes the key's TTL if it still holds our value. ARGV: ttl ms, value. */
-const REFRESH = "if redis.call('GET', KEYS[1]) == ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return 0";
+/**
+ * Refreshes the key's TTL if it still holds our value, and writes it again
+ * when the key is gone (a claim that failed while Redis was down or slow, or
+ * a Redis restarted empty) — never over another holder's. ARGV: ttl ms, value.
+ */
+const REFRESH = `
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if not v then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1]); return 2 end
+return 0`;
 
 const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
@@ -43,6 +51,7 @@ export class FleetClients {
   readonly #fleet: Fleet;
   readonly #listener: string;
   readonly #ttlMs: number;
+  #held: (() => ReadonlyArray<{ readonly id: string; readonly openedAt: number }>) | null = null;
 
   constructor(fleet: Fleet, listener: string, ttlMs: number) {
     this.#fleet = fleet;
@@ -86,6 +95,13 @@ export class FleetClients {
 
   release(clientId: string, openedAt: number): void {
     this.#fleet.link.run((c) => c.eval(RELEASE, { keys: [this.#key(clientId)], arguments: [this.value(openedAt)] })).catch(() => {});
+  }
+
+  /** Refreshes (re-claims) `held()` each time the fleet's Redis comes back, rather than at the next sweep: a push from another instance finds them again within a probe interval. */
+  refreshWhenRedisReturns(held: () => ReadonlyArray<{ readonly id: string; readonly openedAt: number }>): void {
+    // One hook per registry (a listener started again replaces its getter, it does not add one).
+    if (this.#held === null) this.#fleet.link.onUp(() => this.refresh(this.#held?.() ?? []));
+    this.#held = held;
   }
 
   /**
