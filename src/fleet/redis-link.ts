@@ -179,7 +179,8 @@ export class RedisLink {
   }
 
   #onReady(): void {
-    if (this.#closed || (this.#subscriber !== null && !this.#subscriber.isReady)) return;
+    // Up only when both connections are: whichever of them is ready last brings the link up (onUp work runs commands at once).
+    if (this.#closed || (this.#subscriber !== null && (!this.#subscriber.isReady || !this.client.isReady))) return;
     if (this.#probe !== null) clearInterval(this.#probe);
     this.#probe = null;
     if (this.#deferred.length > 0) {
