@@ -41,15 +41,25 @@ const sentinelSchema = z.strictObject({
   password: z.string().optional(),
 });
 
-/** Where a Redis is: one server (`url`) or a Sentinel-managed master (`sentinel`), and the key prefix. */
+/** Redis Cluster: some of its nodes (host:port); the client discovers the rest and follows slot moves. */
+const redisClusterSchema = z.strictObject({
+  nodes: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'host:port of a cluster node')).min(1),
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+});
+
+/** Where a Redis is: one server (`url`), a Sentinel-managed master (`sentinel`) or a Redis Cluster (`cluster`), and the key prefix. */
 function redisTarget(prefix: string) {
   return z
     .strictObject({
       url: redisUrl.optional(),
       sentinel: sentinelSchema.optional(),
+      cluster: redisClusterSchema.optional(),
       prefix: z.string().default(prefix),
     })
-    .refine((target) => (target.url === undefined) !== (target.sentinel === undefined), { message: 'set url (one server) or sentinel (a Sentinel-managed master), one of them' });
+    .refine((target) => [target.url, target.sentinel, target.cluster].filter((t) => t !== undefined).length === 1, {
+      message: 'set url (one server), sentinel (a Sentinel-managed master) or cluster (a Redis Cluster), one of them',
+    });
 }
 
 /** TLS to a route's HTTP/2 backends: SNI name, the CA file their certificates must chain to (default: the system's), verification. */

@@ -12,7 +12,11 @@
  *
  * Each call is one round trip (a Lua script, atomic in Redis). Connection
  * counts are kept per node (`<prefix>conn:<tenant>` hash: node → count) so
- * a dead instance's connections can be dropped (`reapNode`), and every
+ * a dead instance's connections can be dropped (`reapNode`, through the
+ * node's `<prefix>conntenants:<node>` set, written beside the count). Every
+ * script touches one key only, so each runs on whichever Redis Cluster node
+ * holds that key's slot (no cross-slot script, and tenants spread over the
+ * cluster's masters instead of one hash tag's). Every
  * heartbeat writes this node's true local counts back (`sync`), which
  * repairs a release that could not reach Redis. When Redis is down or slow,
  * every call answers from this process's own counts and buckets — the limit
@@ -43,14 +47,13 @@ export interface SharedCounters {
   local(tenant: string): number;
 }
 
-/** KEYS: tenant hash, node's tenant set. ARGV: node, max (0 = none), tenant. Returns {allowed, count}. */
+/** KEYS: tenant hash. ARGV: node, max (0 = none). Returns {allowed, count}. */
 const ACQUIRE = `
 local total = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
 local max = tonumber(ARGV[2])
 if max > 0 and total >= max then return {0, total} end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('SADD', KEYS[2], ARGV[3])
 return {1, total + 1}`;
 
 const RELEASE = `
@@ -74,11 +77,6 @@ if tokens >= n then tokens = tokens - n; ok = 1 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return ok`;
-
-/** KEYS: node's tenant set. ARGV: prefix, node. Drops a node's counts from every tenant it counted in. */
-const REAP = `
-for _, tenant in ipairs(redis.call('SMEMBERS', KEYS[1])) do redis.call('HDEL', ARGV[1] .. 'conn:' .. tenant, ARGV[2]) end
-return redis.call('DEL', KEYS[1])`;
 
 interface Bucket {
   tokens: number;
@@ -138,7 +136,10 @@ export class FleetCounters implements SharedCounters {
       return this.#local.acquire(tenant, limit);
     }
     try {
-      const [allowed, count] = (await fleet.link.run((c) => c.eval(ACQUIRE, { keys: [fleet.key(`conn:${tenant}`), fleet.key(`conntenants:${fleet.id}`)], arguments: [fleet.id, String(limit), tenant] }))) as [number, number];
+      // The node's tenant set is only the reaper's index: written in the same round trip, not atomically with the count (a lost SADD is repaired by the next sync).
+      const [[allowed, count]] = (await fleet.link.run((c) =>
+        Promise.all([c.eval(ACQUIRE, { keys: [fleet.key(`conn:${tenant}`)], arguments: [fleet.id, String(limit)] }), c.sAdd(fleet.key(`conntenants:${fleet.id}`), tenant)]),
+      )) as [[number, number], number];
       if (allowed === 1) this.#local.counts.set(tenant, this.local(tenant) + 1);
       return { allowed: allowed === 1, count, shared: true };
     } catch {
@@ -177,23 +178,28 @@ export class FleetCounters implements SharedCounters {
     const tenants = await fleet.link.run((c) => c.sMembers(fleet.key(`conntenants:${fleet.id}`))).catch(() => [] as string[]);
     const all = new Set([...tenants, ...this.#local.counts.keys()]);
     if (all.size === 0) return;
+    // One command per key (keys of different tenants sit in different cluster slots, so no MULTI); node-redis pipelines them.
     await fleet.link
-      .run((c) => {
-        const multi = c.multi();
-        for (const tenant of all) {
-          const n = this.local(tenant);
-          if (n > 0) multi.hSet(fleet.key(`conn:${tenant}`), fleet.id, String(n)).sAdd(fleet.key(`conntenants:${fleet.id}`), tenant);
-          else multi.hDel(fleet.key(`conn:${tenant}`), fleet.id).sRem(fleet.key(`conntenants:${fleet.id}`), tenant);
-        }
-        return multi.exec();
-      })
+      .run((c) =>
+        Promise.all(
+          [...all].flatMap((tenant) => {
+            const n = this.local(tenant);
+            return n > 0
+              ? [c.hSet(fleet.key(`conn:${tenant}`), fleet.id, String(n)), c.sAdd(fleet.key(`conntenants:${fleet.id}`), tenant)]
+              : [c.hDel(fleet.key(`conn:${tenant}`), fleet.id), c.sRem(fleet.key(`conntenants:${fleet.id}`), tenant)];
+          }),
+        ),
+      )
       .catch(() => {});
   }
 }
 
-/** Drops a gone node's connection counts (the fleet view reaps it). */
-export function reapNode(fleet: Fleet, node: string): Promise<unknown> {
-  return fleet.link.run((c) => c.eval(REAP, { keys: [fleet.key(`conntenants:${node}`)], arguments: [fleet.prefix, node] }));
+/** Drops a gone node's connection counts (the fleet view reaps it): one HDEL per tenant it counted in, then its set. */
+export async function reapNode(fleet: Fleet, node: string): Promise<unknown> {
+  const set = fleet.key(`conntenants:${node}`);
+  const tenants = await fleet.link.run((c) => c.sMembers(set));
+  await fleet.link.run((c) => Promise.all(tenants.map((tenant) => c.hDel(fleet.key(`conn:${tenant}`), node))));
+  return fleet.link.run((c) => c.del(set));
 }
 
 let counters: FleetCounters | null = null;

@@ -9,7 +9,10 @@
  * - `<prefix>inbox:<node>` (pub/sub): messages to one instance (a ws-bridge
  *   push for a client it holds, a PostgreSQL cancel for a key it issued, "a
  *   newer connection took your ClientId"), with replies on the asker's
- *   inbox. Pub/sub rather than dialling the owner's address: instances need
+ *   inbox. In a Redis Cluster the inbox is a sharded channel (SPUBLISH /
+ *   SSUBSCRIBE): a plain PUBLISH there counts only the receiving node's
+ *   subscribers, and `request` needs the true count to answer `nobody`.
+ *   Pub/sub rather than dialling the owner's address: instances need
  *   no port of their own open to each other, nor an address that is
  *   reachable from the others (NAT, pod networks), nor credentials between
  *   them — Redis is already the one place every instance reaches.
@@ -29,11 +32,12 @@ import { reapNode } from './counters.ts';
 import { fleetHandler } from './index.ts';
 import { fleetFallbacks, fleetMessages } from './metrics.ts';
 import { RedisDownError, RedisLink } from './redis-link.ts';
-import type { SentinelTarget } from './redis-link.ts';
+import type { ClusterTarget, SentinelTarget } from './redis-link.ts';
 
 export interface FleetOptions {
   readonly url: string;
   readonly sentinel?: SentinelTarget | undefined;
+  readonly cluster?: ClusterTarget | undefined;
   readonly prefix: string;
   /** This instance's name in the fleet; worker processes add `/<pid>`. */
   readonly nodeId: string;
@@ -102,7 +106,7 @@ export class Fleet {
     this.id = options.nodeId;
     this.instanceId = options.instanceId;
     this.prefix = options.prefix;
-    this.link = new RedisLink({ url: options.url, sentinel: options.sentinel, name: 'cluster', commandTimeoutMs: options.commandTimeoutMs, connectTimeoutMs: options.connectTimeoutMs, log: options.log });
+    this.link = new RedisLink({ url: options.url, sentinel: options.sentinel, cluster: options.cluster, name: 'cluster', commandTimeoutMs: options.commandTimeoutMs, connectTimeoutMs: options.connectTimeoutMs, log: options.log });
   }
 
   get up(): boolean {
@@ -120,7 +124,7 @@ export class Fleet {
       fleetMessages.inc({ kind: 'purge', direction: 'received' });
       this.#purgeHandler?.(message);
     });
-    await this.link.subscribe(this.key(`inbox:${this.id}`), (message) => this.#onMessage(message));
+    await this.link.subscribe(this.key(`inbox:${this.id}`), (message) => this.#onMessage(message), true);
     void this.#beat();
     this.#heartbeat = setInterval(() => void this.#beat(), this.#options.heartbeatMs);
     this.#heartbeat.unref();
@@ -168,7 +172,7 @@ export class Fleet {
     const envelope: Envelope = { k: kind, r: id, f: this.id, p: payload };
     let receivers: number;
     try {
-      receivers = await this.link.run((c) => c.publish(this.key(`inbox:${node}`), JSON.stringify(envelope)));
+      receivers = await this.link.send(this.key(`inbox:${node}`), JSON.stringify(envelope));
     } catch {
       receivers = 0;
     }
@@ -186,7 +190,7 @@ export class Fleet {
   async notify(node: string, kind: string, payload: Record<string, unknown>): Promise<boolean> {
     const envelope: Envelope = { k: kind, r: 0, f: this.id, p: payload };
     try {
-      const receivers = await this.link.run((c) => c.publish(this.key(`inbox:${node}`), JSON.stringify(envelope)));
+      const receivers = await this.link.send(this.key(`inbox:${node}`), JSON.stringify(envelope));
       if (receivers > 0) fleetMessages.inc({ kind, direction: 'sent' });
       return receivers > 0;
     } catch {
@@ -219,7 +223,7 @@ export class Fleet {
     const reply = (value: unknown): void => {
       if (envelope.r === 0 || typeof envelope.f !== 'string') return;
       const answer: Envelope = { k: 'reply', r: envelope.r, f: this.id, p: { value } };
-      this.link.publish(this.key(`inbox:${envelope.f}`), JSON.stringify(answer)).catch(() => {});
+      this.link.send(this.key(`inbox:${envelope.f}`), JSON.stringify(answer)).catch(() => {});
     };
     if (handler === undefined) {
       reply(undefined);

@@ -4,7 +4,8 @@
  * instance that dies leaves no client behind for longer than the TTL).
  * A push for a ClientId this instance does not hold asks Redis who holds
  * it and sends it to that instance's inbox (fleet.ts). Every script is one
- * round trip.
+ * round trip and touches one key (a Redis Cluster runs it on that key's
+ * node).
  */
 import type { Fleet } from './fleet.ts';
 import { fleetFallbacks } from './metrics.ts';
@@ -21,13 +22,16 @@ if ARGV[3] == 'refuse' and old and string.sub(old, 1, string.len(ARGV[4]) + 1) ~
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return old`;
 
-/** Refreshes the TTL of each key still holding its value. ARGV: ttl ms, then one value per key. */
+/**
+ * Refreshes the key's TTL if it still holds our value, and writes it again
+ * when the key is gone (a claim that failed while Redis was down or slow, or
+ * a Redis restarted empty) — never over another holder's. ARGV: ttl ms, value.
+ */
 const REFRESH = `
-local n = 0
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[i + 1] then redis.call('PEXPIRE', key, ARGV[1]); n = n + 1 end
-end
-return n`;
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[2] then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if not v then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1]); return 2 end
+return 0`;
 
 const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
@@ -47,6 +51,7 @@ export class FleetClients {
   readonly #fleet: Fleet;
   readonly #listener: string;
   readonly #ttlMs: number;
+  #held: (() => ReadonlyArray<{ readonly id: string; readonly openedAt: number }>) | null = null;
 
   constructor(fleet: Fleet, listener: string, ttlMs: number) {
     this.#fleet = fleet;
@@ -92,11 +97,21 @@ export class FleetClients {
     this.#fleet.link.run((c) => c.eval(RELEASE, { keys: [this.#key(clientId)], arguments: [this.value(openedAt)] })).catch(() => {});
   }
 
-  /** The ping sweep's refresh: one round trip for every client this listener holds. */
+  /** Refreshes (re-claims) `held()` each time the fleet's Redis comes back, rather than at the next sweep: a push from another instance finds them again within a probe interval. */
+  refreshWhenRedisReturns(held: () => ReadonlyArray<{ readonly id: string; readonly openedAt: number }>): void {
+    // One hook per registry (a listener started again replaces its getter, it does not add one).
+    if (this.#held === null) this.#fleet.link.onUp(() => this.refresh(this.#held?.() ?? []));
+    this.#held = held;
+  }
+
+  /**
+   * The ping sweep's refresh for every client this listener holds: one
+   * script per key (clients' keys sit in different cluster slots), sent
+   * together — node-redis pipelines them, one round trip per node.
+   */
   refresh(clients: ReadonlyArray<{ readonly id: string; readonly openedAt: number }>): void {
     if (clients.length === 0 || !this.#fleet.up) return;
-    const keys = clients.map((c) => this.#key(c.id));
-    const values = clients.map((c) => this.value(c.openedAt));
-    this.#fleet.link.run((c) => c.eval(REFRESH, { keys, arguments: [String(this.#ttlMs), ...values] })).catch(() => {});
+    const ttl = String(this.#ttlMs);
+    this.#fleet.link.run((c) => Promise.all(clients.map((client) => c.eval(REFRESH, { keys: [this.#key(client.id)], arguments: [ttl, this.value(client.openedAt)] })))).catch(() => {});
   }
 }

@@ -103,7 +103,7 @@ async function buildRouting(config: Config, health: EndpointHealth, coldStarts: 
   const { redis, http } = config.resolver;
   if (redis !== undefined) {
     // One connection per URL for the process, kept across reloads.
-    const link = sharedLink({ url: redis.url ?? '', sentinel: redis.sentinel, name: 'resolver', commandTimeoutMs: Math.min(config.resolver.timeoutMs, config.cluster?.commandTimeoutMs ?? 500), connectTimeoutMs: config.cluster?.connectTimeoutMs ?? 2000, log });
+    const link = sharedLink({ url: redis.url ?? '', sentinel: redis.sentinel, cluster: redis.cluster, name: 'resolver', commandTimeoutMs: Math.min(config.resolver.timeoutMs, config.cluster?.commandTimeoutMs ?? 500), connectTimeoutMs: config.cluster?.connectTimeoutMs ?? 2000, log });
     sources.push({ name: 'redis', resolver: new RedisResolver(link, redis.prefix) });
   }
   if (http !== undefined) sources.push({ name: 'http', resolver: new HttpResolver({ url: http.url, timeoutMs: http.timeoutMs, track: http.track }) });
@@ -141,6 +141,7 @@ async function startFleet(config: Config): Promise<Fleet | null> {
   const fleet = new Fleet({
     url: cluster.redis.url ?? '',
     sentinel: cluster.redis.sentinel,
+    cluster: cluster.redis.cluster,
     prefix: cluster.redis.prefix,
     nodeId,
     instanceId,

@@ -17,7 +17,7 @@ export interface Instance extends RunningCli {
 /** Starts `count` instances, each with `configFor(i)` (its cluster.instanceId is `<name>`). */
 export async function startInstances(count: number, configFor: (i: number, name: string) => Record<string, unknown>): Promise<Instance[]> {
   const names = ['A', 'B', 'C', 'D', 'E'].slice(0, count);
-  return Promise.all(
+  const started = await Promise.allSettled(
     names.map(async (name, i) => {
       const file = await writeConfig(configFor(i, name));
       const cli = await startCli(['--config', file], 30000);
@@ -25,6 +25,13 @@ export async function startInstances(count: number, configFor: (i: number, name:
       return Object.assign(cli, { name, adminPort: admin?.port ?? 0 }) as Instance;
     }),
   );
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed !== undefined) {
+    // The ones that did start would outlive the test (and keep its runner waiting): stop them.
+    await stopAll(started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : [])));
+    throw failed.reason;
+  }
+  return started.map((s) => (s as PromiseFulfilledResult<Instance>).value);
 }
 
 export async function stopAll(instances: readonly Instance[]): Promise<void> {

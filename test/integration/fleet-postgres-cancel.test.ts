@@ -3,7 +3,9 @@
  * CancelRequest (a new connection carrying only the BackendKeyData, as
  * psql and pg send it) lands on instance B, which finds the key's owner in
  * Redis and hands it over; A forwards it to the backend and the query is
- * cancelled (SQLSTATE 57014).
+ * cancelled (SQLSTATE 57014). The same for a pooled client (`auth` +
+ * `pool`), whose BackendKeyData is the proxy's own: A maps it to the server
+ * connection running the query now.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -16,6 +18,7 @@ import { REDIS_HOST, REDIS_PORT, redisMissing } from '../helpers/redis.ts';
 import { PG_HOST, PG_PORT, PG_USER, pgDirect, postgresMissing } from '../helpers/services.ts';
 
 const RUN = `pp-cancel-${process.pid}-${Date.now()}`;
+const PASSWORD = 'fleet pool secret';
 const REDIS_URL = `redis://${REDIS_HOST}:${REDIS_PORT}`;
 let skip: string | null = null;
 let instances: Instance[] = [];
@@ -29,7 +32,11 @@ before(async () => {
     security: { allowBackends: ['127.0.0.0/8'] },
     cluster: { redis: { url: REDIS_URL, prefix: `${RUN}:` }, instanceId: `${RUN}-${name}` },
     routes: { postgres: `${PG_HOST}:${PG_PORT}` },
-    listeners: [{ name: 'pg', protocol: 'postgres', host: '127.0.0.1', port: 0 }],
+    listeners: [
+      { name: 'pg', protocol: 'postgres', host: '127.0.0.1', port: 0 },
+      // The machine's PostgreSQL trusts loopback: the proxy logs in with the password, the server does not ask.
+      { name: 'pooled', protocol: 'postgres', host: '127.0.0.1', port: 0, auth: { users: { [PG_USER]: { password: PASSWORD } } }, pool: { mode: 'transaction', size: 2 } },
+    ],
   }));
 });
 
@@ -72,6 +79,27 @@ test('a cancel that lands on instance B cancels the query running through instan
     const err = await running;
     assert.equal(err?.code, '57014', 'query_canceled');
     assert.ok(Date.now() - started < 10000);
+  } finally {
+    await client.end();
+  }
+});
+
+test('a pooled client (auth + pool) on A: its cancel sent to B cancels the query on the server running it', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const tag = `pp_fleet_pool_cancel_${process.pid}`;
+  const client = new pg.Client({ host: '127.0.0.1', port: (instances[0] as Instance).port('pooled'), user: PG_USER, password: PASSWORD, database: 'postgres' });
+  await client.connect();
+  try {
+    const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+    const running = client.query(`select pg_sleep(30) /* ${tag} */`).then(() => null, (err: unknown) => err as { code?: string });
+    await waitUntil('the pooled query runs', async () => (await pgDirect(`select 1 from pg_stat_activity where state = 'active' and query like '%${tag}%' and pid <> pg_backend_pid()`)).length === 1, 10000, 50);
+    // The proxy's key, not a server's: no backend pid matches it.
+    assert.equal((await pgDirect(`select 1 from pg_stat_activity where pid = ${Number(processID)}`)).length, 0);
+    await sendCancel((instances[1] as Instance).port('pooled'), processID, secretKey);
+    const err = await running;
+    assert.equal(err?.code, '57014', 'query_canceled');
+    // The pooled client goes on with another query on whichever server the pool gives it.
+    assert.equal((await client.query<{ one: number }>('select 1 as one')).rows[0]?.one, 1);
   } finally {
     await client.end();
   }

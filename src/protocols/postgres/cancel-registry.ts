@@ -36,6 +36,21 @@ export function resolveProxyCancelKey(key: string): { endpoint: Endpoint; packet
   return resolver === null ? undefined : resolver(key);
 }
 
+/**
+ * A key the proxy gave a pooled client: in a fleet, its owner goes to Redis
+ * like a backend's key, so a CancelRequest landing on another instance is
+ * sent here and reaches the pool's per-client cancel (forwardCancel below).
+ */
+export function registerProxyCancelKey(key: string): void {
+  const current = fleet();
+  if (current !== null) registerFleetCancelKey(current, key);
+}
+
+export function unregisterProxyCancelKey(key: string): void {
+  const current = fleet();
+  if (current !== null) unregisterFleetCancelKey(current, key);
+}
+
 export function registerCancelKey(key: string, endpoint: Endpoint): void {
   keys.set(key, endpoint);
   const current = fleet();

@@ -132,7 +132,10 @@ export class WsBridgeListener extends ServerListener implements ClientOwner, Loc
     // A claim outlives a missed sweep or two; an instance that dies leaves its clients behind for at most this long.
     this.fleetClients = fleetClients(this.settings.name, this.settings.pingIntervalMs * 2 + this.settings.deadPeerTimeoutMs);
     const clients = this.fleetClients;
-    if (clients !== null) this.#registry.onSweep = (held) => clients.refresh(held);
+    if (clients !== null) {
+      this.#registry.onSweep = (held) => clients.refresh(held);
+      clients.refreshWhenRedisReturns(() => [...this.#registry.values()]);
+    }
     trackStats(this.settings.name, this.stats);
     return address;
   }

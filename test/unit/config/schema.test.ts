@@ -135,7 +135,7 @@ describe('configSchema', () => {
 });
 
 describe('fleet and resolver sources', () => {
-  it('cluster.redis and resolver.redis take a url or a sentinel (one of them); prefixes and timeouts default', () => {
+  it('cluster.redis and resolver.redis take a url, a sentinel or a cluster (one of them); prefixes and timeouts default', () => {
     const config = parseConfig({ ...MINIMAL, cluster: { redis: { url: 'rediss://redis.example:6380' } }, resolver: { redis: { sentinel: { name: 'main', nodes: ['10.0.0.1:26379', '[fd00::1]:26379'] } }, http: { url: 'http://cp:8000/resolve' } } }, '/');
     assert.equal(config.cluster?.redis.prefix, 'polyproxy:');
     assert.equal(config.cluster?.commandTimeoutMs, 500);
@@ -145,7 +145,11 @@ describe('fleet and resolver sources', () => {
     assert.equal(config.resolver.http?.timeoutMs, 1000);
     assert.equal(config.resolver.http?.track, false);
     assert.equal(config.resolver.trackIntervalMs, 10000);
-    assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: {} } }, '/'), 'cluster.redis', /url .* or sentinel/);
+    assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: {} } }, '/'), 'cluster.redis', /url .*, sentinel .* or cluster/);
+    const onCluster = parseConfig({ ...MINIMAL, cluster: { redis: { cluster: { nodes: ['redis-0:6379', '[fd00::2]:6379'], password: 'p' } } } }, '/');
+    assert.deepEqual(onCluster.cluster?.redis.cluster?.nodes, ['redis-0:6379', '[fd00::2]:6379']);
+    assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: { url: 'redis://a:1', cluster: { nodes: ['a:1'] } } } }, '/'), 'cluster.redis', /one of them/);
+    assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: { cluster: { nodes: ['no-port'] } } } }, '/'), 'cluster.redis.cluster.nodes.0', /host:port/);
     assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: { url: 'redis://a:1', sentinel: { name: 'm', nodes: ['a:1'] } } } }, '/'), 'cluster.redis', /one of them/);
     assertNamesField(() => parseConfig({ ...MINIMAL, cluster: { redis: { url: 'http://a:1' } } }, '/'), 'cluster.redis.url', /redis:\/\/ or rediss:\/\//);
     assertNamesField(() => parseConfig({ ...MINIMAL, resolver: { http: { url: 'ftp://x' } } }, '/'), 'resolver.http.url', /http:\/\/ or https:\/\//);

@@ -146,3 +146,26 @@ test('Redis slow (a command past commandTimeoutMs): the link goes down, then com
     await other.close();
   }
 });
+
+test('a reply that arrived while this process was stalled past commandTimeoutMs is not a timeout (the link stays up)', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const link = new RedisLink({ url: server.url, name: 'unit-stall', commandTimeoutMs: 100, connectTimeoutMs: 2000, log });
+  try {
+    await waitUntil('link up', () => link.up);
+    const before = lines.filter((l) => l.msg.startsWith('redis unavailable')).length;
+    for (let i = 0; i < 5; i++) {
+      const reply = link.run((c) => c.ping());
+      // node-redis writes the command in the next check phase; right after, this process stalls (a GC pause, a starved CPU)
+      // for 3× the bound while Redis answers at once: the reply waits in the socket when the timer fires.
+      setImmediate(() => {
+        const until = Date.now() + 300;
+        while (Date.now() < until);
+      });
+      assert.equal(await reply, 'PONG');
+    }
+    assert.equal(link.up, true);
+    assert.equal(lines.filter((l) => l.msg.startsWith('redis unavailable')).length, before);
+  } finally {
+    await link.close();
+  }
+});

@@ -4,11 +4,13 @@
  * changes between transactions, so the server's key would cancel someone
  * else's query later. A CancelRequest with a proxy key reaches the server
  * connection running that client's query right now, with that server's own
- * key; when the client runs nothing, there is nothing to cancel.
+ * key; when the client runs nothing, there is nothing to cancel. In a
+ * fleet the keys are recorded in Redis too (cancel-registry.ts), so a cancel
+ * landing on another instance comes back here.
  */
 import { randomBytes } from 'node:crypto';
 import type { Endpoint } from '../../../core/endpoint.ts';
-import { registerCancelResolver } from '../cancel-registry.ts';
+import { registerCancelResolver, registerProxyCancelKey, unregisterProxyCancelKey } from '../cancel-registry.ts';
 import { cancelRequest } from './messages.ts';
 
 /** A client session as a cancel sees it. */
@@ -27,12 +29,13 @@ export function newClientKey(session: Cancellable): { processId: number; secretK
     const hex = bytes.toString('hex');
     if (sessions.has(hex)) continue;
     sessions.set(hex, session);
+    registerProxyCancelKey(hex);
     return { processId: bytes.readUInt32BE(0), secretKey: bytes.subarray(4), hex };
   }
 }
 
 export function dropClientKey(hex: string): void {
-  sessions.delete(hex);
+  if (sessions.delete(hex)) unregisterProxyCancelKey(hex);
 }
 
 /** Where a CancelRequest carrying a proxy key goes (undefined: not a pooled client's key; null: nothing to cancel). */
