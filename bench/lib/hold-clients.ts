@@ -5,6 +5,8 @@
  * sits idle. Same stdin/stdout protocol as idle-clients.ts:
  *   open N  → hold N connections in total → {"type":"opened","open":..,"failed":..,"dropped":..,"ms":..}
  *   close   → close them all               → {"type":"closed"}
+ *   echo    → write 1 byte on every open connection and wait for each
+ *             echo (tcp-scale proves its connections alive) → {"type":"echoed","ok":..,"failed":..,"ms":..}
  * Prints {"type":"ready"} at start; exits when stdin closes or on SIGTERM.
  *
  *   node bench/lib/hold-clients.ts --port N [--host H] [--concurrency C]
@@ -23,8 +25,13 @@ const open = new Set<net.Socket>();
 let failed = 0;
 let dropped = 0;
 let lastError = '';
+/** Connections whose `echo` byte has not come back yet. */
+const awaiting = new Set<net.Socket>();
+let onAllEchoed: (() => void) | null = null;
 
-function noop(): void {}
+function heldOnData(this: net.Socket): void {
+  if (awaiting.delete(this) && awaiting.size === 0) onAllEchoed?.();
+}
 
 function openOne(): Promise<boolean> {
   return new Promise((resolve) => {
@@ -37,7 +44,7 @@ function openOne(): Promise<boolean> {
       socket.removeListener('data', onData);
       if (ok) {
         open.add(socket);
-        socket.on('data', noop);
+        socket.on('data', heldOnData);
         socket.once('close', () => {
           if (open.delete(socket)) dropped++;
         });
@@ -88,7 +95,28 @@ async function closeAll(): Promise<void> {
   reply({ type: 'closed' });
 }
 
+async function echoAll(timeoutMs: number): Promise<void> {
+  const start = Date.now();
+  for (const s of open) awaiting.add(s);
+  const total = awaiting.size;
+  if (total > 0) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      onAllEchoed = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      for (const s of open) s.write(BYTE);
+    });
+  }
+  onAllEchoed = null;
+  const failed = awaiting.size;
+  awaiting.clear();
+  reply({ type: 'echoed', sent: total, ok: total - failed, failed, dropped, ms: Date.now() - start });
+}
+
 serveCommands({
   open: ([upTo]) => openUpTo(Number(upTo)),
   close: () => closeAll(),
+  echo: ([timeoutMs]) => echoAll(Number(timeoutMs ?? 60_000)),
 });

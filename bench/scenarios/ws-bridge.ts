@@ -36,6 +36,7 @@ import { linearRegression, median } from '../lib/stats.ts';
 import { num } from '../lib/table.ts';
 import { clientCpu } from './tcp-rr.ts';
 import { envNumber } from '../lib/env.ts';
+import { ephemeralPorts, systemLimits } from '../lib/limits.ts';
 
 const TARGET_KB = 12;
 const BARE_WS_KB = 8.0;
@@ -90,13 +91,15 @@ function sumStats(list: readonly LoadStats[]): LoadStats {
 /** API connections per bridge worker: bounded so the ramp's burst of upgrade GETs cannot eat the open-file budget. */
 const API_POOL_MAX = 256;
 
-/** The bridge's own metrics page (summed over its workers). */
-async function bridgeMetrics(port: number): Promise<Record<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+/** The bridge's own metrics pages (each summed over the workers), summed over its listeners. */
+async function bridgeMetrics(listeners: ReadonlyArray<{ host: string; port: number }>): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const m = /^polyproxy_wsbridge_(\w+)\{[^}]*\} (\S+)$/.exec(line);
-    if (m !== null) out[m[1] as string] = Number(m[2]);
+  for (const l of listeners) {
+    const text = await (await fetch(`http://${l.host}:${l.port}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const m = /^polyproxy_wsbridge_(\w+)\{[^}]*\} (\S+)$/.exec(line);
+      if (m !== null) out[m[1] as string] = (out[m[1] as string] ?? 0) + Number(m[2]);
+    }
   }
   return out;
 }
@@ -118,33 +121,103 @@ async function medianRss(pids: readonly number[], samples = 8): Promise<{ total:
   return { total: median(totals), each: each.map((e) => median(e)) };
 }
 
+/** What ws-bridge and ws-scale (issue #23, 100,000 clients) set differently. */
+interface WsBridgeSettings {
+  readonly name: string;
+  readonly clients: number;
+  readonly stepCount: number;
+  readonly loadProcesses: number;
+  readonly workers: number;
+  readonly rate: number;
+  readonly sustainSeconds: number;
+  readonly pin: boolean;
+  readonly apiPoolMax: number;
+  /**
+   * One ws-bridge listener per load process, on its own loopback address
+   * (127.0.0.20, .21, …), which the clients connect to without binding a
+   * source address; otherwise one listener on 127.0.0.1 and each load
+   * process binds its own source address (127.0.0.10, .11, …). The scale
+   * run needs the former: ports taken by an explicit bind() are skipped by
+   * connect()'s own port choice, so 100,000 bound client ports would leave
+   * the bridge's API connections without ports.
+   */
+  readonly listenerPerProcess: boolean;
+}
+
 export const wsBridgeScenario: Scenario = {
   name: 'ws-bridge',
   description: 'WebSocket ↔ HTTP bridge (ws2api): ramp to 45,000 clients × 1 msg/10 s; RSS per connection, msg/s, failed requests',
   needsBuild: true,
-  async run(ctx: ScenarioContext): Promise<ScenarioReport> {
-    const clients = envNumber('BENCH_WSB_CLIENTS', 45_000);
-    const stepCount = Math.max(2, envNumber('BENCH_WSB_STEPS', 3));
-    const loadProcesses = Math.max(1, envNumber('BENCH_WSB_PROCESSES', 4));
-    const workers = Math.max(1, envNumber('BENCH_WSB_WORKERS', 3));
-    const rate = envNumber('BENCH_WSB_RATE', 600);
-    const sustainSeconds = envNumber('BENCH_WSB_SUSTAIN', 30);
-    const pin = process.env.BENCH_WSB_PIN === '1';
+  run: (ctx) =>
+    runWsBridge(ctx, {
+      name: 'ws-bridge',
+      clients: envNumber('BENCH_WSB_CLIENTS', 45_000),
+      stepCount: Math.max(2, envNumber('BENCH_WSB_STEPS', 3)),
+      loadProcesses: Math.max(1, envNumber('BENCH_WSB_PROCESSES', 4)),
+      workers: Math.max(1, envNumber('BENCH_WSB_WORKERS', 3)),
+      rate: envNumber('BENCH_WSB_RATE', 600),
+      sustainSeconds: envNumber('BENCH_WSB_SUSTAIN', 30),
+      pin: process.env.BENCH_WSB_PIN === '1',
+      apiPoolMax: API_POOL_MAX,
+      listenerPerProcess: false,
+    }),
+};
+
+/**
+ * ws-scale (issue #23): the same bridge at 100,000 clients × 1 msg / 10 s
+ * (10,000 msg/s), as ws2api's own benchmark; 8 workers (20,000 open files
+ * each) and 8 load processes, each on its own listener address. Not in
+ * `all`. Env: BENCH_WSS_CLIENTS (100000), BENCH_WSS_STEPS (4),
+ * BENCH_WSS_PROCESSES (8), BENCH_WSS_WORKERS (8), BENCH_WSS_RATE (1000),
+ * BENCH_WSS_SUSTAIN (30).
+ */
+export const wsScaleScenario: Scenario = {
+  name: 'ws-scale',
+  description: 'ws-bridge at 100,000 WebSocket clients × 1 msg/10 s (10,000 msg/s) over 8 workers: KB per client, msg/s, p99, failed (not in `all`)',
+  needsBuild: true,
+  notInAll: true,
+  run: (ctx) =>
+    runWsBridge(ctx, {
+      name: 'ws-scale',
+      clients: envNumber('BENCH_WSS_CLIENTS', 100_000),
+      stepCount: Math.max(2, envNumber('BENCH_WSS_STEPS', 4)),
+      loadProcesses: Math.max(1, envNumber('BENCH_WSS_PROCESSES', 8)),
+      workers: Math.max(1, envNumber('BENCH_WSS_WORKERS', 8)),
+      rate: envNumber('BENCH_WSS_RATE', 1000),
+      sustainSeconds: envNumber('BENCH_WSS_SUSTAIN', 30),
+      pin: false,
+      apiPoolMax: 64,
+      listenerPerProcess: true,
+    }),
+};
+
+async function runWsBridge(ctx: ScenarioContext, settings: WsBridgeSettings): Promise<ScenarioReport> {
+    const { name, clients, stepCount, loadProcesses, workers, rate, sustainSeconds, pin, apiPoolMax, listenerPerProcess } = settings;
     const bridgeCpu = pin ? ctx.proxyCpu : -1;
     const perProcessMax = Math.ceil(clients / loadProcesses);
-    if (perProcessMax > 19_000) throw new Error(`${perProcessMax} clients per load process is over the 20,000 open-file limit: raise BENCH_WSB_PROCESSES`);
-    if (Math.ceil(clients / workers) > 17_000) throw new Error(`about ${Math.ceil(clients / workers)} connections per bridge worker leaves too little room under 20,000 open files: raise BENCH_WSB_WORKERS`);
+    const limits = systemLimits();
+    const env = name === 'ws-bridge' ? 'BENCH_WSB' : 'BENCH_WSS';
+    if (perProcessMax > limits.openFilesSoft - 1000 || perProcessMax > ephemeralPorts(limits) * 0.9) throw new Error(`${perProcessMax} clients per load process is over its ${limits.openFilesSoft} open files or ${ephemeralPorts(limits)} ports: raise ${env}_PROCESSES`);
+    const listenerCount = listenerPerProcess ? loadProcesses : 1;
+    const perWorkerMax = Math.ceil((clients / workers) * 1.1) + apiPoolMax * listenerCount;
+    if (perWorkerMax > limits.openFilesSoft - 1000) throw new Error(`about ${perWorkerMax} connections per bridge worker (+10% for SO_REUSEPORT's spread, + its API pool) leaves too little room under ${limits.openFilesSoft} open files: raise ${env}_WORKERS`);
 
     const stoppers: Array<() => Promise<void>> = [];
     try {
-      progress('ws-bridge: starting the API and the bridge');
+      progress(`${name}: starting the API and the bridge`);
       const [apiCmd, apiArgs] = pinned(pin ? clientCpu(ctx) : -1, ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws2api-server.ts')]);
       const api = spawnTracked(apiCmd, apiArgs, { name: 'ws2api-server', cwd: ctx.root, stdin: true });
       stoppers.unshift(() => api.stop('SIGTERM', 5000));
       const apiPort = (JSON.parse(await api.waitForOutput(/"type":"ready"/, 15_000)) as { port: number }).port;
 
-      const bridgePort = await freePort();
-      const bridge = await startPolyproxyWithConfig({ ...ctx, proxyCpu: bridgeCpu }, { workers, listeners: [{ name: 'ws', protocol: 'ws-bridge', host: '127.0.0.1', port: bridgePort, api: `http://127.0.0.1:${apiPort}/api/`, pool: { maxConnections: API_POOL_MAX, maxIdle: API_POOL_MAX } }] }, 'polyproxy-ws-bridge');
+      const listeners: Array<{ name: string; host: string; port: number }> = [];
+      for (let i = 0; i < listenerCount; i++) listeners.push({ name: `ws${i}`, host: listenerPerProcess ? `127.0.0.${20 + i}` : '127.0.0.1', port: await freePort() });
+      const bridge = await startPolyproxyWithConfig(
+        { ...ctx, proxyCpu: bridgeCpu },
+        { workers, listeners: listeners.map((l) => ({ ...l, protocol: 'ws-bridge', api: `http://127.0.0.1:${apiPort}/api/`, pool: { maxConnections: apiPoolMax, maxIdle: apiPoolMax } })) },
+        `polyproxy-${name}`,
+        120_000,
+      );
       stoppers.unshift(() => bridge.stop());
       const readyLine = bridge.proc.stdoutLines.find((l) => l.includes('polyproxy ready')) ?? '{}';
       const workerPids = (JSON.parse(readyLine) as { pids?: number[] }).pids ?? [];
@@ -152,9 +225,11 @@ export const wsBridgeScenario: Scenario = {
 
       const load: Tracked[] = [];
       for (let i = 0; i < loadProcesses; i++) {
-        const proc = spawnTracked(ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws-load.ts'), '--port', String(bridgePort), '--prefix', `p${i}-`, '--local-address', `127.0.0.${10 + i}`, '--interval-ms', String(INTERVAL_MS)], { name: `ws-load-${i}`, cwd: ctx.root, stdin: true });
+        const to = listeners[listenerPerProcess ? i : 0] as { host: string; port: number };
+        const addressing = listenerPerProcess ? ['--host', to.host] : ['--local-address', `127.0.0.${10 + i}`];
+        const proc = spawnTracked(ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws-load.ts'), '--port', String(to.port), '--prefix', `p${i}-`, ...addressing, '--interval-ms', String(INTERVAL_MS)], { name: `ws-load-${i}`, cwd: ctx.root, stdin: true });
         stoppers.unshift(() => proc.stop('SIGTERM', 5000));
-        await proc.waitForOutput(/"type":"ready"/, 15_000);
+        await proc.waitForOutput(/"type":"ready"/, 30_000);
         load.push(proc);
       }
       const all = <T>(line: string, reply: RegExp): Promise<T[]> => Promise.all(load.map((p) => command<T>(p, line, reply)));
@@ -162,7 +237,7 @@ export const wsBridgeScenario: Scenario = {
         Promise.all(load.map((p, i) => command<{ open: number; failedUpgrades: number; lastError: string }>(p, `open ${Math.floor(total / loadProcesses) + (i < total % loadProcesses ? 1 : 0)} ${rate / loadProcesses}`, /"type":"opened"/)));
       const stats = async (): Promise<LoadStats> => sumStats(await all<LoadStats>('stats', /"type":"stats"/));
 
-      progress(`ws-bridge: warm-up (${WARMUP_PER_PROCESS * loadProcesses} clients)`);
+      progress(`${name}: warm-up (${WARMUP_PER_PROCESS * loadProcesses} clients)`);
       await all('send on', /"type":"sending"/);
       await openAll(WARMUP_PER_PROCESS * loadProcesses);
       await sleep(INTERVAL_MS + 500);
@@ -174,7 +249,7 @@ export const wsBridgeScenario: Scenario = {
       steps.push({ clients: 0, bridgeRssKb: base.total, perProcessRssKb: base.each, rampSeconds: 0 });
       for (let k = 1; k <= stepCount; k++) {
         const target = Math.round((clients * k) / stepCount);
-        progress(`ws-bridge: ramping to ${num(target)} clients`);
+        progress(`${name}: ramping to ${num(target)} clients`);
         const t0 = Date.now();
         const opened = await openAll(target);
         const open = opened.reduce((s, o) => s + o.open, 0);
@@ -183,39 +258,39 @@ export const wsBridgeScenario: Scenario = {
           throw new Error(`wanted ${target} clients, have ${open} (failed upgrades ${s.failedUpgrades}, unexpected closes ${s.unexpectedCloses}; last error: ${s.lastError})`);
         }
         const rampSeconds = (Date.now() - t0) / 1000;
-        progress(`ws-bridge: ${num(target)} clients, reading RSS`);
+        progress(`${name}: ${num(target)} clients, reading RSS`);
         const rss = await medianRss(pids);
         steps.push({ clients: target, bridgeRssKb: rss.total, perProcessRssKb: rss.each, rampSeconds });
-        progress(`ws-bridge: ${num(target)} clients, bridge RSS ${num(rss.total / 1024, 1)} MB (${rss.each.map((kb) => num(kb / 1024, 1)).join(', ')})`);
+        progress(`${name}: ${num(target)} clients, bridge RSS ${num(rss.total / 1024, 1)} MB (${rss.each.map((kb) => num(kb / 1024, 1)).join(', ')})`);
       }
 
       // Every client has had a full interval to start sending before the window opens.
-      progress(`ws-bridge: ${num(clients)} clients, settling one interval`);
+      progress(`${name}: ${num(clients)} clients, settling one interval`);
       await sleep(INTERVAL_MS);
       const before = await stats();
-      const metricsBefore = await bridgeMetrics(bridgePort);
+      const metricsBefore = await bridgeMetrics(listeners);
       const w0 = Date.now();
-      progress(`ws-bridge: ${num(clients)} clients, measuring ${sustainSeconds} s`);
+      progress(`${name}: ${num(clients)} clients, measuring ${sustainSeconds} s`);
       await sleep(sustainSeconds * 1000);
       const afterWindow = await stats();
-      const metricsAfter = await bridgeMetrics(bridgePort);
+      const metricsAfter = await bridgeMetrics(listeners);
       const windowSeconds = (Date.now() - w0) / 1000;
       const topRss = await medianRss(pids);
 
-      progress('ws-bridge: stopping the senders, collecting the last replies');
+      progress(`${name}: stopping the senders, collecting the last replies`);
       await all('send off', /"type":"sending"/);
       let final = await stats();
       for (let i = 0; i < 20 && final.replies < final.sent; i++) {
         await sleep(500);
         final = await stats();
       }
-      const finalMetrics = await bridgeMetrics(bridgePort);
+      const finalMetrics = await bridgeMetrics(listeners);
       const apiStats = JSON.parse(await (async () => {
         const waiting = api.waitForLine(/"type":"stats"/, 10_000);
         api.send('stats');
         return waiting;
       })()) as { get: number; post: number; delete: number };
-      progress('ws-bridge: closing clients');
+      progress(`${name}: closing clients`);
       await all('close', /"type":"closed"/);
 
       const regression = linearRegression(steps.map((s) => s.clients), steps.map((s) => s.bridgeRssKb));
@@ -273,15 +348,16 @@ export const wsBridgeScenario: Scenario = {
           },
         ],
         notes: [
-          `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, \`ws\` clients, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total, each process from its own source address (127.0.0.10, .11, …: one address has only ~28,000 ephemeral ports towards the bridge's one port); each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
-          `Bridge: polyproxy \`ws-bridge\` listener, ${workers} workers (SO_REUSEPORT), ordered, API pool max ${API_POOL_MAX} / idle ${API_POOL_MAX} / 60 s per worker (the Go original's 10,000 connections would take half of a worker's 20,000 open files while the ramp's upgrade GETs burst; 4,500 msg/s at ~10 ms needs ~50 in flight), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty)${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
+          `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, \`ws\` clients, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total, ${listenerPerProcess ? `each process to its own listener address (127.0.0.20 … 127.0.0.${19 + loadProcesses}: one ws-bridge listener each, served by every worker) without binding a source address (one destination has only ~28,000 ephemeral ports; bound client ports would be skipped by the bridge's own API connects)` : "each process from its own source address (127.0.0.10, .11, …: one address has only ~28,000 ephemeral ports towards the bridge's one port)"}; each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
+          `Bridge: polyproxy \`ws-bridge\` listener${listenerCount > 1 ? `s (${listenerCount})` : ''}, ${workers} workers (SO_REUSEPORT), ordered, API pool max ${apiPoolMax} / idle ${apiPoolMax} / 60 s per worker${listenerCount > 1 ? ' and listener' : ''} (the Go original's 10,000 connections would take half of a worker's 20,000 open files while the ramp's upgrade GETs burst; 4,500 msg/s at ~10 ms needs ~50 in flight), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty)${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
           `Memory per connection = least-squares slope of the bridge's total RSS (supervisor + workers, VmRSS) against open clients at ${steps.map((s) => num(s.clients)).join(', ')}, read while the messages flow (their rate grows with the clients, so in-flight buffers are part of it). A warm-up of ${WARMUP_PER_PROCESS * loadProcesses} clients for one interval precedes the 0 reading.`,
           `Messages/s: replies received by the clients during a ${sustainSeconds} s window opened one full interval after the last client connected; "sustained" means ≥ 98% of the offered ${num(offered)} msg/s.`,
           'This 2-core machine is shared: load generators, API and bridge run on it together, and other engineers ran tests at the same time, so figures are noisy; compare within a run.',
           'The Go original (mevdschee/ws2api) reports 250,000 clients at 25,000 msg/s within 32 GB on a bigger machine (not measured here).',
         ],
         data: {
-          settings: { clients, steps: stepCount, loadProcesses, workers, rate, sustainSeconds, intervalMs: INTERVAL_MS, proxyCpu: bridgeCpu, targetKb: TARGET_KB },
+          settings: { clients, steps: stepCount, loadProcesses, workers, listeners: listenerCount, apiPoolMax, rate, sustainSeconds, intervalMs: INTERVAL_MS, proxyCpu: bridgeCpu, targetKb: TARGET_KB },
+          limits,
           steps,
           topRss,
           regression,
@@ -306,5 +382,4 @@ export const wsBridgeScenario: Scenario = {
     } finally {
       for (const stop of stoppers) await stop();
     }
-  },
-};
+}
