@@ -41,7 +41,7 @@ import { ephemeralPorts, systemLimits } from '../lib/limits.ts';
 const TARGET_KB = 12;
 /** Issue #23: what an idle client holds (forced GC, no traffic). */
 const IDLE_TARGET_KB = 8;
-const IDLE_WARMUP = 200;
+const IDLE_WARMUP = 1000;
 const INTERVAL_MS = 10_000;
 const WARMUP_PER_PROCESS = 100;
 
@@ -180,6 +180,8 @@ interface WsBridgeSettings {
    * the bridge's API connections without ports.
    */
   readonly listenerPerProcess: boolean;
+  /** API processes (bench/lib/ws2api-server.ts --processes, SO_REUSEPORT). */
+  readonly apiProcesses: number;
   /** Idle clients for the per-client pass (bridge vs bare `ws`, forced GC); 0 = skip it. */
   readonly idleClients: number;
 }
@@ -201,6 +203,7 @@ export const wsBridgeScenario: Scenario = {
       apiPoolMax: API_POOL_MAX,
       listenerPerProcess: false,
       idleClients: envNumber('BENCH_WSB_IDLE', 10_000),
+      apiProcesses: 1,
     }),
 };
 
@@ -230,11 +233,12 @@ export const wsScaleScenario: Scenario = {
       apiPoolMax: 64,
       listenerPerProcess: true,
       idleClients: 0,
+      apiProcesses: 3,
     }),
 };
 
 async function runWsBridge(ctx: ScenarioContext, settings: WsBridgeSettings): Promise<ScenarioReport> {
-  const { name, clients, stepCount, loadProcesses, workers, rate, sustainSeconds, pin, apiPoolMax, listenerPerProcess, idleClients } = settings;
+  const { name, clients, stepCount, loadProcesses, workers, rate, sustainSeconds, pin, apiPoolMax, listenerPerProcess, idleClients, apiProcesses } = settings;
   const bridgeCpu = pin ? ctx.proxyCpu : -1;
   const perProcessMax = Math.ceil(clients / loadProcesses);
   const limits = systemLimits();
@@ -247,7 +251,7 @@ async function runWsBridge(ctx: ScenarioContext, settings: WsBridgeSettings): Pr
   const stoppers: Array<() => Promise<void>> = [];
   try {
     progress(`${name}: starting the API and the bridge`);
-    const [apiCmd, apiArgs] = pinned(pin ? clientCpu(ctx) : -1, ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws2api-server.ts')]);
+    const [apiCmd, apiArgs] = pinned(pin ? clientCpu(ctx) : -1, ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws2api-server.ts'), '--processes', String(apiProcesses)]);
     const api = spawnTracked(apiCmd, apiArgs, { name: 'ws2api-server', cwd: ctx.root, stdin: true });
     stoppers.unshift(() => api.stop('SIGTERM', 5000));
     const apiPort = (JSON.parse(await api.waitForOutput(/"type":"ready"/, 15_000)) as { port: number }).port;
@@ -414,7 +418,7 @@ async function runWsBridge(ctx: ScenarioContext, settings: WsBridgeSettings): Pr
       ],
       notes: [
         `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, \`ws\` clients, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total, ${listenerPerProcess ? `each process to its own listener address (127.0.0.20 … 127.0.0.${19 + loadProcesses}: one ws-bridge listener each, served by every worker) without binding a source address (one destination has only ~28,000 ephemeral ports; bound client ports would be skipped by the bridge's own API connects)` : "each process from its own source address (127.0.0.10, .11, …: one address has only ~28,000 ephemeral ports towards the bridge's one port)"}; each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
-        `Bridge: polyproxy \`ws-bridge\` listener${listenerCount > 1 ? `s (${listenerCount})` : ''}, ${workers} workers (SO_REUSEPORT), ordered, API pool max ${apiPoolMax} / idle ${apiPoolMax} / 60 s per worker${listenerCount > 1 ? ' and listener' : ''} (the Go original's 10,000 connections would take half of a worker's 20,000 open files while the ramp's upgrade GETs burst; 4,500 msg/s at ~10 ms needs ~50 in flight), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty)${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
+        `Bridge: polyproxy \`ws-bridge\` listener${listenerCount > 1 ? `s (${listenerCount})` : ''}, ${workers} workers (SO_REUSEPORT), ordered, API pool max ${apiPoolMax} / idle ${apiPoolMax} / 60 s per worker${listenerCount > 1 ? ' and listener' : ''} (the Go original's 10,000 connections would take half of a worker's 20,000 open files while the ramp's upgrade GETs burst; 4,500 msg/s at ~10 ms needs ~50 in flight), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty${apiProcesses > 1 ? `; ${apiProcesses} processes on one port` : ''})${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
         `Memory per connection = least-squares slope of the bridge's total RSS (supervisor + workers, VmRSS) against open clients at ${steps.map((s) => num(s.clients)).join(', ')}, read while the messages flow (their rate grows with the clients, so in-flight buffers are part of it). A warm-up of ${WARMUP_PER_PROCESS * loadProcesses} clients for one interval precedes the 0 reading.`,
         `Messages/s: replies received by the clients during a ${sustainSeconds} s window opened one full interval after the last client connected; "sustained" means ≥ 98% of the offered ${num(offered)} msg/s.`,
         ...(idle === null
@@ -426,7 +430,7 @@ async function runWsBridge(ctx: ScenarioContext, settings: WsBridgeSettings): Pr
         'The Go original (mevdschee/ws2api) reports 250,000 clients at 25,000 msg/s within 32 GB on a bigger machine (not measured here).',
       ],
       data: {
-        settings: { clients, steps: stepCount, loadProcesses, workers, listeners: listenerCount, apiPoolMax, rate, sustainSeconds, intervalMs: INTERVAL_MS, proxyCpu: bridgeCpu, targetKb: TARGET_KB },
+        settings: { clients, steps: stepCount, loadProcesses, workers, listeners: listenerCount, apiPoolMax, apiProcesses, rate, sustainSeconds, intervalMs: INTERVAL_MS, proxyCpu: bridgeCpu, targetKb: TARGET_KB },
         limits,
         steps,
         topRss,
