@@ -17,7 +17,8 @@
  *
  * Env: BENCH_WSB_CLIENTS (45000), BENCH_WSB_STEPS (3), BENCH_WSB_PROCESSES
  * (load processes, 4), BENCH_WSB_WORKERS (bridge workers, 3), BENCH_WSB_RATE
- * (new connections per second over all load processes, 600),
+ * (new connections per second over all load processes, 600), BENCH_WSB_IDLE
+ * (idle clients for the bridge vs bare ws pass, 10000; 0 skips it),
  * BENCH_WSB_SUSTAIN (seconds measured at the top, 30), BENCH_WSB_PIN=1 (pin
  * the bridge to the proxy CPU like other scenarios; by default its workers
  * and the API share both cores with the load, as one core cannot carry
