@@ -14,16 +14,17 @@ import type { Running } from './targets.ts';
 /**
  * `config` is written as JSON (valid YAML); `workers: 1` and `logLevel: warn`
  * are filled in unless given (many workers on a busy machine may need a
- * longer `readyTimeoutMs`). The listener ports must be set by the caller
+ * longer `readyTimeoutMs`). `nodeFlags` go to Node before the script (the
+ * workers inherit them). The listener ports must be set by the caller
  * (e.g. from freePort()); the returned port is the first listener's.
  */
-export async function startPolyproxyWithConfig(ctx: ScenarioContext, config: Record<string, unknown>, name = 'polyproxy', readyTimeoutMs = 15_000): Promise<Running & { readonly ports: Record<string, number> }> {
+export async function startPolyproxyWithConfig(ctx: ScenarioContext, config: Record<string, unknown>, name = 'polyproxy', readyTimeoutMs = 15_000, nodeFlags: readonly string[] = []): Promise<Running & { readonly ports: Record<string, number> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'polyproxy-bench-config-'));
   const cleanup = removeOnExit(dir);
   const file = path.join(dir, 'polyproxy.json');
   writeFileSync(file, `${JSON.stringify({ workers: 1, logLevel: 'warn', ...config }, null, 2)}\n`);
   const extra = (process.env.BENCH_POLYPROXY_NODE_FLAGS ?? '').split(/\s+/).filter((s) => s !== '');
-  const [cmd, args] = pinned(ctx.proxyCpu, ctx.node, [...extra, path.join(ctx.root, 'bin', 'polyproxy.js'), '--config', file]);
+  const [cmd, args] = pinned(ctx.proxyCpu, ctx.node, [...nodeFlags, ...extra, path.join(ctx.root, 'bin', 'polyproxy.js'), '--config', file]);
   const proc = spawnTracked(cmd, args, { name, cwd: ctx.root });
   const stop = async (): Promise<void> => {
     await proc.stop('SIGTERM', 10_000);

@@ -32,7 +32,8 @@ import { startEchoBackend } from '../lib/echo.ts';
 import type { EchoBackend } from '../lib/echo.ts';
 import { envNumber } from '../lib/env.ts';
 import { ephemeralPorts, systemLimits } from '../lib/limits.ts';
-import { freePort } from '../lib/net.ts';
+import { INSPECT_FLAG, Inspector } from '../lib/inspector.ts';
+import { freePort, sleep } from '../lib/net.ts';
 import { startPolyproxyWithConfig } from '../lib/polyproxy-config.ts';
 import { progress } from '../lib/progress.ts';
 import { spawnTracked } from '../lib/process.ts';
@@ -125,12 +126,28 @@ export const tcpScaleScenario: Scenario = {
       const endpoints = backends.flatMap((b) => b.ports.map((p) => `127.0.0.1:${p}`));
       const listeners = [];
       for (let i = 0; i < loadProcesses; i++) listeners.push({ name: `tcp${i}`, protocol: 'tcp', host: `127.0.0.${20 + i}`, port: await freePort(), backend: endpoints });
-      const proxy = await startPolyproxyWithConfig({ ...ctx, proxyCpu: -1 }, { workers, listeners }, 'polyproxy-tcp-scale', 120_000);
+      // Every process of the proxy (the workers inherit the flag) gets an inspector, so each RSS reading follows a full GC in all of them:
+      // a dozen heaps that the ramp grew and V8 shrinks when it pleases would otherwise drown the per-connection slope.
+      const proxy = await startPolyproxyWithConfig({ ...ctx, proxyCpu: -1 }, { workers, listeners }, 'polyproxy-tcp-scale', 120_000, [INSPECT_FLAG]);
       stoppers.unshift(() => proxy.stop());
       const readyLine = proxy.proc.stdoutLines.find((l) => l.includes('polyproxy ready')) ?? '{}';
       const workerPids = (JSON.parse(readyLine) as { pids?: number[] }).pids ?? [];
       if (workerPids.length !== workers) throw new Error(`expected ${workers} worker pids in the ready line, got ${workerPids.length}`);
       const pids = [proxy.pid, ...workerPids];
+      const findUrls = (): string[] => proxy.proc.tail.map((line) => /Debugger listening on (ws:\/\/\S+)/.exec(line)?.[1]).filter((u) => u !== undefined);
+      // stderr (the inspectors' lines) and stdout (the ready line) are separate pipes: give the former a moment.
+      for (let i = 0; i < 20 && findUrls().length < pids.length; i++) await sleep(100);
+      const inspectorUrls = findUrls();
+      const inspectors = inspectorUrls.length === pids.length ? await Promise.all(inspectorUrls.map((u) => Inspector.open(u))) : [];
+      stoppers.unshift(() => {
+        for (const i of inspectors) i.close();
+        return Promise.resolve();
+      });
+      if (inspectors.length === 0) progress(`tcp-scale: found ${inspectorUrls.length} inspectors for ${pids.length} processes: RSS is read without a forced GC`);
+      const collectGarbage = async (): Promise<void> => {
+        await Promise.all(inspectors.map((i) => i.collectGarbage()));
+        await sleep(1000);
+      };
 
       const load: Tracked[] = [];
       for (let i = 0; i < loadProcesses; i++) {
@@ -169,8 +186,8 @@ export const tcpScaleScenario: Scenario = {
           throw new Error(`wanted ${target} open connections, have ${opened.open} (failed ${opened.failed}, dropped ${opened.dropped}; last error: ${opened.lastError})`);
         }
         progress(`tcp-scale: ${num(target)} connections, waiting for the proxy's RSS to settle`);
-        // 8 readings 1 s apart must agree: a dozen V8 heaps that the ramp grew need a few seconds to shrink back.
-        const stable = await waitForStableRss(pids, { intervalMs: 1000, samples: 8, maxWaitMs: 30_000 });
+        await collectGarbage();
+        const stable = await waitForStableRss(pids, { maxWaitMs: 20_000 });
         steps.push({ connections: target, proxyRssKb: stable.rssKb, stable: stable.stable, rampSeconds });
         progress(`tcp-scale: ${num(target)} connections, proxy RSS ${num(stable.rssKb / 1024, 1)} MB (${rampSeconds.toFixed(1)} s to open)`);
       }
@@ -251,11 +268,11 @@ export const tcpScaleScenario: Scenario = {
           `Limits: ${num(limits.openFilesSoft)} open files per process (hard ${num(limits.openFilesHard)}), ephemeral ports ${limits.portLow}–${limits.portHigh} (${num(ports)} per source address towards one destination address and port), fs.file-max ${num(limits.fileMax)}; none was raised. The proxy holds 2 fds per connection, so ${workers} workers (${num(perWorker)} connections, ${num(2 * perWorker)} fds each on average; SO_REUSEPORT's hash spreads them); ${loadProcesses} load processes hold ${num(perLoad)} client sockets each; ${backendProcesses} echo backends (bench/lib/echo-backend.c, epoll) ${num(perBackend)} each.`,
           `Ports: each load process connects, without binding a source address, to its own tcp listener address (127.0.0.20 … 127.0.0.${19 + loadProcesses}, one port each, served by every worker): ${num(perLoad)} of ${num(ports)} ports per destination. The proxy connects from 127.0.0.1 to ${endpoints.length} backend ports (the listeners' \`backend\` list, balanced): ~${num(perEndpoint)} per destination. Binding the clients to 127.0.0.x source addresses instead would starve the proxy: ports taken by an explicit bind() are skipped by connect()'s own port choice.`,
           `Each connection writes 1 byte through the proxy and counts as open once the echo comes back (both proxy sockets connected and used once), then stays idle. After the last step every connection writes 1 byte again and waits for its echo (${ECHO_IN_FLIGHT} in flight per load process, 60 s deadline: 100,000 writes at once overflow loopback's 1,000-packet backlog, net.core.netdev_max_backlog, while the cores are busy, and the probes of libuv's TCP keepalive, 1 s apart once a connection idled for tcpKeepAliveMs, get dropped until the kernel aborts the connection): "failed" counts echoes missing, connections dropped and connections not there.`,
-          `RSS per connection = least-squares slope of VmRSS summed over the supervisor and its ${workers} workers against open connections at ${steps.map((s) => num(s.connections)).join(', ')}; each reading is taken once 8 samples 1 s apart agree within 256 KB per process (30 s at most), so the workers' heaps, grown by the ramp, have shrunk back. A ${num(WARMUP_PER_PROCESS * loadProcesses)}-connection warm-up precedes the 0 reading. Ramp rate = connections / time spent opening them (RSS waits excluded); ${loadProcesses} × 200 connects in flight.`,
+          `RSS per connection = least-squares slope of VmRSS summed over the supervisor and its ${workers} workers against open connections at ${steps.map((s) => num(s.connections)).join(', ')}; ${inspectors.length > 0 ? 'each reading follows a full GC in every process (the proxy runs with `--inspect=127.0.0.1:0`, inherited by the workers; the scenario forces `HeapProfiler.collectGarbage` through each inspector, whose own cost is the same at every step) and ' : ''}is taken once 4 samples 0.5 s apart agree within 256 KB per process. A ${num(WARMUP_PER_PROCESS * loadProcesses)}-connection warm-up precedes the 0 reading. Ramp rate = connections / time spent opening them (RSS waits excluded); ${loadProcesses} × 200 connects in flight.`,
           `Nothing is pinned: ${workers} workers, ${loadProcesses} load processes and ${backendProcesses} backends share this machine's cores (other engineers' work too), so the ramp rate is a floor, not polyproxy's connection rate (see tcp-rate). This scenario is not in \`all\`: run it alone.`,
         ],
         data: {
-          settings: { connections, steps: stepCount, workers, loadProcesses, backendProcesses, backendPorts: endpoints.length, warmup: WARMUP_PER_PROCESS * loadProcesses },
+          settings: { connections, steps: stepCount, forcedGc: inspectors.length > 0, workers, loadProcesses, backendProcesses, backendPorts: endpoints.length, warmup: WARMUP_PER_PROCESS * loadProcesses },
           limits,
           steps,
           regression,
