@@ -31,9 +31,10 @@ import { tcpBulkScenario } from './scenarios/tcp-bulk.ts';
 import { tcpHoldScenario } from './scenarios/tcp-hold.ts';
 import { tcpRateScenario } from './scenarios/tcp-rate.ts';
 import { tcpRrScenario } from './scenarios/tcp-rr.ts';
-import { wsBridgeScenario } from './scenarios/ws-bridge.ts';
+import { tcpScaleScenario } from './scenarios/tcp-scale.ts';
+import { wsBridgeScenario, wsScaleScenario } from './scenarios/ws-bridge.ts';
 
-const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario, clusterScenario, rwSplitScenario, rwSplitMysqlScenario];
+const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario, clusterScenario, rwSplitScenario, rwSplitMysqlScenario, tcpScaleScenario, wsScaleScenario];
 
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);
@@ -44,14 +45,15 @@ function usage(): string {
     '',
     'Scenarios:',
     ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}`),
-    '  all            every scenario above, in order',
+    '  all            every scenario above, in order, except tcp-scale and ws-scale (minutes each: run them by name)',
     '  charts         only regenerate bench/charts/*.svg from bench/results/*.json',
     '',
     'Env: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (pgbench, mysql-sysbench); BENCH_IDLE_MAX, BENCH_IDLE_STEP, BENCH_IDLE_PROCESSES (idle-memory);',
     '     BENCH_RR_REQUESTS (tcp-rr); BENCH_BULK_GB, BENCH_BULK_CONNECTIONS (tcp-bulk);',
     '     BENCH_RATE_SECONDS, BENCH_RATE_CONCURRENCY, BENCH_RATE_PROCESSES (tcp-rate); BENCH_HOLD_MAX, BENCH_HOLD_STEP, BENCH_HOLD_PROCESSES (tcp-hold); BENCH_NATIVE=0 (Node instead of C load/echo);',
     '     BENCH_STREAM_GB (http-rps); BENCH_SMTP_CONNECTIONS (smtp); BENCH_FPM_CHILDREN (fastcgi); BENCH_REDIS_REQUESTS, BENCH_REDIS_CONNECTIONS (brokers); BENCH_MQTT_CLIENTS, BENCH_MQTT_WINDOW (brokers);',
-    '     BENCH_WSB_CLIENTS, BENCH_WSB_STEPS, BENCH_WSB_PROCESSES, BENCH_WSB_WORKERS, BENCH_WSB_RATE, BENCH_WSB_SUSTAIN (ws-bridge);',
+    '     BENCH_WSB_CLIENTS, BENCH_WSB_STEPS, BENCH_WSB_PROCESSES, BENCH_WSB_WORKERS, BENCH_WSB_RATE, BENCH_WSB_SUSTAIN, BENCH_WSB_IDLE (ws-bridge); BENCH_WSS_CLIENTS, BENCH_WSS_STEPS, BENCH_WSS_PROCESSES, BENCH_WSS_WORKERS, BENCH_WSS_RATE, BENCH_WSS_SUSTAIN (ws-scale);',
+    '     BENCH_SCALE_CONNECTIONS, BENCH_SCALE_STEPS, BENCH_SCALE_WORKERS, BENCH_SCALE_PROCESSES, BENCH_SCALE_BACKENDS (tcp-scale);',
     '     BENCH_CLUSTER_SECONDS, BENCH_CLUSTER_PUSH_CONCURRENCY, BENCH_CLUSTER_LOOKUPS, BENCH_REDIS_URL (cluster);',
     '     BENCH_PROXY_CPU (CPU the proxies are pinned to, -1 = none); BENCH_POLYPROXY_NODE_FLAGS (e.g. --cpu-prof).',
   ].join('\n');
@@ -77,7 +79,7 @@ async function main(argv: readonly string[]): Promise<number> {
     for (const f of writeAllCharts(benchDir)) process.stdout.write(`wrote ${path.relative(root, f)}\n`);
     return 0;
   }
-  const chosen = names.includes('all') ? [...SCENARIOS] : names.map((n) => SCENARIOS.find((s) => s.name === n));
+  const chosen = names.includes('all') ? SCENARIOS.filter((s) => s.notInAll !== true) : names.map((n) => SCENARIOS.find((s) => s.name === n));
   if (unknownFlags.length > 0 || chosen.some((s) => s === undefined)) {
     process.stderr.write(`bench: unknown ${unknownFlags.length > 0 ? `option ${unknownFlags.join(' ')}` : `scenario ${names.filter((n) => !SCENARIOS.some((s) => s.name === n)).join(' ')}`}\n\n${usage()}\n`);
     return 2;

@@ -5,6 +5,10 @@
  * sits idle. Same stdin/stdout protocol as idle-clients.ts:
  *   open N  → hold N connections in total → {"type":"opened","open":..,"failed":..,"dropped":..,"ms":..}
  *   close   → close them all               → {"type":"closed"}
+ *   echo T W → write 1 byte on every open connection and wait for each
+ *             echo (tcp-scale proves its connections alive), at most W
+ *             (default 200) in flight, T ms (default 60,000) in all
+ *             → {"type":"echoed","ok":..,"failed":..,"ms":..}
  * Prints {"type":"ready"} at start; exits when stdin closes or on SIGTERM.
  *
  *   node bench/lib/hold-clients.ts --port N [--host H] [--concurrency C]
@@ -23,8 +27,25 @@ const open = new Set<net.Socket>();
 let failed = 0;
 let dropped = 0;
 let lastError = '';
+/** Connections whose `echo` byte is written and has not come back yet. */
+const awaiting = new Set<net.Socket>();
+/** Connections still to write their `echo` byte (in `open` order). */
+let echoQueue: net.Socket[] = [];
+let echoNext = 0;
+let onAllEchoed: (() => void) | null = null;
 
-function noop(): void {}
+function heldOnData(this: net.Socket): void {
+  if (!awaiting.delete(this)) return;
+  writeNextEcho();
+  if (awaiting.size === 0 && echoNext >= echoQueue.length) onAllEchoed?.();
+}
+
+function writeNextEcho(): void {
+  const socket = echoQueue[echoNext++];
+  if (socket === undefined) return;
+  awaiting.add(socket);
+  socket.write(BYTE);
+}
 
 function openOne(): Promise<boolean> {
   return new Promise((resolve) => {
@@ -37,7 +58,7 @@ function openOne(): Promise<boolean> {
       socket.removeListener('data', onData);
       if (ok) {
         open.add(socket);
-        socket.on('data', noop);
+        socket.on('data', heldOnData);
         socket.once('close', () => {
           if (open.delete(socket)) dropped++;
         });
@@ -88,7 +109,35 @@ async function closeAll(): Promise<void> {
   reply({ type: 'closed' });
 }
 
+/**
+ * A window of `inFlight` echoes, not all at once: 100,000 writes in one
+ * burst overflow loopback's backlog (net.core.netdev_max_backlog) on a
+ * busy machine, and the dropped keepalive probes then abort connections.
+ */
+async function echoAll(timeoutMs: number, inFlight: number): Promise<void> {
+  const start = Date.now();
+  echoQueue = [...open];
+  echoNext = 0;
+  const total = echoQueue.length;
+  if (total > 0) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      onAllEchoed = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      for (let i = 0; i < inFlight; i++) writeNextEcho();
+    });
+  }
+  onAllEchoed = null;
+  const failed = awaiting.size + (total - echoNext > 0 ? total - echoNext : 0);
+  awaiting.clear();
+  echoQueue = [];
+  reply({ type: 'echoed', sent: Math.min(echoNext, total), ok: total - failed, failed, dropped, ms: Date.now() - start });
+}
+
 serveCommands({
   open: ([upTo]) => openUpTo(Number(upTo)),
   close: () => closeAll(),
+  echo: ([timeoutMs, inFlight]) => echoAll(Number(timeoutMs ?? 60_000), Number(inFlight ?? 200)),
 });

@@ -13,10 +13,12 @@ import type { Running } from './targets.ts';
 
 /**
  * `config` is written as JSON (valid YAML); `workers: 1` and `logLevel: warn`
- * are filled in unless given. The listener ports must be set by the caller
+ * are filled in unless given (many workers on a busy machine may need a
+ * longer `readyTimeoutMs`). `nodeFlags` go to Node before the script (the
+ * workers inherit them). The listener ports must be set by the caller
  * (e.g. from freePort()); the returned port is the first listener's.
  */
-export async function startPolyproxyWithConfig(ctx: ScenarioContext, config: Record<string, unknown>, name = 'polyproxy'): Promise<Running & { readonly ports: Record<string, number> }> {
+export async function startPolyproxyWithConfig(ctx: ScenarioContext, config: Record<string, unknown>, name = 'polyproxy', readyTimeoutMs = 15_000, nodeFlags: readonly string[] = []): Promise<Running & { readonly ports: Record<string, number> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'polyproxy-bench-config-'));
   const cleanup = removeOnExit(dir);
   const file = path.join(dir, 'polyproxy.json');
@@ -24,7 +26,7 @@ export async function startPolyproxyWithConfig(ctx: ScenarioContext, config: Rec
   const extra = (process.env.BENCH_POLYPROXY_NODE_FLAGS ?? '').split(/\s+/).filter((s) => s !== '');
   // Several workers are meant to spread over the cores: not pinned.
   const workers = typeof config.workers === 'number' ? config.workers : 1;
-  const [cmd, args] = pinned(workers > 1 ? -1 : ctx.proxyCpu, ctx.node, [...extra, path.join(ctx.root, 'bin', 'polyproxy.js'), '--config', file]);
+  const [cmd, args] = pinned(workers > 1 ? -1 : ctx.proxyCpu, ctx.node, [...nodeFlags, ...extra, path.join(ctx.root, 'bin', 'polyproxy.js'), '--config', file]);
   const proc = spawnTracked(cmd, args, { name, cwd: ctx.root });
   const stop = async (): Promise<void> => {
     await proc.stop('SIGTERM', 10_000);
@@ -32,7 +34,7 @@ export async function startPolyproxyWithConfig(ctx: ScenarioContext, config: Rec
     cleanup.forget();
   };
   try {
-    const line = await proc.waitForOutput(/polyproxy ready/, 15_000);
+    const line = await proc.waitForOutput(/polyproxy ready/, readyTimeoutMs);
     const ready = JSON.parse(line) as { listeners: Array<{ name?: string; port: number }> };
     const ports = Object.fromEntries(ready.listeners.map((l, i) => [l.name ?? String(i), l.port]));
     const first = ready.listeners[0];

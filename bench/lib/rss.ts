@@ -22,16 +22,19 @@ export interface StableOptions {
 /**
  * Samples RSS until `samples` consecutive readings lie within `toleranceKb`
  * (or `maxWaitMs` passes); returns the last reading and whether it settled.
+ * Given several pids (a supervisor and its workers), the reading is their
+ * sum and the default tolerance is 256 KB per process.
  */
-export async function waitForStableRss(pid: number, options: StableOptions = {}): Promise<{ rssKb: number; stable: boolean; waitedMs: number }> {
+export async function waitForStableRss(pid: number | readonly number[], options: StableOptions = {}): Promise<{ rssKb: number; stable: boolean; waitedMs: number }> {
+  const pids = typeof pid === 'number' ? [pid] : pid;
   const intervalMs = options.intervalMs ?? 500;
   const samples = options.samples ?? 4;
-  const toleranceKb = options.toleranceKb ?? 256;
+  const toleranceKb = options.toleranceKb ?? 256 * pids.length;
   const maxWaitMs = options.maxWaitMs ?? 15_000;
   const start = Date.now();
   const window: number[] = [];
   while (true) {
-    window.push(readRssKb(pid));
+    window.push(pids.reduce((sum, p) => sum + readRssKb(p), 0));
     if (window.length > samples) window.shift();
     if (window.length === samples && Math.max(...window) - Math.min(...window) <= toleranceKb) {
       return { rssKb: window[window.length - 1] as number, stable: true, waitedMs: Date.now() - start };

@@ -31,5 +31,7 @@ export interface Scenario {
   readonly description: string;
   /** Needs a fresh `dist/` build of polyproxy. */
   readonly needsBuild: boolean;
+  /** Left out of `all` (the scale scenarios hold the machine for minutes): run by name. */
+  readonly notInAll?: boolean;
   run(ctx: ScenarioContext): Promise<ScenarioReport>;
 }

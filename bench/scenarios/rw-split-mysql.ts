@@ -191,6 +191,8 @@ export const rwSplitMysqlScenario: Scenario = {
   name: 'rw-split-mysql',
   description: 'read/write split, MySQL: sysbench oltp_read_only through the split (MariaDB primary + replica) vs the primary alone vs direct; classifier µs',
   needsBuild: true,
+  // `rw-split` runs this part too; `all` runs it there, not twice.
+  notInAll: true,
   async run(ctx: ScenarioContext): Promise<ScenarioReport> {
     const report = await mysqlPart.run(ctx);
     return { title: 'Read/write split (mysql)', ...report };
