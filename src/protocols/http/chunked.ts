@@ -42,6 +42,11 @@ const MAX_TRAILERS = 16 * 1024;
 /** 2^52: sizes past this would lose precision as a JS number. */
 const MAX_CHUNK = 2 ** 52;
 
+/** Hears the chunk data spans of a chunked body (ChunkedFramer.feed). */
+export interface ChunkSink {
+  chunkData(buf: Buffer, start: number, end: number): void;
+}
+
 export class ChunkedFramer {
   #state = SIZE_START;
   #remaining = 0;
@@ -63,14 +68,17 @@ export class ChunkedFramer {
   /**
    * Walks `buf[start..end)`. Returns the index just past the body's last
    * byte when the body ends inside this range, or -1 when every byte
-   * belonged to the body and more is needed.
+   * belonged to the body and more is needed. `sink`, when given, hears each
+   * span of chunk data (the decoded body, for a reader that does not
+   * forward the coding as it is).
    */
-  feed(buf: Buffer, start = 0, end = buf.length): number {
+  feed(buf: Buffer, start = 0, end = buf.length, sink: ChunkSink | null = null): number {
     let i = start;
     while (i < end) {
       switch (this.#state) {
         case DATA: {
           const take = Math.min(this.#remaining, end - i);
+          if (sink !== null && take > 0) sink.chunkData(buf, i, i + take);
           i += take;
           this.#remaining -= take;
           if (this.#remaining === 0) this.#state = DATA_CR;

@@ -14,9 +14,7 @@
  * through a symbol field.
  */
 import http2 from 'node:http2';
-import { PassThrough } from 'node:stream';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorPage } from '../../../core/http-error-response.ts';
@@ -25,7 +23,9 @@ import type { RouteDecision } from '../../../core/router.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Connection } from './front.ts';
 import { GRPC_DEADLINE_EXCEEDED, grpcErrorHeaders, isGrpc, parseGrpcTimeout } from './grpc.ts';
-import { h1RequestHeaders, h2RequestHeaders, responseHeaders, trailerHeaders } from './headers.ts';
+import { h1RequestHead, h2RequestHeaders, responseHeaders, trailerHeaders } from './headers.ts';
+import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE } from './h1-backends.ts';
+import type { H1Call, H1Request } from './h1-backends.ts';
 import { DialError } from './dial.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
@@ -43,7 +43,7 @@ const BACKEND_DEADLINE = 1;
 /** The gRPC call's grpc-timeout: DEADLINE_EXCEEDED. */
 const GRPC_DEADLINE = 2;
 
-export class H2Exchange implements Dispatcher.DispatchHandler {
+export class H2Exchange implements H1Request {
   readonly conn: H2Connection;
   readonly stream: ServerHttp2Stream;
   readonly raw: readonly string[];
@@ -61,7 +61,14 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   #deadlineKind = NO_DEADLINE;
   #upstream: ClientHttp2Stream | null = null;
   #session: ClientHttp2Session | null = null;
-  #controller: Dispatcher.DispatchController | null = null;
+  /** HTTP/1.1 backend: the request on its way (waiting, dialing or on a connection). */
+  #call: H1Call | null = null;
+  /** The client sent content-length (the body is forwarded as it is, else chunked). */
+  #contentLength = false;
+  /** H1Request: built on the first attempt, kept for a failover. */
+  requestHead = '';
+  bodyFraming = BODY_NONE;
+  body: ServerHttp2Stream | null = null;
   #trailers: OutgoingHttpHeaders | null = null;
   #decision: RouteDecision | null = null;
   /** Index of the candidate the HTTP/1.1 request went to (failover on a refused connect). */
@@ -82,6 +89,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     this.accept = headers.accept;
     this.authority = headers[':authority'] ?? headers.host;
     this.path = headers[':path'] ?? '/';
+    this.#contentLength = headers['content-length'] !== undefined;
     (stream as ExchangeStream)[kExchange] = this;
     stream.on('error', streamOnError);
     stream.on('aborted', streamOnAborted);
@@ -146,47 +154,36 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     else this.#toH1(decision.candidates[0] as Endpoint);
   }
 
-  // ---- HTTP/1.1 backend (undici) -------------------------------------------
+  // ---- HTTP/1.1 backend (h1-backends.ts) ----------------------------------
 
   #toH1(endpoint: Endpoint): void {
     const conn = this.conn;
-    const pool = conn.front.h1.pool(endpoint, conn.core.router.health);
-    if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = pool.stats.free > 0 ? 'reused' : 'new';
     const stream = this.stream;
-    const hasBody = !stream.endAfterHeaders;
-    pool.dispatch(
-      {
-        path: this.path,
-        method: this.method,
-        headers: h1RequestHeaders(this.raw, this.authority as string, conn.forward),
-        body: hasBody ? requestBody(stream) : null,
-        headersTimeout: conn.backendTimeoutMs,
-        bodyTimeout: conn.backendTimeoutMs,
-      },
-      this,
-    );
+    if (this.requestHead === '') {
+      const hasBody = !stream.endAfterHeaders;
+      const framing = !hasBody ? BODY_NONE : this.#contentLength ? BODY_LENGTH : BODY_CHUNKED;
+      this.bodyFraming = framing;
+      this.body = hasBody ? stream : null;
+      this.requestHead = h1RequestHead(this.method, this.path, this.raw, this.authority as string, conn.forward, framing === BODY_CHUNKED);
+    }
+    this.#setDeadline(BACKEND_DEADLINE, conn.backendTimeoutMs);
+    this.#call = conn.front.h1.send(endpoint, conn.core.router.health, this);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    if (this.done) {
-      controller.abort(new Error('client stream closed'));
-      return;
-    }
-    this.#controller = controller;
+  h1Sent(reused: boolean): void {
+    if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = reused ? 'reused' : 'new';
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    if (statusCode < 200 || this.done) return;
-    const stream = this.stream;
-    if (stream.destroyed) {
-      controller.abort(new Error('client stream closed'));
-      return;
-    }
+  h1Response(status: number, headers: OutgoingHttpHeaders): void {
+    if (this.done) return;
+    if (this.#deadlineKind === BACKEND_DEADLINE) this.#clearDeadline();
     this.responded = true;
-    this.#head = responseHeaders(statusCode, headers, this.#telemetry);
+    const telemetry = this.#telemetry;
+    if (telemetry !== null) Object.assign(headers, telemetry);
+    this.#head = headers;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  h1Data(chunk: Buffer): void {
     const stream = this.stream;
     if (this.done || stream.writableEnded || stream.destroyed) return;
     const head = this.#head;
@@ -197,13 +194,13 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     const held = this.#held;
     this.#held = chunk;
     if (held !== null && !stream.write(held)) {
-      controller.pause();
+      this.#call?.pause();
       stream.once('drain', streamOnDrain);
     }
   }
 
-  onResponseEnd(): void {
-    this.#controller = null;
+  h1End(): void {
+    this.#call = null;
     if (this.done) return;
     this.done = true;
     const stream = this.stream;
@@ -220,8 +217,8 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     else stream.end();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.#controller = null;
+  h1Failed(err: Error): void {
+    this.#call = null;
     if (this.done) return;
     const decision = this.#decision;
     // A refused connect sent nothing: a bodyless request may go to the next candidate.
@@ -230,7 +227,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
       this.#toH1(decision.candidates[this.#candidate] as Endpoint);
       return;
     }
-    this.#backendFailed(undiciError(err, this.resourceId));
+    this.#backendFailed(h1Error(err, this.resourceId));
   }
 
   // ---- HTTP/2 backend (node:http2) -----------------------------------------
@@ -407,10 +404,10 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   }
 
   #cancelBackend(): void {
-    const controller = this.#controller;
-    if (controller !== null) {
-      this.#controller = null;
-      controller.abort(new Error('cancelled by the proxy'));
+    const call = this.#call;
+    if (call !== null) {
+      this.#call = null;
+      call.cancel();
     }
     const upstream = this.#upstream;
     if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
@@ -435,26 +432,17 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   }
 
   onClientDrain(): void {
-    this.#controller?.resume();
+    this.#call?.resume();
   }
 }
 
-/**
- * The request body as undici reads it: a PassThrough the client stream is
- * piped into (backpressure through the pipe). Not the stream itself:
- * undici destroys a body stream once it has sent it, which would reset
- * the client's stream before its response.
- */
-function requestBody(stream: ServerHttp2Stream): PassThrough {
-  const body = new PassThrough();
-  stream.pipe(body);
-  return body;
-}
-
-/** undici's failures as the proxy's kinds: a timeout is 504, anything else 502. */
-function undiciError(err: Error, resourceId: string | undefined): PolyproxyError {
-  const code = (err as { code?: string }).code;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new PolyproxyError('TIMEOUT', `the backend did not answer in time (${code})`, { source: 'backend', resourceId, cause: err });
+/** The HTTP/1.1 client's failures as the proxy's kinds (a parse error keeps its 502, a queue refusal its 503); anything else 502. */
+function h1Error(err: Error, resourceId: string | undefined): PolyproxyError {
+  if (err instanceof PolyproxyError) {
+    if (err.resourceId !== undefined || resourceId === undefined) return err;
+    if (err instanceof HttpStatusError) return new HttpStatusError(err.kind, err.status, err.message, { source: err.source, resourceId, cause: err });
+    return new PolyproxyError(err.kind, err.message, { source: err.source, resourceId, cause: err, retryable: err.retryable });
+  }
   return new PolyproxyError('BACKEND_UNREACHABLE', `backend error: ${err.message}`, { source: 'backend', resourceId, cause: err });
 }
 
