@@ -76,7 +76,7 @@ export class H2Exchange implements H1Request {
   #telemetry: OutgoingHttpHeaders | null = null;
   #resolveStarted = 0;
   /** HTTP/1.1 backend: the response head, sent with the first chunk or at the end (so a bodyless response is one HEADERS frame with END_STREAM). */
-  #head: OutgoingHttpHeaders | null = null;
+  #head: string[] | null = null;
   /** HTTP/1.1 backend: the latest body chunk, held back so the last one goes out with end() (one DATA frame with END_STREAM). */
   #held: Buffer | null = null;
 
@@ -174,12 +174,12 @@ export class H2Exchange implements H1Request {
     if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = reused ? 'reused' : 'new';
   }
 
-  h1Response(status: number, headers: OutgoingHttpHeaders): void {
+  h1Response(_status: number, headers: string[]): void {
     if (this.done) return;
     if (this.#deadlineKind === BACKEND_DEADLINE) this.#clearDeadline();
     this.responded = true;
     const telemetry = this.#telemetry;
-    if (telemetry !== null) Object.assign(headers, telemetry);
+    if (telemetry !== null) for (const name in telemetry) headers.push(name, String(telemetry[name]));
     this.#head = headers;
   }
 

@@ -32,7 +32,6 @@
  * that find the connection through a symbol field.
  */
 import type { Socket } from 'node:net';
-import type { OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError } from '../../../core/errors.ts';
@@ -80,8 +79,8 @@ export interface H1Request {
   readonly body: Readable | null;
   /** A connection carries the request (`reused`: it carried an earlier one). */
   h1Sent(reused: boolean): void;
-  /** The final response head; `headers` as for an HTTP/2 response, connection-specific fields dropped. */
-  h1Response(status: number, headers: OutgoingHttpHeaders): void;
+  /** The final response head: an HTTP/2 raw header list (`:status` first), connection-specific fields dropped. */
+  h1Response(status: number, headers: string[]): void;
   /** Body bytes (the caller may keep `chunk`). */
   h1Data(chunk: Buffer): void;
   h1End(): void;
@@ -615,20 +614,21 @@ export class H1Conn implements ChunkSink {
   }
 }
 
-/** A response head as HTTP/2 header fields: names lowercased, connection-specific fields and those Connection names dropped, repeated fields as arrays. */
-export function h1ResponseHeaders(head: HttpHead): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = { ':status': head.status };
+/**
+ * A response head as an HTTP/2 raw header list (name, value, ...: node:http2
+ * takes it without building and validating an object): names lowercased,
+ * connection-specific fields and those Connection names dropped, repeated
+ * fields as repeated entries.
+ */
+export function h1ResponseHeaders(head: HttpHead): string[] {
+  const out: string[] = [':status', String(head.status)];
   const raw = head.raw;
   const f = head.fields;
   const nominated = head.connection;
   for (let k = 0; k < f.length; k += 4) {
     const name = raw.toString('latin1', f[k] as number, f[k + 1] as number).toLowerCase();
     if (DROP_RESPONSE.has(name) || (nominated.length > 0 && nominated.includes(name))) continue;
-    const value = raw.toString('latin1', f[k + 2] as number, f[k + 3] as number);
-    const prior = out[name];
-    if (prior === undefined) out[name] = value;
-    else if (Array.isArray(prior)) prior.push(value);
-    else out[name] = [String(prior), value];
+    out.push(name, raw.toString('latin1', f[k + 2] as number, f[k + 3] as number));
   }
   return out;
 }
