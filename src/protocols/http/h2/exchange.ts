@@ -1,15 +1,16 @@
 /**
  * One HTTP/2 client stream: routed on its own `:authority` (lowercased,
  * port stripped, exactly as Host on HTTP/1.1), then relayed to an HTTP/1.1
- * backend (undici, h1-backends.ts) or, for routes with `protocol: h2` and
+ * backend (the proxy's own client, h1-backends.ts) or, for routes with `protocol: h2` and
  * every gRPC request, to an HTTP/2 backend stream (h2-backends.ts).
  * Failures are answered on this stream only — the connection's other
  * streams go on: the HTTP/1.1 status table and error page, or for gRPC a
  * trailers-only response with the matching grpc-status.
  *
  * Backpressure both ways: a false write() on the client stream pauses the
- * backend (undici's controller, or the pipe from the backend stream) until
- * 'drain'; request bodies are streams that undici or the pipe pull from.
+ * backend (the HTTP/1.1 call's socket, or the pipe from the backend stream)
+ * until 'drain'; request bodies are read from the client stream by the
+ * HTTP/1.1 client (pausing it while the backend socket is full) or piped.
  * Per-stream handlers are module-level functions that find the exchange
  * through a symbol field.
  */
