@@ -71,3 +71,20 @@ describe('ChunkedFramer: issue 15 grammar', () => {
   });
 
 });
+
+describe('ChunkedFramer with a sink', () => {
+  it('hands over the decoded chunk data, split across feeds, and finds the end', () => {
+    const framer = new ChunkedFramer('backend');
+    const parts: string[] = [];
+    const sink = {
+      chunkData(buf: Buffer, start: number, end: number): void {
+        parts.push(buf.toString('latin1', start, end));
+      },
+    };
+    const body = Buffer.from('5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\ntrailer: x\r\n\r\nNEXT');
+    assert.equal(framer.feed(body, 0, 12, sink), -1);
+    assert.equal(framer.feed(body, 12, body.length, sink), body.length - 4);
+    assert.equal(parts.join(''), 'hello, world');
+    assert.ok(framer.done);
+  });
+});
