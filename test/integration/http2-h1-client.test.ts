@@ -58,6 +58,7 @@ describe('HTTP/2 streams to HTTP/1.1 backends: the proxy’s own HTTP/1.1 client
   let raw: net.Server;
   let cli: RunningCli;
   let session: ClientHttp2Session;
+  let hasty: ClientHttp2Session;
   let connections = 0;
   /** What the raw backend answers next: bytes, then close (`end`) or not. */
   let rawReply: { bytes: string; end: boolean } = { bytes: '', end: true };
@@ -125,14 +126,19 @@ describe('HTTP/2 streams to HTTP/1.1 backends: the proxy’s own HTTP/1.1 client
       logLevel: 'warn',
       security: { allowBackends: ['127.0.0.0/8'] },
       routes: { 'node.test': `127.0.0.1:${(server.address() as AddressInfo).port}`, 'raw.test': `127.0.0.1:${(raw.address() as AddressInfo).port}` },
-      listeners: [{ name: 'h2c', protocol: 'http', host: '127.0.0.1', port: 0 }],
+      listeners: [
+        { name: 'h2c', protocol: 'http', host: '127.0.0.1', port: 0 },
+        { name: 'hasty', protocol: 'http', host: '127.0.0.1', port: 0, backendTimeoutMs: 300 },
+      ],
     });
     cli = await startCli(['--config', file]);
     session = await connect(`http://127.0.0.1:${cli.port('h2c')}`);
+    hasty = await connect(`http://127.0.0.1:${cli.port('hasty')}`);
   });
 
   after(async () => {
     session?.destroy();
+    hasty?.destroy();
     await cli?.stop();
     server?.closeAllConnections();
     server?.close();
@@ -222,5 +228,17 @@ describe('HTTP/2 streams to HTTP/1.1 backends: the proxy’s own HTTP/1.1 client
     rawReply = { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', end: false };
     const r = await call(session, 'raw.test', '/', 'GET', null, { accept: 'text/plain' });
     assert.equal(r.status, 502);
+  });
+
+  it('backendTimeoutMs: a backend silent before its head gets 504; silent mid-body, the stream is reset', async () => {
+    rawReply = { bytes: '', end: false };
+    const started = Date.now();
+    const silent = await call(hasty, 'raw.test', '/', 'GET', null, { accept: 'text/plain' });
+    assert.equal(silent.status, 504);
+    assert.ok(Date.now() - started >= 250, `answered after ${Date.now() - started} ms`);
+    rawReply = { bytes: 'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial', end: false };
+    await assert.rejects(call(hasty, 'raw.test', '/'), /ERR_HTTP2_STREAM_ERROR|stream/i);
+    const ok = await call(hasty, 'node.test', '/');
+    assert.equal(ok.body.toString(), 'hello');
   });
 });
