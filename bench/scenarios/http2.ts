@@ -121,12 +121,18 @@ export const http2Scenario: Scenario = {
         `server { listen 127.0.0.1:${nginxPort} http2; http2_max_concurrent_streams 128; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
       ]);
       started.push(nginxProxy);
+      const [bareCmd, bareArgs] = pinned(ctx.proxyCpu, ctx.node, [path.join(BENCH_LIB, 'h2-bare.ts')]);
+      const bareProc = spawnTracked(bareCmd, bareArgs, { name: 'h2-bare', cwd: ctx.root });
+      const barePort = (JSON.parse(await bareProc.waitForOutput(/"type":"ready"/, 15_000)) as { port: number }).port;
+      started.push({ name: 'h2-bare', port: barePort, pid: bareProc.pid, proc: bareProc, stop: () => bareProc.stop('SIGTERM', 5000) });
 
       const targets = [
         { key: 'polyproxy', label: 'polyproxy (h2 front, h1 backend)', port: polyproxy.port, pid: polyproxy.pid },
         { key: 'haproxy', label: 'HAProxy (proto h2, nbthread 1)', port: haproxy.port, pid: haproxy.pid },
         // nginx's pid is its master; the worker that does the work is a child: no CPU figure.
         { key: 'nginx', label: 'nginx (http2, proxy_pass, 1 worker)', port: nginxProxy.port, pid: null },
+        // Not a proxy: node:http2 answering by itself, the floor under polyproxy's HTTP/2 front.
+        { key: 'bare', label: 'node:http2 bare (floor: answers itself, no backend)', port: barePort, pid: bareProc.pid },
       ];
       for (const t of targets) {
         progress(`http2: warm-up ${t.label}`);
@@ -170,7 +176,7 @@ export const http2Scenario: Scenario = {
         notes: [
           `\`h2load ${h2loadArgs(0, seconds).join(' ').replace('127.0.0.1:0', '127.0.0.1:<port>')}\` per proxy (h2c, prior knowledge), one run each after a ${warmup} s warm-up.`,
           `${versions.h2load}; nginx ${versions.nginx}; ${versions.haproxy}.`,
-          `Backend: nginx (\`worker_processes 1\`, \`return 200 "hello\\n"\`) speaking HTTP/1.1 to every proxy. polyproxy: http listener, route \`127.0.0.1\` → nginx, one worker, HTTP/2 by node:http2, HTTP/1.1 backend by undici. HAProxy: \`bind … proto h2\`, \`mode http\`, \`option http-keep-alive\`, \`nbthread 1\`. nginx proxy: \`listen … http2\`, \`proxy_pass\` to an upstream with \`keepalive 64\`, one worker. The proxies ${ctx.proxyCpu < 0 ? 'are not pinned' : `are pinned to CPU ${ctx.proxyCpu}; h2load, the backend nginx, the gRPC server and the gRPC load loop share CPU ${loadCpu}`}.`,
+          `Backend: nginx (\`worker_processes 1\`, \`return 200 "hello\\n"\`) speaking HTTP/1.1 to every proxy. polyproxy: http listener, route \`127.0.0.1\` → nginx, one worker, HTTP/2 by node:http2, HTTP/1.1 backend by its own client (h2/h1-backends.ts). node:http2 bare (bench/lib/h2-bare.ts): a node:http2 server on the proxy CPU answering "hello" itself — no proxying — the floor of what node:http2 costs per stream. HAProxy: \`bind … proto h2\`, \`mode http\`, \`option http-keep-alive\`, \`nbthread 1\`. nginx proxy: \`listen … http2\`, \`proxy_pass\` to an upstream with \`keepalive 64\`, one worker. The proxies ${ctx.proxyCpu < 0 ? 'are not pinned' : `are pinned to CPU ${ctx.proxyCpu}; h2load, the backend nginx, the gRPC server and the gRPC load loop share CPU ${loadCpu}`}.`,
           'gRPC: bench/lib/grpc-echo.ts (grpc-js server, Unary echo) and bench/lib/grpc-load.ts (grpc-js client); through polyproxy the channel sets `grpc.default_authority` to the route name and the proxy uses an HTTP/2 backend session (gRPC always goes to HTTP/2 backends).',
           'The machine is shared with other work running at the same time (other helpers’ tests and builds); ratios are same-run and stay meaningful, absolute figures less so.',
         ],
@@ -179,7 +185,7 @@ export const http2Scenario: Scenario = {
           versions,
           h2load: Object.fromEntries(runs),
           grpc: { direct: grpcDirect, polyproxy: grpcPoly },
-          ratios: { polyproxyToHaproxy: poly / ha, polyproxyToNginx: poly / ngx, grpcPolyproxyToDirect: grpcPoly.callsPerSecond / grpcDirect.callsPerSecond },
+          ratios: { polyproxyToHaproxy: poly / ha, polyproxyToNginx: poly / ngx, bareToHaproxy: rps('bare') / ha, grpcPolyproxyToDirect: grpcPoly.callsPerSecond / grpcDirect.callsPerSecond },
           targetMet: met,
         },
       };

@@ -13,6 +13,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Client } from 'undici';
@@ -74,6 +75,18 @@ describe('HTTP/1.1 clients on protocol: h2 routes', () => {
     });
     await new Promise<void>((resolve) => h2Backend.listen(0, '127.0.0.1', resolve));
     h1Backend = http.createServer((req, res) => {
+      if (req.url === '/echo-trailers') {
+        // The request body back, chunked, with trailer fields after it.
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          res.writeHead(200, { trailer: 'x-length' });
+          res.write(`${String(req.headers['content-length'])}/${String(req.headers['transfer-encoding'])}:`);
+          res.addTrailers({ 'x-length': String(Buffer.concat(chunks).length) });
+          res.end(Buffer.concat(chunks));
+        });
+        return;
+      }
       res.end(`h1 backend: ${String(req.method)} ${String(req.url)} host=${String(req.headers.host)} xff=${String(req.headers['x-forwarded-for'])}`);
     });
     await new Promise<void>((resolve) => h1Backend.listen(0, '127.0.0.1', resolve));
@@ -152,6 +165,13 @@ describe('HTTP/1.1 clients on protocol: h2 routes', () => {
       assert.equal(await b.body.text(), 'h1 backend: GET /two host=h1.test xff=127.0.0.1');
       const c = await client.request({ path: '/three', method: 'GET', headers: { host: 'h2.test' } });
       assert.equal(await c.body.text(), 'GET /three authority=h2.test xff=127.0.0.1 te=undefined body=');
+      // The HTTP/1.1 route on the bridged connection: request bodies with a length and chunked, the backend's chunked trailers for a client that sent TE: trailers.
+      const sized = await client.request({ path: '/echo-trailers', method: 'POST', headers: { host: 'h1.test', te: 'trailers' }, body: 'y'.repeat(70_000) });
+      assert.equal(await sized.body.text(), `70000/undefined:${'y'.repeat(70_000)}`);
+      assert.deepEqual(sized.trailers, { 'x-length': '70000' });
+      const chunked = await client.request({ path: '/echo-trailers', method: 'POST', headers: { host: 'h1.test' }, body: Readable.from([Buffer.from('a'.repeat(1000)), Buffer.from('b')]) });
+      assert.equal(await chunked.body.text(), `undefined/chunked:${'a'.repeat(1000)}b`);
+      assert.deepEqual(chunked.trailers, {});
       const missing = await client.request({ path: '/', method: 'GET', headers: { host: 'nobody.test', accept: 'application/json' } });
       assert.equal(missing.statusCode, 404);
       assert.equal(missing.headers['x-polyproxy-error'], 'PP_ERR_NOT_FOUND');

@@ -42,11 +42,20 @@ const MAX_TRAILERS = 16 * 1024;
 /** 2^52: sizes past this would lose precision as a JS number. */
 const MAX_CHUNK = 2 ** 52;
 
+/** Hears a chunked body decoded (ChunkedFramer.feed): its chunk data spans, then each trailer field line. */
+export interface ChunkSink {
+  chunkData(buf: Buffer, start: number, end: number): void;
+  /** One trailer field line, `name:value` as sent (validated: token name, field-value chars), without its CRLF. */
+  chunkTrailer(buf: Buffer, start: number, end: number): void;
+}
+
 export class ChunkedFramer {
   #state = SIZE_START;
   #remaining = 0;
   #line = 0;
   #trailerBytes = 0;
+  /** The start of a trailer line that a sink hears, kept when the line goes on in the next feed (trailers are rare: a copy). */
+  #trailerPart: Buffer | null = null;
   readonly #status: number;
   readonly #source: 'client' | 'backend';
 
@@ -63,14 +72,19 @@ export class ChunkedFramer {
   /**
    * Walks `buf[start..end)`. Returns the index just past the body's last
    * byte when the body ends inside this range, or -1 when every byte
-   * belonged to the body and more is needed.
+   * belonged to the body and more is needed. `sink`, when given, hears each
+   * span of chunk data (the decoded body, for a reader that does not
+   * forward the coding as it is) and each trailer field line.
    */
-  feed(buf: Buffer, start = 0, end = buf.length): number {
+  feed(buf: Buffer, start = 0, end = buf.length, sink: ChunkSink | null = null): number {
     let i = start;
+    /** Where the trailer line being read started in this feed (-1: before it, or no sink). */
+    let lineStart = -1;
     while (i < end) {
       switch (this.#state) {
         case DATA: {
           const take = Math.min(this.#remaining, end - i);
+          if (sink !== null && take > 0) sink.chunkData(buf, i, i + take);
           i += take;
           this.#remaining -= take;
           if (this.#remaining === 0) this.#state = DATA_CR;
@@ -118,8 +132,10 @@ export class ChunkedFramer {
           const c = buf[i] as number;
           if (c === 0x0d) this.#state = FINAL_LF;
           else if (c === 0x20 || c === 0x09) this.#fail('obs-fold in trailer');
-          else if (TCHAR[c] === 1) this.#state = TRAILER_NAME;
-          else this.#fail('invalid trailer field');
+          else if (TCHAR[c] === 1) {
+            this.#state = TRAILER_NAME;
+            if (sink !== null) lineStart = i;
+          } else this.#fail('invalid trailer field');
           break;
         }
         case TRAILER_NAME: {
@@ -138,6 +154,8 @@ export class ChunkedFramer {
         case TRAILER_LF:
           if (buf[i] !== 0x0a) this.#fail('trailer line not ended by CRLF');
           this.#state = TRAILER_START;
+          if (sink !== null) this.#trailerLine(sink, buf, lineStart < 0 ? start : lineStart, i);
+          lineStart = -1;
           break;
         case FINAL_LF:
           if (buf[i] !== 0x0a) this.#fail('chunked body not ended by CRLF');
@@ -157,7 +175,25 @@ export class ChunkedFramer {
         this.#fail('trailer section too large');
       }
     }
+    if (sink !== null && this.#state >= TRAILER_NAME && this.#state <= TRAILER_LF) {
+      // A trailer line goes on in the next feed: its start is kept.
+      const from = lineStart < 0 ? start : lineStart;
+      const part = this.#trailerPart;
+      this.#trailerPart = part === null ? Buffer.from(buf.subarray(from, end)) : Buffer.concat([part, buf.subarray(from, end)]);
+    }
     return this.#state === DONE ? i : -1;
+  }
+
+  /** A trailer line ended with the LF at `lf`: the sink hears it without its CRLF. */
+  #trailerLine(sink: ChunkSink, buf: Buffer, from: number, lf: number): void {
+    const part = this.#trailerPart;
+    if (part === null) {
+      sink.chunkTrailer(buf, from, lf - 1);
+      return;
+    }
+    this.#trailerPart = null;
+    const line = Buffer.concat([part, buf.subarray(from, lf + 1)]);
+    sink.chunkTrailer(line, 0, line.length - 2);
   }
 
   /** One byte of the chunk-size line after the size: the chunk-ext grammar (§7.1.1), with BWS (RFC 9110 §5.6.3). */

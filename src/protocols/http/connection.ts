@@ -36,6 +36,9 @@ function createH2Front(options: HttpProtocolOptions, settings: HttpSettings): H2
     },
     {
       maxConnectionsPerBackend: options.pool?.maxConnectionsPerBackend ?? 256,
+      queueTimeoutMs: options.pool?.queueTimeoutMs ?? 5000,
+      maxQueue: options.pool?.maxQueue ?? 1024,
+      limits: settings.limits,
       idleTimeoutMs: options.pool?.idleTimeoutMs ?? 30000,
       connectTimeoutMs: options.connectTimeoutMs ?? 5000,
       keepAliveMs: options.tcpKeepAliveMs ?? 0,

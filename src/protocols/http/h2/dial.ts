@@ -1,7 +1,8 @@
 /**
- * Backend connections for the HTTP/2 side's clients (undici for HTTP/1.1,
- * node:http2 for h2): ordinary sockets, since both read them themselves
- * (core's dials read through the shared buffer, which neither can use).
+ * Backend connections for the HTTP/2 side's clients (its own HTTP/1.1
+ * client, h1-backends.ts, and node:http2 for h2): ordinary sockets, since
+ * both read them themselves (core's dials read through the shared buffer,
+ * which neither can use).
  * Candidates in order, each result fed to the endpoint's breaker.
  */
 import net from 'node:net';

@@ -1,22 +1,21 @@
 /**
  * One HTTP/2 client stream: routed on its own `:authority` (lowercased,
  * port stripped, exactly as Host on HTTP/1.1), then relayed to an HTTP/1.1
- * backend (undici, h1-backends.ts) or, for routes with `protocol: h2` and
+ * backend (the proxy's own client, h1-backends.ts) or, for routes with `protocol: h2` and
  * every gRPC request, to an HTTP/2 backend stream (h2-backends.ts).
  * Failures are answered on this stream only — the connection's other
  * streams go on: the HTTP/1.1 status table and error page, or for gRPC a
  * trailers-only response with the matching grpc-status.
  *
  * Backpressure both ways: a false write() on the client stream pauses the
- * backend (undici's controller, or the pipe from the backend stream) until
- * 'drain'; request bodies are streams that undici or the pipe pull from.
+ * backend (the HTTP/1.1 call's socket, or the pipe from the backend stream)
+ * until 'drain'; request bodies are read from the client stream by the
+ * HTTP/1.1 client (pausing it while the backend socket is full) or piped.
  * Per-stream handlers are module-level functions that find the exchange
  * through a symbol field.
  */
 import http2 from 'node:http2';
-import { PassThrough } from 'node:stream';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
-import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorPage } from '../../../core/http-error-response.ts';
@@ -29,7 +28,9 @@ import type { RouteDecision } from '../../../core/router.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Connection } from './front.ts';
 import { GRPC_DEADLINE_EXCEEDED, grpcErrorHeaders, isGrpc, parseGrpcTimeout } from './grpc.ts';
-import { h1RequestHeaders, h2RequestHeaders, responseHeaders, trailerHeaders } from './headers.ts';
+import { h1RequestHead, h2RequestHeaders, responseHeaders, trailerHeaders } from './headers.ts';
+import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, h1Error } from './h1-backends.ts';
+import type { H1Call, H1Request } from './h1-backends.ts';
 import { DialError } from './dial.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
@@ -47,7 +48,7 @@ const BACKEND_DEADLINE = 1;
 /** The gRPC call's grpc-timeout: DEADLINE_EXCEEDED. */
 const GRPC_DEADLINE = 2;
 
-export class H2Exchange implements Dispatcher.DispatchHandler {
+export class H2Exchange implements H1Request {
   readonly conn: H2Connection;
   readonly stream: ServerHttp2Stream;
   readonly raw: readonly string[];
@@ -65,7 +66,14 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   #deadlineKind = NO_DEADLINE;
   #upstream: ClientHttp2Stream | null = null;
   #session: ClientHttp2Session | null = null;
-  #controller: Dispatcher.DispatchController | null = null;
+  /** HTTP/1.1 backend: the request on its way (waiting, dialing or on a connection). */
+  #call: H1Call | null = null;
+  /** The client sent content-length (the body is forwarded as it is, else chunked). */
+  #contentLength = false;
+  /** H1Request: built on the first attempt, kept for a failover. */
+  requestHead = '';
+  bodyFraming = BODY_NONE;
+  body: ServerHttp2Stream | null = null;
   #trailers: OutgoingHttpHeaders | null = null;
   #decision: RouteDecision | null = null;
   /** Index of the candidate the HTTP/1.1 request went to (failover on a refused connect). */
@@ -73,7 +81,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   #telemetry: OutgoingHttpHeaders | null = null;
   #resolveStarted = 0;
   /** HTTP/1.1 backend: the response head, sent with the first chunk or at the end (so a bodyless response is one HEADERS frame with END_STREAM). */
-  #head: OutgoingHttpHeaders | null = null;
+  #head: string[] | null = null;
   /** HTTP/1.1 backend: the latest body chunk, held back so the last one goes out with end() (one DATA frame with END_STREAM). */
   #held: Buffer | null = null;
   /** HTTP/1.1 backend: the response is chunked, so it may end with trailers; the stream waits for them ('wantTrailers'). */
@@ -91,6 +99,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     this.accept = headers.accept;
     this.authority = headers[':authority'] ?? headers.host;
     this.path = headers[':path'] ?? '/';
+    this.#contentLength = headers['content-length'] !== undefined;
     (stream as ExchangeStream)[kExchange] = this;
     stream.on('error', streamOnError);
     stream.on('aborted', streamOnAborted);
@@ -157,49 +166,40 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     else this.#toH1(decision.candidates[0] as Endpoint);
   }
 
-  // ---- HTTP/1.1 backend (undici) -------------------------------------------
+  // ---- HTTP/1.1 backend (h1-backends.ts) ----------------------------------
 
   #toH1(endpoint: Endpoint): void {
     const conn = this.conn;
-    const pool = conn.front.h1.pool(endpoint, conn.core.router.health);
-    if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = pool.stats.free > 0 ? 'reused' : 'new';
     const stream = this.stream;
-    const hasBody = !stream.endAfterHeaders;
-    pool.dispatch(
-      {
-        path: this.path,
-        method: this.method,
-        headers: h1RequestHeaders(this.raw, this.authority as string, conn.forward),
-        body: hasBody ? requestBody(stream) : null,
-        headersTimeout: conn.backendTimeoutMs,
-        bodyTimeout: conn.backendTimeoutMs,
-      },
-      this,
-    );
+    if (this.requestHead === '') {
+      const hasBody = !stream.endAfterHeaders;
+      const framing = !hasBody ? BODY_NONE : this.#contentLength ? BODY_LENGTH : BODY_CHUNKED;
+      this.bodyFraming = framing;
+      this.body = hasBody ? stream : null;
+      this.requestHead = h1RequestHead(this.method, this.path, this.raw, this.authority as string, conn.forward, framing === BODY_CHUNKED);
+    }
+    this.#setDeadline(BACKEND_DEADLINE, conn.backendTimeoutMs);
+    this.#call = conn.front.h1.send(endpoint, conn.core.router.health, this);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    if (this.done) {
-      controller.abort(new Error('client stream closed'));
-      return;
-    }
-    this.#controller = controller;
-    if (this.#outBucket !== null) this.#throttle = new OutThrottle(this.#outBucket, controller, this.stream);
+  h1Sent(call: H1Call, reused: boolean): void {
+    this.#call = call; // send() may not have returned yet (an idle connection carries the request at once)
+    if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = reused ? 'reused' : 'new';
+    // The call (pause/resume on the backend socket) is the response's source; a retry keeps the throttle.
+    if (this.#outBucket !== null && this.#throttle === null) this.#throttle = new OutThrottle(this.#outBucket, call, this.stream);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    if (statusCode < 200 || this.done) return;
-    const stream = this.stream;
-    if (stream.destroyed) {
-      controller.abort(new Error('client stream closed'));
-      return;
-    }
+  h1Response(_status: number, headers: string[], chunked: boolean): void {
+    if (this.done) return;
+    if (this.#deadlineKind === BACKEND_DEADLINE) this.#clearDeadline();
     this.responded = true;
-    this.#head = responseHeaders(statusCode, headers, this.#telemetry);
-    this.#h1Trailers = headers['transfer-encoding'] !== undefined && !stream.writableEnded;
+    const telemetry = this.#telemetry;
+    if (telemetry !== null) for (const name in telemetry) headers.push(name, String(telemetry[name]));
+    this.#head = headers;
+    this.#h1Trailers = chunked && !this.stream.writableEnded;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  h1Data(chunk: Buffer): void {
     const stream = this.stream;
     if (this.done || stream.writableEnded || stream.destroyed) return;
     const head = this.#head;
@@ -210,14 +210,14 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     const held = this.#held;
     this.#held = chunk;
     if (held !== null && !stream.write(held)) {
-      controller.pause();
+      this.#call?.pause();
       stream.once('drain', streamOnDrain);
     }
     if (this.#throttle !== null) this.#throttle.spend(chunk.length);
   }
 
   /** The HTTP/1.1 response head: for a chunked body, the stream's end waits for the backend's trailers (chunked trailer fields → a trailing HEADERS frame). */
-  #respondH1(stream: ServerHttp2Stream, head: OutgoingHttpHeaders): void {
+  #respondH1(stream: ServerHttp2Stream, head: string[]): void {
     if (!this.#h1Trailers) {
       stream.respond(head);
       return;
@@ -226,17 +226,11 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     stream.respond(head, WAIT_FOR_TRAILERS);
   }
 
-  onResponseEnd(_controller?: Dispatcher.DispatchController, trailers?: IncomingHttpHeaders): void {
-    this.#controller = null;
+  h1End(trailers: string[] | null): void {
+    this.#call = null;
     if (this.done) return;
     this.done = true;
-    if (this.#h1Trailers && trailers !== undefined) {
-      const relayed = trailerHeaders(trailers);
-      for (const _ in relayed) {
-        this.#trailers = relayed;
-        break;
-      }
-    }
+    if (this.#h1Trailers && trailers !== null) this.#trailers = rawTrailers(trailers);
     const stream = this.stream;
     const head = this.#head;
     const held = this.#held;
@@ -255,8 +249,8 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
     else stream.end();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.#controller = null;
+  h1Failed(err: Error): void {
+    this.#call = null;
     if (this.done) return;
     const decision = this.#decision;
     // A refused connect sent nothing: a bodyless request may go to the next candidate.
@@ -265,7 +259,7 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
       this.#toH1(decision.candidates[this.#candidate] as Endpoint);
       return;
     }
-    this.#backendFailed(undiciError(err, this.resourceId));
+    this.#backendFailed(h1Error(err, this.resourceId));
   }
 
   // ---- HTTP/2 backend (node:http2) -----------------------------------------
@@ -446,10 +440,10 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   }
 
   #cancelBackend(): void {
-    const controller = this.#controller;
-    if (controller !== null) {
-      this.#controller = null;
-      controller.abort(new Error('cancelled by the proxy'));
+    const call = this.#call;
+    if (call !== null) {
+      this.#call = null;
+      call.cancel();
     }
     const upstream = this.#upstream;
     if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
@@ -480,27 +474,22 @@ export class H2Exchange implements Dispatcher.DispatchHandler {
   }
 
   onClientDrain(): void {
-    if (this.#throttle === null || !this.#throttle.holding) this.#controller?.resume();
+    if (this.#throttle === null || !this.#throttle.holding) this.#call?.resume();
   }
 }
 
-/**
- * The request body as undici reads it: a PassThrough the client stream is
- * piped into (backpressure through the pipe). Not the stream itself:
- * undici destroys a body stream once it has sent it, which would reset
- * the client's stream before its response.
- */
-function requestBody(stream: ServerHttp2Stream): PassThrough {
-  const body = new PassThrough();
-  stream.pipe(body);
-  return body;
-}
-
-/** undici's failures as the proxy's kinds: a timeout is 504, anything else 502. */
-function undiciError(err: Error, resourceId: string | undefined): PolyproxyError {
-  const code = (err as { code?: string }).code;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new PolyproxyError('TIMEOUT', `the backend did not answer in time (${code})`, { source: 'backend', resourceId, cause: err });
-  return new PolyproxyError('BACKEND_UNREACHABLE', `backend error: ${err.message}`, { source: 'backend', resourceId, cause: err });
+/** An HTTP/1.1 backend's trailer fields (h1-backends.ts's raw list) as node:http2's trailers; repeated names as arrays. */
+function rawTrailers(raw: string[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    const prior = out[name];
+    if (prior === undefined) out[name] = value;
+    else if (Array.isArray(prior)) prior.push(value);
+    else out[name] = [String(prior), value];
+  }
+  return out;
 }
 
 function exchangeOnTimeout(exchange: H2Exchange): void {

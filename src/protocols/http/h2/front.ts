@@ -30,6 +30,7 @@ import type { ResolveContext } from '../../../core/resolver.ts';
 import { H2Exchange } from './exchange.ts';
 import type { ForwardContext } from './headers.ts';
 import { H1Backends } from './h1-backends.ts';
+import type { HeadLimits } from '../head-parser.ts';
 import { H2Backends } from './h2-backends.ts';
 import { httpCounters } from './metrics.ts';
 import type { H2Abuse, HttpVersionCounters } from './metrics.ts';
@@ -56,6 +57,10 @@ export interface H2Settings {
 
 export interface H2BackendSettings {
   readonly maxConnectionsPerBackend: number;
+  readonly queueTimeoutMs: number;
+  readonly maxQueue: number;
+  /** Largest HTTP/1.1 response head, and most fields in one. */
+  readonly limits: HeadLimits;
   readonly idleTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly keepAliveMs: number;
@@ -85,7 +90,7 @@ export class H2Front {
 
   constructor(settings: H2Settings, backends: H2BackendSettings) {
     this.settings = settings;
-    this.h1 = new H1Backends(backends);
+    this.h1 = new H1Backends({ ...backends, bodyTimeoutMs: settings.backendTimeoutMs });
     this.h2 = new H2Backends({ maxSessions: Math.max(1, Math.min(16, backends.maxConnectionsPerBackend || 16)), idleTimeoutMs: backends.idleTimeoutMs });
     this.server = http2.createServer({
       settings: {

@@ -14,10 +14,12 @@
  * bodies decoded, the response chunked when the backend gave no length,
  * HEAD, Expect: 100-continue, keep-alive — and every later request on the
  * connection is served here: h2 routes as streams, other routes through the
- * HTTP/1.1 backend pool the HTTP/2 side uses (h1-backends.ts). HTTP/2
- * trailers are sent as chunked trailers when the client said `TE:
- * trailers` (RFC 9110 §6.5.1), dropped otherwise (a Content-Length body
- * has no place for them either).
+ * HTTP/1.1 client and pool the HTTP/2 side uses (h1-backends.ts; the body
+ * node:http decoded goes with its Content-Length, else chunked again).
+ * Trailers (HTTP/2 ones, or an HTTP/1.1 backend's chunked ones) are sent
+ * as chunked trailers when the client said `TE: trailers` (RFC 9110
+ * §6.5.1), dropped otherwise (a Content-Length body has no place for them
+ * either).
  *
  * Failures use the same status table and error page as the HTTP/1.1
  * path, each closing the connection after it, as there. Upgrade requests
@@ -29,7 +31,6 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorResponse, sendErrorPage } from '../../../core/http-error-response.ts';
@@ -43,7 +44,9 @@ import type { RouteDecision } from '../../../core/router.ts';
 import type { HttpHead } from '../head-parser.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Front } from './front.ts';
-import { h1RequestHeaders, h2RequestHeaders } from './headers.ts';
+import { h1RequestHead, h2RequestHeaders } from './headers.ts';
+import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, h1Error } from './h1-backends.ts';
+import type { H1Call, H1Request } from './h1-backends.ts';
 import type { ForwardContext } from './headers.ts';
 import { httpCounters } from './metrics.ts';
 import type { HttpVersionCounters } from './metrics.ts';
@@ -60,7 +63,7 @@ export interface BridgeSettings {
   readonly proto: string;
 }
 
-/** Response fields never relayed to an HTTP/1.1 client from an HTTP/2 or undici response (node:http frames the body itself). */
+/** Response fields never relayed to an HTTP/1.1 client from an HTTP/2 or HTTP/1.1 backend's response (node:http frames the body itself). */
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'trailer']);
 
 const kConnection = Symbol('polyproxy.h1bridge.connection');
@@ -191,7 +194,7 @@ export class BridgeConnection implements DrainTarget {
 }
 
 /** One request on a bridged connection, to an HTTP/2 stream or the HTTP/1.1 pool. */
-class BridgedRequest implements Dispatcher.DispatchHandler {
+class BridgedRequest implements H1Request {
   readonly conn: BridgeConnection;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -201,7 +204,13 @@ class BridgedRequest implements Dispatcher.DispatchHandler {
   #telemetry: Record<string, string> | null = null;
   #session: ClientHttp2Session | null = null;
   #upstream: ClientHttp2Stream | null = null;
-  #controller: Dispatcher.DispatchController | null = null;
+  /** HTTP/1.1 backend: the request on its way (h1-backends.ts). */
+  #call: H1Call | null = null;
+  /** H1Request: set before the request goes to the HTTP/1.1 client. */
+  method = 'GET';
+  requestHead = '';
+  bodyFraming = BODY_NONE;
+  body: IncomingMessage | null = null;
   #timer: NodeJS.Timeout | null = null;
   /** The tenant's bandwidth.outBytesPerSecond bucket (null: unlimited), and the response's throttle on it. */
   #outBucket: TokenBucket | null = null;
@@ -370,63 +379,74 @@ class BridgedRequest implements Dispatcher.DispatchHandler {
     this.conn.bridge.front.h2.release(session);
   }
 
-  // ---- HTTP/1.1 backend (the HTTP/2 side's pool) -----------------------------
+  // ---- HTTP/1.1 backend (the HTTP/2 side's client and pool) -------------------
 
   #toH1(endpoint: Endpoint): void {
     const conn = this.conn;
-    const pool = conn.bridge.front.h1.pool(endpoint, conn.core.router.health);
-    if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = pool.stats.free > 0 ? 'reused' : 'new';
-    pool.dispatch(
-      {
-        path: this.req.url ?? '/',
-        method: this.req.method ?? 'GET',
-        headers: h1RequestHeaders(this.#rawHeaders(false), this.req.headers.host as string, conn.forward),
-        body: this.#hasBody() ? this.req : null,
-        headersTimeout: conn.bridge.settings.backendTimeoutMs,
-        bodyTimeout: conn.bridge.settings.backendTimeoutMs,
-      },
-      this,
-    );
+    const req = this.req;
+    const framing = !this.#hasBody() ? BODY_NONE : req.headers['content-length'] !== undefined ? BODY_LENGTH : BODY_CHUNKED;
+    this.method = req.method ?? 'GET';
+    this.bodyFraming = framing;
+    this.body = framing === BODY_NONE ? null : req;
+    this.requestHead = h1RequestHead(this.method, req.url ?? '/', this.#rawHeaders(false), req.headers.host as string, conn.forward, framing === BODY_CHUNKED);
+    this.#call = conn.bridge.front.h1.send(endpoint, conn.core.router.health, this);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    if (this.done) controller.abort(new Error('client went away'));
-    else {
-      this.#controller = controller;
-      if (this.#outBucket !== null) this.#throttle = new OutThrottle(this.#outBucket, controller, this.res);
-    }
+  h1Sent(call: H1Call, reused: boolean): void {
+    this.#call = call;
+    if (this.#telemetry !== null) this.#telemetry['x-proxy-pool'] = reused ? 'reused' : 'new';
+    if (this.#outBucket !== null && this.#throttle === null) this.#throttle = new OutThrottle(this.#outBucket, call, this.res);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    if (statusCode < 200 || this.done) return;
+  h1Response(status: number, headers: string[]): void {
+    if (this.done) return;
     this.#clearTimer();
-    this.res.writeHead(statusCode, this.#responseHeaders(headers));
-    this.res.on('drain', () => {
-      if (this.#throttle === null || !this.#throttle.holding) controller.resume();
+    const out: IncomingHttpHeaders = {};
+    for (let i = 2; i < headers.length; i += 2) {
+      const name = headers[i] as string;
+      const value = headers[i + 1] as string;
+      const prior = out[name];
+      if (prior === undefined) out[name] = value;
+      else if (Array.isArray(prior)) prior.push(value);
+      else out[name] = [prior, value];
+    }
+    const res = this.res;
+    res.writeHead(status, this.#responseHeaders(out));
+    res.on('drain', () => {
+      if (this.#throttle === null || !this.#throttle.holding) this.#call?.resume();
     });
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  h1Data(chunk: Buffer): void {
     if (this.done) return;
-    if (!this.res.write(chunk)) controller.pause();
+    if (!this.res.write(chunk)) this.#call?.pause();
     if (this.#throttle !== null) this.#throttle.spend(chunk.length);
   }
 
-  onResponseEnd(): void {
-    this.#controller = null;
+  h1End(trailers: string[] | null): void {
+    this.#call = null;
+    if (this.done) return;
+    if (trailers !== null && this.#trailersWanted) {
+      const out: Record<string, string> = {};
+      for (let i = 0; i < trailers.length; i += 2) {
+        const name = trailers[i] as string;
+        if (name === 'trailer') continue;
+        const prior = out[name];
+        out[name] = prior === undefined ? (trailers[i + 1] as string) : `${prior}, ${trailers[i + 1] as string}`;
+      }
+      this.res.addTrailers(out);
+    }
     this.#end();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.#controller = null;
+  h1Failed(err: Error): void {
+    this.#call = null;
     if (this.done) return;
     if (this.res.headersSent) {
       this.#cut();
       return;
     }
-    const code = (err as { code?: string }).code;
-    const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
-    this.fail(new PolyproxyError(timeout ? 'TIMEOUT' : 'BACKEND_UNREACHABLE', `backend error: ${err.message}`, { source: 'backend', resourceId: this.resourceId, cause: err }));
+    this.fail(h1Error(err, this.resourceId));
   }
 
   // ---- endings -----------------------------------------------------------------
@@ -489,10 +509,10 @@ class BridgedRequest implements Dispatcher.DispatchHandler {
 
   #cancelBackend(): void {
     this.#clearTimer();
-    const controller = this.#controller;
-    if (controller !== null) {
-      this.#controller = null;
-      controller.abort(new Error('cancelled by the proxy'));
+    const call = this.#call;
+    if (call !== null) {
+      this.#call = null;
+      call.cancel();
     }
     const upstream = this.#upstream;
     if (upstream !== null && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);

@@ -26,13 +26,17 @@ function forwardedAddress(clientAddress: string): string {
 }
 
 /**
- * The request for an HTTP/1.1 backend as undici takes it: flat name/value
- * pairs from the client's raw header list, with Host from `:authority`.
- * TE is dropped (an HTTP/1.1 hop of its own); Cookie fields, which HTTP/2
- * may split (§8.2.3), are joined with "; ".
+ * The request head for an HTTP/1.1 backend (h1-backends.ts), request line
+ * through the blank line, from the client's raw header list, with Host
+ * from `:authority`. nghttp2 has validated the list (RFC 9113 §8.2.1:
+ * lowercase token names, no CR, LF or NUL in values, a valid `:method` and
+ * `:path`), so names and values are written as they are. TE and Expect
+ * are dropped (an HTTP/1.1 hop of its own; the body goes at once); Cookie
+ * fields, which HTTP/2 may split (§8.2.3), are joined with "; ". A body
+ * with no content-length goes chunked (`chunked`: the caller has one).
  */
-export function h1RequestHeaders(raw: readonly string[], authority: string, fwd: ForwardContext): string[] {
-  const out: string[] = ['host', authority];
+export function h1RequestHead(method: string, path: string, raw: readonly string[], authority: string, fwd: ForwardContext, chunked: boolean): string {
+  let head = `${method} ${path} HTTP/1.1\r\nhost: ${authority}\r\n`;
   let forwardedFor: string | undefined;
   let cookie: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -47,13 +51,13 @@ export function h1RequestHeaders(raw: readonly string[], authority: string, fwd:
       cookie = cookie === undefined ? value : `${cookie}; ${value}`;
       continue;
     }
-    if (name === 'te' || name === 'expect' || DROP_REQUEST.has(name)) continue; // undici runs its own Expect handshake, and refuses the field
-    out.push(name, value);
+    if (name === 'te' || name === 'expect' || DROP_REQUEST.has(name)) continue;
+    head += `${name}: ${value}\r\n`;
   }
-  if (cookie !== undefined) out.push('cookie', cookie);
+  if (cookie !== undefined) head += `cookie: ${cookie}\r\n`;
+  if (chunked) head += 'transfer-encoding: chunked\r\n';
   const client = forwardedAddress(fwd.clientAddress);
-  out.push('x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`, 'x-forwarded-proto', fwd.proto, 'x-forwarded-host', authority);
-  return out;
+  return `${head}x-forwarded-for: ${forwardedFor === undefined ? client : `${forwardedFor}, ${client}`}\r\nx-forwarded-proto: ${fwd.proto}\r\nx-forwarded-host: ${authority}\r\n\r\n`;
 }
 
 /** The request for an HTTP/2 backend: the pseudo-headers kept (`:scheme` the backend hop's: http for h2c, https over TLS), `te: trailers` kept (gRPC requires it). */
@@ -86,7 +90,7 @@ export function h2RequestHeaders(raw: readonly string[], authority: string, fwd:
   return out;
 }
 
-/** A backend's response head (undici's or node:http2's) for the HTTP/2 client; `extra` are the telemetry fields. */
+/** An HTTP/2 backend's response head for the HTTP/2 client; `extra` are the telemetry fields. */
 export function responseHeaders(status: number, headers: IncomingHttpHeaders, extra: OutgoingHttpHeaders | null): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = { ':status': status };
   for (const name in headers) {

@@ -3,9 +3,9 @@
  * client through the HTTP/2 side (an HTTP/2 stream, or a bridged HTTP/1.1
  * connection): as on the HTTP/1.1 path (session.ts #spendOut), the bytes
  * sent spend the tenant's out bucket, shared with every other session of
- * the tenant; in debt, the response's source (undici's controller, or the
- * backend stream) pauses until the debt is paid, and flow control slows the
- * backend. One timer at most, armed only while in debt; nothing per chunk
+ * the tenant; in debt, the response's source (the HTTP/1.1 call of
+ * h1-backends.ts, or the backend stream) pauses until the debt is paid, and
+ * flow control slows the backend. One timer at most, armed only while in debt; nothing per chunk
  * but the spend.
  */
 import type { TokenBucket } from '../../../core/limits/token-bucket.ts';

@@ -71,3 +71,51 @@ describe('ChunkedFramer: issue 15 grammar', () => {
   });
 
 });
+
+describe('ChunkedFramer with a sink', () => {
+  it('hands over the decoded chunk data, split across feeds, and finds the end', () => {
+    const framer = new ChunkedFramer('backend');
+    const parts: string[] = [];
+    const trailers: string[] = [];
+    const sink = {
+      chunkData(buf: Buffer, start: number, end: number): void {
+        parts.push(buf.toString('latin1', start, end));
+      },
+      chunkTrailer(buf: Buffer, start: number, end: number): void {
+        trailers.push(buf.toString('latin1', start, end));
+      },
+    };
+    const body = Buffer.from('5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\ntrailer: x\r\n\r\nNEXT');
+    assert.equal(framer.feed(body, 0, 12, sink), -1);
+    assert.equal(framer.feed(body, 12, body.length, sink), body.length - 4);
+    assert.equal(parts.join(''), 'hello, world');
+    assert.deepEqual(trailers, ['trailer: x']);
+    assert.ok(framer.done);
+  });
+
+  it('hands over each trailer line without its CRLF, whatever the feeds split', () => {
+    const body = Buffer.from('3\r\nabc\r\n0\r\nX-Sum: sha256=abc\r\nx-status:done\r\n\r\n');
+    // Every split point, including inside a line, between CR and LF, and at the final CRLF.
+    for (let cut = 1; cut < body.length; cut++) {
+      const trailers: string[] = [];
+      const sink = {
+        chunkData(): void {},
+        chunkTrailer(buf: Buffer, start: number, end: number): void {
+          trailers.push(buf.toString('latin1', start, end));
+        },
+      };
+      const framer = new ChunkedFramer('backend');
+      assert.equal(framer.feed(body, 0, cut, sink), -1, `cut ${cut}`);
+      assert.equal(framer.feed(body, cut, body.length, sink), body.length, `cut ${cut}`);
+      assert.deepEqual(trailers, ['X-Sum: sha256=abc', 'x-status:done'], `cut ${cut}`);
+    }
+  });
+
+  it('hears no trailer line when there is none', () => {
+    const trailers: string[] = [];
+    const sink = { chunkData(): void {}, chunkTrailer(): void { trailers.push('?'); } };
+    const body = Buffer.from('2\r\nok\r\n0\r\n\r\n');
+    assert.equal(new ChunkedFramer('backend').feed(body, 0, body.length, sink), body.length);
+    assert.deepEqual(trailers, []);
+  });
+});
