@@ -25,7 +25,7 @@ import type { ColdStarts } from './cold-start.ts';
 import { connectFirst } from './connect.ts';
 import type { Connected, DialAbort, DialOptions } from './connect.ts';
 import type { Endpoint } from './endpoint.ts';
-import { parseEndpoint } from './endpoint.ts';
+import { formatHostPort, parseEndpoint } from './endpoint.ts';
 import { PolyproxyError, ResolveError, toPolyproxyError } from './errors.ts';
 import type { EndpointHealth, ProbeKind } from './health.ts';
 import type { EffectiveLimits } from './limits/config.ts';
@@ -295,6 +295,22 @@ export class Router {
         throw new PolyproxyError('INTERNAL', `resolver "${source.name}" returned a bad endpoint for "${resourceId}": ${(err as Error).message}`);
       }
       checked.push(await this.#options.guard.check(endpoint));
+    }
+    if (route.replicas !== undefined && route.replicas.length > 0) {
+      // Replicas are dialed by the read/write split: the same guard, and the
+      // address it vouched for (not the name again, which could rebind).
+      const replicas: string[] = [];
+      for (const text of route.replicas) {
+        let endpoint: Endpoint;
+        try {
+          endpoint = parseEndpoint(text);
+        } catch (err) {
+          throw new PolyproxyError('INTERNAL', `resolver "${source.name}" returned a bad replica for "${resourceId}": ${(err as Error).message}`);
+        }
+        const safe = await this.#options.guard.check(endpoint);
+        replicas.push(safe.type === 'unix' ? `unix:${safe.path}` : formatHostPort(safe.host, safe.port));
+      }
+      route.replicas = replicas;
     }
     return checked;
   }

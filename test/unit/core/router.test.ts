@@ -580,6 +580,20 @@ describe('Router: guard phase', () => {
     assert.match(err.message, /link-local/);
   });
 
+  it('a replica the SSRF guard refuses forbids the route (the read/write split dials replicas)', async () => {
+    const router = makeRouter([always({ endpoint: '127.0.0.1:5432', replicas: ['127.0.0.2:5432', '169.254.169.254:5432'] })]);
+    const err = await failsWith(router.route('x', CTX), 'FORBIDDEN');
+    assert.match(err.message, /169\.254\.169\.254/);
+    assert.equal(router.stats().entries, 0);
+  });
+
+  it('a hostname replica comes back as the checked IP literal', async () => {
+    const lookup: HostLookup = async () => [{ address: '127.0.0.3', family: 4 }];
+    const router = makeRouter([always({ endpoint: '127.0.0.1:5432', replicas: ['replica.internal:5433'] })], { guard: loopbackGuard(lookup) });
+    const d = await router.route('x', CTX);
+    assert.deepEqual(d.entry.route.replicas, ['127.0.0.3:5433']);
+  });
+
   it('FORBIDDEN from the guard does not fall through to the next source', async () => {
     const next = always({ endpoint: '127.0.0.1:1' });
     const router = makeRouter([always({ endpoint: '[::1]:5432' }), next]);
