@@ -416,6 +416,9 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         takeOver: () => clearTimeout(timer),
         failed: (err) => this.countFailure(err),
         served: (id) => resources.count(id, 0, 0),
+        admit: async (id, entry) => {
+          if (lease === null) lease = await this.#admit(id, entry);
+        },
         onDrain: (target) => {
           this.#drainTargets.set(conn, target);
           if (this.draining) target.drain(false);
@@ -424,6 +427,9 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
       const opening = await this.protocol.identify(conn, session);
       clearTimeout(timer);
       if (opening === null) {
+        // Set by session.admit (a protocol that served the session itself): the session is over.
+        (lease as Lease | null)?.release();
+        lease = null;
         this.#closeOpening(conn, null);
         return;
       }

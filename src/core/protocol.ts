@@ -10,7 +10,7 @@ import type { Endpoint } from './endpoint.ts';
 import type { PolyproxyError } from './errors.ts';
 import type { ClientFilter, StreamTap } from './relay.ts';
 import type { ResolveContext } from './resolver.ts';
-import type { RouteDecision, Router } from './router.ts';
+import type { RouteDecision, RouteEntry, Router } from './router.ts';
 
 /**
  * Resolves another resource id the way the session's own was (same listener,
@@ -69,6 +69,14 @@ export interface ProtocolSession {
   failed(err: PolyproxyError): void;
   /** Counts one routed use of a resource (an HTTP request) for per-resource metrics. */
   served(resourceId: string): void;
+  /**
+   * For protocols that serve a session themselves on one tenant (a
+   * PostgreSQL pool client, a MySQL read/write split): the tenant's limits
+   * (core/limits) admit the connection as the relay path does, held until
+   * identify settles; throws the refusal (TOO_MANY, RATE_LIMITED). Once per
+   * connection; later calls do nothing.
+   */
+  admit(resourceId: string, entry: RouteEntry): Promise<void>;
   /**
    * For protocols that serve the connection themselves (http): `target`
    * hears about the listener's drain until identify settles. Called at once

@@ -28,6 +28,8 @@ const APP = 'app';
 const APP_PASSWORD = 'app-secret';
 /** A route without replicas on the same listeners: the usual relay. */
 const PLAIN_DB = 'pp_rw_plain';
+/** A split route whose tenant is limited to 1 connection (limits.tenants). */
+const LIMITED_DB = 'pp_rw_limited';
 const PRIMARY_ID = 1;
 const REPLICA_ID = 2;
 
@@ -54,6 +56,7 @@ before(async () => {
   }
   await pair.createUser(BACKEND, BACKEND_PASSWORD, DB);
   await pair.createUser(BACKEND, BACKEND_PASSWORD, PLAIN_DB);
+  await pair.createUser(BACKEND, BACKEND_PASSWORD, LIMITED_DB);
   // The lag probe runs SHOW REPLICA STATUS as backendUser.
   await pair.primary.query(`GRANT SLAVE MONITOR ON *.* TO '${BACKEND}'@'%'`);
   await pair.primary.query(`CREATE TABLE ${DB}.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))`);
@@ -62,7 +65,8 @@ before(async () => {
   const file = await writeConfig({
     workers: 1,
     security: { allowBackends: ['127.0.0.0/8'] },
-    routes: { [DB]: { primary: pair.primary.endpoint, replicas: [pair.replica.endpoint] }, [PLAIN_DB]: pair.primary.endpoint },
+    routes: { [DB]: { primary: pair.primary.endpoint, replicas: [pair.replica.endpoint] }, [PLAIN_DB]: pair.primary.endpoint, [LIMITED_DB]: { primary: pair.primary.endpoint, replicas: [pair.replica.endpoint] } },
+    limits: { tenants: { [LIMITED_DB]: { maxConnections: 1 } } },
     listeners: [
       { name: 'split', protocol: 'mysql', host: '127.0.0.1', port: 0, auth, readWriteSplit: { maxReplicaLagMs: 1000, lagProbeIntervalMs: 200 } },
       { name: 'ryw', protocol: 'mysql', host: '127.0.0.1', port: 0, auth, readWriteSplit: { maxReplicaLagMs: 1000, lagProbeIntervalMs: 200, readAfterWriteMs: 1500 } },
@@ -222,6 +226,32 @@ test('a route without replicas on a split listener is relayed to its primary as 
     assert.deepEqual(rows[0], { s: PRIMARY_ID, d: PLAIN_DB, u: `${BACKEND}@%` });
   } finally {
     await conn.end();
+  }
+});
+
+test('tenant limits hold on split sessions: a tenant limited to 1 connection gets ER_CON_COUNT_ERROR on its 2nd, and its place frees when the first leaves', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  if (proxy === undefined) throw new Error('proxy not started');
+  const open = (): Promise<mysql.Connection> => mysql.createConnection({ host: '127.0.0.1', port: proxy?.port('split') ?? 0, user: APP, password: APP_PASSWORD, database: LIMITED_DB });
+  const first = await open();
+  let firstOpen = true;
+  try {
+    await assert.rejects(open(), (err: { errno?: number; message?: string }) => err.errno === 1040 && /too many connections for tenant/i.test(err.message ?? ''));
+    await first.end();
+    firstOpen = false;
+    const until = Date.now() + 5000;
+    for (;;) {
+      try {
+        const again = await open();
+        await again.end();
+        break;
+      } catch (err) {
+        if (Date.now() > until) throw err;
+        await delay(50);
+      }
+    }
+  } finally {
+    if (firstOpen) await first.end();
   }
 });
 

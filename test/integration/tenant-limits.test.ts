@@ -99,6 +99,60 @@ test('postgres: the 6th psql of a tenant limited to 5 gets 53300 while another t
   }
 });
 
+test('postgres with auth + pool: a tenant limited to 2 gets 53300 on its 3rd client, the pool does not bypass the limits', async (t) => {
+  const skip = await postgresMissing();
+  if (skip !== null) return t.skip(skip);
+  await ensureDatabases(['pp_pooled_limit', 'pp_pooled_other']);
+  const password = 'limits-secret';
+  const proxy = await startProxy(
+    parseConfig(
+      {
+        workers: 1,
+        logLevel: 'silent',
+        security: { allowPrivateBackends: true },
+        routes: { pp_pooled_limit: PG, pp_pooled_other: PG },
+        limits: { tenants: { pp_pooled_limit: { maxConnections: 2 } } },
+        listeners: [{ name: 'pgpool', protocol: 'postgres', host: '127.0.0.1', port: 0, auth: { users: { [PG_USER]: { password } } }, pool: { mode: 'transaction', size: 2 } }],
+      },
+      process.cwd(),
+    ),
+  );
+  const port = proxy.bound[0]?.port ?? 0;
+  const open = (database: string): pg.Client => new pg.Client({ host: '127.0.0.1', port, user: PG_USER, password, database });
+  const held: pg.Client[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const c = open('pp_pooled_limit');
+      await c.connect();
+      held.push(c);
+    }
+    const err = await refusedWith(open('pp_pooled_limit'));
+    assert.equal(err.code, '53300');
+    assert.match(err.message, /too many connections for tenant "pp_pooled_limit"/);
+    const other = open('pp_pooled_other');
+    await other.connect();
+    assert.equal((await other.query<{ n: number }>('select 1 as n')).rows[0]?.n, 1);
+    await other.end();
+    // A held client leaving frees its place (the lease ends with the pooled session).
+    await (held.shift() as pg.Client).end();
+    await waitFor(async () => {
+      const c = open('pp_pooled_limit');
+      c.on('error', () => {});
+      try {
+        await c.connect();
+        held.push(c);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    assert.equal((await (held[1] as pg.Client).query<{ n: number }>('select 2 as n')).rows[0]?.n, 2);
+  } finally {
+    await Promise.all(held.map((c) => c.end()));
+    await proxy.drain(1000);
+  }
+});
+
 test('postgres: fair share — at the listener\'s maxConnections a tenant over its share is refused, one under it gets in', async (t) => {
   const skip = await postgresMissing();
   if (skip !== null) return t.skip(skip);

@@ -196,6 +196,8 @@ export function createMysqlProtocol(options: MysqlOptions): ProtocolModule {
       () => new ReplicaSet({ listener: split.listener, route: resourceId, replicas, settings: { ...split.settings, readOnlyFunctions: [] }, probe: mysqlLagProbe(auth.backendUser, Math.max(options.handshakeTimeoutMs, 1000)), log: split.log }),
     );
     for (const r of replicas) parseEndpoint(r); // a bad endpoint fails this client, not the session later
+    // The tenant's limits (core/limits), as for a relayed session.
+    await session.admit(resourceId, decision.entry);
     const connected = await session.router.connect(decision, decision.entry.route.timeoutMs ?? split.connectTimeoutMs);
     const backend = connected.socket;
     const reader = new BackendReader(backend, 'the handshake');

@@ -107,6 +107,8 @@ export async function servePooled(pool: ListenerPool, conn: ClientConnection, se
   const client = await authenticateClient(conn, startup, pool.auth.settings, secretLookupFor(pool.auth, decision, database));
   const endpoint = decision.candidates[0];
   if (endpoint === undefined) throw new PolyproxyError('BACKEND_UNREACHABLE', `no endpoint for ${database}`, { source: 'backend', resourceId: database });
+  // The tenant's limits (core/limits), as for a relayed session; the pool's own caps come next.
+  await session.admit(decision.entry.resourceId, decision.entry);
   const manager = pool.manager;
   if (!manager.admit(database)) throw new PolyproxyError('TOO_MANY', `tenant ${database} is at maxClientConnections`, { source: 'client', resourceId: database });
   let pooled: ClientSession;
