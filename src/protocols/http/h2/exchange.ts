@@ -19,9 +19,7 @@ import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, Outgoi
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorPage } from '../../../core/http-error-response.ts';
-import { throttleFor } from '../../../core/limits/bandwidth.ts';
 import type { TokenBucket } from '../../../core/limits/token-bucket.ts';
-import { routeOnlyLimits } from '../../../core/limits/tenant-limits.ts';
 import { OutThrottle } from './out-throttle.ts';
 import { isWebSocketConnect, openWebSocketTunnel } from './ws-tunnel.ts';
 import type { RouteDecision } from '../../../core/router.ts';
@@ -32,6 +30,7 @@ import { h1RequestHead, h2RequestHeaders, responseHeaders, trailerHeaders } from
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, h1Error } from './h1-backends.ts';
 import type { H1Call, H1Request } from './h1-backends.ts';
 import { DialError } from './dial.ts';
+import { requestRefusal, responseBucket, routeFailure } from './route-request.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -137,8 +136,7 @@ export class H2Exchange implements H1Request {
     try {
       decision = await this.conn.core.router.route(host, this.conn.resolveContext());
     } catch (err) {
-      const error = toPolyproxyError(err);
-      this.fail(error.resourceId === undefined && error.kind !== 'PROTOCOL' ? new PolyproxyError(error.kind, error.message, { source: error.source, resourceId: host, cause: error }) : error);
+      this.fail(routeFailure(err, host));
       return;
     }
     this.#routed(decision);
@@ -148,15 +146,12 @@ export class H2Exchange implements H1Request {
     if (this.done) return;
     const conn = this.conn;
     // A tenant with limits: its requestsPerSecond per stream, as per HTTP/1.1 request (429 + Retry-After; gRPC 8 RESOURCE_EXHAUSTED).
-    const limits = decision.entry.limits ?? null;
-    if (limits !== null) {
-      const refusal = (conn.core.router.limits ?? routeOnlyLimits).request(decision.entry.resourceId, limits);
-      if (refusal !== null) {
-        this.fail(refusal);
-        return;
-      }
-      this.#outBucket = throttleFor(decision.entry.resourceId, limits.inBytesPerSecond, limits.outBytesPerSecond)?.out ?? null;
+    const refusal = requestRefusal(conn.core.router, decision);
+    if (refusal !== null) {
+      this.fail(refusal);
+      return;
     }
+    this.#outBucket = responseBucket(decision);
     conn.core.served(decision.entry.resourceId);
     conn.counters.requestsH2++;
     this.#decision = decision;

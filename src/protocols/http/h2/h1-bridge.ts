@@ -34,9 +34,7 @@ import type { Socket } from 'node:net';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorResponse, sendErrorPage } from '../../../core/http-error-response.ts';
-import { throttleFor } from '../../../core/limits/bandwidth.ts';
 import type { TokenBucket } from '../../../core/limits/token-bucket.ts';
-import { routeOnlyLimits } from '../../../core/limits/tenant-limits.ts';
 import { OutThrottle } from './out-throttle.ts';
 import type { DrainTarget, ProtocolSession } from '../../../core/protocol.ts';
 import type { ResolveContext } from '../../../core/resolver.ts';
@@ -50,6 +48,7 @@ import type { H1Call, H1Request } from './h1-backends.ts';
 import type { ForwardContext } from './headers.ts';
 import { httpCounters } from './metrics.ts';
 import type { HttpVersionCounters } from './metrics.ts';
+import { requestRefusal, responseBucket, routeFailure } from './route-request.ts';
 
 const { NGHTTP2_CANCEL } = http2.constants;
 
@@ -246,8 +245,7 @@ class BridgedRequest implements H1Request {
     try {
       decision = await this.conn.core.router.route(host, this.conn.resolveContext());
     } catch (err) {
-      const error = toPolyproxyError(err);
-      this.fail(error.resourceId === undefined && error.kind !== 'PROTOCOL' ? new PolyproxyError(error.kind, error.message, { source: error.source, resourceId: host, cause: error }) : error);
+      this.fail(routeFailure(err, host));
       return;
     }
     this.#routed(decision);
@@ -256,15 +254,12 @@ class BridgedRequest implements H1Request {
   #routed(decision: RouteDecision): void {
     if (this.done) return;
     const conn = this.conn;
-    const limits = decision.entry.limits ?? null;
-    if (limits !== null) {
-      const refusal = (conn.core.router.limits ?? routeOnlyLimits).request(decision.entry.resourceId, limits);
-      if (refusal !== null) {
-        this.fail(refusal);
-        return;
-      }
-      this.#outBucket = throttleFor(decision.entry.resourceId, limits.inBytesPerSecond, limits.outBytesPerSecond)?.out ?? null;
+    const refusal = requestRefusal(conn.core.router, decision);
+    if (refusal !== null) {
+      this.fail(refusal);
+      return;
     }
+    this.#outBucket = responseBucket(decision);
     conn.core.served(decision.entry.resourceId);
     conn.counters.requestsH1++;
     if (conn.bridge.settings.telemetryHeaders) this.#telemetry = { 'x-proxy-resolve-ms': (performance.now() - this.#started).toFixed(3), 'x-proxy-cache': decision.cacheHit ? 'hit' : 'miss' };
