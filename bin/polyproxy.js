@@ -78,7 +78,8 @@ function runWith(node) {
   });
   child.on('exit', (code, signal) => {
     for (const s of signals) process.removeListener(s, forward);
+    // exitCode, not process.exit(): see src/supervisor/exit.ts (nodejs/node#54918).
     if (signal !== null) process.kill(process.pid, signal);
-    else process.exit(code ?? 1);
+    else process.exitCode = code ?? 1;
   });
 }

@@ -4,21 +4,29 @@
  * A second signal exits at once.
  */
 import { log } from '../core/logger.ts';
+import { exitWhenIdle } from './exit.ts';
 import type { RunningProxy } from './proxy.ts';
 
 let draining: Promise<void> | null = null;
 
-export function drainAndExit(proxy: RunningProxy, timeoutMs: number, why: string): Promise<void> {
+/** Something that closes after the drain, e.g. the admin server (it answers "not ready" meanwhile). */
+export interface ClosesAfterDrain {
+  close(): Promise<void>;
+}
+
+export function drainAndExit(proxy: RunningProxy, timeoutMs: number, why: string, after: ClosesAfterDrain | null = null): Promise<void> {
   if (draining !== null) return draining;
   log.info({ why, timeoutMs }, 'shutting down: no longer accepting connections');
-  draining = proxy.drain(timeoutMs).then(
+  draining = proxy.drain(timeoutMs).then(async () => {
+    await after?.close();
+  }).then(
     () => {
       log.info('shutdown complete');
-      process.exit(0);
+      exitWhenIdle(0);
     },
     (err: unknown) => {
       log.error({ err }, 'shutdown failed');
-      process.exit(1);
+      exitWhenIdle(1);
     },
   );
   return draining;

@@ -14,6 +14,7 @@ import { announce, log } from '../core/logger.ts';
 import { collectProcessMetrics, registry } from '../core/metrics.ts';
 import { clusterAdminSource, localAdminSource } from './admin-source.ts';
 import { drainAndExit } from './lifecycle.ts';
+import { exitWhenIdle } from './exit.ts';
 import { watchParent } from './parent-watch.ts';
 import { startProxy } from './proxy.ts';
 import type { BoundListener } from './proxy.ts';
@@ -45,7 +46,7 @@ export async function run(config: Config, options: RunOptions): Promise<Running>
     const proxy = await startProxy(config);
     source = localAdminSource(proxy, ready);
     control.apply = (next) => proxy.reload(next);
-    control.drain = () => drainAndExit(proxy, timeoutMs, 'signal');
+    control.drain = () => drainAndExit(proxy, timeoutMs, 'signal', admin);
     bound = proxy.bound;
     announce({ listeners: proxy.bound, workers: 1, ...(admin === null ? {} : { admin: admin.address }) }, 'polyproxy ready');
   } else {
@@ -53,10 +54,13 @@ export async function run(config: Config, options: RunOptions): Promise<Running>
     source = clusterAdminSource(supervisor.queries, ready);
     control.apply = (next) => supervisor.reload(next);
     control.drain = () =>
-      supervisor.drain().then(() => {
-        log.info('shutdown complete');
-        process.exit(0);
-      });
+      supervisor
+        .drain()
+        .then(() => admin?.close())
+        .then(() => {
+          log.info('shutdown complete');
+          exitWhenIdle(0);
+        });
     bound = supervisor.bound;
     announce({ listeners: supervisor.bound, workers: config.workers, pids: supervisor.workers(), ...(admin === null ? {} : { admin: admin.address }) }, 'polyproxy ready');
   }

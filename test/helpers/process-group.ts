@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
 
 export interface Started {
   readonly child: ChildProcess;
@@ -44,8 +45,30 @@ export async function startInGroup(command: string, args: readonly string[], opt
     const { pid, port } = await ready;
     return { child, proxyPid: pid, port, output: () => output, exited };
   } catch (err) {
-    killGroup(child.pid as number);
+    killGroup(child.pid ?? 0);
     throw err;
+  } finally {
+    // The spawned tree must not hold this test file open if it outlives a
+    // failure; the tests' own timers keep the loop up while they wait.
+    child.unref();
+    (child.stdout as unknown as Socket).unref();
+    (child.stderr as unknown as Socket).unref();
+  }
+}
+
+/**
+ * The exit, or a failure carrying the output once `timeoutMs` has passed —
+ * a process that never exits must fail the test, not hang the run.
+ */
+export async function exitedWithin(run: Started, timeoutMs = 30000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running ${timeoutMs} ms after the signal:\n${run.output()}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([run.exited, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -68,9 +91,13 @@ export async function waitGone(group: number, pids: readonly number[], timeoutMs
   return false;
 }
 
-/** Cleanup after a failed test: SIGKILL to the whole group. */
+/**
+ * Cleanup after a failed test: SIGKILL to the whole group. Only real pids
+ * above 1: kill(0) or kill(-0) would hit the test runner's own group.
+ */
 export function killGroup(group: number, pids: readonly number[] = []): void {
   for (const target of [-group, ...pids]) {
+    if (!Number.isInteger(target) || Math.abs(target) <= 1) continue;
     try {
       process.kill(target, 'SIGKILL');
     } catch {

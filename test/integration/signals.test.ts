@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { BIN, ROOT } from '../helpers/cli.ts';
-import { killGroup, startInGroup, waitGone } from '../helpers/process-group.ts';
+import { exitedWithin, killGroup, startInGroup, waitGone } from '../helpers/process-group.ts';
 import type { Started } from '../helpers/process-group.ts';
 
 const ONE_LINE = ['--protocol', 'tcp', '--port', '0', '--host', '127.0.0.1', '--backend', '127.0.0.1:9'];
@@ -22,7 +22,7 @@ async function signalled(run: Started, signal: NodeJS.Signals): Promise<void> {
   const group = run.child.pid as number;
   try {
     process.kill(group, signal);
-    await run.exited;
+    await exitedWithin(run);
     assert.ok(await waitGone(group, [run.proxyPid]), `processes left after ${signal}:\n${run.output()}`);
     assert.match(run.output(), /"msg":"shutdown complete"/, 'polyproxy drained (logged "shutdown complete")');
   } finally {
@@ -46,7 +46,7 @@ describe('signals: the bin directly (Node 24)', () => {
       const run = await startInGroup(process.execPath, [BIN, ...ONE_LINE], { cwd: ROOT, env: ENV });
       assert.equal(run.proxyPid, run.child.pid, 'no wrapper process on Node 24');
       await signalled(run, signal);
-      assert.equal((await run.exited).code, 0);
+      assert.equal((await exitedWithin(run)).code, 0);
     });
   }
 });
@@ -107,11 +107,13 @@ describe('signals: PID 1 of a PID namespace (a container)', () => {
     const run = await startInGroup('unshare', ['--pid', '--fork', process.execPath, BIN, ...ONE_LINE], { cwd: ROOT, env: ENV });
     assert.equal(run.proxyPid, 1, 'polyproxy is PID 1 in its namespace');
     const group = run.child.pid as number;
-    // The host pid of the namespace's PID 1: unshare's only child.
-    const hostPid = Number(readdirSync(`/proc/${group}/task`).flatMap((task) => readFileSync(`/proc/${group}/task/${task}/children`, 'utf8').trim().split(/\s+/))[0]);
+    let hostPid = 0;
     try {
+      // The host pid of the namespace's PID 1: unshare's only child.
+      hostPid = Number(readdirSync(`/proc/${group}/task`).flatMap((task) => readFileSync(`/proc/${group}/task/${task}/children`, 'utf8').trim().split(/\s+/))[0]);
+      assert.ok(hostPid > 1, `no child of unshare (pid ${group}) in /proc`);
       process.kill(hostPid, 'SIGTERM');
-      assert.equal((await run.exited).code, 0);
+      assert.equal((await exitedWithin(run)).code, 0);
       assert.ok(await waitGone(group, [hostPid]), `processes left:\n${run.output()}`);
       assert.match(run.output(), /"msg":"shutdown complete"/);
     } finally {
