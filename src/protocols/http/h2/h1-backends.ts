@@ -41,6 +41,7 @@ import type { EndpointHealth } from '../../../core/health.ts';
 import { ConnectionLimitError, EndpointPool, evictIdle, isIdle } from '../../../core/pool.ts';
 import type { PoolKind, PoolWaiter, WaitTicket } from '../../../core/pool.ts';
 import { mayRetry } from '../../../core/retry.ts';
+import { writeOwned } from '../../../core/io/stream-handle.ts';
 import { ChunkedFramer } from '../chunked.ts';
 import type { ChunkSink } from '../chunked.ts';
 import { HttpParseError, parseResponseHead } from '../head-parser.ts';
@@ -364,7 +365,8 @@ export class H1Conn implements ChunkSink {
     if (socket.readableFlowing !== true) socket.resume();
     req.h1Sent(call, reused);
     if (call.over) return; // h1Sent may not cancel, but be safe
-    socket.write(req.requestHead, 'latin1');
+    // Straight to the libuv handle when nothing is queued (no Writable state, WriteWrap or nextTick per request); body writes after it keep their order.
+    writeOwned(socket, Buffer.from(req.requestHead, 'latin1'));
     const body = req.body as BodyStream | null;
     if (body === null || req.bodyFraming === BODY_NONE) {
       this.#requestDone = true;
