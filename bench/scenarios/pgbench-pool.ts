@@ -23,7 +23,7 @@ import { readCpuSeconds, readTreeCpuSeconds } from '../lib/rss.ts';
 import type { Scenario, ScenarioContext, ScenarioReport } from '../lib/scenario.ts';
 import { num, ratio } from '../lib/table.ts';
 import { freePort } from '../lib/net.ts';
-import { startPgbouncer } from '../lib/targets.ts';
+import { startPgbouncer, startRawProxy } from '../lib/targets.ts';
 import type { Running } from '../lib/targets.ts';
 import { startPolyproxyWithConfig } from '../lib/polyproxy-config.ts';
 import { envNumber } from '../lib/env.ts';
@@ -139,12 +139,19 @@ export const pgbenchPoolScenario: Scenario = {
       started.push(polyproxy2);
       const pgbouncer = await startPgbouncer(ctx, { databases: { [DATABASE]: `host=${PG_HOST} port=${PG_PORT}` }, poolMode: 'transaction', maxClientConn: 200, defaultPoolSize: POOL });
       started.push(pgbouncer);
+      // The Node floor: bench/lib/raw-proxy.ts relaying each of the 100 clients to a server connection of its own —
+      // the same two reads and two writes per transaction as the pool, with no parsing, pooling or auth. It needs
+      // 100 more server connections than the others, so it runs only where max_connections leaves room.
+      const room = Number((await psql('postgres', 'select current_setting(\'max_connections\')::int - count(*) from pg_stat_activity')).out);
+      const floor = room >= CLIENTS + 10 ? await startRawProxy(ctx, `${PG_HOST}:${PG_PORT}`) : null;
+      if (floor !== null) started.push(floor);
       const targets = [
         { key: 'direct', label: `direct (PostgreSQL, ${DIRECT_CLIENTS} clients)`, port: PG_PORT, pid: null, clients: DIRECT_CLIENTS, mode: 'extended', tree: false },
         { key: 'polyproxy', label: 'polyproxy (transaction pool 20)', port: polyproxy.port, pid: polyproxy.pid, clients: CLIENTS, mode: 'extended', tree: false },
         { key: 'polyproxy2', label: 'polyproxy, workers: 2 (pool 10 per worker, unpinned)', port: polyproxy2.port, pid: polyproxy2.pid, clients: CLIENTS, mode: 'extended', tree: true },
         { key: 'pgbouncer', label: 'PgBouncer (transaction pool 20)', port: pgbouncer.port, pid: pgbouncer.pid, clients: CLIENTS, mode: 'extended', tree: false },
         { key: 'polyproxyPrepared', label: 'polyproxy -M prepared (transaction pool 20)', port: polyproxy.port, pid: polyproxy.pid, clients: CLIENTS, mode: 'prepared', tree: false },
+        ...(floor === null ? [] : [{ key: 'floor', label: 'Node floor: raw libuv relay, no pool (100 server connections)', port: floor.port, pid: floor.pid, clients: CLIENTS, mode: 'extended', tree: false }]),
       ] as const;
       if (warmup > 0) {
         for (const t of targets) {
@@ -169,7 +176,7 @@ export const pgbenchPoolScenario: Scenario = {
       const poly2 = get('polyproxy2');
       const met = poly.tps >= 0.9 * bouncer.tps;
       const met2 = poly2.tps > bouncer.tps;
-      const verdict = `${met ? 'Target met' : 'Target missed'}: polyproxy ${num(poly.tps)} TPS = ${ratio(poly.tps, bouncer.tps)} PgBouncer (target ≥ 0.90×) at ${num(poly.usPerTx ?? NaN, 1)} vs ${num(bouncer.usPerTx ?? NaN, 1)} CPU µs/tx; two workers ${num(poly2.tps)} TPS = ${ratio(poly2.tps, bouncer.tps)} (target > 1.00×: ${met2 ? 'met' : 'missed'}); -M prepared ${num(get('polyproxyPrepared').tps)} TPS`;
+      const verdict = `${met ? 'Target met' : 'Target missed'}: polyproxy ${num(poly.tps)} TPS = ${ratio(poly.tps, bouncer.tps)} PgBouncer (target ≥ 0.90×) at ${num(poly.usPerTx ?? NaN, 1)} vs ${num(bouncer.usPerTx ?? NaN, 1)} CPU µs/tx; two workers ${num(poly2.tps)} TPS = ${ratio(poly2.tps, bouncer.tps)} (target > 1.00×: ${met2 ? 'met' : 'missed'}); -M prepared ${num(get('polyproxyPrepared').tps)} TPS${floor === null ? '' : `; the Node floor (raw relay, no pool) costs ${num(get('floor').usPerTx ?? NaN, 1)} µs/tx`}`;
       return {
         title: 'pgbench -S through a transaction pool of 20, 100 clients',
         verdict,
@@ -184,7 +191,7 @@ export const pgbenchPoolScenario: Scenario = {
           settings: { duration, warmup, clients: CLIENTS, directClients: DIRECT_CLIENTS, threads: THREADS, pool: POOL, proxyCpu: ctx.proxyCpu },
           versions: { pgbouncer: pgbouncerVersion, pgbench: pgbenchVersion, postgres: serverVersion },
           results: Object.fromEntries(results),
-          ratios: { polyproxyToPgbouncer: poly.tps / bouncer.tps, twoWorkersToPgbouncer: poly2.tps / bouncer.tps, cpuPerTxToPgbouncer: (poly.usPerTx ?? NaN) / (bouncer.usPerTx ?? NaN) },
+          ratios: { polyproxyToPgbouncer: poly.tps / bouncer.tps, twoWorkersToPgbouncer: poly2.tps / bouncer.tps, cpuPerTxToPgbouncer: (poly.usPerTx ?? NaN) / (bouncer.usPerTx ?? NaN), ...(floor === null ? {} : { floorCpuPerTxToPgbouncer: (get('floor').usPerTx ?? NaN) / (bouncer.usPerTx ?? NaN) }) },
           targetMet: met,
           twoWorkersAbovePgbouncer: met2,
         },
