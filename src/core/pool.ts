@@ -7,8 +7,9 @@
  * Slots: at most `maxConnectionsPerEndpoint` connections per endpoint (the
  * key, an endpoint label), active plus idle plus being opened (0 =
  * unlimited). A request that needs a new connection when its endpoint is
- * full waits in a FIFO queue (at most `maxQueue` waiters per endpoint, each
- * at most `queueTimeoutMs`; past either: ConnectionLimitError, a 503). A
+ * full waits in a FIFO queue (urgent waiters ahead of the others; at most
+ * `maxQueue` waiters per endpoint, each at most `queueTimeoutMs`; past
+ * either: ConnectionLimitError, a 503). A
  * connection given back reusable goes straight to the first waiter; when it
  * is closed instead, its slot goes to the first waiter, who opens a new one.
  * The holder of a slot gives it back exactly once: `put` (a reusable
@@ -87,6 +88,8 @@ interface Ticket<T extends object> extends WaitTicket {
   readonly pool: EndpointPool<T>;
   waiter: PoolWaiter<T> | null;
   timer: NodeJS.Timeout | null;
+  /** Queued ahead of every non-urgent waiter (see `enqueue`). */
+  readonly urgent: boolean;
 }
 
 const kEntry = Symbol('polyproxy.pool.entry');
@@ -197,18 +200,28 @@ export class EndpointPool<T extends object> {
 
   /**
    * Waits for a slot on `key` (see PoolWaiter). Null when the queue is full
-   * or the pool is closed: nothing is called then.
+   * or the pool is closed: nothing is called then. An `urgent` waiter goes
+   * after the urgent ones already queued but ahead of every other (the
+   * ws-bridge's upgrade GETs: a client's handshake must not wait behind a
+   * backlog of other clients' messages).
    */
-  enqueue(key: string, waiter: PoolWaiter<T>): WaitTicket | null {
+  enqueue(key: string, waiter: PoolWaiter<T>, urgent = false): WaitTicket | null {
     const state = this.#state(key);
     if (this.#closed || state.queue.length >= this.maxQueue) {
       this.rejected++;
       this.#maybeDrop(key, state);
       return null;
     }
-    const ticket: Ticket<T> = { pool: this, key, waiter, timer: null };
+    const ticket: Ticket<T> = { pool: this, key, waiter, timer: null, urgent };
     if (this.queueTimeoutMs > 0) ticket.timer = setTimeout(ticketOnTimeout, this.queueTimeoutMs, ticket);
-    state.queue.push(ticket);
+    const queue = state.queue;
+    if (urgent && queue.length > 0 && !(queue[queue.length - 1] as Ticket<T>).urgent) {
+      let at = 0;
+      while ((queue[at] as Ticket<T>).urgent) at++;
+      queue.splice(at, 0, ticket);
+    } else {
+      queue.push(ticket);
+    }
     this.queued++;
     return ticket;
   }

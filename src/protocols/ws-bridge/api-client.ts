@@ -15,6 +15,8 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { Client } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
 import { EndpointPool } from '../../core/pool.ts';
 import type { PoolKind, PoolWaiter } from '../../core/pool.ts';
 import type { BridgeStats } from './metrics.ts';
@@ -68,23 +70,80 @@ const CLIENT_KIND: PoolKind<Client> = {
   handOver: noop,
 };
 
-/** A request waiting for a connection. */
-class Acquire implements PoolWaiter<Client> {
+/**
+ * One API request, from waiting for a connection to its answer: the pool's
+ * waiter and undici's dispatch handler in one object, so a message costs
+ * this object, its promise and undici's own request, and no response
+ * stream, async iterator or promise chain per exchange.
+ */
+class Exchange implements PoolWaiter<Client>, Dispatcher.DispatchHandler {
   readonly api: ApiClient;
-  readonly resolve: (client: Client) => void;
+  readonly options: Dispatcher.DispatchOptions;
+  readonly resolve: (answer: ApiAnswer) => void;
+  client: Client | null = null;
+  /** Answered: later handler calls change nothing. */
+  done = false;
+  status = 0;
+  octets = false;
+  size = 0;
+  chunks: Buffer[] | null = null;
+  /** Why the answer was refused while it arrived (a body over the limit). */
+  refused: string | null = null;
 
-  constructor(api: ApiClient, resolve: (client: Client) => void) {
+  constructor(api: ApiClient, options: Dispatcher.DispatchOptions, resolve: (answer: ApiAnswer) => void) {
     this.api = api;
+    this.options = options;
     this.resolve = resolve;
   }
 
   poolGranted(client: Client | null): void {
-    this.resolve(client ?? this.api.newClient());
+    this.api.dispatch(this, client ?? this.api.newClient());
   }
 
   poolFailed(): void {
     // Only on shutdown: the request goes out on a connection of its own, closed after it.
-    this.resolve(this.api.newClient());
+    this.api.dispatch(this, this.api.newClient());
+  }
+
+  /** Marks this as a handler of undici's current API (undici wraps it; without this it expects the old one). */
+  onRequestStart(): void {}
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // 1xx: the final answer follows.
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    const max = this.api.maxResponseBytes;
+    const declared = Number(headers['content-length']);
+    if (declared > max) return this.refuse(controller, `response body of ${declared} bytes is over maxMessageBytes`);
+    const type = headers['content-type'];
+    this.octets = typeof type === 'string' && type.toLowerCase().startsWith(OCTETS);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.size += chunk.length;
+    if (this.size > this.api.maxResponseBytes) return this.refuse(controller, 'response body is over maxMessageBytes');
+    (this.chunks ??= []).push(chunk);
+  }
+
+  onResponseEnd(): void {
+    const chunks = this.chunks;
+    const data = chunks === null ? EMPTY : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.size);
+    const status = this.status;
+    if (status >= 500) return this.api.answered(this, failed(status, `the API answered ${status}`, data));
+    this.api.answered(this, { outcome: 'ok', status, body: data, binary: this.octets || !isUtf8(data), error: '' });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    if (this.refused !== null) return this.api.answered(this, failed(this.status, this.refused));
+    const code = (err as { code?: unknown }).code;
+    this.api.answered(this, { outcome: typeof code === 'string' && TIMEOUT_CODES.has(code) ? 'timeout' : 'unreachable', status: 0, body: EMPTY, binary: false, error: err.message });
+  }
+
+  /** Drops the answer unread: undici aborts the request and closes its connection. */
+  refuse(controller: Dispatcher.DispatchController, why: string): void {
+    this.refused = why;
+    this.chunks = null;
+    controller.abort(new Error(why));
   }
 }
 
@@ -93,13 +152,14 @@ export class ApiClient {
   readonly #clientOptions: Client.Options;
   readonly #pool: EndpointPool<Client>;
   readonly #basePath: string;
-  readonly #maxResponseBytes: number;
   readonly #stats: BridgeStats;
+  /** Larger response bodies fail the request. */
+  readonly maxResponseBytes: number;
 
   constructor(settings: ApiClientSettings, stats: BridgeStats) {
     const url = new URL(settings.api);
     this.#basePath = url.pathname;
-    this.#maxResponseBytes = settings.maxResponseBytes;
+    this.maxResponseBytes = settings.maxResponseBytes;
     this.#stats = stats;
     this.#origin = url.origin;
     this.#pool = new EndpointPool(CLIENT_KIND, {
@@ -134,19 +194,25 @@ export class ApiClient {
     return this.#basePath + clientId;
   }
 
-  /** GET on upgrade: the connection is accepted only when the answer is exactly `ok`. */
+  /**
+   * GET on upgrade: the connection is accepted only when the answer is
+   * exactly `ok`. It waits for a connection ahead of queued messages: a
+   * client whose handshake waited behind every other client's message
+   * would time out, and a ramp of new clients stall, whenever the API
+   * connections are all busy.
+   */
   open(clientId: string, forwardedFor: string | undefined): Promise<ApiAnswer> {
-    return this.#send('GET', clientId, null, false, forwardedFor);
+    return this.#send('GET', clientId, null, false, forwardedFor, true);
   }
 
   /** POST of one WebSocket message. */
   message(clientId: string, body: Buffer, binary: boolean): Promise<ApiAnswer> {
-    return this.#send('POST', clientId, body, binary, undefined);
+    return this.#send('POST', clientId, body, binary, undefined, false);
   }
 
   /** DELETE with the close reason as body. */
   close(clientId: string, reason: string): Promise<ApiAnswer> {
-    return this.#send('DELETE', clientId, Buffer.from(reason, 'utf8'), false, undefined);
+    return this.#send('DELETE', clientId, Buffer.from(reason, 'utf8'), false, undefined, false);
   }
 
   /** Closes the idle connections; requests in flight finish, and their connections close after them. */
@@ -160,82 +226,51 @@ export class ApiClient {
     return new Client(this.#origin, this.#clientOptions);
   }
 
-  #acquire(): Client | Promise<Client> {
-    const pool = this.#pool;
-    const idle = pool.take(this.#origin);
-    if (idle !== null) return idle;
-    if (pool.closed || pool.tryReserve(this.#origin)) return this.newClient();
-    return new Promise((resolve) => {
-      if (pool.enqueue(this.#origin, new Acquire(this, resolve)) === null) resolve(this.newClient());
-    });
-  }
-
-  #release(client: Client): void {
-    // A closed pool closes what is given back; a Client that closed itself frees its slot for a waiter.
-    this.#pool.put(this.#origin, client);
-  }
-
-  async #send(method: 'GET' | 'POST' | 'DELETE', clientId: string, body: Buffer | null, binary: boolean, forwardedFor: string | undefined): Promise<ApiAnswer> {
+  #send(method: 'GET' | 'POST' | 'DELETE', clientId: string, body: Buffer | null, binary: boolean, forwardedFor: string | undefined, urgent: boolean): Promise<ApiAnswer> {
     const stats = this.#stats;
     stats.requestsStarted++;
     stats.requestsInFlight++;
-    let answer: ApiAnswer;
+    const headers: string[] = [];
+    if (body !== null) headers.push('content-type', binary ? OCTETS : TEXT);
+    if (forwardedFor !== undefined) headers.push('x-forwarded-for', forwardedFor);
+    const options: Dispatcher.DispatchOptions = { origin: this.#origin, path: this.path(clientId), method, headers, body };
+    return new Promise((resolve) => {
+      const exchange = new Exchange(this, options, resolve);
+      const pool = this.#pool;
+      const idle = pool.take(this.#origin);
+      if (idle !== null) return this.dispatch(exchange, idle);
+      if (pool.closed || pool.tryReserve(this.#origin)) return this.dispatch(exchange, this.newClient());
+      if (pool.enqueue(this.#origin, exchange, urgent) === null) this.dispatch(exchange, this.newClient());
+    });
+  }
+
+  /** @internal Sends `exchange` on `client`, which it holds until answered. */
+  dispatch(exchange: Exchange, client: Client): void {
+    exchange.client = client;
     try {
-      answer = await this.#exchange(method, clientId, body, binary, forwardedFor);
+      client.dispatch(exchange.options, exchange);
     } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      answer = { outcome: typeof code === 'string' && TIMEOUT_CODES.has(code) ? 'timeout' : 'unreachable', status: 0, body: EMPTY, binary: false, error: (err as Error).message };
+      exchange.onResponseError(undefined, err as Error);
     }
+  }
+
+  /** @internal The exchange's outcome: its connection goes back to the pool (or closes), the caller hears the answer. */
+  answered(exchange: Exchange, answer: ApiAnswer): void {
+    if (exchange.done) return;
+    exchange.done = true;
+    const client = exchange.client;
+    exchange.client = null;
+    // A closed pool closes what is given back; a Client that closed itself frees its slot for a waiter.
+    if (client !== null) this.#pool.put(this.#origin, client);
+    const stats = this.#stats;
     stats.requestsInFlight--;
     if (answer.outcome === 'ok') stats.requestsSucceeded++;
     else stats.requestsFailed++;
-    return answer;
-  }
-
-  async #exchange(method: string, clientId: string, body: Buffer | null, binary: boolean, forwardedFor: string | undefined): Promise<ApiAnswer> {
-    const headers: Record<string, string> = {};
-    if (body !== null) headers['content-type'] = binary ? OCTETS : TEXT;
-    if (forwardedFor !== undefined) headers['x-forwarded-for'] = forwardedFor;
-    const client = await this.#acquire();
-    try {
-      return await this.#exchangeOn(client, method, clientId, body, headers);
-    } finally {
-      this.#release(client);
-    }
-  }
-
-  async #exchangeOn(client: Client, method: string, clientId: string, body: Buffer | null, headers: Record<string, string>): Promise<ApiAnswer> {
-    const res = await client.request({ path: this.path(clientId), method: method as 'GET', headers, body });
-    const declared = Number(res.headers['content-length']);
-    if (declared > this.#maxResponseBytes) {
-      discard(res.body);
-      return failed(res.statusCode, `response body of ${declared} bytes is over maxMessageBytes`);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > this.#maxResponseBytes) {
-        discard(res.body);
-        return failed(res.statusCode, 'response body is over maxMessageBytes');
-      }
-      chunks.push(chunk);
-    }
-    const data = chunks.length === 0 ? EMPTY : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
-    if (res.statusCode >= 500) return failed(res.statusCode, `the API answered ${res.statusCode}`, data);
-    const type = res.headers['content-type'];
-    const octets = typeof type === 'string' && type.toLowerCase().startsWith(OCTETS);
-    return { outcome: 'ok', status: res.statusCode, body: data, binary: octets || !isUtf8(data), error: '' };
+    exchange.resolve(answer);
   }
 }
 
 function noop(): void {}
-
-/** Drops a response body unread: the connection is closed (undici aborts it), quietly. */
-function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
-  body.on('error', noop);
-  body.destroy();
-}
 
 function failed(status: number, error: string, body: Buffer = EMPTY): ApiAnswer {
   return { outcome: 'unreachable', status, body, binary: false, error };

@@ -1,6 +1,6 @@
 /**
  * Core's EndpointPool over a fake connection kind: the per-endpoint limit
- * counts active + idle + opening; a FIFO queue hands a reusable connection
+ * counts active + idle + opening; a FIFO queue (urgent waiters first) hands a reusable connection
  * given back (or a freed slot) to the first waiter, never synchronously;
  * queue bound, queue timeout (ConnectionLimitError, a 503), cancel; LIFO
  * idle reuse; idle connections evicted by their kind free their slot; one
@@ -45,7 +45,7 @@ function pool(max: number, extra: Partial<EndpointPoolOptions> = {}): EndpointPo
 }
 
 /** A waiter as a promise, plus its ticket. */
-function wait(p: EndpointPool<Conn>, key = L): { granted: Promise<Conn | null>; ticket: WaitTicket | null; sync: () => boolean } {
+function wait(p: EndpointPool<Conn>, key = L, urgent = false): { granted: Promise<Conn | null>; ticket: WaitTicket | null; sync: () => boolean } {
   let ticket: WaitTicket | null = null;
   let called = false;
   const granted = new Promise<Conn | null>((resolve, reject) => {
@@ -59,7 +59,7 @@ function wait(p: EndpointPool<Conn>, key = L): { granted: Promise<Conn | null>; 
         reject(err);
       },
     };
-    ticket = p.enqueue(key, waiter);
+    ticket = p.enqueue(key, waiter, urgent);
   });
   return { granted, ticket, sync: () => called };
 }
@@ -105,6 +105,30 @@ describe('EndpointPool slots', () => {
     assert.equal(b.sync(), false);
     assert.equal(await b.granted, null);
     assert.deepEqual(p.stats()[L], { open: 1, idle: 0, queued: 0 });
+    p.release(L);
+    assert.deepEqual(p.stats(), {});
+  });
+
+  it('an urgent waiter goes ahead of the others, behind the urgent ones queued before it', async () => {
+    const p = pool(1);
+    p.tryReserve(L);
+    const order: string[] = [];
+    const track = (name: string, w: ReturnType<typeof wait>): void => {
+      void w.granted.then(() => order.push(name));
+    };
+    track('a', wait(p));
+    track('b', wait(p));
+    track('u1', wait(p, L, true));
+    track('c', wait(p));
+    const u2 = wait(p, L, true);
+    track('u2', u2);
+    p.cancel(u2.ticket as WaitTicket);
+    track('u3', wait(p, L, true));
+    for (let i = 0; i < 5; i++) {
+      p.release(L);
+      await tick();
+    }
+    assert.deepEqual(order, ['u1', 'u3', 'a', 'b', 'c']);
     p.release(L);
     assert.deepEqual(p.stats(), {});
   });

@@ -41,6 +41,25 @@ test('at most maxConnections at once, at most maxIdle kept after', async () => {
   await client.shutdown();
 });
 
+test('an upgrade GET waits for a connection ahead of queued messages', async () => {
+  const api = await startApi();
+  apis.push(api);
+  const seen: string[] = [];
+  api.handler = async (req) => {
+    seen.push(`${req.method} ${req.path.slice(req.path.lastIndexOf('/') + 1)}`);
+    await new Promise((r) => setTimeout(r, 10));
+    return req.method === 'GET' ? { body: 'ok' } : { body: 're' };
+  };
+  const client = new ApiClient({ api: api.url, ...settings, maxConnections: 1 }, new BridgeStats());
+  // One message on the only connection, four queued behind it, then a new client's upgrade.
+  const messages = Array.from({ length: 5 }, (_, i) => client.message(`m${i}`, Buffer.from('x'), false));
+  const upgrade = client.open('new', undefined);
+  assert.equal((await upgrade).body.toString(), 'ok');
+  await Promise.all(messages);
+  assert.deepEqual(seen, ['POST m0', 'GET new', 'POST m1', 'POST m2', 'POST m3', 'POST m4']);
+  await client.shutdown();
+});
+
 test('outcomes: 5xx and oversized bodies are unreachable, silence is a timeout, octet-stream and non-UTF-8 are binary', async () => {
   const api = await startApi();
   apis.push(api);
