@@ -9,6 +9,11 @@ import type { RunningProxy } from './proxy.ts';
 
 let draining: Promise<void> | null = null;
 
+/** A drain has started (the worker's own exit closes its IPC channel: that 'disconnect' is not the supervisor going). */
+export function isDraining(): boolean {
+  return draining !== null;
+}
+
 /** Something that closes after the drain, e.g. the admin server (it answers "not ready" meanwhile). */
 export interface ClosesAfterDrain {
   close(): Promise<void>;

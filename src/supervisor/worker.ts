@@ -6,7 +6,7 @@
 import type { Config } from '../config/schema.ts';
 import { answerAsk, deliverAnswers, deliverBroadcast, isAnswers, isAsk, isBroadcast, onAsk } from '../core/cluster.ts';
 import { log } from '../core/logger.ts';
-import { drainAndExit, ignoreHangup } from './lifecycle.ts';
+import { drainAndExit, ignoreHangup, isDraining } from './lifecycle.ts';
 import { collectProcessMetrics, registry } from '../core/metrics.ts';
 import { ADMIN_TOPIC, RELOAD_TOPIC } from './messages.ts';
 import type { AdminQuery, SupervisorMessage, WorkerAnswer, WorkerMessage } from './messages.ts';
@@ -67,6 +67,7 @@ ignoreHangup();
 
 // The supervisor died: nobody will restart or stop us; drain and go.
 process.on('disconnect', () => {
+  if (isDraining()) return;
   log.warn('supervisor disconnected');
   if (proxy === null) process.exit(0);
   else void drainAndExit(proxy, timeoutMs, 'supervisor gone');
