@@ -198,7 +198,9 @@ export class ClientSession implements PoolClient, ServerUser {
   /** Bytes from the client. */
   onClientBytes(buf: Buffer, start: number, end: number): void {
     if (this.phase === CLOSED) return;
-    if (this.server === null || this.phase === LOGIN) {
+    // No server, or one being given back (the read-back after a SET runs on it first): the next exchange waits, and the
+    // read/write split chooses its server afresh — forwarded now, a read would run on the primary the SET ran on.
+    if (this.server === null || this.phase === LOGIN || this.#readBack) {
       // Between transactions: a Terminate needs no server.
       if (this.#heldLength === 0 && this.clientReader.atBoundary && buf[start] === T_TERMINATE && this.phase === READY) {
         this.#end(null);
@@ -207,7 +209,7 @@ export class ClientSession implements PoolClient, ServerUser {
       this.#hold(buf, start, end);
       // Reading on costs nothing while little is held; pausing and resuming would cost two syscalls per transaction.
       if (this.phase === LOGIN || this.#heldLength > MAX_HELD_UNPAUSED) this.#pauseClient();
-      if (this.phase === READY) this.#requestServer();
+      if (this.phase === READY && this.server === null) this.#requestServer();
       return;
     }
     this.#processClient(buf, start, end);
@@ -735,6 +737,8 @@ export class ClientSession implements PoolClient, ServerUser {
           return;
         }
         if (this.transactionMode) this.#maybeRelease();
+        // Held during a read-back that did not end in a release: they go to the server the session still holds.
+        if (this.server !== null && this.#heldLength > 0) this.#drainHeld();
         return;
       }
       default:
