@@ -344,6 +344,28 @@ describe('read/write split, postgres', () => {
     }
   });
 
+  it('a write after a quiet spell, caught before the standby replayed it: its lag counts from its arrival, not from the last replayed commit', async (t) => {
+    if (skip !== null) return t.skip(skip);
+    const { primary, standby } = pair as PostgresReplicaPair;
+    await waitForReplicaReads('pg');
+    await standby.waitForReplay();
+    const quietMs = 3000;
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+    await standby.pauseReplay();
+    try {
+      await primary.query("insert into items values (60, 'sixty')", [], DB);
+      let lagMs = 0;
+      await waitUntil('the lag probe to see the standby behind', async () => {
+        lagMs = (await stats()).readWriteSplit?.find((s) => s.listener === 'pg')?.routes[0]?.replicas[0]?.lagMs ?? 0;
+        return lagMs > 0;
+      }, 10_000);
+      // now() - pg_last_xact_replay_timestamp() alone says >= 3000 ms here; the probe that first sees the gap, ~100-200 ms.
+      assert.ok(lagMs < quietMs - 500, `lag ${lagMs} ms: the quiet spell counted as lag`);
+    } finally {
+      await standby.resumeReplay();
+    }
+  });
+
   it('a standby past maxReplicaLagMs (replay paused) is skipped; back once it catches up', async (t) => {
     if (skip !== null) return t.skip(skip);
     const { primary, standby } = pair as PostgresReplicaPair;
