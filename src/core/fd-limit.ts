@@ -51,12 +51,24 @@ export function openFilesLimit(limitsText?: string): number | null {
   return Number.isSafeInteger(soft) && soft > 0 ? soft : null;
 }
 
+/** What one listener's sessions hold in descriptors (ProtocolDescriptor.descriptors). */
+export interface DescriptorUse {
+  /** Per client session: FDS_PER_SESSION for a proxied session (client + backend). */
+  readonly perSession: number;
+  /** Held however many sessions there are, up to a configured bound (a pool of API connections). */
+  readonly fixed: number;
+}
+
+export const PROXIED_SESSION: DescriptorUse = { perSession: FDS_PER_SESSION, fixed: 0 };
+
 /**
- * The maxConnections of a listener that sets none (0): an equal share, per
- * listener, of the descriptors left after FD_RESERVE, at FDS_PER_SESSION
- * each; at least 1. No known limit: 0 (unlimited).
+ * The maxConnections of listeners that set none (0): each listener gets an
+ * equal share of the descriptors left after FD_RESERVE, less what it holds
+ * whatever its sessions (`fixed`), divided by what a session holds; at
+ * least 1. No known limit: 0 (unlimited).
  */
-export function defaultMaxConnections(limit: number | null, listeners: number): number {
-  if (limit === null) return 0;
-  return Math.max(1, Math.floor((limit - FD_RESERVE) / FDS_PER_SESSION / Math.max(1, listeners)));
+export function defaultMaxConnections(limit: number | null, listeners: readonly DescriptorUse[]): number[] {
+  if (limit === null) return listeners.map(() => 0);
+  const share = (limit - FD_RESERVE) / Math.max(1, listeners.length);
+  return listeners.map((use) => Math.max(1, Math.floor((share - use.fixed) / Math.max(1, use.perSession))));
 }

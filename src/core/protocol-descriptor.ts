@@ -14,6 +14,7 @@
  */
 import type { z } from 'zod';
 import type { TlsServerSettings } from './client-connection.ts';
+import type { DescriptorUse } from './fd-limit.ts';
 import type { ProbeKind } from './health.ts';
 import { Listener } from './listener.ts';
 import type { ProxyListener } from './listener.ts';
@@ -82,6 +83,8 @@ export interface ProtocolDescriptor<Schema extends ListenerSchema = ListenerSche
    * the listener, once per listener of this protocol.
    */
   check?(listener: z.output<Schema>, at: ListenerCheck): void;
+  /** What the listener's sessions hold in file descriptors, to size a maxConnections left at 0; default a proxied session's two. */
+  descriptors?(listener: z.output<Schema>): DescriptorUse;
   /** Builds the listener, not yet listening; the supervisor calls listen(). Throws on settings it cannot use. */
   create(listener: z.output<Schema> & { readonly name: string }, ctx: ListenerContext): ProxyListener;
 }

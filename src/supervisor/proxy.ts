@@ -11,7 +11,7 @@ import type { TlsServerSettings } from '../core/client-connection.ts';
 import type { ProxyListener } from '../core/listener.ts';
 import type { ListenerStats, ProxyStats } from '../admin/source.ts';
 import { ColdStarts } from '../core/cold-start.ts';
-import { defaultMaxConnections, openFilesLimit } from '../core/fd-limit.ts';
+import { PROXIED_SESSION, defaultMaxConnections, openFilesLimit } from '../core/fd-limit.ts';
 import { EndpointHealth } from '../core/health.ts';
 import type { HealthSettings } from '../core/health.ts';
 import { log, setLogLevel } from '../core/logger.ts';
@@ -174,11 +174,17 @@ export async function startProxy(config: Config, options: StartOptions = {}): Pr
   const bound: BoundListener[] = [];
   // maxConnections 0: a share of the open-files limit (core/fd-limit.ts), so the process refuses in its protocols' words before accept() runs out of descriptors.
   const fdLimit = openFilesLimit();
-  const fdShare = defaultMaxConnections(fdLimit, config.listeners.length);
-  if (fdShare > 0 && config.listeners.some((l) => l.maxConnections === 0)) log.info({ openFilesLimit: fdLimit, maxConnections: fdShare }, 'listeners without maxConnections take a share of the open-files limit');
+  const fdShares = defaultMaxConnections(
+    fdLimit,
+    config.listeners.map((l) => protocolOf(l).descriptors?.(l) ?? PROXIED_SESSION),
+  );
+  if (fdLimit !== null && config.listeners.some((l) => l.maxConnections === 0)) {
+    const shares = Object.fromEntries(config.listeners.flatMap((l, i) => (l.maxConnections === 0 ? [[listenerName(l), fdShares[i]]] : [])));
+    log.info({ openFilesLimit: fdLimit, maxConnections: shares }, 'listeners without maxConnections take a share of the open-files limit');
+  }
   try {
-    for (const configured of config.listeners) {
-      const listenerConfig = configured.maxConnections === 0 ? { ...configured, maxConnections: fdShare } : configured;
+    for (const [index, configured] of config.listeners.entries()) {
+      const listenerConfig = configured.maxConnections === 0 ? { ...configured, maxConnections: fdShares[index] as number } : configured;
       const name = listenerName(listenerConfig);
       const listener = protocolOf(listenerConfig).create(listenerConfig, {
         port: options.ports?.get(name) ?? listenerConfig.port,

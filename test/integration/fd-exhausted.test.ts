@@ -6,10 +6,13 @@
  * descriptors free up.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
+import WebSocket from 'ws';
 import { startCli, writeConfig } from '../helpers/cli.ts';
 import type { RunningCli } from '../helpers/cli.ts';
 
@@ -207,5 +210,40 @@ test('out of descriptors (maxConnections set too high): UNAVAILABLE for the exce
   } finally {
     for (const c of clients) c.socket.destroy();
     await proxy.stop();
+  }
+});
+
+test('a ws-bridge listener without maxConnections: one descriptor per client, its API pool set aside; the excess upgrade gets 503', { skip }, async () => {
+  // The API: every upgrade's GET is accepted.
+  const api = http.createServer((_req, res) => res.end('ok'));
+  await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+  const poolMax = 16;
+  const file = await writeConfig({
+    workers: 1,
+    admin: { host: '127.0.0.1', port: 0 },
+    listeners: [{ name: 'ws', protocol: 'ws-bridge', host: '127.0.0.1', port: 0, api: `http://127.0.0.1:${(api.address() as AddressInfo).port}/`, pool: { maxConnections: poolMax } }],
+  });
+  const proxy = await startCli(['--config', file], 20000, ['prlimit', `--nofile=${LIMIT}:${LIMIT}`]);
+  const clients: WebSocket[] = [];
+  try {
+    const share = LIMIT - 64 - poolMax; // not (LIMIT - 64) / 2: a client holds one descriptor, not two
+    const logged = await proxy.waitForLog((l) => l.msg === 'listeners without maxConnections take a share of the open-files limit');
+    assert.deepEqual(logged.maxConnections, { ws: share });
+    const url = `ws://127.0.0.1:${proxy.port('ws')}/`;
+    for (let i = 0; i < share; i++) {
+      const ws = new WebSocket(`${url}c${i}`);
+      clients.push(ws);
+      await once(ws, 'open');
+    }
+    const excess = new WebSocket(`${url}over`);
+    excess.on('error', () => {});
+    const [, res] = (await once(excess, 'unexpected-response')) as [unknown, http.IncomingMessage];
+    assert.equal(res.statusCode, 503);
+    res.resume();
+    assert.ok(!proxy.logs.some((l) => l.msg.startsWith('out of file descriptors')));
+  } finally {
+    for (const ws of clients) ws.terminate();
+    await proxy.stop();
+    await new Promise<void>((resolve) => api.close(() => resolve()));
   }
 });

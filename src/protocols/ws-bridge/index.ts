@@ -11,6 +11,8 @@ export const wsBridgeProtocol: ProtocolDescriptor<typeof wsBridgeListenerSchema>
   name: 'ws-bridge',
   schema: wsBridgeListenerSchema,
   check: checkWsBridgeListener,
+  // One descriptor per WebSocket client; the API connections are a pool bounded per worker.
+  descriptors: (listener) => ({ perSession: 1, fixed: listener.pool.maxConnections }),
   create: (listener, ctx) =>
     new WsBridgeListener(
       {

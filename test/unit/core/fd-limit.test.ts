@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PolyproxyError } from '../../../src/core/errors.ts';
-import { FD_RESERVE, defaultMaxConnections, fdExhaustedError, isFdExhaustion, openFilesLimit } from '../../../src/core/fd-limit.ts';
+import { FD_RESERVE, PROXIED_SESSION, defaultMaxConnections, fdExhaustedError, isFdExhaustion, openFilesLimit } from '../../../src/core/fd-limit.ts';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -20,10 +20,20 @@ describe('fd-limit', () => {
   });
 
   it('shares what is left after the reserve between listeners, two descriptors per session', () => {
-    assert.equal(defaultMaxConnections(1024, 1), (1024 - FD_RESERVE) / 2);
-    assert.equal(defaultMaxConnections(1024, 3), Math.floor((1024 - FD_RESERVE) / 2 / 3));
-    assert.equal(defaultMaxConnections(64, 2), 1, 'never 0 (that would mean unlimited)');
-    assert.equal(defaultMaxConnections(null, 2), 0, 'unknown limit: no limit');
+    const p = PROXIED_SESSION;
+    assert.deepEqual(defaultMaxConnections(1024, [p]), [(1024 - FD_RESERVE) / 2]);
+    assert.deepEqual(defaultMaxConnections(1024, [p, p, p]), new Array(3).fill(Math.floor((1024 - FD_RESERVE) / 2 / 3)));
+    assert.deepEqual(defaultMaxConnections(64, [p, p]), [1, 1], 'never 0 (that would mean unlimited)');
+    assert.deepEqual(defaultMaxConnections(null, [p, p]), [0, 0], 'unknown limit: no limit');
+  });
+
+  it('a listener whose sessions hold one descriptor and a bounded pool (ws-bridge) gets its share less the pool, one per session', () => {
+    const bridge = { perSession: 1, fixed: 64 };
+    assert.deepEqual(defaultMaxConnections(20_000, [bridge]), [20_000 - FD_RESERVE - 64]);
+    assert.deepEqual(defaultMaxConnections(20_000, [bridge, PROXIED_SESSION]), [Math.floor((20_000 - FD_RESERVE) / 2 - 64), Math.floor((20_000 - FD_RESERVE) / 2 / 2)]);
+    // The default API pool (10,000 per worker) may take as many descriptors as the clients: no more clients than today's share.
+    assert.deepEqual(defaultMaxConnections(20_000, [{ perSession: 1, fixed: 10_000 }]), [20_000 - FD_RESERVE - 10_000]);
+    assert.deepEqual(defaultMaxConnections(1024, [{ perSession: 1, fixed: 10_000 }]), [1]);
   });
 
   it('recognises EMFILE and ENFILE, also as the cause of the UNAVAILABLE error a dial gives', () => {
