@@ -293,3 +293,19 @@ test('a client leaving mid-transaction: its server is rolled back and reused, no
     await b.end();
   }
 });
+
+test('a client leaving right after a SET: its server comes back once the read-back answers, not closed', async (t) => {
+  if (skip !== null) return t.skip(skip);
+  const pool = () => [...(front as PoolFront).manager.pools.values()][0];
+  const closed = pool()?.stats.serversClosed ?? 0;
+  for (let i = 0; i < 5; i++) {
+    const a = client();
+    await a.connect();
+    await a.query("set statement_timeout = '5s'");
+    // The Terminate follows the SET's ReadyForQuery at once: it arrives while the pool reads the parameters back.
+    await a.end();
+  }
+  for (let i = 0; i < 10_000 && (pool()?.active ?? 0) > 0; i++) await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(pool()?.active, 0, 'the server came back');
+  assert.equal(pool()?.stats.serversClosed, closed, 'no server connection was closed');
+});

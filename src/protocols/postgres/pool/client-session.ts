@@ -201,8 +201,8 @@ export class ClientSession implements PoolClient, ServerUser {
     // No server, or one being given back (the read-back after a SET runs on it first): the next exchange waits, and the
     // read/write split chooses its server afresh — forwarded now, a read would run on the primary the SET ran on.
     if (this.server === null || this.phase === LOGIN || this.#readBack) {
-      // Between transactions: a Terminate needs no server.
-      if (this.#heldLength === 0 && this.clientReader.atBoundary && buf[start] === T_TERMINATE && this.phase === READY) {
+      // Between transactions: a Terminate needs no server (during a read-back it waits for it: the server then goes back to the pool whole).
+      if (this.server === null && this.#heldLength === 0 && this.clientReader.atBoundary && buf[start] === T_TERMINATE && this.phase === READY) {
         this.#end(null);
         return;
       }
@@ -785,7 +785,10 @@ export class ClientSession implements PoolClient, ServerUser {
     this.manager.release(server.home as ServerPool, server);
     if (this.split !== null) this.split.detached();
     this.#flushClient();
-    if (this.phase === READY && this.#heldLength > 0) this.#requestServer();
+    if (this.phase !== READY || this.#heldLength === 0) return;
+    // A client that said goodbye while its server was being given back.
+    if (this.#heldLength === 5 && (this.#held as Buffer)[0] === T_TERMINATE) this.#end(null);
+    else this.#requestServer();
   }
 
   /** ServerUser: called after each server read, to write what it produced. */
@@ -872,6 +875,14 @@ export class ClientSession implements PoolClient, ServerUser {
     const discard = !this.transactionMode || (this.split !== null && this.split.holdsServer);
     if (!wasLogin && idle && this.clientReader.atBoundary && !discard) {
       this.#detach(server);
+      return;
+    }
+    // Only the pool's read-back after a SET in flight (the client left right after its ReadyForQuery): the server goes back when it answers.
+    if (this.#readBack && this.#swallow === 1 && this.#pendingSyncs === 0 && !this.#sentSinceSync && this.#txStatus === STATUS_IDLE && this.clientReader.atBoundary && !discard && this.#parses.length === 0 && this.#closes.length === 0) {
+      this.#resetting = true;
+      this.#resetDiscard = false;
+      this.#resetTimer = setTimeout(resetOverdue, RESET_TIMEOUT_MS, this);
+      this.#resetTimer.unref();
       return;
     }
     // A server mid-message, mid-login, in COPY FROM STDIN, or (transaction mode) with statement bookkeeping in flight cannot be reset safely: never reuse it.
