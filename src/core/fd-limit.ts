@@ -53,22 +53,31 @@ export function openFilesLimit(limitsText?: string): number | null {
 
 /** What one listener's sessions hold in descriptors (ProtocolDescriptor.descriptors). */
 export interface DescriptorUse {
-  /** Per client session: FDS_PER_SESSION for a proxied session (client + backend). */
+  /** Per client session, always: FDS_PER_SESSION for a proxied session (client + backend). */
   readonly perSession: number;
-  /** Held however many sessions there are, up to a configured bound (a pool of API connections). */
-  readonly fixed: number;
+  /**
+   * A pool of connections the sessions share (ws-bridge's API pool): never
+   * more than this many descriptors, and never more than one per session.
+   */
+  readonly pool?: number;
 }
 
-export const PROXIED_SESSION: DescriptorUse = { perSession: FDS_PER_SESSION, fixed: 0 };
+export const PROXIED_SESSION: DescriptorUse = { perSession: FDS_PER_SESSION };
 
 /**
  * The maxConnections of listeners that set none (0): each listener gets an
- * equal share of the descriptors left after FD_RESERVE, less what it holds
- * whatever its sessions (`fixed`), divided by what a session holds; at
- * least 1. No known limit: 0 (unlimited).
+ * equal share of the descriptors left after FD_RESERVE, divided by what a
+ * session holds. With a pool, N sessions hold N × perSession + min(pool, N):
+ * the most that fits is whichever is larger of share / (perSession + 1) (a
+ * pool as large as the sessions) and (share − pool) / perSession (a pool
+ * full at its bound). At least 1. No known limit: 0 (unlimited).
  */
 export function defaultMaxConnections(limit: number | null, listeners: readonly DescriptorUse[]): number[] {
   if (limit === null) return listeners.map(() => 0);
   const share = (limit - FD_RESERVE) / Math.max(1, listeners.length);
-  return listeners.map((use) => Math.max(1, Math.floor((share - use.fixed) / Math.max(1, use.perSession))));
+  return listeners.map(({ perSession, pool }) => {
+    const per = Math.max(1, perSession);
+    const fits = pool === undefined ? share / per : Math.max(share / (per + 1), (share - pool) / per);
+    return Math.max(1, Math.floor(fits));
+  });
 }

@@ -12,7 +12,7 @@ export const wsBridgeProtocol: ProtocolDescriptor<typeof wsBridgeListenerSchema>
   schema: wsBridgeListenerSchema,
   check: checkWsBridgeListener,
   // One descriptor per WebSocket client; the API connections are a pool bounded per worker.
-  descriptors: (listener) => ({ perSession: 1, fixed: listener.pool.maxConnections }),
+  descriptors: (listener) => ({ perSession: 1, pool: listener.pool.maxConnections }),
   create: (listener, ctx) =>
     new WsBridgeListener(
       {

@@ -27,13 +27,16 @@ describe('fd-limit', () => {
     assert.deepEqual(defaultMaxConnections(null, [p, p]), [0, 0], 'unknown limit: no limit');
   });
 
-  it('a listener whose sessions hold one descriptor and a bounded pool (ws-bridge) gets its share less the pool, one per session', () => {
-    const bridge = { perSession: 1, fixed: 64 };
-    assert.deepEqual(defaultMaxConnections(20_000, [bridge]), [20_000 - FD_RESERVE - 64]);
-    assert.deepEqual(defaultMaxConnections(20_000, [bridge, PROXIED_SESSION]), [Math.floor((20_000 - FD_RESERVE) / 2 - 64), Math.floor((20_000 - FD_RESERVE) / 2 / 2)]);
-    // The default API pool (10,000 per worker) may take as many descriptors as the clients: no more clients than today's share.
-    assert.deepEqual(defaultMaxConnections(20_000, [{ perSession: 1, fixed: 10_000 }]), [20_000 - FD_RESERVE - 10_000]);
-    assert.deepEqual(defaultMaxConnections(1024, [{ perSession: 1, fixed: 10_000 }]), [1]);
+  it('a listener whose sessions hold one descriptor and share a bounded pool (ws-bridge): its share less the pool, or half its share when the pool could be as large', () => {
+    const small = { perSession: 1, pool: 64 };
+    assert.deepEqual(defaultMaxConnections(20_000, [small]), [20_000 - FD_RESERVE - 64]);
+    const half = Math.floor((20_000 - FD_RESERVE) / 2);
+    assert.deepEqual(defaultMaxConnections(20_000, [small, PROXIED_SESSION]), [half - 64, Math.floor(half / 2)]);
+    // The default API pool (10,000 per worker) may hold one descriptor per client: two per client, as before.
+    const large = { perSession: 1, pool: 10_000 };
+    assert.deepEqual(defaultMaxConnections(20_000, [large]), [half]);
+    assert.deepEqual(defaultMaxConnections(20_000, [large, PROXIED_SESSION, PROXIED_SESSION]), new Array(3).fill(Math.floor((20_000 - FD_RESERVE) / 3 / 2)));
+    assert.deepEqual(defaultMaxConnections(200, [{ perSession: 1, pool: 16 }]), [200 - FD_RESERVE - 16]);
   });
 
   it('recognises EMFILE and ENFILE, also as the cause of the UNAVAILABLE error a dial gives', () => {
