@@ -36,6 +36,25 @@ import { wsBridgeScenario, wsScaleScenario } from './scenarios/ws-bridge.ts';
 
 const SCENARIOS: readonly Scenario[] = [pgbenchScenario, pgbenchPoolScenario, idleMemoryScenario, tcpRrScenario, tcpBulkScenario, mysqlSysbenchScenario, httpRpsScenario, smtpScenario, tcpRateScenario, tcpHoldScenario, wsBridgeScenario, fastcgiScenario, brokersScenario, http2Scenario, clusterScenario, rwSplitScenario, rwSplitMysqlScenario, tcpScaleScenario, wsScaleScenario];
 
+/**
+ * `all` runs every scenario shorter, to stay under 15 minutes on the 2-core
+ * box (one interleaved round, 1 s warm-ups and 6 s runs, smaller request
+ * counts, a 12,000 client ws-bridge): each scenario still runs polyproxy and its anchors side
+ * by side in one run, so the ratios stand; run a scenario by name for the
+ * full-length figures. A BENCH_* variable set by the caller wins.
+ */
+const ALL_PROFILE: Readonly<Record<string, string>> = {
+  BENCH_ROUNDS: '1',
+  BENCH_DURATION: '6',
+  BENCH_WARMUP: '1',
+  BENCH_RR_REQUESTS: '100000',
+  BENCH_BULK_GB: '2',
+  BENCH_REDIS_REQUESTS: '300000',
+  BENCH_WSB_CLIENTS: '12000',
+  BENCH_WSB_IDLE: '5000',
+  BENCH_WSB_SUSTAIN: '15',
+};
+
 const benchDir = path.dirname(new URL(import.meta.url).pathname);
 const root = path.dirname(benchDir);
 
@@ -45,7 +64,8 @@ function usage(): string {
     '',
     'Scenarios:',
     ...SCENARIOS.map((s) => `  ${s.name.padEnd(14)} ${s.description}`),
-    '  all            every scenario above, in order, except tcp-scale and ws-scale (minutes each: run them by name)',
+    '  all            every scenario above, in order, except tcp-scale and ws-scale (minutes each: run them by name), shortened',
+    `                 to stay under 15 minutes: ${Object.entries(ALL_PROFILE).map(([k, v]) => `${k}=${v}`).join(' ')} unless set`,
     '  charts         only regenerate bench/charts/*.svg from bench/results/*.json',
     '',
     'Env: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (pgbench, mysql-sysbench); BENCH_IDLE_MAX, BENCH_IDLE_STEP, BENCH_IDLE_PROCESSES (idle-memory);',
@@ -88,6 +108,7 @@ async function main(argv: readonly string[]): Promise<number> {
   const ctx: ScenarioContext = { root, node: process.execPath, proxyCpu: proxyCpu() };
   const machine = machineInfo();
   const command = commandLine(argv);
+  if (names.includes('all')) for (const [k, v] of Object.entries(ALL_PROFILE)) if (process.env[k] === undefined || process.env[k] === '') process.env[k] = v;
   const allStarted = Date.now();
   resetClock();
   process.stdout.write(`polyproxy bench — ${describeMachine(machine)}\nproxies pinned to CPU ${ctx.proxyCpu}\n\n`);
