@@ -105,6 +105,8 @@ export class HandleRelay implements IdleSession {
   reason: string | null = null;
   /** Whatever the owner needs at close. */
   context: unknown = null;
+  /** The client handle came from a listening socket that already set TCP_NODELAY and keepalive (io/tcp-handle.ts setAcceptedSocketOptions). */
+  clientOptionsInherited = false;
   // IdleSession
   swept = false;
   prevIdle: IdleSession | null = null;
@@ -228,7 +230,7 @@ function onConnectDone(this: ConnectReq, status: number): void {
   backendSide.peer = clientSide;
   relay.owner.handleConnected(relay);
   if (relay.idleTimeoutMs > 0) watchIdle(relay);
-  if (startHandle(relay.client, clientOnRead, relay.keepAliveMs) !== 0 || startHandle(backend, backendOnRead, relay.keepAliveMs) !== 0) {
+  if (startHandle(relay.client, clientOnRead, relay.keepAliveMs, relay.clientOptionsInherited) !== 0 || startHandle(backend, backendOnRead, relay.keepAliveMs) !== 0) {
     if (relay.reason === null) relay.reason = 'client-error';
     closeRelay(relay);
   }

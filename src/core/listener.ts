@@ -11,7 +11,7 @@ import { listenServer } from './listen.ts';
 import { connectFirst, Dial, DialAbort } from './connect.ts';
 import { dialableByHandle, HandleRelay } from './handle-relay.ts';
 import type { HandleRelayOwner } from './handle-relay.ts';
-import { interceptAccept, peerAddress, socketForHandle } from './io/tcp-handle.ts';
+import { interceptAccept, peerAddress, setAcceptedSocketOptions, socketForHandle } from './io/tcp-handle.ts';
 import type { TcpHandle } from './io/tcp-handle.ts';
 import { ioSupport } from './io/support.ts';
 import type { Connected, DialOptions, DialOwner } from './connect.ts';
@@ -140,6 +140,8 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   readonly #handleRelays = new Set<HandleRelay>();
   /** The accept hook of the handle fast path, or null when it does not apply to this listener. */
   readonly #acceptHook: ((status: number, handle: TcpHandle) => boolean) | null;
+  /** The listening socket carries TCP_NODELAY and keepalive for the connections it accepts (setAcceptedSocketOptions). */
+  #acceptInherits = false;
 
   constructor(settings: ListenerSettings, protocol: ProtocolModule, router: Router, tlsSettings: TlsServerSettings | null, log: Logger) {
     super(settings.name, settings.protocol);
@@ -196,7 +198,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   async listen(port = this.settings.port): Promise<AddressInfo> {
     const address = await listenServer(this.#server, this.settings.host, port, this.settings.reusePort);
     this.#port = address.port;
-    if (this.#acceptHook !== null) interceptAccept(this.#server, this.#acceptHook);
+    this.#installAcceptHook();
     return address;
   }
 
@@ -229,7 +231,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     if (this.draining) return;
     listenServer(this.#server, this.settings.host, this.#port, this.settings.reusePort).then(
       () => {
-        if (this.#acceptHook !== null) interceptAccept(this.#server, this.#acceptHook);
+        this.#installAcceptHook();
         this.#log.info({ sessions: this.sessions }, 'accepting again');
       },
       (err: Error) => {
@@ -293,6 +295,13 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     for (const relay of this.#handleRelays) relay.destroy(reason);
   }
 
+  /** After each listen(): the fast path's accept hook, and the listening socket's options its connections inherit. */
+  #installAcceptHook(): void {
+    if (this.#acceptHook === null) return;
+    interceptAccept(this.#server, this.#acceptHook);
+    this.#acceptInherits = setAcceptedSocketOptions(this.#server, this.settings.tcpKeepAliveMs);
+  }
+
   /**
    * The handle fast path's accept (see the class comment): true when it
    * took the connection, false to let net.Server make a Socket of it for
@@ -315,6 +324,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     }
     const relay = new HandleRelay(this, handle, decision.candidates, decision.entry.route.timeoutMs ?? settings.connectTimeoutMs, router.health, settings.tcpKeepAliveMs, settings.idleTimeoutMs);
     relay.context = decision.entry;
+    relay.clientOptionsInherited = this.#acceptInherits;
     this.#handleRelays.add(relay);
     relay.start();
     return true;

@@ -70,6 +70,25 @@ export function interceptAccept(server: net.Server, hook: AcceptHook): boolean {
 }
 
 /**
+ * TCP_NODELAY and keepalive set once on the server's listening socket
+ * (after each listen()), so the connections it accepts start with them:
+ * Linux copies both, with the keepalive timings, from the listening socket
+ * to each accepted one (tcp_create_openreq_child, which also arms the
+ * keepalive timer). The fast path then spends no setsockopt per accepted
+ * connection — five with keepalive (SO_KEEPALIVE, TCP_KEEPIDLE,
+ * TCP_KEEPINTVL, TCP_KEEPCNT, TCP_NODELAY), about a sixth of what a
+ * proxied connection costs in tcp-rate. True when set; false (not Linux,
+ * or a failure): each accepted handle sets its own.
+ */
+export function setAcceptedSocketOptions(server: net.Server, keepAliveMs: number): boolean {
+  if (process.platform !== 'linux') return false;
+  const handle = (server as unknown as { _handle?: Partial<TcpHandle> | null })._handle;
+  if (handle === null || handle === undefined || typeof handle.setNoDelay !== 'function' || typeof handle.setKeepAlive !== 'function') return false;
+  if (handle.setNoDelay(true) !== 0) return false;
+  return keepAliveMs > 0 ? handle.setKeepAlive(true, Math.floor(keepAliveMs / 1000)) === 0 : true;
+}
+
+/**
  * The net.Socket net.Server would have made of an accepted handle (paused,
  * half-open allowed, noDelay, keepalive as the listener says), for the
  * refusal paths that need one. Only for a handle that has not read.
@@ -105,10 +124,12 @@ export function connectHandle(handle: TcpHandle, req: ConnectReq, family: number
   return family === 6 ? handle.connect6(req, host, port) : handle.connect(req, host, port);
 }
 
-/** A connected handle reads into the process's shared read buffer (shared-read-buffer.ts) with `onread`, TCP_NODELAY on, keepalive as asked. */
-export function startHandle(handle: TcpHandle, onread: (this: TcpHandle) => void, keepAliveMs: number): number {
-  handle.setNoDelay(true);
-  if (keepAliveMs > 0) handle.setKeepAlive(true, Math.floor(keepAliveMs / 1000));
+/** A connected handle reads into the process's shared read buffer (shared-read-buffer.ts) with `onread`, TCP_NODELAY on, keepalive as asked (already so when accepted from a socket setAcceptedSocketOptions prepared). */
+export function startHandle(handle: TcpHandle, onread: (this: TcpHandle) => void, keepAliveMs: number, optionsInherited = false): number {
+  if (!optionsInherited) {
+    handle.setNoDelay(true);
+    if (keepAliveMs > 0) handle.setKeepAlive(true, Math.floor(keepAliveMs / 1000));
+  }
   handle.useUserBuffer(readBuffer);
   handle.onread = onread as StreamHandle['onread'];
   handle.reading = true;

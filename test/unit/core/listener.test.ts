@@ -10,7 +10,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import net from 'node:net';
+import { promisify } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
@@ -29,6 +31,7 @@ import { createTcpProtocol } from '../../../src/protocols/tcp/opening.ts';
 import type { DrainTarget, Opening, ProtocolSession } from '../../../src/core/protocol.ts';
 
 const silent = pino({ level: 'silent' });
+const run = promisify(execFile);
 
 /** Echoes, then half-closes when the client does (like the tcp-rate backend). */
 async function echoServer(): Promise<{ server: net.Server; endpoint: string }> {
@@ -208,6 +211,29 @@ describe('listener fast path on bare handles (direct I/O on; sockets with POLYPR
     assert.equal(listener.counters.open, 0);
     assert.equal(listener.counters.bytesIn, 6);
     assert.equal(listener.counters.bytesOut, 6);
+  });
+
+  it('a bare-handle session\'s client socket still has the listener\'s keepalive, now set once on the listening socket (Linux copies it to each accepted one)', { skip: process.platform !== 'linux' ? 'Linux only' : false }, async () => {
+    const echo = await echoServer();
+    servers.push(echo.server);
+    const { listener, port } = await warmListener(echo.endpoint, { tcpKeepAliveMs: 7000 });
+    const client = net.connect({ host: '127.0.0.1', port });
+    client.setEncoding('utf8');
+    let got = '';
+    client.on('data', (text: string) => (got += text));
+    client.write('x');
+    while (got !== 'x') await new Promise((resolve) => setImmediate(resolve));
+    try {
+      assert.equal(listener.handleSessions, ioSupport.handleRelay ? 1 : 0);
+      // The proxy's end of the client connection (local port = the listener's): keepalive armed with the listener's delay.
+      const { stdout } = await run('ss', ['-tnoH', 'state', 'established', `( sport = :${port} )`]);
+      assert.match(stdout, /timer:\(keepalive,[0-9.]+(s|ms)?,0\)/, stdout);
+      const seconds = Number(/timer:\(keepalive,([0-9.]+)s?/.exec(stdout)?.[1] ?? 'NaN');
+      assert.ok(seconds > 5 && seconds <= 7, stdout);
+    } finally {
+      client.destroy();
+      await listener.idle();
+    }
   });
 
   it('16 MB each way through a slow reader arrive intact (queued writes, reads stopped meanwhile)', { timeout: 60_000 }, async () => {
