@@ -127,6 +127,9 @@ async function idleCost(ctx: ScenarioContext, mode: 'bridge' | 'bare', apiUrl: s
   }
 }
 
+/** ws-scale's client ports (ws-load.ts --local-ports): below the ephemeral range (32768–60999), so nobody's connect() picks them. */
+const LOCAL_PORTS = '10000-32767';
+
 /** API connections per bridge worker: bounded so the ramp's burst of upgrade GETs cannot eat the open-file budget. */
 const API_POOL_MAX = 256;
 
@@ -214,7 +217,8 @@ export const wsBridgeScenario: Scenario = {
  * each) and 8 load processes, each on its own listener address. Not in
  * `all`. Env: BENCH_WSS_CLIENTS (100000), BENCH_WSS_STEPS (4),
  * BENCH_WSS_PROCESSES (8), BENCH_WSS_WORKERS (8), BENCH_WSS_RATE (1000),
- * BENCH_WSS_SUSTAIN (30).
+ * BENCH_WSS_SUSTAIN (30), BENCH_WSS_API_POOL (64 per worker and listener),
+ * BENCH_WSS_API_PROCESSES (3).
  */
 export const wsScaleScenario: Scenario = {
   name: 'ws-scale',
@@ -231,10 +235,10 @@ export const wsScaleScenario: Scenario = {
       rate: envNumber('BENCH_WSS_RATE', 1000),
       sustainSeconds: envNumber('BENCH_WSS_SUSTAIN', 30),
       pin: false,
-      apiPoolMax: 64,
+      apiPoolMax: Math.max(1, envNumber('BENCH_WSS_API_POOL', 64)),
       listenerPerProcess: true,
       idleClients: 0,
-      apiProcesses: 3,
+      apiProcesses: Math.max(1, envNumber('BENCH_WSS_API_PROCESSES', 3)),
     }),
 };
 
@@ -276,7 +280,8 @@ async function runWsBridge(ctx: ScenarioContext, settings: WsBridgeSettings): Pr
     const load: Tracked[] = [];
     for (let i = 0; i < loadProcesses; i++) {
       const to = listeners[listenerPerProcess ? i : 0] as { host: string; port: number };
-      const addressing = listenerPerProcess ? ['--host', to.host] : ['--local-address', `127.0.0.${10 + i}`];
+      // One listener address per load process, and its clients bound to ports of their own below the ephemeral range (ws-load.ts --local-ports: no port search per connect).
+      const addressing = listenerPerProcess ? ['--host', to.host, '--local-address', `127.0.0.${40 + i}`, '--local-ports', LOCAL_PORTS] : ['--local-address', `127.0.0.${10 + i}`];
       const proc = spawnTracked(ctx.node, [path.join(ctx.root, 'bench', 'lib', 'ws-load.ts'), '--port', String(to.port), '--prefix', `p${i}-`, ...addressing, '--interval-ms', String(INTERVAL_MS)], { name: `ws-load-${i}`, cwd: ctx.root, stdin: true });
       stoppers.unshift(() => proc.stop('SIGTERM', 5000));
       await proc.waitForOutput(/"type":"ready"/, 30_000);
@@ -421,8 +426,8 @@ async function runWsBridge(ctx: ScenarioContext, settings: WsBridgeSettings): Pr
             ]),
       ],
       notes: [
-        `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, \`ws\` clients, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total, ${listenerPerProcess ? `each process to its own listener address (127.0.0.20 … 127.0.0.${19 + loadProcesses}: one ws-bridge listener each, served by every worker) without binding a source address (one destination has only ~28,000 ephemeral ports; bound client ports would be skipped by the bridge's own API connects)` : "each process from its own source address (127.0.0.10, .11, …: one address has only ~28,000 ephemeral ports towards the bridge's one port)"}; each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
-        `Bridge: polyproxy \`ws-bridge\` listener${listenerCount > 1 ? `s (${listenerCount})` : ''}, ${workers} workers (SO_REUSEPORT), \`maxConnections: ${listenerMax}\` per listener and worker (its share of the worker's open files: the default share counts 2 descriptors per session), ordered, API pool max ${apiPoolMax} / idle ${apiPoolMax} / 60 s per worker${listenerCount > 1 ? ' and listener' : ''} (the Go original's 10,000 connections would take half of a worker's 20,000 open files while the ramp's upgrade GETs burst; 4,500 msg/s at ~10 ms needs ~50 in flight), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (node:http: GET → ok, POST → the body back, DELETE → empty${apiProcesses > 1 ? `; ${apiProcesses} processes on one port` : ''})${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
+        `Clients: ${loadProcesses} load processes (bench/lib/ws-load.ts, raw RFC 6455 clients on node:net, unpinned), ${num(Math.ceil(clients / loadProcesses))} each at most (20,000 open files per process), opened at ${num(rate)} per second in total, ${listenerPerProcess ? `each process to its own listener address (127.0.0.20 … 127.0.0.${19 + loadProcesses}: one ws-bridge listener each, served by every worker) from its own source address (127.0.0.40, .41, …) and ports ${LOCAL_PORTS} taken in turn (below the ephemeral range: connect() does no port search, which with ~17,000 clients per destination was most of a load process's CPU during the ramp, and the bridge's own API connects lose no ports)` : "each process from its own source address (127.0.0.10, .11, …: one address has only ~28,000 ephemeral ports towards the bridge's one port)"}; each client sends a ${'~10'}-byte text message every ${INTERVAL_MS / 1000} s (one shared 100 ms tick per process, so the rate is even) and counts the API's reply that the bridge sends back.`,
+        `Bridge: polyproxy \`ws-bridge\` listener${listenerCount > 1 ? `s (${listenerCount})` : ''}, ${workers} workers (SO_REUSEPORT), \`maxConnections: ${listenerMax}\` per listener and worker (its share of the worker's open files: the default share counts 2 descriptors per session), ordered, API pool max ${apiPoolMax} / idle ${apiPoolMax} / 60 s per worker${listenerCount > 1 ? ' and listener' : ''} (the Go original's 10,000 connections would take half of a worker's 20,000 open files while the ramp's upgrade GETs burst; 4,500 msg/s at ~10 ms needs ~50 in flight), ${bridgeCpu < 0 ? 'not pinned (BENCH_WSB_PIN=1 pins it)' : `pinned to CPU ${bridgeCpu} with taskset (all workers share that core)`}. API: bench/lib/ws2api-server.ts (raw HTTP/1.1 on node:net: GET → ok, POST → the body back, DELETE → empty${apiProcesses > 1 ? `; ${apiProcesses} processes on one port` : ''})${pin && clientCpu(ctx) >= 0 ? `, pinned to CPU ${clientCpu(ctx)}` : ', not pinned'}.`,
         `Memory per connection = least-squares slope of the bridge's total RSS (supervisor + workers, VmRSS) against open clients at ${steps.map((s) => num(s.clients)).join(', ')}, read while the messages flow (their rate grows with the clients, so in-flight buffers are part of it). A warm-up of ${WARMUP_PER_PROCESS * loadProcesses} clients for one interval precedes the 0 reading.`,
         `Messages/s: replies received by the clients during a ${sustainSeconds} s window opened one full interval after the last client connected; "sustained" means ≥ 98% of the offered ${num(offered)} msg/s.`,
         ...(idle === null
