@@ -1,24 +1,37 @@
 /**
  * The bridge's HTTP client to the API (ws2api: GET/POST/DELETE
- * `<api><ClientId>`): a bounded pool of keep-alive undici Clients per
+ * `<api><ClientId>`): a bounded pool of keep-alive HTTP/1.1 connections per
  * listener and worker, one request per connection at a time, like the Go
  * original's http.Transport: at most `maxConnections` (requests past it
- * wait, first come first served), at most `maxIdle` kept between requests
- * (LIFO, so the pool shrinks back after a burst), and an idle one closes
- * its socket after `idleTimeoutMs`. The Clients live in core's
- * EndpointPool (src/core/pool.ts, one key: the API origin): undici's own
- * Pool caps connections but cannot cap idle ones (`maxIdle`), and the
- * proxy has one pool implementation. Requests wait for a connection
- * without a deadline of their own (their `timeoutMs` starts once sent).
- * Never throws: every outcome is an `ApiAnswer` the bridge maps to its
- * side (upgrade status, message back, counters).
+ * wait, first come first served, an upgrade's GET ahead of messages), at
+ * most `maxIdle` kept between requests (LIFO, so the pool shrinks back
+ * after a burst), and an idle one closes after `idleTimeoutMs`.
+ *
+ * The client is the proxy's own HTTP/1.1 client (http/h2/h1-backends.ts,
+ * on core's EndpointPool): a message is one write (head and body built
+ * once) and its answer is parsed by the listener's strict head parser and
+ * chunked framer. It replaced undici (a Client per connection), whose
+ * per-request Request object, header validation, llhttp-in-wasm callbacks
+ * and timers cost more than the rest of the bridge's work on a message
+ * (bench: ws-scale). An https API is spoken to over TLS (ALPN http/1.1,
+ * the system's CAs, SNI from the URL's host).
+ *
+ * Deadlines without a timer per request: requests in flight sit in a set
+ * that one sweep per client walks every tenth of `timeoutMs` (at most 1 s),
+ * so an answer that takes longer than `timeoutMs` after the request went
+ * out fails within about a tenth more. Never throws: every outcome is an
+ * `ApiAnswer` the bridge maps to its side (upgrade status, message back,
+ * counters).
  */
 import { isUtf8 } from 'node:buffer';
-import { Client } from 'undici';
-import type { Dispatcher } from 'undici';
-import type { IncomingHttpHeaders } from 'node:http';
-import { EndpointPool } from '../../core/pool.ts';
-import type { PoolKind, PoolWaiter } from '../../core/pool.ts';
+import type { Socket } from 'node:net';
+import type { Endpoint } from '../../core/endpoint.ts';
+import { PolyproxyError } from '../../core/errors.ts';
+import { upgradeToTls } from '../http/h2/backend-tls.ts';
+import { DialError, dialOne } from '../http/h2/dial.ts';
+import { BODY_LENGTH, BODY_NONE, H1Backends } from '../http/h2/h1-backends.ts';
+import type { H1Call, H1Request } from '../http/h2/h1-backends.ts';
+import { DEFAULT_LIMITS } from '../http/head-parser.ts';
 import type { BridgeStats } from './metrics.ts';
 
 export interface ApiClientSettings {
@@ -56,76 +69,65 @@ export interface ApiAnswer {
 const EMPTY = Buffer.alloc(0);
 const TEXT = 'text/plain; charset=utf-8';
 const OCTETS = 'application/octet-stream';
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
-/** undici Clients (one connection each, pipelining 1), as core's pool sees them. */
-const CLIENT_KIND: PoolKind<Client> = {
-  reusable: (client) => !client.destroyed && !client.closed,
-  close: (client) => {
-    client.close().catch(noop);
-  },
-  // An idle Client closes its own socket after keepAliveTimeout and reconnects when used again.
-  park: noop,
-  unpark: noop,
-  handOver: noop,
-};
-
-/**
- * One API request, from waiting for a connection to its answer: the pool's
- * waiter and undici's dispatch handler in one object, so a message costs
- * this object, its promise and undici's own request, and no response
- * stream, async iterator or promise chain per exchange.
- */
-class Exchange implements PoolWaiter<Client>, Dispatcher.DispatchHandler {
+/** One API request, from waiting for a connection to its answer (the HTTP/1.1 client's H1Request). */
+class ApiRequest implements H1Request {
   readonly api: ApiClient;
-  readonly options: Dispatcher.DispatchOptions;
+  readonly method: string;
+  readonly requestHead: string;
+  readonly bodyFraming: number;
+  readonly body = null;
+  readonly bodyBytes: Buffer | null;
+  readonly urgent: boolean;
   readonly resolve: (answer: ApiAnswer) => void;
-  client: Client | null = null;
-  /** Answered: later handler calls change nothing. */
+  call: H1Call | null = null;
+  /** When the request went out (performance.now()): its deadline runs from here. */
+  sentAt = 0;
+  /** Answered: later calls change nothing. */
   done = false;
   status = 0;
   octets = false;
   size = 0;
   chunks: Buffer[] | null = null;
-  /** Why the answer was refused while it arrived (a body over the limit). */
-  refused: string | null = null;
 
-  constructor(api: ApiClient, options: Dispatcher.DispatchOptions, resolve: (answer: ApiAnswer) => void) {
+  constructor(api: ApiClient, method: string, requestHead: string, body: Buffer | null, urgent: boolean, resolve: (answer: ApiAnswer) => void) {
     this.api = api;
-    this.options = options;
+    this.method = method;
+    this.requestHead = requestHead;
+    this.bodyFraming = body === null ? BODY_NONE : BODY_LENGTH;
+    this.bodyBytes = body;
+    this.urgent = urgent;
     this.resolve = resolve;
   }
 
-  poolGranted(client: Client | null): void {
-    this.api.dispatch(this, client ?? this.api.newClient());
+  h1Sent(call: H1Call): void {
+    this.call = call;
+    this.sentAt = performance.now();
+    this.api.sent(this);
   }
 
-  poolFailed(): void {
-    // Only on shutdown: the request goes out on a connection of its own, closed after it.
-    this.api.dispatch(this, this.api.newClient());
+  h1Response(status: number, headers: string[]): void {
+    this.status = status;
+    // headers: ':status', value, then name, value pairs, names lowercased.
+    for (let i = 2; i < headers.length; i += 2) {
+      const name = headers[i];
+      const value = headers[i + 1] as string;
+      if (name === 'content-length') {
+        if (Number(value) > this.api.maxResponseBytes) return this.refuse(`response body of ${value} bytes is over maxMessageBytes`);
+      } else if (name === 'content-type') this.octets = value.toLowerCase().startsWith(OCTETS);
+    }
   }
 
-  /** Marks this as a handler of undici's current API (undici wraps it; without this it expects the old one). */
-  onRequestStart(): void {}
-
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    // 1xx: the final answer follows.
-    if (statusCode < 200) return;
-    this.status = statusCode;
-    const max = this.api.maxResponseBytes;
-    const declared = Number(headers['content-length']);
-    if (declared > max) return this.refuse(controller, `response body of ${declared} bytes is over maxMessageBytes`);
-    const type = headers['content-type'];
-    this.octets = typeof type === 'string' && type.toLowerCase().startsWith(OCTETS);
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  h1Data(chunk: Buffer): void {
+    if (this.done) return;
     this.size += chunk.length;
-    if (this.size > this.api.maxResponseBytes) return this.refuse(controller, 'response body is over maxMessageBytes');
+    if (this.size > this.api.maxResponseBytes) return this.refuse('response body is over maxMessageBytes');
     (this.chunks ??= []).push(chunk);
   }
 
-  onResponseEnd(): void {
+  h1End(): void {
+    this.call = null;
+    if (this.done) return;
     const chunks = this.chunks;
     const data = chunks === null ? EMPTY : chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.size);
     const status = this.status;
@@ -133,60 +135,81 @@ class Exchange implements PoolWaiter<Client>, Dispatcher.DispatchHandler {
     this.api.answered(this, { outcome: 'ok', status, body: data, binary: this.octets || !isUtf8(data), error: '' });
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
-    if (this.refused !== null) return this.api.answered(this, failed(this.status, this.refused));
-    const code = (err as { code?: unknown }).code;
-    this.api.answered(this, { outcome: typeof code === 'string' && TIMEOUT_CODES.has(code) ? 'timeout' : 'unreachable', status: 0, body: EMPTY, binary: false, error: err.message });
+  h1Failed(err: Error): void {
+    this.call = null;
+    if (this.done) return;
+    this.api.answered(this, { outcome: isTimeout(err) ? 'timeout' : 'unreachable', status: 0, body: EMPTY, binary: false, error: err.message });
   }
 
-  /** Drops the answer unread: undici aborts the request and closes its connection. */
-  refuse(controller: Dispatcher.DispatchController, why: string): void {
-    this.refused = why;
+  /** Drops the answer unread: the connection closes. */
+  refuse(why: string): void {
+    this.#cancel();
+    this.api.answered(this, failed(this.status, why));
+  }
+
+  /** No (complete) answer within timeoutMs of sending. */
+  timedOut(timeoutMs: number): void {
+    this.#cancel();
+    this.api.answered(this, { outcome: 'timeout', status: 0, body: EMPTY, binary: false, error: `no answer within ${timeoutMs} ms` });
+  }
+
+  #cancel(): void {
+    const call = this.call;
+    this.call = null;
     this.chunks = null;
-    controller.abort(new Error(why));
+    call?.cancel();
   }
 }
 
 export class ApiClient {
-  readonly #origin: string;
-  readonly #clientOptions: Client.Options;
-  readonly #pool: EndpointPool<Client>;
+  readonly #endpoint: Endpoint;
+  readonly #backends: H1Backends;
   readonly #basePath: string;
+  readonly #host: string;
   readonly #stats: BridgeStats;
+  readonly #timeoutMs: number;
+  /** Requests sent and not answered yet, for the deadline sweep. */
+  readonly #inFlight = new Set<ApiRequest>();
+  readonly #sweepMs: number;
+  #sweep: NodeJS.Timeout | null = null;
   /** Larger response bodies fail the request. */
   readonly maxResponseBytes: number;
 
   constructor(settings: ApiClientSettings, stats: BridgeStats) {
     const url = new URL(settings.api);
+    const secure = url.protocol === 'https:';
+    // URL keeps IPv6 hosts bracketed; a socket wants them bare.
+    const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    this.#endpoint = { type: 'tcp', host: hostname, port: url.port === '' ? (secure ? 443 : 80) : Number(url.port), label: url.origin };
     this.#basePath = url.pathname;
-    this.maxResponseBytes = settings.maxResponseBytes;
+    this.#host = url.host;
     this.#stats = stats;
-    this.#origin = url.origin;
-    this.#pool = new EndpointPool(CLIENT_KIND, {
-      maxConnectionsPerEndpoint: settings.maxConnections,
-      maxIdlePerEndpoint: settings.maxIdle,
+    this.#timeoutMs = settings.timeoutMs;
+    this.#sweepMs = Math.max(10, Math.min(1000, Math.floor(settings.timeoutMs / 10)));
+    this.maxResponseBytes = settings.maxResponseBytes;
+    const connectTimeoutMs = settings.connectTimeoutMs;
+    this.#backends = new H1Backends({
+      maxConnectionsPerBackend: settings.maxConnections,
+      maxIdlePerBackend: settings.maxIdle,
       idleTimeoutMs: settings.idleTimeoutMs,
+      connectTimeoutMs,
+      keepAliveMs: settings.tcpKeepAliveMs,
+      // Requests wait for a connection without a deadline of their own (theirs starts once sent).
       queueTimeoutMs: 0,
       maxQueue: Infinity,
+      limits: DEFAULT_LIMITS,
+      bodyTimeoutMs: settings.timeoutMs,
+      ...(secure ? { dial: (endpoint: Endpoint, timeoutMs: number, keepAliveMs: number) => dialTls(endpoint, timeoutMs, keepAliveMs, connectTimeoutMs) } : {}),
     });
-    this.#clientOptions = {
-      pipelining: 1,
-      keepAliveTimeout: settings.idleTimeoutMs,
-      keepAliveMaxTimeout: settings.idleTimeoutMs,
-      headersTimeout: settings.timeoutMs,
-      bodyTimeout: settings.timeoutMs,
-      // undici's connector turns keepalive on at 60 s unless told otherwise: the listener's setting decides.
-      connect: { timeout: settings.connectTimeoutMs, keepAlive: settings.tcpKeepAliveMs > 0, keepAliveInitialDelay: settings.tcpKeepAliveMs },
-    };
   }
 
-  /** Connections the pool holds (busy + idle); idle ones may have closed their socket already. */
+  /** Connections the pool holds (busy + idle). */
   get connections(): number {
-    return this.#pool.openCount(this.#origin);
+    return this.#backends.pool.openCount(this.#endpoint.label);
   }
 
   get idleConnections(): number {
-    return this.#pool.idleCount(this.#origin);
+    return this.#backends.pool.idleCount(this.#endpoint.label);
   }
 
   /** The path a ClientId's requests go to. */
@@ -215,62 +238,77 @@ export class ApiClient {
     return this.#send('DELETE', clientId, Buffer.from(reason, 'utf8'), false, undefined, false);
   }
 
-  /** Closes the idle connections; requests in flight finish, and their connections close after them. */
+  /** Closes the idle connections; requests in flight finish (their deadlines still run), and their connections close after them. */
   shutdown(): Promise<void> {
-    this.#pool.close();
+    this.#backends.close();
     return Promise.resolve();
-  }
-
-  /** @internal A new connection (under a slot, or one of its own after shutdown). */
-  newClient(): Client {
-    return new Client(this.#origin, this.#clientOptions);
   }
 
   #send(method: 'GET' | 'POST' | 'DELETE', clientId: string, body: Buffer | null, binary: boolean, forwardedFor: string | undefined, urgent: boolean): Promise<ApiAnswer> {
     const stats = this.#stats;
     stats.requestsStarted++;
     stats.requestsInFlight++;
-    const headers: string[] = [];
-    if (body !== null) headers.push('content-type', binary ? OCTETS : TEXT);
-    if (forwardedFor !== undefined) headers.push('x-forwarded-for', forwardedFor);
-    const options: Dispatcher.DispatchOptions = { origin: this.#origin, path: this.path(clientId), method, headers, body };
+    // ClientIds are RFC 3986 pchars (client-id.ts): safe in the request line as they are.
+    let head = `${method} ${this.#basePath}${clientId} HTTP/1.1\r\nhost: ${this.#host}\r\n`;
+    if (body !== null) head += `content-type: ${binary ? OCTETS : TEXT}\r\ncontent-length: ${body.length}\r\n`;
+    if (forwardedFor !== undefined) head += `x-forwarded-for: ${forwardedFor}\r\n`;
+    head += '\r\n';
     return new Promise((resolve) => {
-      const exchange = new Exchange(this, options, resolve);
-      const pool = this.#pool;
-      const idle = pool.take(this.#origin);
-      if (idle !== null) return this.dispatch(exchange, idle);
-      if (pool.closed || pool.tryReserve(this.#origin)) return this.dispatch(exchange, this.newClient());
-      if (pool.enqueue(this.#origin, exchange, urgent) === null) this.dispatch(exchange, this.newClient());
+      this.#backends.send(this.#endpoint, undefined, new ApiRequest(this, method, head, body, urgent, resolve));
     });
   }
 
-  /** @internal Sends `exchange` on `client`, which it holds until answered. */
-  dispatch(exchange: Exchange, client: Client): void {
-    exchange.client = client;
-    try {
-      client.dispatch(exchange.options, exchange);
-    } catch (err) {
-      exchange.onResponseError(undefined, err as Error);
-    }
+  /** @internal The request went out: its deadline starts. */
+  sent(request: ApiRequest): void {
+    this.#inFlight.add(request);
+    this.#sweep ??= setInterval(sweepInFlight, this.#sweepMs, this).unref();
   }
 
-  /** @internal The exchange's outcome: its connection goes back to the pool (or closes), the caller hears the answer. */
-  answered(exchange: Exchange, answer: ApiAnswer): void {
-    if (exchange.done) return;
-    exchange.done = true;
-    const client = exchange.client;
-    exchange.client = null;
-    // A closed pool closes what is given back; a Client that closed itself frees its slot for a waiter.
-    if (client !== null) this.#pool.put(this.#origin, client);
+  /** @internal Fails the requests in flight past their deadline; stops when none is left. */
+  sweepNow(): void {
+    const inFlight = this.#inFlight;
+    if (inFlight.size === 0) {
+      if (this.#sweep !== null) clearInterval(this.#sweep);
+      this.#sweep = null;
+      return;
+    }
+    const due = performance.now() - this.#timeoutMs;
+    for (const request of inFlight) if (request.sentAt <= due) request.timedOut(this.#timeoutMs);
+  }
+
+  /** @internal The request's outcome: the caller hears the answer (its connection went back to the pool or closed already). */
+  answered(request: ApiRequest, answer: ApiAnswer): void {
+    if (request.done) return;
+    request.done = true;
+    this.#inFlight.delete(request);
     const stats = this.#stats;
     stats.requestsInFlight--;
     if (answer.outcome === 'ok') stats.requestsSucceeded++;
     else stats.requestsFailed++;
-    exchange.resolve(answer);
+    request.resolve(answer);
   }
 }
 
-function noop(): void {}
+function sweepInFlight(client: ApiClient): void {
+  client.sweepNow();
+}
+
+/** TCP, then TLS for an https API (ALPN http/1.1, the system's CAs); the handshake shares the connect timeout. */
+async function dialTls(endpoint: Endpoint, timeoutMs: number, keepAliveMs: number, handshakeMs: number): Promise<Socket> {
+  const socket = await dialOne(endpoint, timeoutMs, keepAliveMs);
+  try {
+    return await upgradeToTls(socket, endpoint, true, handshakeMs, 'http/1.1');
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+}
+
+/** A connect or body that timed out (the answer's deadline is the sweep's). */
+function isTimeout(err: Error): boolean {
+  if (err instanceof DialError) return err.code === 'ETIMEDOUT';
+  return err instanceof PolyproxyError && err.kind === 'TIMEOUT';
+}
 
 function failed(status: number, error: string, body: Buffer = EMPTY): ApiAnswer {
   return { outcome: 'unreachable', status, body, binary: false, error };

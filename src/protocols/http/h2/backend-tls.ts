@@ -15,6 +15,7 @@ import { PolyproxyError } from '../../../core/errors.ts';
 import type { BackendTls } from '../../../core/resolver.ts';
 
 const ALPN_H2 = ['h2'];
+const ALPN_HTTP1 = ['http/1.1'];
 
 /** A key telling TLS settings apart in the session pool ('' for h2c). */
 export function tlsKey(config: true | BackendTls | undefined): string {
@@ -34,8 +35,13 @@ function caIds(ca: string): number {
   return id;
 }
 
-/** The TLS handshake over `socket`; resolves with the TLS socket once ALPN chose h2 and the certificate verified. */
-export function upgradeToTls(socket: Socket, endpoint: Endpoint, config: true | BackendTls, timeoutMs: number): Promise<tls.TLSSocket> {
+/**
+ * The TLS handshake over `socket`; resolves with the TLS socket once the
+ * certificate verified and ALPN chose h2 (`protocol` 'h2'), or for
+ * 'http/1.1' (the ws-bridge's API client) once the server chose http/1.1
+ * or nothing (a server without ALPN speaks HTTP/1.1 over TLS).
+ */
+export function upgradeToTls(socket: Socket, endpoint: Endpoint, config: true | BackendTls, timeoutMs: number, protocol: 'h2' | 'http/1.1' = 'h2'): Promise<tls.TLSSocket> {
   const options = config === true ? {} : config;
   const host = endpoint.type === 'unix' ? 'localhost' : endpoint.host;
   const servername = options.servername ?? (isIP(host) === 0 ? host : undefined);
@@ -46,7 +52,7 @@ export function upgradeToTls(socket: Socket, endpoint: Endpoint, config: true | 
       ...(servername === undefined ? {} : { servername }),
       ...(options.ca === undefined ? {} : { ca: options.ca }),
       rejectUnauthorized: options.rejectUnauthorized !== false,
-      ALPNProtocols: ALPN_H2,
+      ALPNProtocols: protocol === 'h2' ? ALPN_H2 : ALPN_HTTP1,
     });
     const fail = (why: string, cause?: unknown): void => {
       clearTimeout(timer);
@@ -55,8 +61,8 @@ export function upgradeToTls(socket: Socket, endpoint: Endpoint, config: true | 
     };
     const timer = setTimeout(fail, timeoutMs, `no handshake within ${timeoutMs} ms`);
     secure.once('secureConnect', () => {
-      if (secure.alpnProtocol !== 'h2') {
-        fail(`the backend did not choose h2 in ALPN (${secure.alpnProtocol === false ? 'no protocol' : secure.alpnProtocol})`);
+      if (protocol === 'h2' ? secure.alpnProtocol !== 'h2' : secure.alpnProtocol !== false && secure.alpnProtocol !== 'http/1.1') {
+        fail(`the backend did not choose ${protocol} in ALPN (${secure.alpnProtocol === false ? 'no protocol' : secure.alpnProtocol})`);
         return;
       }
       clearTimeout(timer);

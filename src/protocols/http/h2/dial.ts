@@ -35,7 +35,7 @@ export function dialOne(endpoint: Endpoint, timeoutMs: number, keepAliveMs: numb
         : net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true, keepAlive: keepAliveMs > 0, keepAliveInitialDelay: keepAliveMs });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new DialError(`connect timed out after ${timeoutMs} ms`));
+      reject(new DialError(`connect timed out after ${timeoutMs} ms`, { code: 'ETIMEDOUT' }));
     }, timeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);

@@ -1,5 +1,6 @@
 /**
- * HTTP/1.1 backends for requests that arrived over HTTP/2: a minimal
+ * HTTP/1.1 backends for requests that arrived over HTTP/2 (and for the
+ * ws-bridge's API calls, ws-bridge/api-client.ts): a minimal
  * HTTP/1.1 client of our own on keep-alive connections held in core's
  * EndpointPool (src/core/pool.ts: slots per endpoint up to
  * `pool.maxConnectionsPerBackend`, FIFO waiters, LIFO idle, one sweep
@@ -63,6 +64,10 @@ export interface H1BackendOptions {
   readonly limits: HeadLimits;
   /** Inside a response body, the backend may stay silent this long (the listener's backendTimeoutMs). */
   readonly bodyTimeoutMs: number;
+  /** Idle connections kept per endpoint (default: as many as maxConnectionsPerBackend, or unbounded). */
+  readonly maxIdlePerBackend?: number;
+  /** Opens a connection (default dial.ts's dialOne; the ws-bridge adds TLS for an https API). */
+  readonly dial?: (endpoint: Endpoint, timeoutMs: number, keepAliveMs: number) => Promise<Socket>;
 }
 
 /** How the request body is framed on the HTTP/1.1 hop. */
@@ -80,6 +85,10 @@ export interface H1Request {
   readonly bodyFraming: number;
   /** Where the body is read from (the client's HTTP/2 stream); null without one. */
   readonly body: Readable | null;
+  /** A body known up front (BODY_LENGTH, `body` null; requestHead carries its content-length): written with the head in one write, and replayable. */
+  readonly bodyBytes?: Buffer | null;
+  /** Waits for a connection ahead of the endpoint's other waiters (core/pool.ts). */
+  readonly urgent?: boolean;
   /** A connection carries the request (`reused`: it carried an earlier one); `call` is what send() returns (it may not have returned yet). */
   h1Sent(call: H1Call, reused: boolean): void;
   /** The final response head: an HTTP/2 raw header list (`:status` first), connection-specific fields dropped; `chunked`: the body is chunked, so it may end with trailers. */
@@ -133,7 +142,7 @@ export class H1Backends {
       // streams share one client connection, and a connection given back while its endpoint has hundreds
       // of streams in flight is needed again within the tick — closing it past a small idle cap made every
       // burst dial again (connect + close ≈ 7 % of the worker's CPU under h2load -m32).
-      maxIdlePerEndpoint: options.maxConnectionsPerBackend === 0 ? Number.MAX_SAFE_INTEGER : options.maxConnectionsPerBackend,
+      maxIdlePerEndpoint: options.maxIdlePerBackend ?? (options.maxConnectionsPerBackend === 0 ? Number.MAX_SAFE_INTEGER : options.maxConnectionsPerBackend),
       idleTimeoutMs: options.idleTimeoutMs,
       queueTimeoutMs: options.queueTimeoutMs,
       maxQueue: options.maxQueue,
@@ -187,7 +196,7 @@ export class H1Call implements PoolWaiter<H1Conn> {
       void this.#dial();
       return;
     }
-    const ticket = pool.enqueue(label, this);
+    const ticket = pool.enqueue(label, this, this.req.urgent === true);
     if (ticket === null) {
       this.#fail(new ConnectionLimitError(label, `${pool.maxQueue} requests already waiting`));
       return;
@@ -222,7 +231,7 @@ export class H1Call implements PoolWaiter<H1Conn> {
     const endpoint = this.endpoint;
     let socket: Socket;
     try {
-      socket = await dialOne(endpoint, backends.options.connectTimeoutMs, backends.options.keepAliveMs);
+      socket = await (backends.options.dial ?? dialOne)(endpoint, backends.options.connectTimeoutMs, backends.options.keepAliveMs);
     } catch (err) {
       backends.health?.failed(endpoint, (err as Error).message);
       backends.pool.release(endpoint.label);
@@ -260,7 +269,7 @@ export class H1Call implements PoolWaiter<H1Conn> {
       reusedConnection: conn.reused,
       connectionClosed: err === null || isConnectionClosed(err),
       responseStarted: responded,
-      replayable: this.req.bodyFraming === BODY_NONE,
+      replayable: this.req.bodyFraming === BODY_NONE || (this.req.bodyBytes !== undefined && this.req.bodyBytes !== null),
       retries: this.retries,
     });
     if (!may || this.over) return false;
@@ -365,6 +374,17 @@ export class H1Conn implements ChunkSink {
     if (socket.readableFlowing !== true) socket.resume();
     req.h1Sent(call, reused);
     if (call.over) return; // h1Sent may not cancel, but be safe
+    const bytes = req.bodyBytes;
+    if (bytes !== undefined && bytes !== null) {
+      // Head and body in one write (one syscall per request).
+      const head = req.requestHead;
+      const out = Buffer.allocUnsafe(head.length + bytes.length);
+      out.write(head, 0, 'latin1');
+      bytes.copy(out, head.length);
+      writeOwned(socket, out);
+      this.#requestDone = true;
+      return;
+    }
     // Straight to the libuv handle when nothing is queued (no Writable state, WriteWrap or nextTick per request); body writes after it keep their order.
     writeOwned(socket, Buffer.from(req.requestHead, 'latin1'));
     const body = req.body as BodyStream | null;

@@ -1,8 +1,14 @@
-/** The bridge's bounded API client against a real node:http server. */
+/** The bridge's bounded API client against real node:http and node:https servers. */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import { after, test } from 'node:test';
 import { ApiClient } from '../../../../src/protocols/ws-bridge/api-client.ts';
 import { BridgeStats } from '../../../../src/protocols/ws-bridge/metrics.ts';
+import { makeTestPki } from '../../../helpers/certs.ts';
 import { startApi } from '../../../helpers/ws-api.ts';
 import type { TestApi } from '../../../helpers/ws-api.ts';
 
@@ -94,4 +100,58 @@ test('nothing listening: unreachable at once', async () => {
   const answer = await client.open('c', undefined);
   assert.equal(answer.outcome, 'unreachable');
   await client.shutdown();
+});
+
+test('an https API: the certificate is checked against the trusted CAs, then requests go over TLS', async () => {
+  const pki = await makeTestPki({ serverNames: ['localhost'] });
+  const server = https.createServer({ cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => res.end(`tls:${req.method} ${req.url} ${Buffer.concat(chunks).toString()}`));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const defaults = tls.getCACertificates('default');
+  try {
+    const url = `https://localhost:${(server.address() as AddressInfo).port}/api/`;
+    const untrusted = new ApiClient({ api: url, ...settings }, new BridgeStats());
+    const refused = await untrusted.message('c1', Buffer.from('hi'), false);
+    assert.equal(refused.outcome, 'unreachable');
+    assert.match(refused.error, /certificate/i);
+    await untrusted.shutdown();
+
+    tls.setDefaultCACertificates([...defaults, readFileSync(pki.caCert, 'utf8')]);
+    const client = new ApiClient({ api: url, ...settings }, new BridgeStats());
+    const answer = await client.message('c1', Buffer.from('hi'), false);
+    assert.deepEqual([answer.outcome, answer.status, answer.body.toString()], ['ok', 200, 'tls:POST /api/c1 hi']);
+    // The connection is kept and reused.
+    assert.equal((await client.message('c1', Buffer.from('again'), false)).body.toString(), 'tls:POST /api/c1 again');
+    assert.equal(client.connections, 1);
+    await client.shutdown();
+  } finally {
+    tls.setDefaultCACertificates(defaults);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections();
+    await pki.cleanup();
+  }
+});
+
+test('the deadline runs once the request is sent: a body that stops half-way is a timeout', async () => {
+  const server = net.createServer((socket) => {
+    socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const stats = new BridgeStats();
+    const client = new ApiClient({ api: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, ...settings, timeoutMs: 300 }, stats);
+    const started = performance.now();
+    const answer = await client.message('c', Buffer.from('x'), false);
+    const took = performance.now() - started;
+    assert.equal(answer.outcome, 'timeout');
+    assert.ok(took >= 300 && took < 1000, `timed out after ${took} ms`);
+    assert.equal(client.connections, 0, 'the half-answered connection is closed');
+    assert.deepEqual([stats.requestsFailed, stats.requestsInFlight], [1, 0]);
+    await client.shutdown();
+  } finally {
+    server.close();
+  }
 });
