@@ -283,7 +283,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         // that never settles until resolver.timeoutMs) — the drain deadline is a hard one. #run's own refusal later
         // finds it gone and counts nothing twice.
         this.#drainTargets.delete(conn);
-        if (this.#openings.delete(conn)) this.#sessionGone();
+        if (this.#openings.delete(conn)) this.#sessionGone(false);
       }
     }
     for (const dial of this.#dials) {
@@ -617,7 +617,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
   #closeOpening(conn: ClientConnection, bytes: Buffer | null): void {
     conn.close(bytes);
     this.#drainTargets.delete(conn);
-    if (this.#openings.delete(conn)) this.#sessionGone();
+    if (this.#openings.delete(conn)) this.#sessionGone(false);
   }
 
   #context(conn: ClientConnection, firstBytes: Buffer | undefined): ResolveContext {
@@ -644,7 +644,7 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
     const logged = this.#log.isLevelEnabled('info');
     if (resolver?.onDisconnect === undefined && !logged) {
       // Nothing reads the summary: skip building it (the usual case at --log-level warn).
-      this.#sessionGone();
+      this.#sessionGone(true);
       return;
     }
     const durationMs = Date.now() - relay.startedAt;
@@ -667,13 +667,19 @@ export class Listener extends ListenerBase implements RelayOwner, ProxyListener,
         'session closed',
       );
     }
-    this.#sessionGone();
+    this.#sessionGone(true);
   }
 
-  #sessionGone(): void {
+  /**
+   * `relayed`: the session had its backend, so its client's and backend's
+   * descriptors just came free and an fd pause may end. A refused opening
+   * held only its client's: reopening for it would accept the next client
+   * into the same failed dial (and its 57P03-style refusal) instead of
+   * letting the kernel refuse it during the pause.
+   */
+  #sessionGone(relayed: boolean): void {
     this.counters.open--;
-    // A descriptor or two just came free.
-    if (this.#fdPause !== null) this.resumeAccepting();
+    if (relayed && this.#fdPause !== null) this.resumeAccepting();
     this.settle();
   }
 }
