@@ -230,10 +230,13 @@ function onConnectDone(this: ConnectReq, status: number): void {
   backendSide.peer = clientSide;
   relay.owner.handleConnected(relay);
   if (relay.idleTimeoutMs > 0) watchIdle(relay);
-  if (startHandle(relay.client, clientOnRead, relay.keepAliveMs, relay.clientOptionsInherited) !== 0 || startHandle(backend, backendOnRead, relay.keepAliveMs) !== 0) {
+  // The backend's keepalive is armed a second later (armKeepAliveLater); TCP_NODELAY at once.
+  if (startHandle(relay.client, clientOnRead, relay.keepAliveMs, relay.clientOptionsInherited) !== 0 || startHandle(backend, backendOnRead, 0) !== 0) {
     if (relay.reason === null) relay.reason = 'client-error';
     closeRelay(relay);
+    return;
   }
+  if (relay.keepAliveMs > 0) armKeepAliveLater(relay);
 }
 
 /** Drops the attempt in progress (no breaker accounting). */
@@ -345,6 +348,7 @@ function closeRelay(relay: HandleRelay): void {
   if (relay.state !== RELAYING) return;
   relay.state = CLOSED;
   unwatchIdle(relay);
+  if (relay.keepAliveMs > 0) keepAliveDue.delete(relay);
   // Closing cancels queued writes; their lent spares come back in their oncomplete (libuv no longer reads them).
   relay.client.close();
   (relay.backend as TcpHandle).close();
@@ -355,6 +359,40 @@ function closeRelay(relay: HandleRelay): void {
 function connectError(err: number, endpoint: Endpoint & { type: 'tcp' }): Error & { code: string } {
   const code = getSystemErrorName(err);
   return Object.assign(new Error(`connect ${code} ${endpoint.host}:${endpoint.port}`), { code, errno: err, syscall: 'connect' });
+}
+
+// ---- backend keepalive, armed late ------------------------------------------
+
+/**
+ * A backend connection gets TCP keepalive once it has lived a second or
+ * two, not at connect: libuv's setKeepAlive is four setsockopt calls and
+ * the kernel arms a timer, ~12 µs of the proxy's CPU per connection under
+ * a connection-rate load (perf), where most connections close before the
+ * sweep comes. The first probe still comes tcpKeepAliveMs after the
+ * connection fell idle, give or take those seconds. (The client side
+ * inherits its options from the listening socket: setAcceptedSocketOptions.)
+ */
+const KEEPALIVE_AFTER_MS = 1000;
+/** Relays whose backend waits for its keepalive, in the order they connected (a Set keeps insertion order). */
+const keepAliveDue = new Set<HandleRelay>();
+let keepAliveSweep: NodeJS.Timeout | null = null;
+
+function armKeepAliveLater(relay: HandleRelay): void {
+  keepAliveDue.add(relay);
+  keepAliveSweep ??= setInterval(armDueKeepAlives, KEEPALIVE_AFTER_MS).unref();
+}
+
+function armDueKeepAlives(): void {
+  const due = Date.now() - KEEPALIVE_AFTER_MS;
+  for (const relay of keepAliveDue) {
+    if (relay.startedAt > due) break;
+    keepAliveDue.delete(relay);
+    if (relay.state === RELAYING) (relay.backend as TcpHandle).setKeepAlive(true, Math.floor(relay.keepAliveMs / 1000));
+  }
+  if (keepAliveDue.size === 0 && keepAliveSweep !== null) {
+    clearInterval(keepAliveSweep);
+    keepAliveSweep = null;
+  }
 }
 
 // ---- connect timeouts: one coarse sweep, as connect.ts ----------------------

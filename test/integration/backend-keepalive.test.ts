@@ -3,10 +3,15 @@
  * not pipelines: ws-bridge's connections to its API and the fastcgi
  * gateway's connections to its FastCGI servers follow the listener's
  * `tcpKeepAliveMs` (first probe after that long idle; 0 = off), as the
- * client legs and every other protocol's backend legs do.
+ * client legs and every other protocol's backend legs do. And the tcp fast
+ * path: its client leg inherits keepalive from the listening socket, its
+ * backend leg gets it a second or two after connecting (handle-relay.ts).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import WebSocket from 'ws';
@@ -145,3 +150,57 @@ describe('TCP keepalive on ws-bridge and fastcgi backend connections (issue 16, 
     for (const leg of legsTo(fcgiPort(fcgiOff.address))) assert.equal(keepaliveSeconds(leg), null, leg);
   });
 });
+
+describe('TCP keepalive on the tcp fast path (bare handles)', { skip: ssAvailable() ? false : 'ss (iproute2) is not installed' }, () => {
+  let echo: net.Server;
+  let cli: RunningCli;
+  const clients: net.Socket[] = [];
+
+  before(async () => {
+    echo = net.createServer((socket) => socket.pipe(socket));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const config = await writeConfig({
+      workers: 1,
+      logLevel: 'warn',
+      security: { allowPrivateBackends: true },
+      listeners: [{ name: 'tcp', protocol: 'tcp', host: '127.0.0.1', port: 0, backend: `127.0.0.1:${(echo.address() as AddressInfo).port}`, tcpKeepAliveMs: KEEPALIVE_MS }],
+    });
+    cli = await startCli(['--config', config]);
+  });
+
+  after(async () => {
+    for (const c of clients) c.destroy();
+    await cli?.stop();
+    echo?.close();
+  });
+
+  async function echoed(): Promise<net.Socket> {
+    const socket = net.connect(cli.port('tcp'), '127.0.0.1');
+    clients.push(socket);
+    socket.write('x');
+    await once(socket, 'data');
+    return socket;
+  }
+
+  it(`both legs probe after tcpKeepAliveMs (${KEEPALIVE_MS} ms): the client's at once, the backend's armed within two seconds`, async () => {
+    // The first connection fills the route cache; the second takes the bare-handle path.
+    await echoed();
+    const second = await echoed();
+    const clientLeg = legsFrom(cli.port('tcp')).find((line) => line.includes(`:${second.localPort} `));
+    assert.ok(clientLeg !== undefined, 'the client leg');
+    assert.ok((keepaliveSeconds(clientLeg) ?? Infinity) <= KEEPALIVE_MS / 1000, clientLeg);
+    const echoPort = (echo.address() as AddressInfo).port;
+    await until('keepalive on every backend leg', () => {
+      const legs = legsTo(echoPort);
+      return legs.length === 2 && legs.every((leg) => keepaliveSeconds(leg) !== null);
+    }, 4000);
+    for (const leg of legsTo(echoPort)) assert.ok((keepaliveSeconds(leg) as number) <= KEEPALIVE_MS / 1000, leg);
+  });
+});
+
+/** The proxy's established connections from its listening `port` (the client legs), with their timers. */
+function legsFrom(port: number): string[] {
+  return execFileSync('ss', ['-tnoH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.trim() !== '');
+}
