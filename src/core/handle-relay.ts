@@ -366,11 +366,12 @@ function connectError(err: number, endpoint: Endpoint & { type: 'tcp' }): Error 
 /**
  * A backend connection gets TCP keepalive once it has lived a second or
  * two, not at connect: libuv's setKeepAlive is four setsockopt calls and
- * the kernel arms a timer, ~12 µs of the proxy's CPU per connection under
- * a connection-rate load (perf), where most connections close before the
- * sweep comes. The first probe still comes tcpKeepAliveMs after the
- * connection fell idle, give or take those seconds. (The client side
- * inherits its options from the listening socket: setAcceptedSocketOptions.)
+ * the kernel arms a timer, which a connection-rate load's short
+ * connections never need (setsockopt per 10,000 connections: 50,000 →
+ * 10,000; the CPU saved is within tcp-rate's noise, bench/RESULTS.md). The
+ * first probe still comes tcpKeepAliveMs after the connection fell idle,
+ * give or take those seconds. (The client side inherits its options from
+ * the listening socket: setAcceptedSocketOptions.)
  */
 const KEEPALIVE_AFTER_MS = 1000;
 /** Relays whose backend waits for its keepalive, in the order they connected (a Set keeps insertion order). */
