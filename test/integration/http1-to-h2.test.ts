@@ -189,6 +189,26 @@ describe('HTTP/1.1 clients on protocol: h2 routes', () => {
       await down.close();
     }
   });
+  it('a later request on a bridged connection with more than maxHeaders fields gets 431 and is not forwarded; one at the limit passes', async () => {
+    const client = new Client(`http://127.0.0.1:${port}`, { pipelining: 1 });
+    const fields = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-f${i}`, String(i)]));
+    try {
+      // The first request bridges the connection; node:http parses the ones after it.
+      const first = await client.request({ path: '/first', method: 'GET', headers: { host: 'h2.test' } });
+      assert.equal(first.statusCode, 200);
+      await first.body.dump();
+      // Host, undici's Connection and 98 more = 100 fields (the listener's default maxHeaders): forwarded.
+      const atLimit = await client.request({ path: '/at-limit', method: 'GET', headers: { host: 'h2.test', ...fields(98) } });
+      assert.equal(atLimit.statusCode, 200);
+      assert.match(await atLimit.body.text(), /^GET \/at-limit /);
+      // 101: refused, as the listener's own parser refuses a first request like it.
+      const over = await client.request({ path: '/over', method: 'GET', headers: { host: 'h2.test', ...fields(99) } });
+      assert.equal(over.statusCode, 431);
+      await over.body.dump();
+    } finally {
+      await client.close();
+    }
+  });
   // Last: it stops the proxy.
   it('SIGTERM: a bridged request in flight finishes, answered with Connection: close, and the proxy exits', async () => {
     const reply = new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {

@@ -109,7 +109,8 @@ export class H1Bridge {
     this.server = http.createServer({ maxHeaderSize: settings.maxHeadBytes, keepAliveTimeout: settings.keepAliveTimeoutMs, requireHostHeader: true });
     // Idle keep-alive connections close after keepAliveTimeout; a request waits for its backend under backendTimeoutMs (BridgedRequest).
     this.server.timeout = 0;
-    this.server.maxHeadersCount = settings.maxHeaders;
+    // One more than allowed, so a request over the limit is seen (and refused in start()) rather than cut short silently.
+    this.server.maxHeadersCount = settings.maxHeaders + 1;
     this.server.on('request', serverOnRequest);
     this.server.on('upgrade', serverOnUpgrade);
     this.server.on('connection', serverOnConnection.bind(null, this));
@@ -228,6 +229,12 @@ class BridgedRequest implements H1Request {
   start(): void {
     const conn = this.conn;
     if (conn.draining) this.res.setHeader('connection', 'close');
+    // As the listener's own parser (head-parser.ts): a later request on this connection with too many fields is a 431, never forwarded without some.
+    const maxHeaders = conn.bridge.settings.maxHeaders;
+    if (this.req.rawHeaders.length > maxHeaders * 2) {
+      this.fail(new HttpStatusError('PROTOCOL', 431, `more than ${maxHeaders} headers`, { source: 'client' }));
+      return;
+    }
     const host = normalizeHost(this.req.headers.host);
     this.resourceId = host;
     if (host === undefined) {
