@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -99,7 +100,10 @@ describe('HTTP/1.1 clients on protocol: h2 routes', () => {
         'h1.test': `127.0.0.1:${(h1Backend.address() as AddressInfo).port}`,
         'down.test': { endpoint: `127.0.0.1:${await deadPort()}`, protocol: 'h2' },
       },
-      listeners: [{ name: 'web', protocol: 'http', host: '127.0.0.1', port: 0 }],
+      listeners: [
+        { name: 'web', protocol: 'http', host: '127.0.0.1', port: 0 },
+        { name: 'quick', protocol: 'http', host: '127.0.0.1', port: 0, requestTimeoutMs: 500 },
+      ],
     });
     cli = await startCli(['--config', file]);
     port = cli.port('web');
@@ -209,6 +213,31 @@ describe('HTTP/1.1 clients on protocol: h2 routes', () => {
       await client.close();
     }
   });
+  it('a later request head on a bridged connection must arrive within requestTimeoutMs: 408 and closed, as on the listener itself', async () => {
+    const socket = net.connect(cli.port('quick'), '127.0.0.1');
+    let received = '';
+    socket.on('data', (d: Buffer) => {
+      received += d.toString('latin1');
+    });
+    const closed = once(socket, 'close');
+    socket.write('GET /first HTTP/1.1\r\nHost: h2.test\r\n\r\n');
+    const deadline = Date.now() + 5000;
+    while (!received.includes('body=') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.match(received, /^HTTP\/1\.1 200 /);
+    // Half a head, then silence.
+    const started = Date.now();
+    socket.write('GET /second HTTP/1.1\r\nHost: h2.test\r\n');
+    const gaveUp = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('the bridged connection was not closed within 5 s')), 5000).unref());
+    try {
+      await Promise.race([closed, gaveUp]);
+    } finally {
+      socket.destroy();
+    }
+    const took = Date.now() - started;
+    assert.match(received, /HTTP\/1\.1 408 /);
+    assert.ok(took >= 400 && took < 3000, `closed after ${took} ms`);
+  });
+
   // Last: it stops the proxy.
   it('SIGTERM: a bridged request in flight finishes, answered with Connection: close, and the proxy exits', async () => {
     const reply = new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {

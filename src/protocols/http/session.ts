@@ -303,7 +303,7 @@ export class HttpSession implements RelayOwner, RequestOwner, ResponseOwner, Slo
     this.#detachClient();
     this.state = UPGRADED;
     const settings = this.settings;
-    const bridge = bridgeFor(h2, { maxHeadBytes: settings.limits.maxHeadBytes, maxHeaders: settings.limits.maxHeaders, keepAliveTimeoutMs: settings.keepAliveTimeoutMs, backendTimeoutMs: settings.backendTimeoutMs, telemetryHeaders: settings.telemetryHeaders, proto: settings.proto });
+    const bridge = bridgeFor(h2, { maxHeadBytes: settings.limits.maxHeadBytes, maxHeaders: settings.limits.maxHeaders, requestTimeoutMs: settings.requestTimeoutMs, keepAliveTimeoutMs: settings.keepAliveTimeoutMs, backendTimeoutMs: settings.backendTimeoutMs, telemetryHeaders: settings.telemetryHeaders, proto: settings.proto });
     const conn = bridge.accept(client, bytes, this.core);
     this.#bridged = conn;
     void conn.done.then(() => {

@@ -56,6 +56,8 @@ const { NGHTTP2_CANCEL } = http2.constants;
 export interface BridgeSettings {
   readonly maxHeadBytes: number;
   readonly maxHeaders: number;
+  /** A later request's head must arrive within this (the listener's requestTimeoutMs): 408 past it. */
+  readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly backendTimeoutMs: number;
   readonly telemetryHeaders: boolean;
@@ -106,7 +108,19 @@ export class H1Bridge {
   constructor(front: H2Front, settings: BridgeSettings) {
     this.front = front;
     this.settings = settings;
-    this.server = http.createServer({ maxHeaderSize: settings.maxHeadBytes, keepAliveTimeout: settings.keepAliveTimeoutMs, requireHostHeader: true });
+    this.server = http.createServer({
+      maxHeaderSize: settings.maxHeadBytes,
+      keepAliveTimeout: settings.keepAliveTimeoutMs,
+      requireHostHeader: true,
+      // A later request's head within requestTimeoutMs (408 past it), as on the listener's own parser; a body is
+      // bounded by the exchange's own deadlines, not node:http's requestTimeout.
+      headersTimeout: settings.requestTimeoutMs,
+      requestTimeout: 0,
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(settings.requestTimeoutMs / 10))),
+    });
+    // node:http enforces headersTimeout from a sweep over its connections that starts on 'listening'. This server
+    // never listens (connections are handed to it), so without this a bridged connection had no head deadline.
+    this.server.emit('listening');
     // Idle keep-alive connections close after keepAliveTimeout; a request waits for its backend under backendTimeoutMs (BridgedRequest).
     this.server.timeout = 0;
     // One more than allowed, so a request over the limit is seen (and refused in start()) rather than cut short silently.
