@@ -15,7 +15,7 @@
  * through a symbol field.
  */
 import http2 from 'node:http2';
-import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError, toPolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError, errorPage } from '../../../core/http-error-response.ts';
@@ -31,6 +31,8 @@ import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, h1Error } from './h1-backends.ts'
 import type { H1Call, H1Request } from './h1-backends.ts';
 import { DialError } from './dial.ts';
 import { requestRefusal, responseBucket, routeFailure } from './route-request.ts';
+import type { RequestHead } from './wire/request-fields.ts';
+import type { H2Stream, StreamOwner } from './wire/stream.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -38,7 +40,7 @@ const END_STREAM = Object.freeze({ endStream: true });
 const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
 
 const kExchange = Symbol('polyproxy.h2.exchange');
-type ExchangeStream = (ServerHttp2Stream | ClientHttp2Stream) & { [kExchange]?: H2Exchange };
+type ExchangeStream = ClientHttp2Stream & { [kExchange]?: H2Exchange };
 
 /** Deadline kinds. */
 const NO_DEADLINE = 0;
@@ -47,15 +49,18 @@ const BACKEND_DEADLINE = 1;
 /** The gRPC call's grpc-timeout: DEADLINE_EXCEEDED. */
 const GRPC_DEADLINE = 2;
 
-export class H2Exchange implements H1Request {
+export class H2Exchange implements H1Request, StreamOwner {
   readonly conn: H2Connection;
-  readonly stream: ServerHttp2Stream;
+  readonly stream: H2Stream;
   readonly raw: readonly string[];
   readonly grpc: boolean;
   readonly method: string;
   readonly accept: string | undefined;
   readonly authority: string | undefined;
   readonly path: string;
+  /** RFC 8441 `:protocol` (extended CONNECT). */
+  readonly protocol: string | undefined;
+  readonly grpcTimeout: string | undefined;
   resourceId: string | undefined = undefined;
   /** Response headers went to the client. */
   responded = false;
@@ -72,7 +77,7 @@ export class H2Exchange implements H1Request {
   /** H1Request: built on the first attempt, kept for a failover. */
   requestHead = '';
   bodyFraming = BODY_NONE;
-  body: ServerHttp2Stream | null = null;
+  body: H2Stream | null = null;
   #trailers: OutgoingHttpHeaders | null = null;
   #decision: RouteDecision | null = null;
   /** Index of the candidate the HTTP/1.1 request went to (failover on a refused connect). */
@@ -89,26 +94,25 @@ export class H2Exchange implements H1Request {
   #outBucket: TokenBucket | null = null;
   #throttle: OutThrottle | null = null;
 
-  constructor(conn: H2Connection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: readonly string[]) {
+  /** `head` null: a request refused before it was read (431), answered with fail(). */
+  constructor(conn: H2Connection, stream: H2Stream, head: RequestHead | null, raw: readonly string[]) {
     this.conn = conn;
     this.stream = stream;
     this.raw = raw;
-    this.method = headers[':method'] ?? 'GET';
-    this.grpc = isGrpc(headers['content-type']);
-    this.accept = headers.accept;
-    this.authority = headers[':authority'] ?? headers.host;
-    this.path = headers[':path'] ?? '/';
-    this.#contentLength = headers['content-length'] !== undefined;
-    (stream as ExchangeStream)[kExchange] = this;
-    stream.on('error', streamOnError);
-    stream.on('aborted', streamOnAborted);
-    stream.on('close', streamOnClose);
-    // 'drain' is listened for only when a write is refused, 'wantTrailers' only on the HTTP/2 backend path.
+    this.method = head?.method ?? 'GET';
+    this.grpc = isGrpc(head?.contentType);
+    this.accept = head?.accept;
+    this.authority = head?.authority ?? head?.host;
+    this.path = head?.path ?? '/';
+    this.protocol = head?.protocol;
+    this.grpcTimeout = head?.grpcTimeout;
+    this.#contentLength = head !== null && head.contentLength >= 0;
+    stream.owner = this;
   }
 
   /** Routes the stream and sends it on. */
-  start(headers: IncomingHttpHeaders): void {
-    if (this.method === 'CONNECT' && !isWebSocketConnect(this.method, headers[':protocol'])) {
+  start(): void {
+    if (this.method === 'CONNECT' && !isWebSocketConnect(this.method, this.protocol)) {
       // Only RFC 8441 extended CONNECT for WebSockets (ws-tunnel.ts); a plain CONNECT tunnel is not offered.
       this.fail(new HttpStatusError('PROTOCOL', 501, 'CONNECT is not supported over HTTP/2 by this proxy', { source: 'client' }));
       return;
@@ -120,7 +124,7 @@ export class H2Exchange implements H1Request {
       return;
     }
     if (this.grpc) {
-      const ms = parseGrpcTimeout(headers['grpc-timeout'] as string | undefined);
+      const ms = parseGrpcTimeout(this.grpcTimeout);
       if (ms !== undefined) this.#setDeadline(GRPC_DEADLINE, ms);
     }
     const conn = this.conn;
@@ -204,21 +208,14 @@ export class H2Exchange implements H1Request {
     }
     const held = this.#held;
     this.#held = chunk;
-    if (held !== null && !stream.write(held)) {
-      this.#call?.pause();
-      stream.once('drain', streamOnDrain);
-    }
+    // A full client stream pauses the backend until onClientDrain.
+    if (held !== null && !stream.write(held)) this.#call?.pause();
     if (this.#throttle !== null) this.#throttle.spend(chunk.length);
   }
 
   /** The HTTP/1.1 response head: for a chunked body, the stream's end waits for the backend's trailers (chunked trailer fields → a trailing HEADERS frame). */
-  #respondH1(stream: ServerHttp2Stream, head: string[]): void {
-    if (!this.#h1Trailers) {
-      stream.respond(head);
-      return;
-    }
-    stream.on('wantTrailers', streamOnWantTrailers);
-    stream.respond(head, WAIT_FOR_TRAILERS);
+  #respondH1(stream: H2Stream, head: string[]): void {
+    stream.respond(head, this.#h1Trailers ? WAIT_FOR_TRAILERS : undefined);
   }
 
   h1End(trailers: string[] | null): void {
@@ -232,8 +229,6 @@ export class H2Exchange implements H1Request {
     this.#head = null;
     this.#held = null;
     if (stream.destroyed) return;
-    // node:http2 ends the writable side of a HEAD request's stream up front: its response is
-    // headers only, so the head still has to go out even though writableEnded is already true.
     if (head !== null) {
       if (this.#h1Trailers && this.#trailers !== null) {
         this.#respondH1(stream, head);
@@ -308,13 +303,13 @@ export class H2Exchange implements H1Request {
       stream.respond(responseHeaders(status, headers, this.#telemetry), END_STREAM);
       return;
     }
-    stream.on('wantTrailers', streamOnWantTrailers);
     stream.respond(responseHeaders(status, headers, this.#telemetry), WAIT_FOR_TRAILERS);
     if (this.#outBucket !== null) {
       this.#throttle = new OutThrottle(this.#outBucket, upstream, stream);
       upstream.on('data', upstreamOnData);
     }
-    upstream.pipe(stream);
+    // Readable.pipe needs only write/end/'drain'/'close' of its destination, which H2Stream has.
+    upstream.pipe(stream as unknown as NodeJS.WritableStream);
   }
 
   onUpstreamTrailers(trailers: IncomingHttpHeaders): void {
@@ -322,7 +317,7 @@ export class H2Exchange implements H1Request {
   }
 
   onWantTrailers(): void {
-    // An empty list goes out as an empty DATA frame with END_STREAM (node:http2).
+    // An empty list goes out as an empty DATA frame with END_STREAM.
     this.stream.sendTrailers(this.#trailers ?? {});
   }
 
@@ -415,10 +410,13 @@ export class H2Exchange implements H1Request {
       const headers: OutgoingHttpHeaders = { ':status': page.status, 'cache-control': 'no-store' };
       for (let i = 0; i < page.headers.length; i += 2) headers[page.headers[i] as string] = page.headers[i + 1];
       stream.respond(headers);
-      stream.end(page.body);
+      stream.end(Buffer.from(page.body, 'utf8'));
     }
     // A request body still coming is not wanted: RST_STREAM NO_ERROR after the response (RFC 9113 §8.1).
-    if (!stream.readableEnded) stream.once('finish', closeNoError);
+    if (!stream.closed) {
+      if (stream.writableFinished) stream.close(NGHTTP2_NO_ERROR);
+      else stream.once('finish', closeNoError);
+    }
   }
 
   /** The drain deadline passed: answer 503 / UNAVAILABLE if nothing was sent, else reset. */
@@ -490,21 +488,6 @@ function rawTrailers(raw: string[]): OutgoingHttpHeaders {
 function exchangeOnTimeout(exchange: H2Exchange): void {
   exchange.onTimeout();
 }
-function streamOnError(this: ExchangeStream): void {
-  // The stream's own failure (reset, write after close): 'close' follows and ends the exchange.
-}
-function streamOnAborted(this: ExchangeStream): void {
-  this[kExchange]?.onClientAborted();
-}
-function streamOnClose(this: ExchangeStream): void {
-  this[kExchange]?.onClientClose();
-}
-function streamOnDrain(this: ExchangeStream): void {
-  this[kExchange]?.onClientDrain();
-}
-function streamOnWantTrailers(this: ExchangeStream): void {
-  this[kExchange]?.onWantTrailers();
-}
 function upstreamOnResponse(this: ExchangeStream, headers: IncomingHttpHeaders): void {
   this[kExchange]?.onUpstreamResponse(headers);
 }
@@ -517,7 +500,7 @@ function upstreamOnTrailers(this: ExchangeStream, trailers: IncomingHttpHeaders)
 function upstreamOnClose(this: ExchangeStream): void {
   this[kExchange]?.onUpstreamClose();
 }
-function closeNoError(this: ServerHttp2Stream): void {
+function closeNoError(this: H2Stream): void {
   if (!this.closed) this.close(NGHTTP2_NO_ERROR);
 }
 function noop(): void {}

@@ -34,7 +34,6 @@
  * that find the connection through a symbol field.
  */
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError } from '../../../core/errors.ts';
 import { HttpStatusError } from '../../../core/http-error-response.ts';
@@ -76,6 +75,15 @@ export const BODY_NONE = 0;
 export const BODY_LENGTH = 1;
 export const BODY_CHUNKED = 2;
 
+/** Where a request body comes from (the client's HTTP/2 stream, or a bridged HTTP/1.1 request): 'data' and 'end' with pause/resume. */
+export interface BodySource {
+  on(event: 'data' | 'end', listener: (chunk: Buffer) => void): unknown;
+  removeListener(event: 'data' | 'end', listener: (chunk: Buffer) => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  isPaused(): boolean;
+}
+
 /** One request for an HTTP/1.1 backend, and what hears its response (the HTTP/2 exchange, or a bridged HTTP/1.1 request: h1-bridge.ts). */
 export interface H1Request {
   readonly method: string;
@@ -84,7 +92,7 @@ export interface H1Request {
   /** BODY_NONE, BODY_LENGTH or BODY_CHUNKED. */
   readonly bodyFraming: number;
   /** Where the body is read from (the client's HTTP/2 stream); null without one. */
-  readonly body: Readable | null;
+  readonly body: BodySource | null;
   /** A body known up front (BODY_LENGTH, `body` null; requestHead carries its content-length): written with the head in one write, and replayable. */
   readonly bodyBytes?: Buffer | null;
   /** Waits for a connection ahead of the endpoint's other waiters (core/pool.ts). */
@@ -107,7 +115,7 @@ const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', '
 const kConn = Symbol('polyproxy.h2.h1conn');
 const kCall = Symbol('polyproxy.h2.h1call');
 type ConnSocket = Socket & { [kConn]?: H1Conn };
-type BodyStream = Readable & { [kCall]?: H1Call };
+type BodyStream = BodySource & { [kCall]?: H1Call };
 
 /** Connection states. */
 const IDLE = 0;
@@ -400,7 +408,7 @@ export class H1Conn implements ChunkSink {
   }
 
   /** A body chunk from the client: framed and written; the client stream pauses while the socket is full. */
-  writeBody(body: Readable, chunk: Buffer): void {
+  writeBody(body: BodySource, chunk: Buffer): void {
     if (this.#requestDone || chunk.length === 0) return;
     const socket = this.socket;
     let ok: boolean;
@@ -416,14 +424,14 @@ export class H1Conn implements ChunkSink {
     if (!ok) body.pause();
   }
 
-  endBody(body: Readable): void {
+  endBody(body: BodySource): void {
     this.#detachBody(body);
     if (this.#requestDone) return;
     this.#requestDone = true;
     if (this.call?.req.bodyFraming === BODY_CHUNKED) this.socket.write('0\r\n\r\n', 'latin1');
   }
 
-  #detachBody(body: Readable): void {
+  #detachBody(body: BodySource): void {
     const stream = body as BodyStream;
     if (stream[kCall] === undefined) return;
     stream[kCall] = undefined;

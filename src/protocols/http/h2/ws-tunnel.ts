@@ -16,8 +16,6 @@
  * the backend leg too).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import http2 from 'node:http2';
-import type { ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../../../core/endpoint.ts';
 import { PolyproxyError } from '../../../core/errors.ts';
@@ -25,6 +23,8 @@ import { HttpStatusError } from '../../../core/http-error-response.ts';
 import type { RouteDecision } from '../../../core/router.ts';
 import { dialFirst } from './dial.ts';
 import type { H2Exchange } from './exchange.ts';
+import { NO_ERROR } from './wire/frames.ts';
+import type { H2Stream } from './wire/stream.ts';
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Largest backend response head read before the tunnel opens. */
@@ -169,7 +169,8 @@ class Tunnel {
     const rest = this.#buf.subarray(end + 4);
     this.#buf = Buffer.alloc(0);
     if (rest.length > 0) stream.write(rest);
-    this.socket.pipe(stream);
+    // Readable.pipe needs only write/end/'drain'/'close' of its destination, which H2Stream has.
+    this.socket.pipe(stream as unknown as NodeJS.WritableStream);
     stream.pipe(this.socket);
   };
 
@@ -215,12 +216,12 @@ class Tunnel {
 }
 
 /** Our side is done and the client's may not be: RST_STREAM NO_ERROR once the last frame is out (RFC 9113 §8.1), so the stream does not hold the connection open. */
-function closeWhenSent(stream: ServerHttp2Stream): void {
-  if (stream.readableEnded) return;
-  if (stream.writableFinished) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+function closeWhenSent(stream: H2Stream): void {
+  if (stream.closed) return;
+  if (stream.writableFinished) stream.close(NO_ERROR);
   else stream.once('finish', closeNoError);
 }
 
-function closeNoError(this: ServerHttp2Stream): void {
-  if (!this.closed) this.close(http2.constants.NGHTTP2_NO_ERROR);
+function closeNoError(this: H2Stream): void {
+  if (!this.closed) this.close(NO_ERROR);
 }
