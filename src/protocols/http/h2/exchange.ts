@@ -409,8 +409,12 @@ export class H2Exchange implements H1Request, StreamOwner {
       const page = errorPage(err, resourceId, { accept: this.accept, headRequest: this.method === 'HEAD' });
       const headers: OutgoingHttpHeaders = { ':status': page.status, 'cache-control': 'no-store' };
       for (let i = 0; i < page.headers.length; i += 2) headers[page.headers[i] as string] = page.headers[i + 1];
-      stream.respond(headers);
-      stream.end(Buffer.from(page.body, 'utf8'));
+      // No body (a HEAD request's page): the HEADERS frame ends the stream.
+      if (page.body.length === 0) stream.respond(headers, END_STREAM);
+      else {
+        stream.respond(headers);
+        stream.end(Buffer.from(page.body, 'utf8'));
+      }
     }
     // A request body still coming is not wanted: RST_STREAM NO_ERROR after the response (RFC 9113 §8.1).
     if (!stream.closed) {

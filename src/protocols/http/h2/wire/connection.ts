@@ -97,8 +97,15 @@ export interface H2ConnectionHandler {
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** Control frames (SETTINGS/PING ACKs) we may owe at once before the client counts as flooding us. */
 const MAX_OWED_CONTROL = 1000;
-/** Slab for small frames (headers, control frames, small DATA copied in). */
+/**
+ * Slabs for small frames (headers, control frames, small DATA copied in):
+ * the first of a turn comes from Node's shared Buffer pool (allocUnsafe
+ * below 4 KB), a busy connection's later ones are 32 KB; an idle
+ * connection keeps none.
+ */
+const SMALL_SLAB = 4095;
 const SLAB_SIZE = 32 * 1024;
+const NO_SLAB = Buffer.alloc(0);
 /** DATA payloads at most this long are copied into the slab (fewer pieces per write). */
 const COPY_DATA_BELOW = 2048;
 /** The HPACK table we let the client's encoder use (SETTINGS_HEADER_TABLE_SIZE; its default, §6.5.2). */
@@ -157,7 +164,7 @@ export class H2ServerConnection {
 
   /** Output of this turn: sealed pieces, and the slab's unsealed region [#slabStart, #slabUsed). */
   #out: Buffer[] = [];
-  #slab: Buffer = Buffer.allocUnsafe(SLAB_SIZE);
+  #slab: Buffer = NO_SLAB;
   #slabStart = 0;
   #slabUsed = 0;
   #queued = false;
@@ -515,6 +522,7 @@ export class H2ServerConnection {
       this.#connectionError(FRAME_SIZE_ERROR, false, 'SETTINGS not a multiple of 6 bytes');
       return;
     }
+    let grew = false;
     for (let at = start; at < end; at += 6) {
       const id = buf.readUInt16BE(at);
       const value = buf.readUInt32BE(at + 2);
@@ -545,7 +553,7 @@ export class H2ServerConnection {
                 return;
               }
             }
-            if (delta > 0) this.#flushBlocked();
+            if (delta > 0) grew = true;
           }
           break;
         }
@@ -560,7 +568,10 @@ export class H2ServerConnection {
         // SETTINGS_MAX_CONCURRENT_STREAMS (streams we would push) and SETTINGS_MAX_HEADER_LIST_SIZE (advisory), unknown ones: ignored (§6.5.2).
       }
     }
+    // The ACK goes before any DATA the new values allow: the client holds us to its old
+    // settings until it has the ACK (§6.5.3), so DATA framed first could overflow its window.
     this.#control(SETTINGS, FLAG_ACK, null);
+    if (grew) this.#flushBlocked();
   }
 
   #onWindowUpdate(buf: Buffer, streamId: number, start: number, end: number): void {
@@ -611,7 +622,8 @@ export class H2ServerConnection {
   #alloc(n: number): Buffer {
     if (this.#slabUsed + n > this.#slab.length) {
       this.#seal();
-      this.#slab = Buffer.allocUnsafe(n > SLAB_SIZE ? n : SLAB_SIZE);
+      const size = this.#slab === NO_SLAB ? SMALL_SLAB : SLAB_SIZE;
+      this.#slab = Buffer.allocUnsafe(n > size ? n : size);
       this.#slabStart = 0;
       this.#slabUsed = 0;
     }
@@ -643,7 +655,11 @@ export class H2ServerConnection {
     const out = this.#out;
     if (out.length === 0) return;
     this.#out = [];
-    // The slab's remainder stays for next turn's frames: what was written is not touched again.
+    // The slab's remainder stays for next turn's frames (what was written is not touched again), unless the connection is idle.
+    if (this.streams.size === 0) {
+      this.#slab = NO_SLAB;
+      this.#slabUsed = 0;
+    }
     this.#slabStart = this.#slabUsed;
     const socket = this.socket;
     if (socket.destroyed) return;
