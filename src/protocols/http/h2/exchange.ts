@@ -26,7 +26,7 @@ import type { RouteDecision } from '../../../core/router.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Connection } from './front.ts';
 import { GRPC_DEADLINE_EXCEEDED, grpcErrorHeaders, isGrpc, parseGrpcTimeout } from './grpc.ts';
-import { h1RequestHead, h2RequestHeaders, responseHeaders, trailerHeaders } from './headers.ts';
+import { forwardableTrailers, h1RequestHead, h2RequestHeaders, rawToHeaders, responseHeaders, trailerHeaders } from './headers.ts';
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, h1Error } from './h1-backends.ts';
 import type { H1Call, H1Request } from './h1-backends.ts';
 import { DialError } from './dial.ts';
@@ -222,7 +222,7 @@ export class H2Exchange implements H1Request, StreamOwner {
     this.#call = null;
     if (this.done) return;
     this.done = true;
-    if (this.#h1Trailers && trailers !== null) this.#trailers = rawTrailers(trailers);
+    if (this.#h1Trailers && trailers !== null) this.#trailers = rawToHeaders(trailers);
     const stream = this.stream;
     const head = this.#head;
     const held = this.#held;
@@ -277,7 +277,8 @@ export class H2Exchange implements H1Request, StreamOwner {
     const stream = this.stream;
     let upstream: ClientHttp2Stream;
     try {
-      upstream = session.request(h2RequestHeaders(this.raw, this.authority as string, conn.forward, decision.entry.route.tls === undefined ? 'http' : 'https'), { endStream: stream.endAfterHeaders });
+      // A body may end with trailers (known only at its end): the request waits for them ('wantTrailers').
+      upstream = session.request(h2RequestHeaders(this.raw, this.authority as string, conn.forward, decision.entry.route.tls === undefined ? 'http' : 'https'), stream.endAfterHeaders ? END_STREAM : WAIT_FOR_TRAILERS);
     } catch (err) {
       this.#backendFailed(new PolyproxyError('BACKEND_UNREACHABLE', `backend session failed: ${(err as Error).message}`, { source: 'backend', resourceId: this.resourceId }));
       return;
@@ -286,6 +287,7 @@ export class H2Exchange implements H1Request, StreamOwner {
     (upstream as ExchangeStream)[kExchange] = this;
     upstream.on('response', upstreamOnResponse);
     upstream.on('trailers', upstreamOnTrailers);
+    if (!stream.endAfterHeaders) upstream.on('wantTrailers', upstreamOnWantTrailers);
     upstream.on('error', noop);
     upstream.on('close', upstreamOnClose);
     if (!stream.endAfterHeaders) stream.pipe(upstream);
@@ -310,6 +312,17 @@ export class H2Exchange implements H1Request, StreamOwner {
     }
     // Readable.pipe needs only write/end/'drain'/'close' of its destination, which H2Stream has.
     upstream.pipe(stream as unknown as NodeJS.WritableStream);
+  }
+
+  /** H1Request: the client's request trailers, for a chunked body to an HTTP/1.1 backend. */
+  requestTrailers(): readonly string[] | null {
+    return forwardableTrailers(this.stream.trailers);
+  }
+
+  /** The request body went to the HTTP/2 backend: its trailers (or an empty DATA frame with END_STREAM). */
+  onUpstreamWantTrailers(): void {
+    const trailers = forwardableTrailers(this.stream.trailers);
+    this.#upstream?.sendTrailers(trailers === null ? {} : rawToHeaders(trailers));
   }
 
   onUpstreamTrailers(trailers: IncomingHttpHeaders): void {
@@ -475,20 +488,6 @@ export class H2Exchange implements H1Request, StreamOwner {
   }
 }
 
-/** An HTTP/1.1 backend's trailer fields (h1-backends.ts's raw list) as node:http2's trailers; repeated names as arrays. */
-function rawTrailers(raw: string[]): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    const value = raw[i + 1] as string;
-    const prior = out[name];
-    if (prior === undefined) out[name] = value;
-    else if (Array.isArray(prior)) prior.push(value);
-    else out[name] = [String(prior), value];
-  }
-  return out;
-}
-
 function exchangeOnTimeout(exchange: H2Exchange): void {
   exchange.onTimeout();
 }
@@ -497,6 +496,9 @@ function upstreamOnResponse(this: ExchangeStream, headers: IncomingHttpHeaders):
 }
 function upstreamOnData(this: ExchangeStream, chunk: Buffer): void {
   this[kExchange]?.onUpstreamData(chunk);
+}
+function upstreamOnWantTrailers(this: ExchangeStream): void {
+  this[kExchange]?.onUpstreamWantTrailers();
 }
 function upstreamOnTrailers(this: ExchangeStream, trailers: IncomingHttpHeaders): void {
   this[kExchange]?.onUpstreamTrailers(trailers);

@@ -47,6 +47,7 @@ import type { ChunkSink } from '../chunked.ts';
 import { HttpParseError, parseResponseHead } from '../head-parser.ts';
 import type { Framing, HeadLimits, HttpHead } from '../head-parser.ts';
 import { dialOne } from './dial.ts';
+import { lastChunk } from './headers.ts';
 
 export interface H1BackendOptions {
   /** Connections per endpoint, active + idle (0: unlimited); past it requests wait in a FIFO queue. */
@@ -95,6 +96,8 @@ export interface H1Request {
   readonly body: BodySource | null;
   /** A body known up front (BODY_LENGTH, `body` null; requestHead carries its content-length): written with the head in one write, and replayable. */
   readonly bodyBytes?: Buffer | null;
+  /** A chunked body's trailer fields, read when the body has ended (forwardableTrailers: filtered, names lowercase); null or absent: none. */
+  requestTrailers?(): readonly string[] | null;
   /** Waits for a connection ahead of the endpoint's other waiters (core/pool.ts). */
   readonly urgent?: boolean;
   /** A connection carries the request (`reused`: it carried an earlier one); `call` is what send() returns (it may not have returned yet). */
@@ -428,7 +431,8 @@ export class H1Conn implements ChunkSink {
     this.#detachBody(body);
     if (this.#requestDone) return;
     this.#requestDone = true;
-    if (this.call?.req.bodyFraming === BODY_CHUNKED) this.socket.write('0\r\n\r\n', 'latin1');
+    const req = this.call?.req;
+    if (req?.bodyFraming === BODY_CHUNKED) this.socket.write(lastChunk(req.requestTrailers?.() ?? null), 'latin1');
   }
 
   #detachBody(body: BodySource): void {

@@ -42,7 +42,7 @@ import type { RouteDecision } from '../../../core/router.ts';
 import type { HttpHead } from '../head-parser.ts';
 import { normalizeHost } from '../session.ts';
 import type { H2Front } from './front.ts';
-import { h1RequestHead, h2RequestHeaders } from './headers.ts';
+import { forwardableTrailers, h1RequestHead, h2RequestHeaders, rawToHeaders } from './headers.ts';
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, h1Error } from './h1-backends.ts';
 import type { H1Call, H1Request } from './h1-backends.ts';
 import type { ForwardContext } from './headers.ts';
@@ -334,7 +334,8 @@ class BridgedRequest implements H1Request {
     const headers = h2RequestHeaders(this.#rawHeaders(true), this.req.headers.host as string, conn.forward, decision.entry.route.tls === undefined ? 'http' : 'https');
     let upstream: ClientHttp2Stream;
     try {
-      upstream = session.request(headers, { endStream: !hasBody });
+      // A chunked body may end with trailer fields (RFC 9112 §7.1.2): the HTTP/2 request waits for them ('wantTrailers').
+      upstream = session.request(headers, !hasBody ? { endStream: true } : this.req.headers['transfer-encoding'] !== undefined ? { waitForTrailers: true } : {});
     } catch (err) {
       this.#releaseSession();
       this.fail(new PolyproxyError('BACKEND_UNREACHABLE', `backend session failed: ${(err as Error).message}`, { source: 'backend', resourceId: this.resourceId }));
@@ -343,6 +344,10 @@ class BridgedRequest implements H1Request {
     this.#upstream = upstream;
     upstream.on('response', (h: IncomingHttpHeaders) => this.#onUpstreamResponse(h));
     upstream.on('trailers', (t: IncomingHttpHeaders) => this.#onUpstreamTrailers(t));
+    upstream.on('wantTrailers', () => {
+      const trailers = this.requestTrailers();
+      upstream.sendTrailers(trailers === null ? {} : rawToHeaders(trailers));
+    });
     upstream.on('error', noop);
     upstream.on('close', () => this.#onUpstreamClose());
     if (hasBody) this.req.pipe(upstream);
@@ -406,6 +411,11 @@ class BridgedRequest implements H1Request {
     this.body = framing === BODY_NONE ? null : req;
     this.requestHead = h1RequestHead(this.method, req.url ?? '/', this.#rawHeaders(false), req.headers.host as string, conn.forward, framing === BODY_CHUNKED);
     this.#call = conn.bridge.front.h1.send(endpoint, conn.core.router.health, this);
+  }
+
+  /** H1Request, and the HTTP/2 backend's 'wantTrailers': the client's chunked trailer fields, filtered. */
+  requestTrailers(): readonly string[] | null {
+    return forwardableTrailers(this.req.rawTrailers);
   }
 
   h1Sent(call: H1Call, reused: boolean): void {

@@ -107,3 +107,76 @@ export function trailerHeaders(trailers: IncomingHttpHeaders): OutgoingHttpHeade
   for (const name in trailers) if (name.charCodeAt(0) !== 0x3a && !DROP_RESPONSE.has(name)) out[name] = trailers[name];
   return out;
 }
+
+/**
+ * Fields not forwarded from a request's trailers (RFC 9110 §6.5.1: a
+ * sender must not put in trailers what framing, routing, authentication,
+ * request modifiers or content handling need up front, and a recipient
+ * must not merge them into the head), the connection-specific ones, and
+ * the proxy's own forwarding fields.
+ */
+const NOT_IN_TRAILERS = new Set([
+  'content-length',
+  'transfer-encoding',
+  'host',
+  'te',
+  'trailer',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'expect',
+  'max-forwards',
+  'cache-control',
+  'range',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+]);
+
+/** A request's trailer fields to forward (raw list in, names lowercased, pseudo-headers and the fields above dropped); null when none are left. */
+export function forwardableTrailers(raw: readonly string[] | null): string[] | null {
+  if (raw === null) return null;
+  let out: string[] | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name.charCodeAt(0) === 0x3a || NOT_IN_TRAILERS.has(name)) continue;
+    (out ??= []).push(name, raw[i + 1] as string);
+  }
+  return out;
+}
+
+/** A chunked body's last chunk with trailer fields (RFC 9112 §7.1.2); `trailers` checked and filtered (forwardableTrailers). */
+export function lastChunk(trailers: readonly string[] | null): string {
+  if (trailers === null) return '0\r\n\r\n';
+  let out = '0\r\n';
+  for (let i = 0; i < trailers.length; i += 2) out += `${trailers[i] as string}: ${trailers[i + 1] as string}\r\n`;
+  return `${out}\r\n`;
+}
+
+/** A raw field list as node:http2's header object; repeated names as arrays. */
+export function rawToHeaders(raw: readonly string[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    const prior = out[name];
+    if (prior === undefined) out[name] = value;
+    else if (Array.isArray(prior)) prior.push(value);
+    else out[name] = [String(prior), value];
+  }
+  return out;
+}

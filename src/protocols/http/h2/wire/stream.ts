@@ -71,6 +71,8 @@ export class H2Stream extends EventEmitter {
   recvConsumed = 0;
   /** Request body bytes received (padding excluded), for the content-length check (§8.1.1). */
   received = 0;
+  /** The request's trailer fields (a raw list), once a trailing HEADERS frame ended the request; before 'end'. */
+  trailers: string[] | null = null;
   /** The request's content-length, -1 without one. */
   readonly contentLength: number;
 
@@ -206,9 +208,10 @@ export class H2Stream extends EventEmitter {
     else this.#inQueue.push(chunk);
   }
 
-  /** @internal The client's END_STREAM. */
-  pushEnd(): void {
+  /** @internal The client's END_STREAM; `trailers`: the request's trailer fields (checked, raw list), when a trailing HEADERS ended it. */
+  pushEnd(trailers?: string[]): void {
     this.remoteEnded = true;
+    if (trailers !== undefined && trailers.length > 0) this.trailers = trailers;
     if (this.#inQueue === null) this.#emitEnd();
     if (this.writableFinished && !this.closed) this.conn.streamDone(this);
   }
