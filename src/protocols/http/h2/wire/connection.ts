@@ -134,13 +134,20 @@ export class H2ServerConnection {
   dead = false;
   /** GOAWAY NO_ERROR sent: no new streams; the connection closes after the last. */
   goingAway = false;
+  /** The last-stream-id of the first GOAWAY we sent (-1: none): a later one may not name more (§6.8). */
+  #goawayLastId = -1;
 
   readonly #decoder = new HpackDecoder(HEADER_TABLE_SIZE);
   readonly #encoder = new HpackEncoder();
   readonly #maxBlockBytes: number;
   readonly #maxBlockFrames: number;
-  /** Bytes of an incomplete frame (or preface) from the last read. */
-  #partial: Buffer | null = null;
+  /**
+   * An incomplete frame (or preface) from earlier reads, in pieces: joined
+   * once, when the frame is whole (a frame trickling in byte by byte costs
+   * one copy, not one per read).
+   */
+  #partial: Buffer[] | null = null;
+  #partialBytes = 0;
   #prefaceSeen = false;
   /** The chunk being read is a view into the shared read buffer. */
   #transient = false;
@@ -224,8 +231,12 @@ export class H2ServerConnection {
     let buf = chunk;
     const partial = this.#partial;
     if (partial !== null) {
-      buf = Buffer.concat([partial, chunk]);
+      partial.push(transient ? Buffer.from(chunk) : chunk);
+      this.#partialBytes += chunk.length;
+      if (this.#partialBytes < this.#partialNeed(partial)) return;
+      buf = Buffer.concat(partial, this.#partialBytes);
       this.#partial = null;
+      this.#partialBytes = 0;
       transient = false;
     }
     this.#transient = transient;
@@ -237,7 +248,7 @@ export class H2ServerConnection {
         return;
       }
       if (n < PREFACE.length) {
-        this.#partial = transient ? Buffer.from(buf) : buf;
+        this.#keep(buf, 0, transient);
         return;
       }
       this.#prefaceSeen = true;
@@ -260,7 +271,23 @@ export class H2ServerConnection {
       this.#frame(buf, type, flags, streamId, start, end);
       if (this.dead) return;
     }
-    if (at < total) this.#partial = transient ? Buffer.from(buf.subarray(at)) : buf.subarray(at);
+    if (at < total) this.#keep(buf, at, transient);
+  }
+
+  /** Keeps buf[at..] for the next read. */
+  #keep(buf: Buffer, at: number, transient: boolean): void {
+    const rest = at === 0 ? buf : buf.subarray(at);
+    this.#partial = [transient ? Buffer.from(rest) : rest];
+    this.#partialBytes = rest.length;
+  }
+
+  /** Bytes the kept pieces must reach before they are parsed: the preface's (checked as it comes), a frame header, then the whole frame. */
+  #partialNeed(pieces: readonly Buffer[]): number {
+    if (!this.#prefaceSeen) return 0;
+    if (this.#partialBytes < FRAME_HEADER_LENGTH) return FRAME_HEADER_LENGTH;
+    const length = byteAt(pieces, 0) * 65536 + byteAt(pieces, 1) * 256 + byteAt(pieces, 2);
+    // Past our frame size: parsed at once, and refused.
+    return length > MAX_FRAME_SIZE ? FRAME_HEADER_LENGTH : FRAME_HEADER_LENGTH + length;
   }
 
   #frame(buf: Buffer, type: number, flags: number, streamId: number, start: number, end: number): void {
@@ -453,14 +480,14 @@ export class H2ServerConnection {
       if (existing.remoteEnded) this.#resetStream(existing, STREAM_CLOSED);
       else if (!endStream || size > this.settings.maxHeaderListSize || !checkTrailers(fields)) this.#resetStream(existing, PROTOCOL_ERROR);
       else if (existing.contentLength >= 0 && existing.received !== existing.contentLength) this.#resetStream(existing, PROTOCOL_ERROR);
-      else existing.pushEnd();
+      else existing.pushEnd(fields);
       return;
     }
-    if (streamId <= this.lastStreamId) return; // a stream already closed: frames in flight are dropped
     if ((streamId & 1) === 0) {
       this.#connectionError(PROTOCOL_ERROR, false, 'a client stream with an even id');
       return;
     }
+    if (streamId <= this.lastStreamId) return; // a stream already closed: frames in flight are dropped
     this.lastStreamId = streamId;
     if (this.goingAway || this.dead) {
       this.#rst(streamId, REFUSED_STREAM);
@@ -945,7 +972,9 @@ export class H2ServerConnection {
     const buf = this.#alloc(FRAME_HEADER_LENGTH + 8);
     const at = this.#slabUsed;
     writeFrameHeader(buf, at, 8, GOAWAY, 0, 0);
-    buf.writeUInt32BE(this.lastStreamId, at + FRAME_HEADER_LENGTH);
+    // Streams refused after a GOAWAY still move lastStreamId; the id we announced never grows.
+    if (this.#goawayLastId < 0) this.#goawayLastId = this.lastStreamId;
+    buf.writeUInt32BE(this.#goawayLastId, at + FRAME_HEADER_LENGTH);
     buf.writeUInt32BE(code, at + FRAME_HEADER_LENGTH + 4);
     this.#slabUsed = at + FRAME_HEADER_LENGTH + 8;
     this.#dirty();
@@ -1006,6 +1035,15 @@ export class H2ServerConnection {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Byte `i` of the concatenation of `pieces`. */
+function byteAt(pieces: readonly Buffer[], i: number): number {
+  for (const piece of pieces) {
+    if (i < piece.length) return piece[i] as number;
+    i -= piece.length;
+  }
+  return 0;
+}
 
 const kWire = Symbol('polyproxy.h2.wire');
 type WireSocket = Socket & { [kWire]?: H2ServerConnection };
