@@ -134,7 +134,8 @@ export class H2Stream extends EventEmitter {
       if (chunk !== undefined && chunk.length > 0) this.conn.sendData(this, chunk, false);
       this.owner?.onWantTrailers();
       this.emit('wantTrailers');
-      if (this.#trailersQueued === null && !this.#endQueued && !this.destroyed) this.sendTrailers([]);
+      // The owner sent nothing: the stream still ends (an empty DATA frame with END_STREAM).
+      this.sendTrailers([]);
       return;
     }
     this.conn.sendData(this, chunk ?? EMPTY, true);
@@ -142,7 +143,8 @@ export class H2Stream extends EventEmitter {
 
   /** The trailing HEADERS (END_STREAM); an empty list ends the stream with an empty DATA frame. */
   sendTrailers(fields: ResponseFields): void {
-    if (this.destroyed || this.#endQueued || this.#trailersQueued !== null) return;
+    // Once: END_STREAM queued or sent, or trailers queued, ends our side for good (§5.1: nothing may follow it).
+    if (this.destroyed || this.writableFinished || this.#endQueued || this.#trailersQueued !== null) return;
     const list = Array.isArray(fields) ? (fields as string[]) : flatten(fields as Record<string, string | number | readonly string[] | undefined>);
     this.writableEnded = true;
     if (list.length === 0) {
