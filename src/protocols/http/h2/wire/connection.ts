@@ -366,17 +366,9 @@ export class H2ServerConnection {
     let s = start;
     let e = end;
     if ((flags & FLAG_PADDED) !== 0) {
-      if (e - s < 1) {
-        this.#connectionError(FRAME_SIZE_ERROR, false, 'padded DATA without its pad length');
-        return;
-      }
-      const pad = buf[s] as number;
+      e = this.#unpad(buf, start, end, 'DATA');
+      if (e < 0) return;
       s++;
-      if (pad > e - s) {
-        this.#connectionError(PROTOCOL_ERROR, false, 'DATA padding past the frame');
-        return;
-      }
-      e -= pad;
     }
     const stream = this.streams.get(streamId);
     if (stream === undefined) {
@@ -405,6 +397,20 @@ export class H2ServerConnection {
     if ((flags & FLAG_END_STREAM) !== 0 && !stream.closed) stream.pushEnd();
   }
 
+  /** A PADDED frame (§6.1, §6.2): the payload's end without the padding, or -1 after a connection error. The pad length octet is at `start`. */
+  #unpad(buf: Buffer, start: number, end: number, type: string): number {
+    if (end - start < 1) {
+      this.#connectionError(FRAME_SIZE_ERROR, false, `padded ${type} without its pad length`);
+      return -1;
+    }
+    const pad = buf[start] as number;
+    if (pad > end - start - 1) {
+      this.#connectionError(PROTOCOL_ERROR, false, `${type} padding past the frame`);
+      return -1;
+    }
+    return end - pad;
+  }
+
   #onHeaders(buf: Buffer, flags: number, streamId: number, start: number, end: number): void {
     if (streamId === 0) {
       this.#connectionError(PROTOCOL_ERROR, false, 'HEADERS on stream 0');
@@ -413,17 +419,9 @@ export class H2ServerConnection {
     let s = start;
     let e = end;
     if ((flags & FLAG_PADDED) !== 0) {
-      if (e - s < 1) {
-        this.#connectionError(FRAME_SIZE_ERROR, false, 'padded HEADERS without its pad length');
-        return;
-      }
-      const pad = buf[s] as number;
+      e = this.#unpad(buf, start, end, 'HEADERS');
+      if (e < 0) return;
       s++;
-      if (pad > e - s) {
-        this.#connectionError(PROTOCOL_ERROR, false, 'HEADERS padding past the frame');
-        return;
-      }
-      e -= pad;
     }
     if ((flags & FLAG_PRIORITY) !== 0) {
       if (e - s < 5) {

@@ -125,6 +125,26 @@ let intEnd = 0;
  * (`prefixMax`): block[pos, end). Returns the value and leaves the offset
  * after it in intEnd. The one-octet case is handled inline by the caller.
  */
+/** Where the last readString ended. */
+let stringEnd = 0;
+
+/** A §5.2 string literal at block[pos, end): H bit, 7-bit prefix length, octets (Huffman-coded when H). Leaves the offset after it in stringEnd. */
+function readString(block: Buffer, pos: number, end: number): string {
+  if (pos >= end) throw new HpackError('HPACK: truncated field');
+  const octet = block[pos++] as number;
+  let length = octet & 0x7f;
+  if (length === 0x7f) {
+    length = readIntTail(block, pos, end, 0x7f);
+    pos = intEnd;
+  }
+  if (length > end - pos) throw new HpackError('HPACK: string past the block end');
+  stringEnd = pos + length;
+  if ((octet & 0x80) === 0) return (block as unknown as Latin1Buffer).latin1Slice(pos, pos + length);
+  const decoded = huffmanDecode(block, pos, pos + length);
+  if (decoded === null) throw new HpackError('HPACK: bad Huffman string');
+  return decoded;
+}
+
 function readIntTail(block: Buffer, pos: number, end: number, prefixMax: number): number {
   let value = prefixMax;
   let scale = 1;
@@ -258,23 +278,8 @@ export class HpackDecoder {
           pos = intEnd;
         }
         if (index === 0) {
-          // A §5.2 string: H bit, 7-bit prefix length, octets.
-          if (pos >= end) throw new HpackError('HPACK: truncated field');
-          const octet = block[pos++] as number;
-          let length = octet & 0x7f;
-          if (length === 0x7f) {
-            length = readIntTail(block, pos, end, 0x7f);
-            pos = intEnd;
-          }
-          if (length > end - pos) throw new HpackError('HPACK: string past the block end');
-          if ((octet & 0x80) === 0) {
-            name = (block as unknown as Latin1Buffer).latin1Slice(pos, pos + length);
-          } else {
-            const decoded = huffmanDecode(block, pos, pos + length);
-            if (decoded === null) throw new HpackError('HPACK: bad Huffman string');
-            name = decoded;
-          }
-          pos += length;
+          name = readString(block, pos, end);
+          pos = stringEnd;
         } else if (index <= STATIC_TABLE_LENGTH) {
           name = staticNames[index] as string;
         } else {
@@ -282,23 +287,8 @@ export class HpackDecoder {
           if (dyn > this.#count) throw new HpackError(`HPACK: index ${index} past the table`);
           name = this.#names[(this.#head - dyn + 1) & this.#mask] as string;
         }
-        // The value: a §5.2 string as above.
-        if (pos >= end) throw new HpackError('HPACK: truncated field');
-        const octet = block[pos++] as number;
-        let length = octet & 0x7f;
-        if (length === 0x7f) {
-          length = readIntTail(block, pos, end, 0x7f);
-          pos = intEnd;
-        }
-        if (length > end - pos) throw new HpackError('HPACK: string past the block end');
-        if ((octet & 0x80) === 0) {
-          value = (block as unknown as Latin1Buffer).latin1Slice(pos, pos + length);
-        } else {
-          const decoded = huffmanDecode(block, pos, pos + length);
-          if (decoded === null) throw new HpackError('HPACK: bad Huffman string');
-          value = decoded;
-        }
-        pos += length;
+        value = readString(block, pos, end);
+        pos = stringEnd;
         if (indexing) this.#insert(name, value);
       }
 
