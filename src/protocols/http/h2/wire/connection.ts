@@ -110,6 +110,8 @@ const NO_SLAB = Buffer.alloc(0);
 const COPY_DATA_BELOW = 2048;
 /** The HPACK table we let the client's encoder use (SETTINGS_HEADER_TABLE_SIZE; its default, §6.5.2). */
 const HEADER_TABLE_SIZE = 4096;
+/** After our FIN, how long a client may keep its side open before the socket is destroyed. */
+const LINGER_MS = 1000;
 /** Our SETTINGS_MAX_FRAME_SIZE: the default, not announced. */
 const MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE;
 
@@ -984,6 +986,8 @@ export class H2ServerConnection {
     this.dead = true;
     this.flush();
     this.socket.end();
+    // A client that never closes its side would keep the socket half-open for good.
+    setTimeout(destroySocket, LINGER_MS, this.socket).unref();
   }
 
   /** The client broke the protocol: GOAWAY `code`, every stream closed, the socket ended. */
@@ -1005,7 +1009,7 @@ export class H2ServerConnection {
     const socket = this.socket;
     socket.end();
     // A client that does not read would hold the socket open: it goes when the kernel has taken our bytes, or soon.
-    setTimeout(destroySocket, 1000, socket).unref();
+    setTimeout(destroySocket, LINGER_MS, socket).unref();
   }
 
   /** Closes at once. */

@@ -1185,3 +1185,22 @@ describe('H2ServerConnection: header list size, PING, SETTINGS', () => {
     raw.close();
   });
 });
+
+describe('H2ServerConnection: a client that never closes its side', () => {
+  it('after GOAWAY and our FIN, the socket is destroyed even if the client keeps its half open', T, async () => {
+    const server = await startServer();
+    const socket = net.connect({ port: server.port, host: '127.0.0.1', allowHalfOpen: true });
+    socket.on('error', () => {});
+    socket.resume();
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    socket.write(Buffer.concat([PREFACE, frame(SETTINGS, 0, 0)]));
+    await until(() => server.conns.length === 1);
+    const conn = server.conns[0] as H2ServerConnection;
+    await until(() => conn.lastStreamId === 0 && server.log.closes === 0);
+    conn.goaway();
+    // The client got our FIN ('end') and does not answer with its own.
+    await new Promise<void>((resolve) => socket.once('end', resolve));
+    await until(() => server.log.closes === 1);
+    socket.destroy();
+  });
+});
