@@ -226,7 +226,9 @@ export class H2Connection implements DrainTarget, H2ConnectionHandler {
 
   /** No frame for the idle timeout: GOAWAY, and the connection closes once the streams in flight (if any) finish. */
   onIdle(): void {
-    this.wire.goaway();
+    // Already closing and still silent (a client that does not read what is left): gone.
+    if (this.wire.dead) this.wire.destroy();
+    else this.wire.goaway();
   }
 }
 

@@ -985,9 +985,12 @@ export class H2ServerConnection {
     if (this.dead) return;
     this.dead = true;
     this.flush();
-    this.socket.end();
-    // A client that never closes its side would keep the socket half-open for good.
-    setTimeout(destroySocket, LINGER_MS, this.socket).unref();
+    const socket = this.socket;
+    socket.end();
+    // A client that never closes its side would keep the socket half-open for good: it goes a while after
+    // our last byte left (a client slow to read keeps it until then; the idle timeout bounds that).
+    if (socket.writableFinished) lingerThenDestroy.call(socket);
+    else socket.once('finish', lingerThenDestroy);
   }
 
   /** The client broke the protocol: GOAWAY `code`, every stream closed, the socket ended. */
@@ -1065,6 +1068,9 @@ function wireOnClose(this: WireSocket): void {
   this[kWire]?.onClose();
 }
 
+function lingerThenDestroy(this: Socket): void {
+  setTimeout(destroySocket, LINGER_MS, this).unref();
+}
 function destroySocket(socket: Socket): void {
   if (!socket.destroyed) socket.destroy();
 }
