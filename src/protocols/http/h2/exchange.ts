@@ -7,12 +7,14 @@
  * streams go on: the HTTP/1.1 status table and error page, or for gRPC a
  * trailers-only response with the matching grpc-status.
  *
- * Backpressure both ways: a false write() on the client stream pauses the
- * backend (the HTTP/1.1 call's socket, or the pipe from the backend stream)
- * until 'drain'; request bodies are read from the client stream by the
- * HTTP/1.1 client (pausing it while the backend socket is full) or piped.
- * Per-stream handlers are module-level functions that find the exchange
- * through a symbol field.
+ * Backpressure both ways: a false write() on the client stream (wire/
+ * stream.ts) pauses the backend (the HTTP/1.1 call's socket, or the pipe
+ * from the backend stream) until the stream drains (onClientDrain, or
+ * 'drain' for the pipe); request bodies are read from the client stream by
+ * the HTTP/1.1 client (pausing it while the backend socket is full) or
+ * piped. The client stream calls the exchange directly (StreamOwner); the
+ * backend stream's handlers are module-level functions that find the
+ * exchange through a symbol field.
  */
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';

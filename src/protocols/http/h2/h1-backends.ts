@@ -11,8 +11,8 @@
  * object, validated every header again, ran llhttp through wasm callbacks
  * and scheduled its queue with nextTick — about a fifth of the worker's
  * CPU under h2load. Here a request is one string written once (the head,
- * built by headers.ts from the HTTP/2 header list nghttp2 already
- * validated), and the response is parsed by the listener's own head
+ * built by headers.ts from the HTTP/2 header list wire/request-fields.ts
+ * already checked), and the response is parsed by the listener's own head
  * parser (head-parser.ts) and chunked framer (chunked.ts), whose strict
  * rules (no CL with TE, no bare LF...) apply to backends here as on the
  * HTTP/1.1 path.

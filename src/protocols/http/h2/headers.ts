@@ -28,9 +28,11 @@ function forwardedAddress(clientAddress: string): string {
 /**
  * The request head for an HTTP/1.1 backend (h1-backends.ts), request line
  * through the blank line, from the client's raw header list, with Host
- * from `:authority`. nghttp2 has validated the list (RFC 9113 §8.2.1:
- * lowercase token names, no CR, LF or NUL in values, a valid `:method` and
- * `:path`), so names and values are written as they are. TE and Expect
+ * from `:authority`. The list was checked before (wire/request-fields.ts
+ * for an HTTP/2 client, RFC 9113 §8.2.1: lowercase token names, no CR, LF
+ * or NUL in values, a token `:method`, a visible-ASCII `:path`, host
+ * characters in `:authority`; node:http's parser for a bridged HTTP/1.1
+ * client), so names and values are written as they are. TE and Expect
  * are dropped (an HTTP/1.1 hop of its own; the body goes at once); Cookie
  * fields, which HTTP/2 may split (§8.2.3), are joined with "; ". A body
  * with no content-length goes chunked (`chunked`: the caller has one).
