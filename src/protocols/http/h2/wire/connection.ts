@@ -29,6 +29,7 @@ import type { Socket } from 'node:net';
 import { adoptSharedReadBuffer, setReadCallback } from '../../../../core/io/socket-onread.ts';
 import { writeOwned } from '../../../../core/io/stream-handle.ts';
 import { HpackDecoder, HpackEncoder, HpackError, maxEncodedLength } from './hpack.ts';
+import { MAYBE_H2, NOT_H2, PREFACE, prefaceState } from '../preface.ts';
 import { checkRequest, checkTrailers } from './request-fields.ts';
 import type { RequestHead } from './request-fields.ts';
 import { H2Stream } from './stream.ts';
@@ -93,8 +94,6 @@ export interface H2ConnectionHandler {
   onClose(): void;
 }
 
-/** The client connection preface (§3.4). */
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** Control frames (SETTINGS/PING ACKs) we may owe at once before the client counts as flooding us. */
 const MAX_OWED_CONTROL = 1000;
 /**
@@ -244,12 +243,13 @@ export class H2ServerConnection {
     this.#transient = transient;
     let at = 0;
     if (!this.#prefaceSeen) {
-      const n = Math.min(buf.length, PREFACE.length);
-      if (buf.compare(PREFACE, 0, n, 0, n) !== 0) {
+      // The client connection preface (§3.4), checked as it comes (preface.ts, as the h2c detection on the HTTP/1.1 port).
+      const state = prefaceState(buf);
+      if (state === NOT_H2) {
         this.#connectionError(PROTOCOL_ERROR, false, 'the client did not send the HTTP/2 connection preface');
         return;
       }
-      if (n < PREFACE.length) {
+      if (state === MAYBE_H2) {
         this.#keep(buf, 0, transient);
         return;
       }
@@ -744,19 +744,19 @@ export class H2ServerConnection {
   }
 
   #windowUpdate(streamId: number, increment: number): void {
-    const buf = this.#alloc(FRAME_HEADER_LENGTH + 4);
-    const at = this.#slabUsed;
-    writeFrameHeader(buf, at, 4, WINDOW_UPDATE, 0, streamId);
-    buf.writeUInt32BE(increment, at + FRAME_HEADER_LENGTH);
-    this.#slabUsed = at + FRAME_HEADER_LENGTH + 4;
-    this.#dirty();
+    this.#u32Frame(WINDOW_UPDATE, streamId, increment);
   }
 
   #rst(streamId: number, code: number): void {
+    this.#u32Frame(RST_STREAM, streamId, code);
+  }
+
+  /** A frame whose payload is one 32-bit value (WINDOW_UPDATE, RST_STREAM). */
+  #u32Frame(type: number, streamId: number, value: number): void {
     const buf = this.#alloc(FRAME_HEADER_LENGTH + 4);
     const at = this.#slabUsed;
-    writeFrameHeader(buf, at, 4, RST_STREAM, 0, streamId);
-    buf.writeUInt32BE(code, at + FRAME_HEADER_LENGTH);
+    writeFrameHeader(buf, at, 4, type, 0, streamId);
+    buf.writeUInt32BE(value, at + FRAME_HEADER_LENGTH);
     this.#slabUsed = at + FRAME_HEADER_LENGTH + 4;
     this.#dirty();
   }
